@@ -1,0 +1,31 @@
+#!/usr/bin/env bash
+# Install what the build and the tests need, skipping what is already there. Idempotent.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+need_apt=()
+command -v chromium >/dev/null || need_apt+=(chromium)
+[ -e /usr/share/vulkan/icd.d/lvp_icd.x86_64.json ] || [ -e /usr/share/vulkan/icd.d/lvp_icd.json ] || need_apt+=(mesa-vulkan-drivers)
+command -v vulkaninfo >/dev/null || need_apt+=(vulkan-tools)
+command -v wasm-opt >/dev/null || need_apt+=(binaryen)
+if [ ${#need_apt[@]} -gt 0 ]; then
+  SUDO=""; [ "$(id -u)" = 0 ] || SUDO=sudo
+  $SUDO apt-get update -q
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -q --no-install-recommends "${need_apt[@]}"
+fi
+
+rustup target list --installed | grep -q wasm32-unknown-unknown || rustup target add wasm32-unknown-unknown
+
+# wasm-bindgen-cli must match the wasm-bindgen crate in Cargo.lock exactly.
+if grep -q '^name = "wasm-bindgen"$' Cargo.lock; then
+  wb=$(awk '/^name = "wasm-bindgen"$/{getline; gsub(/version = |"/, ""); print; exit}' Cargo.lock)
+  if [ "$(wasm-bindgen --version 2>/dev/null | awk '{print $2}')" != "$wb" ]; then
+    cargo install --locked wasm-bindgen-cli --version "$wb"
+  fi
+fi
+
+if [ -f tests/package.json ] && [ ! -d tests/node_modules ]; then
+  (cd tests && npm ci --no-audit --no-fund)
+fi
+
+models/fetch.sh
