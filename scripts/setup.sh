@@ -20,11 +20,13 @@ rustup target list --installed | grep -q wasm32-unknown-unknown || rustup target
 if grep -q '^name = "wasm-bindgen"$' Cargo.lock; then
   wb=$(awk '/^name = "wasm-bindgen"$/{getline; gsub(/version = |"/, ""); print; exit}' Cargo.lock)
   if [ "$(wasm-bindgen --version 2>/dev/null | awk '{print $2}')" != "$wb" ]; then
-    cargo install --locked wasm-bindgen-cli --version "$wb"
+    # --locked can fail when the registry mirror lacks a pinned transitive crate; the CLI
+    # version itself is pinned either way.
+    cargo install --locked wasm-bindgen-cli --version "$wb" || cargo install wasm-bindgen-cli --version "$wb"
   fi
 fi
 
-if [ -f tests/package.json ] && [ ! -d tests/node_modules ]; then
+if [ ! -d tests/node_modules/playwright-core ]; then
   (cd tests && npm ci --no-audit --no-fund)
 fi
 

@@ -1,0 +1,66 @@
+//! Acquiring the GPU through wgpu: natively (Vulkan, Metal, DX12) or in a browser (WebGPU).
+
+use burn::tensor::Device;
+use burn::tensor::wgpu::{WgpuBackend, WgpuSetup};
+
+use crate::error::{LlmError, Result};
+
+/// Which GPU the engine runs on, as wgpu reports it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AdapterInfo {
+    pub name: String,
+    pub vendor: String,
+    /// Graphics API: "vulkan", "webgpu", "metal", …
+    pub backend: String,
+    pub driver: String,
+    /// "discrete", "integrated", "cpu" (a software rasteriser such as lavapipe or SwiftShader), …
+    pub device_type: String,
+}
+
+impl AdapterInfo {
+    fn from_setup(setup: &WgpuSetup) -> Self {
+        let info = setup.adapter.get_info();
+        let device_type = match info.device_type {
+            burn::tensor::wgpu::wgpu::DeviceType::DiscreteGpu => "discrete",
+            burn::tensor::wgpu::wgpu::DeviceType::IntegratedGpu => "integrated",
+            burn::tensor::wgpu::wgpu::DeviceType::VirtualGpu => "virtual",
+            burn::tensor::wgpu::wgpu::DeviceType::Cpu => "cpu",
+            burn::tensor::wgpu::wgpu::DeviceType::Other => "other",
+        };
+        Self {
+            name: info.name,
+            vendor: format!("{:#06x}", info.vendor),
+            backend: format!("{:?}", setup.backend).to_lowercase(),
+            driver: [info.driver, info.driver_info].iter().filter(|s| !s.is_empty()).cloned().collect::<Vec<_>>().join(" "),
+            device_type: device_type.into(),
+        }
+    }
+
+    /// One line for logs and `--json` output: "llvmpipe (LLVM 15.0.6, 256 bits) · vulkan".
+    pub fn summary(&self) -> String {
+        format!("{} · {}", self.name, self.backend)
+    }
+}
+
+/// The default native GPU (the best adapter wgpu finds).
+#[cfg(not(target_family = "wasm"))]
+pub fn init_native() -> Result<(Device, AdapterInfo)> {
+    let (device, setup) =
+        Device::wgpu_options().init_with_setup().map_err(|e| LlmError::Device(format!("no usable GPU adapter: {e}")))?;
+    Ok((device, AdapterInfo::from_setup(&setup)))
+}
+
+/// The browser's WebGPU adapter.
+pub async fn init_webgpu() -> Result<(Device, AdapterInfo)> {
+    let (device, setup) = Device::wgpu_options()
+        .graphics_api(WgpuBackend::WebGpu)
+        .init_with_setup_async()
+        .await
+        .map_err(|e| LlmError::Device(format!("WebGPU is not available: {e}")))?;
+    Ok((device, AdapterInfo::from_setup(&setup)))
+}
+
+/// Device memory held by burn's allocator: (bytes in use, bytes reserved).
+pub fn memory_usage(device: &Device) -> Option<(u64, u64)> {
+    device.memory_pool_usage().map(|u| (u.bytes_in_use, u.bytes_reserved))
+}

@@ -1,0 +1,284 @@
+//! Text generation, one token per call, so a caller (a terminal loop, a Web Worker's message
+//! loop) can stream, stop, or abort between any two tokens.
+//!
+//! The generator keeps the KV cache between requests together with the tokens it holds; a new
+//! prompt that starts with the same tokens only prefills what differs.
+
+use confidant_tokenizer::{ChatMessage, ChatTemplate, StreamDecoder, Tokenizer};
+use web_time::Instant;
+
+use crate::error::{LlmError, Result};
+use crate::llama::{KvCache, Llama};
+use crate::sampler::{Sampler, SamplingParams};
+
+#[derive(Debug, Clone)]
+pub struct GenerateOptions {
+    /// Most tokens to generate.
+    pub max_tokens: usize,
+    pub sampling: SamplingParams,
+    /// Keep going past end-of-generation tokens (benchmarks time exactly `max_tokens`).
+    pub ignore_eos: bool,
+    /// Reuse the cached keys and values of a shared prompt prefix.
+    pub cache_prompt: bool,
+}
+
+impl Default for GenerateOptions {
+    fn default() -> Self {
+        Self { max_tokens: 256, sampling: SamplingParams::default(), ignore_eos: false, cache_prompt: true }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FinishReason {
+    /// The model produced an end-of-generation token.
+    Stop,
+    /// `max_tokens` reached, or the context is full.
+    Length,
+}
+
+impl FinishReason {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Stop => "stop",
+            Self::Length => "length",
+        }
+    }
+}
+
+/// One generated token and the text it completes (empty while a UTF-8 sequence is partial).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Step {
+    pub token: u32,
+    pub text: String,
+}
+
+/// Counts and timings of the latest generation.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct GenerationStats {
+    pub prompt_tokens: usize,
+    /// Prompt tokens actually run; the rest came from the cache.
+    pub prefilled_tokens: usize,
+    pub completion_tokens: usize,
+    pub prefill_seconds: f64,
+    pub decode_seconds: f64,
+    /// Tokens run after the prompt (each generated token but the last).
+    pub decoded_tokens: usize,
+    pub finish_reason: Option<FinishReason>,
+}
+
+impl GenerationStats {
+    pub fn prefill_tok_s(&self) -> f64 {
+        rate(self.prefilled_tokens, self.prefill_seconds)
+    }
+
+    pub fn decode_tok_s(&self) -> f64 {
+        rate(self.decoded_tokens, self.decode_seconds)
+    }
+}
+
+fn rate(count: usize, seconds: f64) -> f64 {
+    if seconds > 0.0 { count as f64 / seconds } else { 0.0 }
+}
+
+struct Run {
+    sampler: Sampler,
+    prompt: Vec<u32>,
+    produced: Vec<u32>,
+    options: GenerateOptions,
+    stream: StreamDecoder,
+    stats: GenerationStats,
+}
+
+/// A model with its tokenizer, chat template and KV cache.
+pub struct Generator {
+    model: Llama,
+    tokenizer: Tokenizer,
+    template: ChatTemplate,
+    cache: KvCache,
+    /// The tokens whose keys and values the cache holds, in order.
+    cached: Vec<u32>,
+    run: Option<Run>,
+    last_stats: GenerationStats,
+    /// Logits that chose the latest token, before penalties: for checks against references.
+    last_logits: Vec<f32>,
+}
+
+impl Generator {
+    /// `max_context` caps the KV cache (and so device memory) below the model's own context.
+    pub fn new(model: Llama, tokenizer: Tokenizer, template: ChatTemplate, max_context: usize) -> Self {
+        let cache = model.new_cache(max_context);
+        Self { model, tokenizer, template, cache, cached: Vec::new(), run: None, last_stats: GenerationStats::default(), last_logits: Vec::new() }
+    }
+
+    /// Load everything from a GGUF held in memory.
+    pub fn from_gguf(file: &[u8], device: &burn::tensor::Device, max_context: usize) -> Result<Self> {
+        let gguf = gguf::Gguf::parse(file)?;
+        let model = Llama::load(&gguf, file, device)?;
+        let tokenizer = Tokenizer::from_gguf(&gguf)?;
+        let template = ChatTemplate::from_gguf(&gguf)?;
+        Ok(Self::new(model, tokenizer, template, max_context))
+    }
+
+    pub fn model(&self) -> &Llama {
+        &self.model
+    }
+
+    pub fn tokenizer(&self) -> &Tokenizer {
+        &self.tokenizer
+    }
+
+    pub fn template(&self) -> &ChatTemplate {
+        &self.template
+    }
+
+    pub fn context_length(&self) -> usize {
+        self.cache.max_len()
+    }
+
+    pub fn kv_cache_bytes(&self) -> usize {
+        self.cache.device_bytes()
+    }
+
+    /// Tokens of a raw prompt, as llama.cpp tokenizes one: special tokens written in the text
+    /// are recognised, and BOS is added if the model asks for it.
+    pub fn encode_raw(&self, text: &str) -> Result<Vec<u32>> {
+        Ok(self.tokenizer.encode(text, true, true)?)
+    }
+
+    /// Tokens of a conversation rendered through the model's chat template, ready for the
+    /// assistant's reply.
+    pub fn encode_chat(&self, messages: &[ChatMessage]) -> Result<Vec<u32>> {
+        let text = self.template.render(messages, true)?;
+        // Templates that write the BOS token themselves must not get a second one.
+        let writes_bos = self.tokenizer.bos_id().and_then(|b| self.tokenizer.token_text(b)).is_some_and(|b| text.starts_with(b));
+        Ok(self.tokenizer.encode(&text, !writes_bos, true)?)
+    }
+
+    /// Start generating after `prompt`. Nothing runs on the device until [`Self::step`].
+    pub fn begin(&mut self, prompt: Vec<u32>, options: GenerateOptions) -> Result<()> {
+        if prompt.is_empty() {
+            return Err(LlmError::BadRequest("the prompt is empty".into()));
+        }
+        if prompt.len() >= self.cache.max_len() {
+            return Err(LlmError::BadRequest(format!(
+                "the prompt has {} tokens; the context holds {}",
+                prompt.len(),
+                self.cache.max_len()
+            )));
+        }
+        if let Some(&bad) = prompt.iter().find(|&&t| t as usize >= self.model.config.vocab_size) {
+            return Err(LlmError::BadRequest(format!("token id {bad} is outside the vocabulary")));
+        }
+        let sampler = Sampler::new(options.sampling.clone())?;
+        // Reuse the common prefix, but always run at least the last prompt token to get logits.
+        let reuse = if options.cache_prompt {
+            self.cached.iter().zip(&prompt).take_while(|(a, b)| a == b).count().min(prompt.len() - 1)
+        } else {
+            0
+        };
+        self.cache.truncate(reuse);
+        self.cached.truncate(reuse);
+        let stats = GenerationStats { prompt_tokens: prompt.len(), prefilled_tokens: prompt.len() - reuse, ..Default::default() };
+        self.run = Some(Run { sampler, prompt, produced: Vec::new(), options, stream: StreamDecoder::new(true), stats });
+        Ok(())
+    }
+
+    /// Whether a generation is under way.
+    pub fn is_running(&self) -> bool {
+        self.run.is_some()
+    }
+
+    /// Generate the next token. `None` once the generation has finished; its stats are then in
+    /// [`Self::stats`].
+    pub async fn step(&mut self) -> Result<Option<Step>> {
+        // Taken out while the device works, so an error leaves no half-finished run behind.
+        let Some(mut run) = self.run.take() else { return Ok(None) };
+        let prefill = run.produced.is_empty();
+        let input: Vec<u32> = match run.produced.last() {
+            None => run.prompt[self.cached.len()..].to_vec(),
+            Some(&last) => vec![last],
+        };
+
+        let started = Instant::now();
+        let logits = match self.run_model(&input).await {
+            Ok(logits) => logits,
+            Err(e) => {
+                self.last_stats = run.stats;
+                return Err(e);
+            }
+        };
+        let mut logits = logits;
+        let elapsed = started.elapsed().as_secs_f64();
+        if prefill {
+            run.stats.prefill_seconds = elapsed;
+        } else {
+            run.stats.decode_seconds += elapsed;
+            run.stats.decoded_tokens += 1;
+        }
+
+        self.last_logits.clone_from(&logits);
+        let history: Vec<u32> = run.prompt.iter().chain(&run.produced).copied().collect();
+        let token = run.sampler.sample(&mut logits, &history);
+        if !run.options.ignore_eos && self.tokenizer.is_end_of_generation(token) {
+            self.finish(run, FinishReason::Stop);
+            return Ok(None);
+        }
+        run.produced.push(token);
+        run.stats.completion_tokens += 1;
+        let mut text = run.stream.push(&self.tokenizer, token)?;
+        // The next step would run `token`: stop if it would not fit.
+        let context_full = self.cached.len() + 1 >= self.cache.max_len();
+        if run.produced.len() >= run.options.max_tokens || context_full {
+            text += &run.stream.finish();
+            self.finish(run, FinishReason::Length);
+        } else {
+            self.run = Some(run);
+        }
+        Ok(Some(Step { token, text }))
+    }
+
+    /// Run `input` after the cached tokens and read back the last position's logits.
+    async fn run_model(&mut self, input: &[u32]) -> Result<Vec<f32>> {
+        let logits = self.model.forward(input, &mut self.cache, false)?;
+        let read = logits.into_data_async().await.map_err(|e| LlmError::Device(format!("{e:?}")));
+        match read.and_then(|d| d.try_into_vec::<f32>().map_err(|e| LlmError::Device(format!("{e:?}")))) {
+            Ok(logits) => {
+                self.cached.extend_from_slice(input);
+                Ok(logits)
+            }
+            Err(e) => {
+                // The cache may hold part of this step: start the next request from scratch.
+                self.cache.truncate(0);
+                self.cached.clear();
+                Err(e)
+            }
+        }
+    }
+
+    fn finish(&mut self, mut run: Run, reason: FinishReason) {
+        run.stats.finish_reason = Some(reason);
+        self.last_stats = run.stats;
+    }
+
+    /// Stop the current generation; the cache stays valid for the next request.
+    pub fn abort(&mut self) {
+        if let Some(run) = self.run.take() {
+            self.last_stats = run.stats;
+        }
+    }
+
+    /// Stats of the generation under way, or of the last one.
+    pub fn stats(&self) -> &GenerationStats {
+        self.run.as_ref().map_or(&self.last_stats, |r| &r.stats)
+    }
+
+    /// The raw logits from which the latest token was chosen (empty before the first step).
+    pub fn last_logits(&self) -> &[f32] {
+        &self.last_logits
+    }
+
+    /// The tokens generated so far by the run under way.
+    pub fn produced(&self) -> &[u32] {
+        self.run.as_ref().map_or(&[], |r| &r.produced)
+    }
+}

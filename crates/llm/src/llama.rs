@@ -1,0 +1,436 @@
+//! The llama architecture: configuration, modules, forward pass.
+//!
+//! Pre-norm decoder blocks: RMSNorm → attention with rotary position embeddings and grouped
+//! key/value heads → residual; RMSNorm → SwiGLU feed-forward → residual. A final RMSNorm and
+//! the output head (often the token embeddings, tied) give next-token logits. Names follow the
+//! GGUF tensor names (`blk.N.attn_q.weight`, …), which follow llama.cpp.
+//!
+//! GGUF stores `attn_q` and `attn_k` with rows permuted for llama.cpp's rotary embedding,
+//! which rotates adjacent pairs `(x0, x1), (x2, x3), …` of each head. So this implementation
+//! rotates adjacent pairs too, and uses the weights exactly as stored.
+
+use burn::tensor::activation::{silu, softmax};
+use burn::tensor::{Device, Int, Tensor, TensorData};
+use gguf::Gguf;
+
+use crate::error::{LlmError, Result};
+use crate::ops;
+use crate::weights::{Linear, WeightLoader, is_loadable};
+
+/// Hyper-parameters, read from the GGUF's `llama.*` metadata.
+#[derive(Debug, Clone, PartialEq)]
+pub struct LlamaConfig {
+    pub block_count: usize,
+    pub embedding_length: usize,
+    pub feed_forward_length: usize,
+    pub head_count: usize,
+    pub head_count_kv: usize,
+    pub head_dim: usize,
+    /// Leading dimensions of each head that are rotated (usually all of them).
+    pub rope_dimensions: usize,
+    pub rope_freq_base: f32,
+    /// Linear rope scaling: positions are multiplied by this (1 / scaling factor).
+    pub rope_freq_scale: f32,
+    pub rms_norm_eps: f32,
+    pub context_length: usize,
+    pub vocab_size: usize,
+    /// The output head is the token embedding matrix.
+    pub tied_embeddings: bool,
+}
+
+impl LlamaConfig {
+    /// Read and check the configuration. Fails with [`LlmError::Unsupported`] for any
+    /// architecture other than llama and for tensor types this engine cannot run, so a caller
+    /// holding only the header can refuse a model before downloading the rest.
+    pub fn from_gguf(g: &Gguf) -> Result<Self> {
+        let arch = g.architecture()?;
+        if arch != "llama" {
+            return Err(LlmError::Unsupported(format!(
+                "architecture {arch:?}: this engine runs llama-architecture models only"
+            )));
+        }
+        let int = |key: &str| -> Result<usize> {
+            let v = g.get_u64(&format!("llama.{key}"))?;
+            usize::try_from(v).map_err(|_| LlmError::Unsupported(format!("llama.{key} = {v} is too large")))
+        };
+        let int_or = |key: &str, default: usize| -> Result<usize> {
+            if g.get(&format!("llama.{key}")).is_some() { int(key) } else { Ok(default) }
+        };
+        let float_or = |key: &str, default: f32| -> Result<f32> {
+            match g.get(&format!("llama.{key}")) {
+                Some(_) => Ok(g.get_f64(&format!("llama.{key}"))? as f32),
+                None => Ok(default),
+            }
+        };
+
+        let embedding_length = int("embedding_length")?;
+        let head_count = int("attention.head_count")?;
+        if head_count == 0 || embedding_length == 0 {
+            return Err(LlmError::Unsupported("zero heads or zero embedding length".into()));
+        }
+        let head_count_kv = int_or("attention.head_count_kv", head_count)?;
+        if head_count_kv == 0 || head_count % head_count_kv != 0 {
+            return Err(LlmError::Unsupported(format!(
+                "{head_count} attention heads cannot share {head_count_kv} key/value heads evenly"
+            )));
+        }
+        let head_dim = int_or("attention.key_length", embedding_length / head_count)?;
+        let value_dim = int_or("attention.value_length", head_dim)?;
+        if value_dim != head_dim || head_dim % 2 != 0 {
+            return Err(LlmError::Unsupported(format!("head sizes key {head_dim} / value {value_dim}")));
+        }
+        let rope_dimensions = int_or("rope.dimension_count", head_dim)?;
+        if rope_dimensions > head_dim || rope_dimensions % 2 != 0 {
+            return Err(LlmError::Unsupported(format!("rope dimension count {rope_dimensions}")));
+        }
+        let rope_freq_scale = match g.get("llama.rope.scaling.type").and_then(|v| v.as_str()) {
+            None | Some("none") => 1.0,
+            Some("linear") => 1.0 / float_or("rope.scaling.factor", 1.0)?.max(1e-6),
+            Some(other) => return Err(LlmError::Unsupported(format!("rope scaling {other:?}"))),
+        };
+        let vocab_size = match g.get("llama.vocab_size") {
+            Some(_) => int("vocab_size")?,
+            None => g.get_array("tokenizer.ggml.tokens")?.len(),
+        };
+
+        let config = Self {
+            block_count: int("block_count")?,
+            embedding_length,
+            feed_forward_length: int("feed_forward_length")?,
+            head_count,
+            head_count_kv,
+            head_dim,
+            rope_dimensions,
+            rope_freq_base: float_or("rope.freq_base", 10_000.0)?,
+            rope_freq_scale,
+            rms_norm_eps: float_or("attention.layer_norm_rms_epsilon", 1e-5)?,
+            context_length: int_or("context_length", 2048)?,
+            vocab_size,
+            tied_embeddings: g.tensor("output.weight").is_none(),
+        };
+        config.check_tensors(g)?;
+        Ok(config)
+    }
+
+    /// Every tensor the forward pass needs exists, with a type this engine can run.
+    fn check_tensors(&self, g: &Gguf) -> Result<()> {
+        let mut names = vec!["token_embd.weight".to_string(), "output_norm.weight".to_string()];
+        if !self.tied_embeddings {
+            names.push("output.weight".into());
+        }
+        for i in 0..self.block_count {
+            for part in ["attn_norm", "attn_q", "attn_k", "attn_v", "attn_output", "ffn_norm", "ffn_gate", "ffn_up", "ffn_down"] {
+                names.push(format!("blk.{i}.{part}.weight"));
+            }
+        }
+        for name in names {
+            let info = g.tensor(&name).ok_or_else(|| LlmError::Unsupported(format!("missing tensor {name}")))?;
+            if !is_loadable(info.ty) {
+                return Err(LlmError::Unsupported(format!(
+                    "tensor {name} is {}; supported types are F32, F16, BF16, Q4_0, Q4_1, Q5_0, Q5_1, Q8_0, Q4_K, Q5_K, Q6_K",
+                    info.ty
+                )));
+            }
+        }
+        Ok(())
+    }
+
+    /// Number of weights, for display.
+    pub fn parameter_count(&self) -> u64 {
+        let (d, f, kv) = (self.embedding_length as u64, self.feed_forward_length as u64, (self.head_count_kv * self.head_dim) as u64);
+        let q = (self.head_count * self.head_dim) as u64;
+        let block = d * q + 2 * d * kv + q * d + 3 * d * f + 2 * d;
+        let embed = self.vocab_size as u64 * d;
+        embed * if self.tied_embeddings { 1 } else { 2 } + self.block_count as u64 * block + d
+    }
+}
+
+struct Attention {
+    q: Linear,
+    k: Linear,
+    v: Linear,
+    output: Linear,
+}
+
+struct FeedForward {
+    gate: Linear,
+    up: Linear,
+    down: Linear,
+}
+
+struct Block {
+    attn_norm: Tensor<1>,
+    attn: Attention,
+    ffn_norm: Tensor<1>,
+    ffn: FeedForward,
+}
+
+/// A llama model on the device.
+pub struct Llama {
+    pub config: LlamaConfig,
+    token_embd: Linear,
+    blocks: Vec<Block>,
+    output_norm: Tensor<1>,
+    /// `None` when tied to `token_embd`.
+    output: Option<Linear>,
+    /// Per-pair frequency divisors (`rope_freqs.weight`, Llama 3.1+).
+    rope_freq_factors: Option<Vec<f32>>,
+    device: Device,
+}
+
+/// Keys and values of every position seen so far, per block: `[kv_heads, capacity, head_dim]`.
+pub struct KvCache {
+    layers: Vec<(Tensor<3>, Tensor<3>)>,
+    len: usize,
+    capacity: usize,
+    max: usize,
+}
+
+impl KvCache {
+    /// Positions held.
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    /// The most positions this cache will hold (the model's context length, or less).
+    pub fn max_len(&self) -> usize {
+        self.max
+    }
+
+    /// Forget every position from `len` on; the first `len` stay valid for reuse.
+    pub fn truncate(&mut self, len: usize) {
+        self.len = self.len.min(len);
+    }
+
+    /// Device bytes held by the cache.
+    pub fn device_bytes(&self) -> usize {
+        self.layers.iter().map(|(k, v)| (k.shape().num_elements() + v.shape().num_elements()) * 4).sum()
+    }
+
+    /// Make room for `needed` positions, doubling so appends stay amortised O(1).
+    fn reserve(&mut self, needed: usize) {
+        if needed <= self.capacity {
+            return;
+        }
+        let new_capacity = needed.max(self.capacity * 2).max(256).next_multiple_of(64).min(self.max);
+        for (k, v) in &mut self.layers {
+            let [heads, _, dim] = k.dims();
+            let grow = |old: &Tensor<3>| {
+                let fresh = Tensor::<3>::zeros([heads, new_capacity, dim], &old.device());
+                if self.len == 0 { fresh } else { fresh.slice_assign([0..heads, 0..self.len, 0..dim], old.clone().slice([0..heads, 0..self.len, 0..dim])) }
+            };
+            *k = grow(k);
+            *v = grow(v);
+        }
+        self.capacity = new_capacity;
+    }
+}
+
+fn rms_norm(x: Tensor<2>, weight: &Tensor<1>, eps: f32) -> Tensor<2> {
+    let mean_square = x.clone().powi_scalar(2).mean_dim(1);
+    x * (mean_square + eps as f64).sqrt().recip() * weight.clone().unsqueeze::<2>()
+}
+
+impl Llama {
+    /// Upload the weights of a llama GGUF held in memory.
+    pub fn load(gguf: &Gguf, file: &[u8], device: &Device) -> Result<Self> {
+        let config = LlamaConfig::from_gguf(gguf)?;
+        gguf.check_data(file.len() as u64)?;
+        let w = WeightLoader { gguf, file, device };
+        let c = &config;
+        let (d, q_dim, kv_dim) = (c.embedding_length, c.head_count * c.head_dim, c.head_count_kv * c.head_dim);
+
+        let token_embd = w.linear("token_embd.weight", c.vocab_size, d)?;
+        let mut blocks = Vec::with_capacity(c.block_count);
+        for i in 0..c.block_count {
+            let name = |part: &str| format!("blk.{i}.{part}.weight");
+            blocks.push(Block {
+                attn_norm: w.vector(&name("attn_norm"), d)?,
+                attn: Attention {
+                    q: w.linear(&name("attn_q"), q_dim, d)?,
+                    k: w.linear(&name("attn_k"), kv_dim, d)?,
+                    v: w.linear(&name("attn_v"), kv_dim, d)?,
+                    output: w.linear(&name("attn_output"), d, q_dim)?,
+                },
+                ffn_norm: w.vector(&name("ffn_norm"), d)?,
+                ffn: FeedForward {
+                    gate: w.linear(&name("ffn_gate"), c.feed_forward_length, d)?,
+                    up: w.linear(&name("ffn_up"), c.feed_forward_length, d)?,
+                    down: w.linear(&name("ffn_down"), d, c.feed_forward_length)?,
+                },
+            });
+        }
+        let output = if c.tied_embeddings { None } else { Some(w.linear("output.weight", c.vocab_size, d)?) };
+        let rope_freq_factors = match gguf.tensor("rope_freqs.weight") {
+            Some(info) => {
+                let factors = gguf::dequantize(info.ty, gguf.tensor_data(file, info)?)?;
+                if factors.len() != c.rope_dimensions / 2 {
+                    return Err(LlmError::Unsupported(format!("rope_freqs.weight has {} entries", factors.len())));
+                }
+                Some(factors)
+            }
+            None => None,
+        };
+        Ok(Self {
+            output_norm: w.vector("output_norm.weight", d)?,
+            config,
+            token_embd,
+            blocks,
+            output,
+            rope_freq_factors,
+            device: device.clone(),
+        })
+    }
+
+    pub fn device(&self) -> &Device {
+        &self.device
+    }
+
+    /// A cache for up to `max_len` positions (capped at the model's context length).
+    pub fn new_cache(&self, max_len: usize) -> KvCache {
+        let c = &self.config;
+        let empty = || Tensor::<3>::zeros([c.head_count_kv, 0, c.head_dim], &self.device);
+        KvCache {
+            layers: (0..c.block_count).map(|_| (empty(), empty())).collect(),
+            len: 0,
+            capacity: 0,
+            max: max_len.min(c.context_length).max(1),
+        }
+    }
+
+    /// Device bytes held by the weights.
+    pub fn device_bytes(&self) -> usize {
+        let linears = self.blocks.iter().flat_map(|b| [&b.attn.q, &b.attn.k, &b.attn.v, &b.attn.output, &b.ffn.gate, &b.ffn.up, &b.ffn.down]);
+        let norms = (2 * self.blocks.len() + 1) * self.config.embedding_length * 4;
+        linears.chain([&self.token_embd]).chain(self.output.as_ref()).map(Linear::device_bytes).sum::<usize>() + norms
+    }
+
+    /// cos and sin of each rotated pair's angle at each position, `[positions, rope_dimensions / 2]`,
+    /// computed as ggml's `rope_f32` does (a running product of the frequency ratio, in f32).
+    fn rope_tables(&self, start: usize, count: usize) -> (Tensor<2>, Tensor<2>) {
+        let c = &self.config;
+        let pairs = c.rope_dimensions / 2;
+        let ratio = c.rope_freq_base.powf(-2.0 / c.rope_dimensions as f32);
+        let mut cos = Vec::with_capacity(count * pairs);
+        let mut sin = Vec::with_capacity(count * pairs);
+        for p in start..start + count {
+            let mut theta = p as f32;
+            for i in 0..pairs {
+                let factor = self.rope_freq_factors.as_ref().map_or(1.0, |f| f[i]);
+                let angle = c.rope_freq_scale * theta / factor;
+                cos.push(angle.cos());
+                sin.push(angle.sin());
+                theta *= ratio;
+            }
+        }
+        (
+            Tensor::from_data(TensorData::new(cos, [count, pairs]), &self.device),
+            Tensor::from_data(TensorData::new(sin, [count, pairs]), &self.device),
+        )
+    }
+
+    /// Causal mask for `count` new positions after `start` cached ones, with the query rows laid
+    /// out as `group × count` (see [`Self::attention`]): 0 where visible, -inf elsewhere.
+    fn causal_mask(&self, start: usize, count: usize, group: usize) -> Tensor<3> {
+        let total = start + count;
+        let mut mask = Vec::with_capacity(group * count * total);
+        for _ in 0..group {
+            for t in 0..count {
+                mask.extend((0..total).map(|s| if s <= start + t { 0.0 } else { f32::NEG_INFINITY }));
+            }
+        }
+        Tensor::from_data(TensorData::new(mask, [1, group * count, total]), &self.device)
+    }
+
+    /// Run `tokens` through the model after the positions already in `cache`, appending their
+    /// keys and values. Returns logits `[1, vocab]` for the last token, or `[tokens, vocab]` for
+    /// all of them when `all_logits`.
+    pub fn forward(&self, tokens: &[u32], cache: &mut KvCache, all_logits: bool) -> Result<Tensor<2>> {
+        let c = &self.config;
+        let count = tokens.len();
+        let start = cache.len;
+        if count == 0 {
+            return Err(LlmError::BadRequest("no tokens to run".into()));
+        }
+        if start + count > cache.max {
+            return Err(LlmError::BadRequest(format!(
+                "{} positions do not fit the context of {} tokens",
+                start + count,
+                cache.max
+            )));
+        }
+        if let Some(&bad) = tokens.iter().find(|&&t| t as usize >= c.vocab_size) {
+            return Err(LlmError::BadRequest(format!("token id {bad} is outside the vocabulary of {}", c.vocab_size)));
+        }
+        cache.reserve(start + count);
+
+        let ids: Vec<i32> = tokens.iter().map(|&t| t as i32).collect();
+        let ids = Tensor::<1, Int>::from_data(TensorData::new(ids, [count]), &self.device);
+        let mut x = self.token_embd.rows(ids);
+        let (cos, sin) = self.rope_tables(start, count);
+        let group = c.head_count / c.head_count_kv;
+        let mask = (count > 1).then(|| self.causal_mask(start, count, group));
+
+        for (block, (k_cache, v_cache)) in self.blocks.iter().zip(&mut cache.layers) {
+            let h = rms_norm(x.clone(), &block.attn_norm, c.rms_norm_eps);
+            let attn = self.attention(&block.attn, h, start, &cos, &sin, mask.as_ref(), k_cache, v_cache);
+            x = x + attn;
+            let h = rms_norm(x.clone(), &block.ffn_norm, c.rms_norm_eps);
+            let ffn = &block.ffn;
+            x = x + ffn.down.forward(silu(ffn.gate.forward(h.clone())) * ffn.up.forward(h));
+        }
+        cache.len = start + count;
+
+        let x = if all_logits { x } else { x.slice([count - 1..count, 0..c.embedding_length]) };
+        let x = rms_norm(x, &self.output_norm, c.rms_norm_eps);
+        Ok(self.output.as_ref().unwrap_or(&self.token_embd).forward(x))
+    }
+
+    /// Self-attention of the new positions over every cached one.
+    ///
+    /// Query heads that share a key/value head are stacked, so one batched matmul per kv head
+    /// serves the whole group: queries `[kv_heads, group × count, head_dim]`.
+    #[allow(clippy::too_many_arguments)]
+    fn attention(
+        &self,
+        attn: &Attention,
+        x: Tensor<2>,
+        start: usize,
+        cos: &Tensor<2>,
+        sin: &Tensor<2>,
+        mask: Option<&Tensor<3>>,
+        k_cache: &mut Tensor<3>,
+        v_cache: &mut Tensor<3>,
+    ) -> Tensor<2> {
+        let c = &self.config;
+        let [count, _] = x.dims();
+        let (kv_heads, dim) = (c.head_count_kv, c.head_dim);
+        let group = c.head_count / kv_heads;
+        let total = start + count;
+
+        let q = ops::rope(attn.q.forward(x.clone()), cos, sin, c.head_count, dim, c.rope_dimensions);
+        let k = ops::rope(attn.k.forward(x.clone()), cos, sin, kv_heads, dim, c.rope_dimensions);
+        let v = attn.v.forward(x);
+
+        // Append this step's keys and values: [count, kv_heads × dim] → [kv_heads, count, dim].
+        let to_cache = |t: Tensor<2>| t.reshape([count, kv_heads, dim]).swap_dims(0, 1);
+        *k_cache = k_cache.clone().slice_assign([0..kv_heads, start..total, 0..dim], to_cache(k));
+        *v_cache = v_cache.clone().slice_assign([0..kv_heads, start..total, 0..dim], to_cache(v));
+        let keys = k_cache.clone().slice([0..kv_heads, 0..total, 0..dim]);
+        let values = v_cache.clone().slice([0..kv_heads, 0..total, 0..dim]);
+
+        // Query head h uses kv head h / group: [count, kv, group, dim] → [kv, group × count, dim].
+        let q = q.reshape([count, kv_heads, group, dim]).permute([1, 2, 0, 3]).reshape([kv_heads, group * count, dim]);
+        let mut scores = q.matmul(keys.swap_dims(1, 2)) * (1.0 / (dim as f64).sqrt());
+        if let Some(mask) = mask {
+            scores = scores + mask.clone();
+        }
+        let out = softmax(scores, 2).matmul(values);
+        let out = out.reshape([kv_heads, group, count, dim]).permute([2, 0, 1, 3]).reshape([count, c.head_count * dim]);
+        attn.output.forward(out)
+    }
+}

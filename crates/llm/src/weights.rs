@@ -1,0 +1,189 @@
+//! Weights on the device, in the form the kernels read.
+//!
+//! A GGUF quantized matrix becomes a [`QuantMatrix`]: its values packed into `u32` words
+//! (eight 4-bit or four 8-bit values each) plus one f32 scale and offset per group. ggml's
+//! block formats all reduce to that form without changing a single weight (see
+//! [`gguf::unpack`]): Q4_0, Q4_1 and Q4_K pack to 4 bits; Q5_0, Q5_1, Q5_K, Q6_K and Q8_0 to 8.
+//! Float matrices (F32, F16, BF16) are kept as f32 and multiplied with burn's own matmul.
+
+use burn::backend::Dispatch;
+use burn::tensor::{Device, Int, Tensor, TensorData};
+use gguf::{GgmlType, Gguf, TensorInfo};
+
+use crate::error::{LlmError, Result};
+use crate::kernels::LlmKernels;
+
+/// A `[rows, cols]` matrix whose values stay quantized on the device.
+#[derive(Clone, Debug)]
+pub struct QuantMatrix {
+    /// Packed values, `rows * cols / (32 / bits)` words (stored as i32: burn's int type).
+    packed: Tensor<1, Int>,
+    scale: Tensor<1>,
+    offset: Tensor<1>,
+    pub rows: usize,
+    pub cols: usize,
+    pub bits: u32,
+    pub group: usize,
+}
+
+/// A weight matrix `[out, in]` used as `y = x · Wᵀ`.
+#[derive(Clone, Debug)]
+pub enum Linear {
+    Quant(QuantMatrix),
+    /// Stored transposed, `[in, out]`, so the product is a plain matmul.
+    Dense(Tensor<2>),
+}
+
+impl Linear {
+    pub fn out_features(&self) -> usize {
+        match self {
+            Self::Quant(q) => q.rows,
+            Self::Dense(w) => w.dims()[1],
+        }
+    }
+
+    pub fn in_features(&self) -> usize {
+        match self {
+            Self::Quant(q) => q.cols,
+            Self::Dense(w) => w.dims()[0],
+        }
+    }
+
+    /// `x [t, in] → [t, out]`.
+    pub fn forward(&self, x: Tensor<2>) -> Tensor<2> {
+        match self {
+            Self::Quant(q) => Tensor::from_dispatch(Dispatch::quant_matmul(
+                x.into_dispatch(),
+                q.packed.clone().into_dispatch(),
+                q.scale.clone().into_dispatch(),
+                q.offset.clone().into_dispatch(),
+                q.rows,
+                q.bits,
+                q.group,
+            )),
+            Self::Dense(w) => x.matmul(w.clone()),
+        }
+    }
+
+    /// Rows `ids` of the matrix as f32 `[ids.len(), in]`: the embedding look-up.
+    pub fn rows(&self, ids: Tensor<1, Int>) -> Tensor<2> {
+        match self {
+            Self::Quant(q) => Tensor::from_dispatch(Dispatch::quant_rows(
+                ids.into_dispatch(),
+                q.packed.clone().into_dispatch(),
+                q.scale.clone().into_dispatch(),
+                q.offset.clone().into_dispatch(),
+                q.cols,
+                q.bits,
+                q.group,
+            )),
+            Self::Dense(w) => w.clone().transpose().select(0, ids),
+        }
+    }
+
+    /// Bytes the matrix takes on the device.
+    pub fn device_bytes(&self) -> usize {
+        match self {
+            Self::Quant(q) => q.rows * q.cols * q.bits as usize / 8 + 8 * q.rows * q.cols / q.group,
+            Self::Dense(w) => w.shape().num_elements() * 4,
+        }
+    }
+}
+
+/// Tensor types whose matrices stay quantized on the device.
+pub fn is_quantized_on_device(ty: GgmlType) -> bool {
+    matches!(
+        ty,
+        GgmlType::Q4_0
+            | GgmlType::Q4_1
+            | GgmlType::Q4K
+            | GgmlType::Q5_0
+            | GgmlType::Q5_1
+            | GgmlType::Q5K
+            | GgmlType::Q6K
+            | GgmlType::Q8_0
+    )
+}
+
+/// Tensor types this engine can load at all.
+pub fn is_loadable(ty: GgmlType) -> bool {
+    is_quantized_on_device(ty) || matches!(ty, GgmlType::F32 | GgmlType::F16 | GgmlType::BF16)
+}
+
+/// Reads named tensors out of a GGUF held in memory and uploads them.
+pub struct WeightLoader<'a> {
+    pub gguf: &'a Gguf,
+    pub file: &'a [u8],
+    pub device: &'a Device,
+}
+
+impl WeightLoader<'_> {
+    pub fn info(&self, name: &str) -> Result<&TensorInfo> {
+        self.gguf.tensor(name).ok_or_else(|| LlmError::Format(gguf::GgufError::MissingTensor(name.into())))
+    }
+
+    pub fn has(&self, name: &str) -> bool {
+        self.gguf.tensor(name).is_some()
+    }
+
+    fn data(&self, info: &TensorInfo) -> Result<&[u8]> {
+        Ok(self.gguf.tensor_data(self.file, info)?)
+    }
+
+    fn check_shape(info: &TensorInfo, dims: &[usize]) -> Result<()> {
+        // GGUF lists dims innermost first; callers give them outermost first.
+        let want: Vec<u64> = dims.iter().rev().map(|&d| d as u64).collect();
+        if info.dims != want {
+            return Err(LlmError::Unsupported(format!(
+                "tensor {} has shape {:?}, expected {:?} for this model's configuration",
+                info.name,
+                info.dims.iter().rev().collect::<Vec<_>>(),
+                dims
+            )));
+        }
+        Ok(())
+    }
+
+    /// A 1-D f32 vector (norm weights).
+    pub fn vector(&self, name: &str, len: usize) -> Result<Tensor<1>> {
+        let info = self.info(name)?;
+        Self::check_shape(info, &[len])?;
+        let values = gguf::dequantize(info.ty, self.data(info)?)?;
+        Ok(Tensor::from_data(TensorData::new(values, [len]), self.device))
+    }
+
+    /// A `[rows, cols]` weight matrix, quantized on the device when its type allows.
+    pub fn linear(&self, name: &str, rows: usize, cols: usize) -> Result<Linear> {
+        let info = self.info(name)?;
+        Self::check_shape(info, &[rows, cols])?;
+        let data = self.data(info)?;
+        if is_quantized_on_device(info.ty) {
+            let groups = gguf::unpack(info.ty, data)?;
+            let bits = if groups.bits <= 4 { 4 } else { 8 };
+            let per_word = 32 / bits as usize;
+            // Groups span whole words and rows hold whole groups, so words never straddle rows.
+            let packed: Vec<i32> = groups
+                .q
+                .chunks_exact(per_word)
+                .map(|chunk| chunk.iter().enumerate().fold(0u32, |w, (i, &q)| w | (q as u32) << (i as u32 * bits)) as i32)
+                .collect();
+            let words = packed.len();
+            let n_groups = groups.scale.len();
+            Ok(Linear::Quant(QuantMatrix {
+                packed: Tensor::from_data(TensorData::new(packed, [words]), self.device),
+                scale: Tensor::from_data(TensorData::new(groups.scale, [n_groups]), self.device),
+                offset: Tensor::from_data(TensorData::new(groups.offset, [n_groups]), self.device),
+                rows,
+                cols,
+                bits,
+                group: groups.group,
+            }))
+        } else if is_loadable(info.ty) {
+            let values = gguf::dequantize(info.ty, data)?;
+            let w = Tensor::<2>::from_data(TensorData::new(values, [rows, cols]), self.device);
+            Ok(Linear::Dense(w.transpose()))
+        } else {
+            Err(LlmError::Unsupported(format!("tensor {} has type {}, which this engine cannot run", info.name, info.ty)))
+        }
+    }
+}

@@ -1,0 +1,290 @@
+//! The engine for JavaScript: load a GGUF from bytes, generate on the browser's WebGPU one token
+//! per call. The npm package (pkg/) wraps this in a Web Worker; nothing else binds to JS.
+//!
+//! Errors reach JS as `Error` objects with a `code` property (`model_format`,
+//! `unsupported_model`, `webgpu_unavailable`, `device_lost`, `bad_request`) and a readable
+//! message.
+
+use std::cell::RefCell;
+use std::rc::Rc;
+
+use llm::device::AdapterInfo;
+use llm::{ChatMessage, GenerateOptions, Generator, LlmError, ModelInfo, SamplingParams};
+use serde::{Deserialize, Serialize};
+use wasm_bindgen::prelude::*;
+
+fn js_error(code: &str, message: &str) -> JsValue {
+    let error = js_sys::Error::new(message);
+    let _ = js_sys::Reflect::set(&error, &"code".into(), &code.into());
+    error.into()
+}
+
+fn llm_error(e: LlmError) -> JsValue {
+    js_error(e.code(), &e.to_string())
+}
+
+fn to_js<T: Serialize>(value: &T) -> Result<JsValue, JsValue> {
+    value
+        .serialize(&serde_wasm_bindgen::Serializer::json_compatible())
+        .map_err(|e| js_error("bad_request", &e.to_string()))
+}
+
+fn from_js<T: for<'de> Deserialize<'de>>(value: JsValue, what: &str) -> Result<T, JsValue> {
+    serde_wasm_bindgen::from_value(value).map_err(|e| js_error("bad_request", &format!("{what}: {e}")))
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct ModelInfoJs {
+    name: String,
+    arch: String,
+    params: u64,
+    quant: String,
+    context_length: usize,
+    vocab_size: usize,
+    layers: usize,
+}
+
+impl From<&ModelInfo> for ModelInfoJs {
+    fn from(m: &ModelInfo) -> Self {
+        Self {
+            name: m.name.clone(),
+            arch: m.architecture.clone(),
+            params: m.parameters,
+            quant: m.quantization.clone(),
+            context_length: m.context_length,
+            vocab_size: m.vocab_size,
+            layers: m.layers,
+        }
+    }
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct AdapterJs {
+    name: String,
+    vendor: String,
+    backend: String,
+    driver: String,
+    device_type: String,
+}
+
+impl From<&AdapterInfo> for AdapterJs {
+    fn from(a: &AdapterInfo) -> Self {
+        Self { name: a.name.clone(), vendor: a.vendor.clone(), backend: a.backend.clone(), driver: a.driver.clone(), device_type: a.device_type.clone() }
+    }
+}
+
+/// Generation options as JS passes them (OpenAI-style names).
+#[derive(Deserialize, Default)]
+#[serde(default)]
+struct OptionsJs {
+    max_tokens: Option<usize>,
+    temperature: Option<f32>,
+    top_k: Option<usize>,
+    top_p: Option<f32>,
+    min_p: Option<f32>,
+    repeat_penalty: Option<f32>,
+    seed: Option<u64>,
+    ignore_eos: Option<bool>,
+    cache_prompt: Option<bool>,
+}
+
+impl OptionsJs {
+    fn into_options(self) -> GenerateOptions {
+        let d = SamplingParams::default();
+        GenerateOptions {
+            max_tokens: self.max_tokens.unwrap_or(256),
+            sampling: SamplingParams {
+                temperature: self.temperature.unwrap_or(d.temperature),
+                top_k: self.top_k.unwrap_or(d.top_k),
+                top_p: self.top_p.unwrap_or(d.top_p),
+                min_p: self.min_p.unwrap_or(d.min_p),
+                repeat_penalty: self.repeat_penalty.unwrap_or(d.repeat_penalty),
+                seed: self.seed.unwrap_or(d.seed),
+                ..d
+            },
+            ignore_eos: self.ignore_eos.unwrap_or(false),
+            cache_prompt: self.cache_prompt.unwrap_or(true),
+        }
+    }
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct StepJs {
+    token: u32,
+    text: String,
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct StatsJs {
+    prompt_tokens: usize,
+    prefilled_tokens: usize,
+    completion_tokens: usize,
+    prefill_tok_s: f64,
+    decode_tok_s: f64,
+    finish_reason: Option<&'static str>,
+}
+
+thread_local! {
+    /// The WebGPU device, acquired once per page or worker: burn's runtime cannot be set up twice.
+    static DEVICE: RefCell<Option<(llm::Device, AdapterInfo)>> = const { RefCell::new(None) };
+}
+
+async fn device() -> Result<(llm::Device, AdapterInfo), JsValue> {
+    if let Some(found) = DEVICE.with(|d| d.borrow().clone()) {
+        return Ok(found);
+    }
+    let acquired = llm::device::init_webgpu().await.map_err(|e| js_error("webgpu_unavailable", &e.to_string()))?;
+    DEVICE.with(|d| *d.borrow_mut() = Some(acquired.clone()));
+    Ok(acquired)
+}
+
+/// Describe a GGUF from its first bytes and check that the engine can run it. `fileLength` is
+/// the whole file's size. Throws `unsupported_model` or `model_format`; a prefix too short for
+/// the header throws with code `need_more_bytes` and a `needed` property (a lower bound).
+#[wasm_bindgen(js_name = inspectModel)]
+pub fn inspect_model(prefix: &[u8], file_length: f64) -> Result<JsValue, JsValue> {
+    let parsed = gguf::Gguf::parse_prefix(prefix, file_length as u64);
+    let header = match parsed {
+        Ok(h) => h,
+        Err(gguf::GgufError::Truncated { needed, .. }) if (prefix.len() as f64) < file_length => {
+            let error = js_error("need_more_bytes", "the header continues past the bytes given");
+            let _ = js_sys::Reflect::set(&error, &"needed".into(), &(needed as f64).into());
+            return Err(error);
+        }
+        Err(e) => return Err(llm_error(e.into())),
+    };
+    let info = ModelInfo::from_gguf(&header).map_err(llm_error)?;
+    to_js(&ModelInfoJs::from(&info))
+}
+
+struct Inner {
+    generator: Generator,
+    adapter: AdapterInfo,
+    model: ModelInfo,
+}
+
+/// A loaded model on the GPU. Calls must not overlap: wait for each promise before the next.
+#[wasm_bindgen]
+pub struct Engine {
+    inner: Rc<RefCell<Inner>>,
+}
+
+#[wasm_bindgen]
+impl Engine {
+    /// Load a GGUF held in `bytes` onto the WebGPU device. `maxContext` caps prompt + reply.
+    pub async fn load(bytes: Vec<u8>, max_context: usize) -> Result<Engine, JsValue> {
+        console_error_panic_hook::set_once();
+        let header = gguf::Gguf::parse(&bytes).map_err(|e| llm_error(e.into()))?;
+        let model = ModelInfo::from_gguf(&header).map_err(llm_error)?;
+        let (device, adapter) = device().await?;
+        let generator = Generator::from_gguf(&bytes, &device, max_context.max(16)).map_err(llm_error)?;
+        Ok(Engine { inner: Rc::new(RefCell::new(Inner { generator, adapter, model })) })
+    }
+
+    /// `{ backend, adapter, model: { name, arch, params, quant, contextLength, … } }`
+    pub fn info(&self) -> Result<JsValue, JsValue> {
+        #[derive(Serialize)]
+        #[serde(rename_all = "camelCase")]
+        struct Info {
+            backend: &'static str,
+            adapter: AdapterJs,
+            model: ModelInfoJs,
+            context_length: usize,
+        }
+        let inner = self.inner.borrow();
+        to_js(&Info {
+            backend: "webgpu",
+            adapter: (&inner.adapter).into(),
+            model: (&inner.model).into(),
+            context_length: inner.generator.context_length(),
+        })
+    }
+
+    /// Token ids of a raw prompt (special tokens in the text recognised, as llama.cpp does).
+    #[wasm_bindgen(js_name = encodeRaw)]
+    pub fn encode_raw(&self, text: &str) -> Result<Vec<u32>, JsValue> {
+        self.inner.borrow().generator.encode_raw(text).map_err(llm_error)
+    }
+
+    /// Token ids of `[{ role, content }]` rendered through the model's chat template.
+    #[wasm_bindgen(js_name = encodeChat)]
+    pub fn encode_chat(&self, messages: JsValue) -> Result<Vec<u32>, JsValue> {
+        #[derive(Deserialize)]
+        struct Message {
+            role: String,
+            content: String,
+        }
+        let messages: Vec<Message> = from_js(messages, "messages")?;
+        let messages: Vec<ChatMessage> = messages.into_iter().map(|m| ChatMessage::new(m.role, m.content)).collect();
+        self.inner.borrow().generator.encode_chat(&messages).map_err(llm_error)
+    }
+
+    /// The chat template's text for `[{ role, content }]`, for debugging views.
+    #[wasm_bindgen(js_name = renderChat)]
+    pub fn render_chat(&self, messages: JsValue) -> Result<String, JsValue> {
+        #[derive(Deserialize)]
+        struct Message {
+            role: String,
+            content: String,
+        }
+        let messages: Vec<Message> = from_js(messages, "messages")?;
+        let messages: Vec<ChatMessage> = messages.into_iter().map(|m| ChatMessage::new(m.role, m.content)).collect();
+        self.inner.borrow().generator.template().render(&messages, true).map_err(|e| llm_error(e.into()))
+    }
+
+    pub fn decode(&self, ids: Vec<u32>) -> Result<String, JsValue> {
+        self.inner.borrow().generator.tokenizer().decode(&ids, true).map_err(|e| llm_error(e.into()))
+    }
+
+    /// Start generating after `prompt` (token ids) with OpenAI-style options
+    /// (`max_tokens`, `temperature`, `top_k`, `top_p`, `min_p`, `repeat_penalty`, `seed`,
+    /// `ignore_eos`, `cache_prompt`).
+    pub fn begin(&self, prompt: Vec<u32>, options: JsValue) -> Result<(), JsValue> {
+        let options: OptionsJs = if options.is_undefined() || options.is_null() { OptionsJs::default() } else { from_js(options, "options")? };
+        self.inner.borrow_mut().generator.begin(prompt, options.into_options()).map_err(llm_error)
+    }
+
+    /// The next token: resolves to `{ token, text }`, or `null` when the generation is over.
+    pub fn step(&self) -> js_sys::Promise {
+        let inner = self.inner.clone();
+        wasm_bindgen_futures::future_to_promise(async move {
+            // Calls never overlap (the worker serialises them), so the borrow is never contended.
+            let mut inner = inner.try_borrow_mut().map_err(|_| js_error("bad_request", "a step is already running"))?;
+            match inner.generator.step().await.map_err(llm_error)? {
+                Some(step) => to_js(&StepJs { token: step.token, text: step.text }),
+                None => Ok(JsValue::NULL),
+            }
+        })
+    }
+
+    /// Raw logits of `ids` at the latest step (for checks against reference implementations).
+    #[wasm_bindgen(js_name = lastLogits)]
+    pub fn last_logits(&self, ids: Vec<u32>) -> Vec<f32> {
+        let inner = self.inner.borrow();
+        let logits = inner.generator.last_logits();
+        ids.iter().map(|&i| logits.get(i as usize).copied().unwrap_or(f32::NAN)).collect()
+    }
+
+    /// Stop the generation under way; the engine stays usable.
+    pub fn abort(&self) {
+        self.inner.borrow_mut().generator.abort();
+    }
+
+    /// Counts, speeds and finish reason of the current or last generation.
+    pub fn stats(&self) -> Result<JsValue, JsValue> {
+        let inner = self.inner.borrow();
+        let s = inner.generator.stats();
+        to_js(&StatsJs {
+            prompt_tokens: s.prompt_tokens,
+            prefilled_tokens: s.prefilled_tokens,
+            completion_tokens: s.completion_tokens,
+            prefill_tok_s: s.prefill_tok_s(),
+            decode_tok_s: s.decode_tok_s(),
+            finish_reason: s.finish_reason.map(|r| r.as_str()),
+        })
+    }
+}

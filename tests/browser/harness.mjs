@@ -1,0 +1,62 @@
+// Shared set-up for the browser tests: the static server, headless Debian Chromium with WebGPU
+// through SwiftShader, and the native CLI for comparisons.
+
+import { execFileSync } from 'node:child_process';
+import { existsSync, readFileSync } from 'node:fs';
+import { dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { chromium } from 'playwright-core';
+import { startServer } from '../../web/serve.mjs';
+
+export const root = join(dirname(fileURLToPath(import.meta.url)), '../..');
+export const modelPath = join(root, 'models/SmolLM2-135M-Instruct-Q4_1.gguf');
+
+// SwiftShader's WebGPU adapter; the network flags keep Chromium from calling home.
+export const chromiumArgs = [
+  '--enable-unsafe-webgpu',
+  '--enable-features=Vulkan',
+  '--use-vulkan=swiftshader',
+  '--use-webgpu-adapter=swiftshader',
+  '--no-sandbox',
+  '--disable-background-networking',
+  '--disable-component-update',
+  '--disable-sync',
+  '--no-first-run',
+];
+
+export async function launch() {
+  for (const needed of [modelPath, join(root, 'web/pkg/confidant_web_bg.wasm')]) {
+    if (!existsSync(needed)) throw new Error(`${needed} is missing: run \`make test\` (it builds and fetches everything)`);
+  }
+  const server = await startServer({ port: 0 });
+  const { port } = server.address();
+  const browser = await chromium.launch({ executablePath: '/usr/bin/chromium', headless: true, args: chromiumArgs });
+  const page = await browser.newPage();
+  const console = [];
+  page.on('console', (m) => console.push(`${m.type()}: ${m.text()}`));
+  page.on('pageerror', (e) => console.push(`pageerror: ${e.message}`));
+  return {
+    base: `http://127.0.0.1:${port}`,
+    page,
+    browser,
+    console,
+    async close() {
+      await browser.close();
+      await new Promise((ok) => server.close(ok));
+    },
+  };
+}
+
+/// The native CLI's greedy output for the same prompt, as JSON.
+export function nativeGreedy(prompt, maxTokens, { raw = true } = {}) {
+  const cli = join(root, 'target/release/confidant');
+  if (!existsSync(cli)) throw new Error(`${cli} is missing: run \`cargo build --release -p confidant-cli\``);
+  const args = ['generate', '--model', modelPath, '--prompt', prompt, '--max-tokens', String(maxTokens), '--temperature', '0', '--json'];
+  if (raw) args.push('--raw');
+  const out = execFileSync(cli, args, { encoding: 'utf8', stdio: ['ignore', 'pipe', 'ignore'] });
+  return JSON.parse(out.trim().split('\n').pop());
+}
+
+export function reference() {
+  return JSON.parse(readFileSync(join(root, 'tests/fixtures/llama_reference.json'), 'utf8'));
+}

@@ -1,0 +1,63 @@
+// The engine check page: load the GGUF from this origin, generate greedily on WebGPU.
+// `window.confidantCheck` exposes the same steps to the browser tests.
+import init, { Engine, inspectModel } from './pkg/confidant_web.js';
+
+const MODEL_URL = '/models/SmolLM2-135M-Instruct-Q4_1.gguf';
+const status = document.getElementById('status');
+const output = document.getElementById('output');
+
+async function loadEngine() {
+  await init();
+  if (!navigator.gpu) throw Object.assign(new Error('This browser has no WebGPU (Chrome and Edge 113+, Safari 26+, Firefox 141+ on Windows have it).'), { code: 'webgpu_unavailable' });
+  status.textContent = 'Downloading the model…';
+  const response = await fetch(MODEL_URL);
+  if (!response.ok) throw new Error(`model download failed: HTTP ${response.status}`);
+  const bytes = new Uint8Array(await response.arrayBuffer());
+  const info = inspectModel(bytes.subarray(0, Math.min(bytes.length, 4 << 20)), bytes.length);
+  status.textContent = `Loading ${info.name} (${info.quant}) onto the GPU…`;
+  return Engine.load(bytes, 2048);
+}
+
+async function generate(engine, prompt, { raw = true, maxTokens = 24, onText } = {}) {
+  const ids = raw ? engine.encodeRaw(prompt) : engine.encodeChat([{ role: 'user', content: prompt }]);
+  engine.begin(Uint32Array.from(ids), { max_tokens: maxTokens, temperature: 0, cache_prompt: false });
+  const tokens = [];
+  let text = '';
+  for (;;) {
+    const step = await engine.step();
+    if (!step) break;
+    tokens.push(step.token);
+    text += step.text;
+    onText?.(text);
+  }
+  return { prompt_tokens: Array.from(ids), tokens, text, ...engine.stats() };
+}
+
+const ready = loadEngine().then((engine) => {
+  const info = engine.info();
+  status.textContent = `Ready: ${info.model.name} on ${info.adapter.name} (${info.backend}).`;
+  document.getElementById('go').disabled = false;
+  return engine;
+});
+ready.catch((e) => { status.textContent = `Error [${e.code ?? 'error'}]: ${e.message}`; });
+
+document.getElementById('form').addEventListener('submit', async (event) => {
+  event.preventDefault();
+  const engine = await ready;
+  const button = document.getElementById('go');
+  button.disabled = true;
+  try {
+    const r = await generate(engine, document.getElementById('prompt').value, {
+      raw: document.getElementById('raw').checked,
+      maxTokens: Number(document.getElementById('max').value) || 24,
+      onText: (t) => { output.textContent = t; },
+    });
+    status.textContent = `${r.completion_tokens ?? r.completionTokens} tokens, prefill ${r.prefillTokS.toFixed(1)} tok/s, decode ${r.decodeTokS.toFixed(1)} tok/s`;
+  } catch (e) {
+    status.textContent = `Error [${e.code ?? 'error'}]: ${e.message}`;
+  } finally {
+    button.disabled = false;
+  }
+});
+
+window.confidantCheck = { ready, generate, inspectModel };
