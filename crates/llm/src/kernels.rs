@@ -1,25 +1,51 @@
-//! CubeCL kernels for the operations burn has no fast built-in for: matrix products against
-//! weights that stay quantized on the device, and the embedding look-up from them.
+//! CubeCL kernels for what burn has no fast built-in for, and for fusing the small steps of a
+//! decoder block so a token costs a handful of GPU dispatches instead of hundreds (on software
+//! adapters such as SwiftShader or lavapipe each dispatch costs tens of microseconds).
 //!
-//! Weights use one of two device layouts (see [`crate::quant`]): 4-bit values packed eight to a
-//! `u32`, or 8-bit values packed four to a `u32`; each group of `group` values has an f32 scale
-//! and offset, `w = scale * q + offset`. Scales are f32 so no kernel needs `shader-f16`.
+//! Quantized weights use one of two device layouts (see [`crate::weights`]): 4-bit values packed
+//! eight to a `u32`, or 8-bit values packed four to a `u32`; each group of `group` values has an
+//! f32 scale and offset, `w = scale * q + offset`. Everything is f32, so no kernel needs
+//! `shader-f16`.
+//!
+//! [`LlmKernels`] is the seam for other backends: a CPU backend (wasm SIMD over the same packed
+//! blocks) implements the same trait for its own burn backend.
 
 use burn::backend::{Backend, backend_extension, tensor::FloatTensor, tensor::IntTensor};
 use burn::tensor::{DType, Shape};
 use burn_cubecl::{CubeBackend, tensor::CubeTensor};
 use cubecl::prelude::*;
 
-/// Device operations on quantized weights. Implemented for burn's CubeCL backend (WebGPU,
-/// Vulkan); a CPU backend (wasm SIMD) slots in by implementing this trait for its own backend.
+/// Device operations of the llama forward pass.
 #[backend_extension(Cube)]
 pub trait LlmKernels: Backend {
-    /// `x [m, k] · wᵀ` where `w [n, k]` is quantized: `bits` 4 or 8, `group` values per scale.
+    /// `x [m, k] · wᵀ` where `w [n, k]` is quantized: `bits` 4 or 8, `group` values per
+    /// (scale, offset) pair in `scales`.
     fn quant_matmul(
         x: FloatTensor<Self>,
         packed: IntTensor<Self>,
-        scale: FloatTensor<Self>,
-        offset: FloatTensor<Self>,
+        scales: FloatTensor<Self>,
+        n: usize,
+        bits: u32,
+        group: usize,
+    ) -> FloatTensor<Self>;
+
+    /// `residual + x · wᵀ`, the projection back into the residual stream in one pass.
+    fn quant_matmul_add(
+        x: FloatTensor<Self>,
+        packed: IntTensor<Self>,
+        scales: FloatTensor<Self>,
+        residual: FloatTensor<Self>,
+        n: usize,
+        bits: u32,
+        group: usize,
+    ) -> FloatTensor<Self>;
+
+    /// `silu(x · gateᵀ) * (x · upᵀ)`, the SwiGLU feed-forward's first half in one pass. The
+    /// matrix holds `gate [n, k]` stacked on `up [n, k]`.
+    fn quant_swiglu(
+        x: FloatTensor<Self>,
+        packed: IntTensor<Self>,
+        scales: FloatTensor<Self>,
         n: usize,
         bits: u32,
         group: usize,
@@ -29,12 +55,14 @@ pub trait LlmKernels: Backend {
     fn quant_rows(
         ids: IntTensor<Self>,
         packed: IntTensor<Self>,
-        scale: FloatTensor<Self>,
-        offset: FloatTensor<Self>,
+        scales: FloatTensor<Self>,
         cols: usize,
         bits: u32,
         group: usize,
     ) -> FloatTensor<Self>;
+
+    /// RMSNorm of each row of `x [m, d]`, times `weight [d]`.
+    fn rms_norm(x: FloatTensor<Self>, weight: FloatTensor<Self>, eps: f32) -> FloatTensor<Self>;
 
     /// Rotary position embedding on `x [positions, heads × head_dim]`, rotating adjacent pairs
     /// `(x[2i], x[2i+1])` of each head by the angle whose cos and sin are `[positions, i]`, for
@@ -47,6 +75,227 @@ pub trait LlmKernels: Backend {
         head_dim: usize,
         rope_dims: usize,
     ) -> FloatTensor<Self>;
+
+    /// Split `qkv [t, (heads + 2 kv_heads) × head_dim]` into queries and keys/values, apply
+    /// rotary embeddings to queries and keys, and write keys and values into the caches
+    /// `[kv_heads, capacity, head_dim]` at positions `start..start + t`. Returns the rotated
+    /// queries `[t, heads × head_dim]` and the caches.
+    #[allow(clippy::too_many_arguments)]
+    fn rope_and_cache(
+        qkv: FloatTensor<Self>,
+        cos: FloatTensor<Self>,
+        sin: FloatTensor<Self>,
+        k_cache: FloatTensor<Self>,
+        v_cache: FloatTensor<Self>,
+        start: usize,
+        heads: usize,
+        kv_heads: usize,
+        head_dim: usize,
+        rope_dims: usize,
+    ) -> (FloatTensor<Self>, FloatTensor<Self>, FloatTensor<Self>);
+
+    /// Causal attention of queries `[t, heads × head_dim]` at positions `start..start + t` over
+    /// the cached keys and values `[kv_heads, capacity, head_dim]` of positions `0..start + t`.
+    /// Query head `h` reads key/value head `h / (heads / kv_heads)`. Returns `[t, heads × head_dim]`.
+    fn attention(
+        q: FloatTensor<Self>,
+        k_cache: FloatTensor<Self>,
+        v_cache: FloatTensor<Self>,
+        start: usize,
+        heads: usize,
+        kv_heads: usize,
+        head_dim: usize,
+    ) -> FloatTensor<Self>;
+}
+
+/// What the matmul kernel does with each dot product before writing it.
+#[derive(Clone, Copy, PartialEq, Eq, Hash, Debug)]
+enum Epilogue {
+    Plain,
+    AddResidual,
+    SwiGlu,
+}
+
+/// Quantized matrix product: one invocation per weight row and block of `rows` activation rows,
+/// so each weight is dequantized once per block. Each invocation walks its row group by group
+/// with no barriers: on software adapters (lavapipe, SwiftShader) that measured over twice as
+/// fast as lanes sharing a row and reducing through shared memory. With `SwiGlu` the invocation
+/// also reads row `n + col` (the up projection stacked under the gate).
+///
+/// Five storage buffers (plus CubeCL's own) stay within WebGPU's default limit of eight.
+#[cube(launch_unchecked)]
+#[allow(clippy::too_many_arguments)]
+fn quant_matmul_kernel(
+    x: &[f32],
+    packed: &[u32],
+    scales: &[f32],
+    residual: &[f32],
+    out: &mut [f32],
+    m: usize,
+    n: usize,
+    k: usize,
+    #[comptime] bits: u32,
+    #[comptime] group: usize,
+    #[comptime] rows: usize,
+    #[comptime] epilogue: Epilogue,
+) {
+    let per_word = comptime!(32 / bits) as usize;
+    let mask = comptime!((1u32 << bits) - 1);
+    let words_per_group = comptime!(group / (32 / bits as usize));
+    let swiglu = comptime!(epilogue == Epilogue::SwiGlu);
+
+    // The activation block comes from the workgroup's position, so every lane of a workgroup
+    // reads the same activations: uniform loads, which software adapters turn into broadcasts.
+    let col = CUBE_POS_X as usize * CUBE_DIM_X as usize + UNIT_POS_X as usize;
+    let row0 = CUBE_POS_Y as usize * rows;
+    if col >= n {
+        terminate!();
+    }
+    let last_row = m - 1;
+    let groups_per_row = k / group;
+
+    let mut acc = Array::<f32>::new(rows);
+    let mut acc2 = Array::<f32>::new(rows);
+    #[unroll]
+    for r in 0..rows {
+        acc[r] = 0.0;
+        acc2[r] = 0.0;
+    }
+    // The up projection's row, when there is one.
+    let col2 = col + n;
+    for g in 0..groups_per_row {
+        let gi = col * groups_per_row + g;
+        let gi2 = col2 * groups_per_row + g;
+        let mut dot = Array::<f32>::new(rows);
+        let mut dot2 = Array::<f32>::new(rows);
+        let mut sum = Array::<f32>::new(rows);
+        #[unroll]
+        for r in 0..rows {
+            dot[r] = 0.0;
+            dot2[r] = 0.0;
+            sum[r] = 0.0;
+        }
+        #[unroll]
+        for w in 0..words_per_group {
+            let word = packed[gi * words_per_group + w];
+            let mut word2 = 0u32;
+            if swiglu {
+                word2 = packed[gi2 * words_per_group + w];
+            }
+            let kk = g * group + w * per_word;
+            #[unroll]
+            for e in 0..per_word {
+                let shift = comptime!(e as u32 * bits);
+                let q = f32::cast_from((word >> shift) & mask);
+                let mut q2 = 0.0f32;
+                if swiglu {
+                    q2 = f32::cast_from((word2 >> shift) & mask);
+                }
+                #[unroll]
+                for r in 0..rows {
+                    let xv = x[min(row0 + r, last_row) * k + kk + e];
+                    dot[r] += xv * q;
+                    sum[r] += xv;
+                    if swiglu {
+                        dot2[r] += xv * q2;
+                    }
+                }
+            }
+        }
+        let s = scales[2 * gi];
+        let o = scales[2 * gi + 1];
+        let mut s2 = 0.0f32;
+        let mut o2 = 0.0f32;
+        if swiglu {
+            s2 = scales[2 * gi2];
+            o2 = scales[2 * gi2 + 1];
+        }
+        #[unroll]
+        for r in 0..rows {
+            acc[r] += s * dot[r] + o * sum[r];
+            if swiglu {
+                acc2[r] += s2 * dot2[r] + o2 * sum[r];
+            }
+        }
+    }
+    #[unroll]
+    for r in 0..rows {
+        let row = row0 + r;
+        if row < m {
+            let index = row * n + col;
+            let value = acc[r];
+            let mut result = value;
+            if comptime!(epilogue == Epilogue::AddResidual) {
+                result = residual[index] + value;
+            }
+            if swiglu {
+                result = value / (1.0 + (-value).exp()) * acc2[r];
+            }
+            out[index] = result;
+        }
+    }
+}
+
+/// One invocation per output element.
+#[cube(launch_unchecked)]
+fn quant_rows_kernel(
+    ids: &[i32],
+    packed: &[u32],
+    scales: &[f32],
+    out: &mut [f32],
+    count: usize,
+    cols: usize,
+    #[comptime] bits: u32,
+    #[comptime] group: usize,
+) {
+    let per_word = comptime!(32 / bits) as usize;
+    let mask = comptime!((1u32 << bits) - 1);
+    if ABSOLUTE_POS >= count * cols {
+        terminate!();
+    }
+    let t = ABSOLUTE_POS / cols;
+    let c = ABSOLUTE_POS % cols;
+    let index = usize::cast_from(ids[t]) * cols + c;
+    let word = packed[index / per_word];
+    let q = f32::cast_from((word >> (u32::cast_from(index % per_word) * bits)) & mask);
+    let g = index / group;
+    out[ABSOLUTE_POS] = scales[2 * g] * q + scales[2 * g + 1];
+}
+
+/// Lanes per row in the RMSNorm kernel.
+const NORM_LANES: usize = 64;
+
+/// One workgroup per row: lanes sum squares in turn, then scale their share of the row.
+#[cube(launch_unchecked)]
+fn rms_norm_kernel(x: &[f32], weight: &[f32], out: &mut [f32], d: usize, eps: f32) {
+    let lane = UNIT_POS_X as usize;
+    let base = CUBE_POS_X as usize * d;
+    let lanes = comptime!(NORM_LANES);
+    let mut partial = 0.0f32;
+    let mut i = lane;
+    while i < d {
+        let v = x[base + i];
+        partial += v * v;
+        i += lanes;
+    }
+    let mut shared = Shared::new_slice(comptime!(NORM_LANES));
+    shared[lane] = partial;
+    sync_cube();
+    #[unroll]
+    for level in 0..comptime!(NORM_LANES.trailing_zeros()) {
+        let half = comptime!(NORM_LANES >> (level + 1));
+        if lane < half {
+            let sum = shared[lane] + shared[lane + half];
+            shared[lane] = sum;
+        }
+        sync_cube();
+    }
+    let inv = 1.0 / (shared[0] / f32::cast_from(d) + eps).sqrt();
+    let mut i = lane;
+    while i < d {
+        out[base + i] = x[base + i] * inv * weight[i];
+        i += lanes;
+    }
 }
 
 /// One invocation per pair of values.
@@ -81,110 +330,165 @@ fn rope_kernel(
     }
 }
 
-/// One invocation per output element.
+/// One invocation per pair of values of `qkv`: rotate query and key pairs, copy value pairs,
+/// and place keys and values in the caches.
 #[cube(launch_unchecked)]
-fn quant_rows_kernel(
-    ids: &[i32],
-    packed: &[u32],
-    scale: &[f32],
-    offset: &[f32],
-    out: &mut [f32],
-    count: usize,
-    cols: usize,
-    #[comptime] bits: u32,
-    #[comptime] group: usize,
+#[allow(clippy::too_many_arguments)]
+fn rope_and_cache_kernel(
+    qkv: &[f32],
+    cos: &[f32],
+    sin: &[f32],
+    q_out: &mut [f32],
+    k_cache: &mut [f32],
+    v_cache: &mut [f32],
+    pairs_total: usize,
+    start: usize,
+    capacity: usize,
+    heads: usize,
+    kv_heads: usize,
+    head_dim: usize,
+    rope_pairs: usize,
 ) {
-    let per_word = comptime!(32 / bits) as usize;
-    let mask = comptime!((1u32 << bits) - 1);
-    if ABSOLUTE_POS >= count * cols {
+    if ABSOLUTE_POS >= pairs_total {
         terminate!();
     }
-    let t = ABSOLUTE_POS / cols;
-    let c = ABSOLUTE_POS % cols;
-    let index = usize::cast_from(ids[t]) * cols + c;
-    let word = packed[index / per_word];
-    let q = f32::cast_from((word >> (u32::cast_from(index % per_word) * bits)) & mask);
-    out[ABSOLUTE_POS] = scale[index / group] * q + offset[index / group];
-}
-
-/// One invocation per output row `n` and block of `rows` input rows: each weight is
-/// dequantized once and used for `rows` activations. The inner loop walks one packed word at a
-/// time; groups are whole words, so the scale and offset change only between words.
-#[cube(launch_unchecked)]
-fn quant_matmul_kernel(
-    x: &[f32],
-    packed: &[u32],
-    scale: &[f32],
-    offset: &[f32],
-    out: &mut [f32],
-    m: usize,
-    n: usize,
-    k: usize,
-    #[comptime] bits: u32,
-    #[comptime] group: usize,
-    #[comptime] rows: usize,
-) {
-    let per_word = comptime!(32 / bits) as usize;
-    let mask = comptime!((1u32 << bits) - 1);
-    let col = ABSOLUTE_POS % n;
-    let row0 = (ABSOLUTE_POS / n) * rows;
-    if row0 >= m {
-        terminate!();
+    let half = head_dim / 2;
+    let slots = heads + 2 * kv_heads;
+    let pair = ABSOLUTE_POS % half;
+    let slot = (ABSOLUTE_POS / half) % slots;
+    let t = ABSOLUTE_POS / (half * slots);
+    let i = ABSOLUTE_POS * 2;
+    let x0 = qkv[i];
+    let x1 = qkv[i + 1];
+    let mut y0 = x0;
+    let mut y1 = x1;
+    if slot < heads + kv_heads && pair < rope_pairs {
+        let c = cos[t * rope_pairs + pair];
+        let s = sin[t * rope_pairs + pair];
+        y0 = x0 * c - x1 * s;
+        y1 = x0 * s + x1 * c;
     }
-    let words_per_row = k / per_word;
-    let groups_per_row = k / group;
-    let words_per_group = comptime!(group / (32 / bits as usize));
-
-    let mut acc = Array::<f32>::new(rows);
-    #[unroll]
-    for r in 0..rows {
-        acc[r] = 0.0;
-    }
-
-    for g in 0..groups_per_row {
-        let s = scale[col * groups_per_row + g];
-        let o = offset[col * groups_per_row + g];
-        let mut dot = Array::<f32>::new(rows);
-        let mut sum = Array::<f32>::new(rows);
-        #[unroll]
-        for r in 0..rows {
-            dot[r] = 0.0;
-            sum[r] = 0.0;
-        }
-        #[unroll]
-        for w in 0..words_per_group {
-            let word = packed[col * words_per_row + g * words_per_group + w];
-            let kk = g * group + w * per_word;
-            #[unroll]
-            for e in 0..per_word {
-                let q = f32::cast_from((word >> (e as u32 * bits)) & mask);
-                #[unroll]
-                for r in 0..rows {
-                    let row = row0 + r;
-                    // Rows past `m` read row 0 (always valid) and are discarded below.
-                    let xi = select(row < m, row, 0usize) * k + kk + e;
-                    let xv = x[xi];
-                    dot[r] += xv * q;
-                    sum[r] += xv;
-                }
-            }
-        }
-        #[unroll]
-        for r in 0..rows {
-            acc[r] += s * dot[r] + o * sum[r];
-        }
-    }
-    #[unroll]
-    for r in 0..rows {
-        let row = row0 + r;
-        if row < m {
-            out[row * n + col] = acc[r];
+    if slot < heads {
+        let o = t * heads * head_dim + slot * head_dim + pair * 2;
+        q_out[o] = y0;
+        q_out[o + 1] = y1;
+    } else {
+        let kv_slot = select(slot < heads + kv_heads, slot - heads, slot - heads - kv_heads);
+        let o = (kv_slot * capacity + start + t) * head_dim + pair * 2;
+        if slot < heads + kv_heads {
+            k_cache[o] = y0;
+            k_cache[o + 1] = y1;
+        } else {
+            v_cache[o] = y0;
+            v_cache[o + 1] = y1;
         }
     }
 }
 
-fn contiguous_f32(t: &CubeTensor, what: &str) {
+/// One workgroup per (query position, head). Each lane takes every `lanes`-th visible key and
+/// keeps a running softmax (max, sum, weighted values); the lanes' partial results are merged
+/// in shared memory.
+#[cube(launch_unchecked)]
+#[allow(clippy::too_many_arguments)]
+fn attention_kernel(
+    q: &[f32],
+    k_cache: &[f32],
+    v_cache: &[f32],
+    out: &mut [f32],
+    start: usize,
+    capacity: usize,
+    heads: usize,
+    group: usize,
+    scale: f32,
+    #[comptime] head_dim: usize,
+    #[comptime] lanes: usize,
+) {
+    let lane = UNIT_POS_X as usize;
+    let head = CUBE_POS_X as usize;
+    let t = CUBE_POS_Y as usize;
+    let kv_head = head / group;
+    let visible = start + t + 1;
+    let q_base = (t * heads + head) * head_dim;
+
+    let mut query = Array::<f32>::new(head_dim);
+    #[unroll]
+    for d in 0..head_dim {
+        query[d] = q[q_base + d] * scale;
+    }
+    let mut acc = Array::<f32>::new(head_dim);
+    #[unroll]
+    for d in 0..head_dim {
+        acc[d] = 0.0;
+    }
+    // A large finite floor instead of -inf keeps exp(max_old - max_new) finite for idle lanes.
+    let mut running_max = f32::new(-1.0e30);
+    let mut running_sum = 0.0f32;
+
+    let mut s = lane;
+    while s < visible {
+        let k_base = (kv_head * capacity + s) * head_dim;
+        let mut score = 0.0f32;
+        #[unroll]
+        for d in 0..head_dim {
+            score += query[d] * k_cache[k_base + d];
+        }
+        let new_max = max(running_max, score);
+        let correction = (running_max - new_max).exp();
+        let weight = (score - new_max).exp();
+        running_sum = running_sum * correction + weight;
+        #[unroll]
+        for d in 0..head_dim {
+            acc[d] = acc[d] * correction + weight * v_cache[k_base + d];
+        }
+        running_max = new_max;
+        s += lanes;
+    }
+
+    let mut shared_max = Shared::new_slice(lanes);
+    let mut shared_sum = Shared::new_slice(lanes);
+    let mut shared_acc = Shared::new_slice(comptime!(lanes * head_dim));
+    shared_max[lane] = running_max;
+    shared_sum[lane] = running_sum;
+    #[unroll]
+    for d in 0..head_dim {
+        shared_acc[lane * head_dim + d] = acc[d];
+    }
+    sync_cube();
+
+    let mut global_max = f32::new(-1.0e30);
+    for i in 0..lanes {
+        global_max = max(global_max, shared_max[i]);
+    }
+    let mut total = 0.0f32;
+    for i in 0..lanes {
+        total += shared_sum[i] * (shared_max[i] - global_max).exp();
+    }
+    let mut d = lane;
+    while d < head_dim {
+        let mut value = 0.0f32;
+        for i in 0..lanes {
+            value += shared_acc[i * head_dim + d] * (shared_max[i] - global_max).exp();
+        }
+        out[q_base + d] = value / total;
+        d += lanes;
+    }
+}
+
+fn check_f32(t: &CubeTensor, what: &str) {
     assert_eq!(t.dtype, DType::F32, "{what} must be f32");
+}
+
+fn contiguous(t: CubeTensor) -> CubeTensor {
+    burn_cubecl::kernel::into_contiguous(t)
+}
+
+fn elements(t: &CubeTensor) -> usize {
+    t.meta.shape().num_elements()
+}
+
+fn buffer(t: &CubeTensor) -> BufferArg {
+    // SAFETY: the handle holds at least `elements(t)` values of 4 bytes (f32, i32 or u32).
+    unsafe { BufferArg::from_raw_parts(t.handle.clone(), elements(t)) }
 }
 
 fn empty_f32(like: &CubeTensor, shape: Shape) -> CubeTensor {
@@ -196,65 +500,116 @@ fn elementwise_launch(units: usize) -> (CubeCount, CubeDim) {
     (CubeCount::new_1d(units.div_ceil(64) as u32), CubeDim::new_1d(64))
 }
 
+fn launch_quant_matmul(
+    x: CubeTensor,
+    packed: CubeTensor,
+    scales: CubeTensor,
+    residual: Option<CubeTensor>,
+    n: usize,
+    bits: u32,
+    group: usize,
+    epilogue: Epilogue,
+) -> CubeTensor {
+    check_f32(&x, "activations");
+    let x = contiguous(x);
+    let dims = x.meta.shape().clone();
+    let k = dims[dims.len() - 1];
+    let m = dims.num_elements() / k;
+    let mut out_dims = dims.to_vec();
+    let last = out_dims.len() - 1;
+    out_dims[last] = n;
+    let out = empty_f32(&x, Shape::from(out_dims));
+
+    // Larger activation blocks reuse each dequantized weight more; 8 keeps registers modest.
+    let rows = match m {
+        1 => 1,
+        2 => 2,
+        3 | 4 => 4,
+        _ => 8,
+    };
+    let residual = residual.map(contiguous);
+    let cube_count = CubeCount::new_2d(n.div_ceil(64) as u32, m.div_ceil(rows) as u32);
+    unsafe {
+        quant_matmul_kernel::launch_unchecked(
+            &x.client,
+            cube_count,
+            CubeDim::new_1d(64),
+            buffer(&x),
+            buffer(&packed),
+            buffer(&scales),
+            // Unused without the residual epilogue: bind the (read-only) input in its place,
+            // since WebGPU refuses a buffer bound both read-only and writable.
+            buffer(residual.as_ref().unwrap_or(&x)),
+            buffer(&out),
+            m,
+            n,
+            k,
+            bits,
+            group,
+            rows,
+            epilogue,
+        );
+    }
+    out
+}
+
 impl LlmKernels for CubeBackend {
-    fn rope(
+    fn quant_matmul(
         x: FloatTensor<Self>,
-        cos: FloatTensor<Self>,
-        sin: FloatTensor<Self>,
-        heads: usize,
-        head_dim: usize,
-        rope_dims: usize,
+        packed: IntTensor<Self>,
+        scales: FloatTensor<Self>,
+        n: usize,
+        bits: u32,
+        group: usize,
     ) -> FloatTensor<Self> {
-        contiguous_f32(&x, "rope input");
-        let x = burn_cubecl::kernel::into_contiguous(x);
-        let cos = burn_cubecl::kernel::into_contiguous(cos);
-        let sin = burn_cubecl::kernel::into_contiguous(sin);
-        let elements = x.meta.shape().num_elements();
-        let out = empty_f32(&x, x.meta.shape().clone());
-        let pairs_total = elements / 2;
-        let (cube_count, cube_dim) = elementwise_launch(pairs_total);
-        unsafe {
-            rope_kernel::launch_unchecked(
-                &out.client,
-                cube_count,
-                cube_dim,
-                BufferArg::from_raw_parts(x.handle.clone(), elements),
-                BufferArg::from_raw_parts(cos.handle.clone(), cos.meta.shape().num_elements()),
-                BufferArg::from_raw_parts(sin.handle.clone(), sin.meta.shape().num_elements()),
-                BufferArg::from_raw_parts(out.handle.clone(), elements),
-                pairs_total,
-                heads,
-                head_dim,
-                rope_dims / 2,
-            );
-        }
-        out
+        launch_quant_matmul(x, packed, scales, None, n, bits, group, Epilogue::Plain)
+    }
+
+    fn quant_matmul_add(
+        x: FloatTensor<Self>,
+        packed: IntTensor<Self>,
+        scales: FloatTensor<Self>,
+        residual: FloatTensor<Self>,
+        n: usize,
+        bits: u32,
+        group: usize,
+    ) -> FloatTensor<Self> {
+        launch_quant_matmul(x, packed, scales, Some(residual), n, bits, group, Epilogue::AddResidual)
+    }
+
+    fn quant_swiglu(
+        x: FloatTensor<Self>,
+        packed: IntTensor<Self>,
+        scales: FloatTensor<Self>,
+        n: usize,
+        bits: u32,
+        group: usize,
+    ) -> FloatTensor<Self> {
+        launch_quant_matmul(x, packed, scales, None, n, bits, group, Epilogue::SwiGlu)
     }
 
     fn quant_rows(
         ids: IntTensor<Self>,
         packed: IntTensor<Self>,
-        scale: FloatTensor<Self>,
-        offset: FloatTensor<Self>,
+        scales: FloatTensor<Self>,
         cols: usize,
         bits: u32,
         group: usize,
     ) -> FloatTensor<Self> {
         assert_eq!(ids.dtype.size(), 4, "token ids must be 32-bit");
-        let ids = burn_cubecl::kernel::into_contiguous(ids);
-        let count = ids.meta.shape().num_elements();
-        let out = empty_f32(&scale, Shape::from(vec![count, cols]));
+        let ids = contiguous(ids);
+        let count = elements(&ids);
+        let out = empty_f32(&scales, Shape::from(vec![count, cols]));
         let (cube_count, cube_dim) = elementwise_launch(count * cols);
         unsafe {
             quant_rows_kernel::launch_unchecked(
                 &out.client,
                 cube_count,
                 cube_dim,
-                BufferArg::from_raw_parts(ids.handle.clone(), count),
-                BufferArg::from_raw_parts(packed.handle.clone(), packed.meta.shape().num_elements()),
-                BufferArg::from_raw_parts(scale.handle.clone(), scale.meta.shape().num_elements()),
-                BufferArg::from_raw_parts(offset.handle.clone(), offset.meta.shape().num_elements()),
-                BufferArg::from_raw_parts(out.handle.clone(), count * cols),
+                buffer(&ids),
+                buffer(&packed),
+                buffer(&scales),
+                buffer(&out),
                 count,
                 cols,
                 bits,
@@ -264,47 +619,136 @@ impl LlmKernels for CubeBackend {
         out
     }
 
-    fn quant_matmul(
-        x: FloatTensor<Self>,
-        packed: IntTensor<Self>,
-        scale: FloatTensor<Self>,
-        offset: FloatTensor<Self>,
-        n: usize,
-        bits: u32,
-        group: usize,
-    ) -> FloatTensor<Self> {
-        contiguous_f32(&x, "activations");
+    fn rms_norm(x: FloatTensor<Self>, weight: FloatTensor<Self>, eps: f32) -> FloatTensor<Self> {
+        check_f32(&x, "rms_norm input");
+        let x = contiguous(x);
+        let weight = contiguous(weight);
         let dims = x.meta.shape().clone();
-        let k = dims[dims.len() - 1];
-        let m = dims.num_elements() / k;
-        let x = burn_cubecl::kernel::into_contiguous(x);
-        let client = x.client.clone();
-        let mut out_dims = dims.clone();
-        let last = out_dims.len() - 1;
-        out_dims[last] = n;
-        let out = empty_f32(&x, Shape::from(out_dims.to_vec()));
-
-        let rows = if m >= 8 { 8 } else if m >= 4 { 4 } else { 1 };
-        let units = n * m.div_ceil(rows);
-        let cube_dim = CubeDim::new_1d(64);
-        let cube_count = CubeCount::new_1d(units.div_ceil(64) as u32);
-        let per_word = 32 / bits as usize;
+        let d = dims[dims.len() - 1];
+        let rows = dims.num_elements() / d;
+        let out = empty_f32(&x, dims);
         unsafe {
-            quant_matmul_kernel::launch_unchecked(
-                &client,
+            rms_norm_kernel::launch_unchecked(
+                &x.client,
+                CubeCount::new_1d(rows as u32),
+                CubeDim::new_1d(NORM_LANES as u32),
+                buffer(&x),
+                buffer(&weight),
+                buffer(&out),
+                d,
+                eps,
+            );
+        }
+        out
+    }
+
+    fn rope(
+        x: FloatTensor<Self>,
+        cos: FloatTensor<Self>,
+        sin: FloatTensor<Self>,
+        heads: usize,
+        head_dim: usize,
+        rope_dims: usize,
+    ) -> FloatTensor<Self> {
+        check_f32(&x, "rope input");
+        let (x, cos, sin) = (contiguous(x), contiguous(cos), contiguous(sin));
+        let out = empty_f32(&x, x.meta.shape().clone());
+        let pairs_total = elements(&x) / 2;
+        let (cube_count, cube_dim) = elementwise_launch(pairs_total);
+        unsafe {
+            rope_kernel::launch_unchecked(
+                &out.client,
                 cube_count,
                 cube_dim,
-                BufferArg::from_raw_parts(x.handle.clone(), m * k),
-                BufferArg::from_raw_parts(packed.handle.clone(), n * k / per_word),
-                BufferArg::from_raw_parts(scale.handle.clone(), n * k / group),
-                BufferArg::from_raw_parts(offset.handle.clone(), n * k / group),
-                BufferArg::from_raw_parts(out.handle.clone(), m * n),
-                m,
-                n,
-                k,
-                bits,
-                group,
-                rows,
+                buffer(&x),
+                buffer(&cos),
+                buffer(&sin),
+                buffer(&out),
+                pairs_total,
+                heads,
+                head_dim,
+                rope_dims / 2,
+            );
+        }
+        out
+    }
+
+    fn rope_and_cache(
+        qkv: FloatTensor<Self>,
+        cos: FloatTensor<Self>,
+        sin: FloatTensor<Self>,
+        k_cache: FloatTensor<Self>,
+        v_cache: FloatTensor<Self>,
+        start: usize,
+        heads: usize,
+        kv_heads: usize,
+        head_dim: usize,
+        rope_dims: usize,
+    ) -> (FloatTensor<Self>, FloatTensor<Self>, FloatTensor<Self>) {
+        check_f32(&qkv, "qkv");
+        let (qkv, cos, sin) = (contiguous(qkv), contiguous(cos), contiguous(sin));
+        // The caches are written in place: they must be plain contiguous buffers of their own.
+        let (k_cache, v_cache) = (contiguous(k_cache), contiguous(v_cache));
+        let capacity = k_cache.meta.shape()[1];
+        let count = qkv.meta.shape()[0];
+        let q = empty_f32(&qkv, Shape::from(vec![count, heads * head_dim]));
+        let pairs_total = elements(&qkv) / 2;
+        let (cube_count, cube_dim) = elementwise_launch(pairs_total);
+        unsafe {
+            rope_and_cache_kernel::launch_unchecked(
+                &qkv.client,
+                cube_count,
+                cube_dim,
+                buffer(&qkv),
+                buffer(&cos),
+                buffer(&sin),
+                buffer(&q),
+                buffer(&k_cache),
+                buffer(&v_cache),
+                pairs_total,
+                start,
+                capacity,
+                heads,
+                kv_heads,
+                head_dim,
+                rope_dims / 2,
+            );
+        }
+        (q, k_cache, v_cache)
+    }
+
+    fn attention(
+        q: FloatTensor<Self>,
+        k_cache: FloatTensor<Self>,
+        v_cache: FloatTensor<Self>,
+        start: usize,
+        heads: usize,
+        kv_heads: usize,
+        head_dim: usize,
+    ) -> FloatTensor<Self> {
+        check_f32(&q, "queries");
+        let q = contiguous(q);
+        let capacity = k_cache.meta.shape()[1];
+        let count = q.meta.shape()[0];
+        let out = empty_f32(&q, q.meta.shape().clone());
+        // Keep the merge buffer (lanes × head_dim floats) within WebGPU's 16 KiB guarantee.
+        let lanes = (2048 / head_dim).clamp(1, 32);
+        unsafe {
+            attention_kernel::launch_unchecked(
+                &q.client,
+                CubeCount::new_2d(heads as u32, count as u32),
+                CubeDim::new_1d(lanes as u32),
+                buffer(&q),
+                buffer(&k_cache),
+                buffer(&v_cache),
+                buffer(&out),
+                start,
+                capacity,
+                heads,
+                heads / kv_heads,
+                1.0 / (head_dim as f32).sqrt(),
+                head_dim,
+                lanes,
             );
         }
         out

@@ -9,12 +9,11 @@
 //! which rotates adjacent pairs `(x0, x1), (x2, x3), …` of each head. So this implementation
 //! rotates adjacent pairs too, and uses the weights exactly as stored.
 
-use burn::tensor::activation::{silu, softmax};
 use burn::tensor::{Device, Int, Tensor, TensorData};
 use gguf::Gguf;
 
 use crate::error::{LlmError, Result};
-use crate::ops;
+use crate::ops::{self, Heads};
 use crate::weights::{Linear, WeightLoader, is_loadable};
 
 /// Hyper-parameters, read from the GGUF's `llama.*` metadata.
@@ -145,16 +144,75 @@ impl LlamaConfig {
     }
 }
 
+/// Query, key and value projections: one stacked matrix when their layouts allow, so one
+/// kernel computes all three.
+enum QkvProjection {
+    Stacked(Linear),
+    Separate(Linear, Linear, Linear),
+}
+
+impl QkvProjection {
+    fn new(q: Linear, k: Linear, v: Linear) -> Self {
+        match Linear::stack_rows(&[&q, &k, &v]) {
+            Some(stacked) => Self::Stacked(stacked),
+            None => Self::Separate(q, k, v),
+        }
+    }
+
+    /// `[t, d] → [t, (heads + 2 kv_heads) × head_dim]`: queries, then keys, then values.
+    fn forward(&self, x: Tensor<2>) -> Tensor<2> {
+        match self {
+            Self::Stacked(w) => w.forward(x),
+            Self::Separate(q, k, v) => Tensor::cat(vec![q.forward(x.clone()), k.forward(x.clone()), v.forward(x)], 1),
+        }
+    }
+
+    fn linears(&self) -> Vec<&Linear> {
+        match self {
+            Self::Stacked(w) => vec![w],
+            Self::Separate(q, k, v) => vec![q, k, v],
+        }
+    }
+}
+
 struct Attention {
-    q: Linear,
-    k: Linear,
-    v: Linear,
+    qkv: QkvProjection,
     output: Linear,
 }
 
+/// The SwiGLU feed-forward. Gate and up projections are stacked into one matrix when their
+/// layouts allow, so one kernel computes both and their product.
+enum GateUp {
+    Stacked(Linear),
+    Separate(Linear, Linear),
+}
+
+impl GateUp {
+    fn new(gate: Linear, up: Linear) -> Self {
+        match Linear::stack_rows(&[&gate, &up]) {
+            Some(stacked) => Self::Stacked(stacked),
+            None => Self::Separate(gate, up),
+        }
+    }
+
+    /// `silu(x · gateᵀ) * (x · upᵀ)`.
+    fn forward(&self, x: Tensor<2>) -> Tensor<2> {
+        match self {
+            Self::Stacked(w) => w.swiglu_stacked(x),
+            Self::Separate(gate, up) => burn::tensor::activation::silu(gate.forward(x.clone())) * up.forward(x),
+        }
+    }
+
+    fn linears(&self) -> Vec<&Linear> {
+        match self {
+            Self::Stacked(w) => vec![w],
+            Self::Separate(g, u) => vec![g, u],
+        }
+    }
+}
+
 struct FeedForward {
-    gate: Linear,
-    up: Linear,
+    gate_up: GateUp,
     down: Linear,
 }
 
@@ -180,6 +238,7 @@ pub struct Llama {
 
 /// Keys and values of every position seen so far, per block: `[kv_heads, capacity, head_dim]`.
 pub struct KvCache {
+    /// Keys and values per block.
     layers: Vec<(Tensor<3>, Tensor<3>)>,
     len: usize,
     capacity: usize,
@@ -230,11 +289,6 @@ impl KvCache {
     }
 }
 
-fn rms_norm(x: Tensor<2>, weight: &Tensor<1>, eps: f32) -> Tensor<2> {
-    let mean_square = x.clone().powi_scalar(2).mean_dim(1);
-    x * (mean_square + eps as f64).sqrt().recip() * weight.clone().unsqueeze::<2>()
-}
-
 impl Llama {
     /// Upload the weights of a llama GGUF held in memory.
     pub fn load(gguf: &Gguf, file: &[u8], device: &Device) -> Result<Self> {
@@ -251,15 +305,19 @@ impl Llama {
             blocks.push(Block {
                 attn_norm: w.vector(&name("attn_norm"), d)?,
                 attn: Attention {
-                    q: w.linear(&name("attn_q"), q_dim, d)?,
-                    k: w.linear(&name("attn_k"), kv_dim, d)?,
-                    v: w.linear(&name("attn_v"), kv_dim, d)?,
+                    qkv: QkvProjection::new(
+                        w.linear(&name("attn_q"), q_dim, d)?,
+                        w.linear(&name("attn_k"), kv_dim, d)?,
+                        w.linear(&name("attn_v"), kv_dim, d)?,
+                    ),
                     output: w.linear(&name("attn_output"), d, q_dim)?,
                 },
                 ffn_norm: w.vector(&name("ffn_norm"), d)?,
                 ffn: FeedForward {
-                    gate: w.linear(&name("ffn_gate"), c.feed_forward_length, d)?,
-                    up: w.linear(&name("ffn_up"), c.feed_forward_length, d)?,
+                    gate_up: GateUp::new(
+                        w.linear(&name("ffn_gate"), c.feed_forward_length, d)?,
+                        w.linear(&name("ffn_up"), c.feed_forward_length, d)?,
+                    ),
                     down: w.linear(&name("ffn_down"), d, c.feed_forward_length)?,
                 },
             });
@@ -304,7 +362,12 @@ impl Llama {
 
     /// Device bytes held by the weights.
     pub fn device_bytes(&self) -> usize {
-        let linears = self.blocks.iter().flat_map(|b| [&b.attn.q, &b.attn.k, &b.attn.v, &b.attn.output, &b.ffn.gate, &b.ffn.up, &b.ffn.down]);
+        let linears = self.blocks.iter().flat_map(|b| {
+            let mut all = b.attn.qkv.linears();
+            all.extend(b.ffn.gate_up.linears());
+            all.extend([&b.attn.output, &b.ffn.down]);
+            all
+        });
         let norms = (2 * self.blocks.len() + 1) * self.config.embedding_length * 4;
         linears.chain([&self.token_embd]).chain(self.output.as_ref()).map(Linear::device_bytes).sum::<usize>() + norms
     }
@@ -333,19 +396,6 @@ impl Llama {
         )
     }
 
-    /// Causal mask for `count` new positions after `start` cached ones, with the query rows laid
-    /// out as `group × count` (see [`Self::attention`]): 0 where visible, -inf elsewhere.
-    fn causal_mask(&self, start: usize, count: usize, group: usize) -> Tensor<3> {
-        let total = start + count;
-        let mut mask = Vec::with_capacity(group * count * total);
-        for _ in 0..group {
-            for t in 0..count {
-                mask.extend((0..total).map(|s| if s <= start + t { 0.0 } else { f32::NEG_INFINITY }));
-            }
-        }
-        Tensor::from_data(TensorData::new(mask, [1, group * count, total]), &self.device)
-    }
-
     /// Run `tokens` through the model after the positions already in `cache`, appending their
     /// keys and values. Returns logits `[1, vocab]` for the last token, or `[tokens, vocab]` for
     /// all of them when `all_logits`.
@@ -372,65 +422,27 @@ impl Llama {
         let ids = Tensor::<1, Int>::from_data(TensorData::new(ids, [count]), &self.device);
         let mut x = self.token_embd.rows(ids);
         let (cos, sin) = self.rope_tables(start, count);
-        let group = c.head_count / c.head_count_kv;
-        let mask = (count > 1).then(|| self.causal_mask(start, count, group));
+        let heads = Heads { heads: c.head_count, kv_heads: c.head_count_kv, head_dim: c.head_dim, rope_dims: c.rope_dimensions };
 
-        for (block, (k_cache, v_cache)) in self.blocks.iter().zip(&mut cache.layers) {
-            let h = rms_norm(x.clone(), &block.attn_norm, c.rms_norm_eps);
-            let attn = self.attention(&block.attn, h, start, &cos, &sin, mask.as_ref(), k_cache, v_cache);
-            x = x + attn;
-            let h = rms_norm(x.clone(), &block.ffn_norm, c.rms_norm_eps);
+        let layers = std::mem::take(&mut cache.layers);
+        for (block, (k_cache, v_cache)) in self.blocks.iter().zip(layers) {
+            // Attention: queries, keys and values in one product; keys and values go to the cache.
+            let h = ops::rms_norm(x.clone(), &block.attn_norm, c.rms_norm_eps);
+            let qkv = block.attn.qkv.forward(h);
+            let (q, k_cache, v_cache) = ops::rope_and_cache(qkv, &cos, &sin, k_cache, v_cache, start, heads);
+            let attended = ops::attention(q, &k_cache, &v_cache, start, heads);
+            x = block.attn.output.forward_add(attended, x);
+            cache.layers.push((k_cache, v_cache));
+
+            // Feed-forward: SwiGLU.
+            let h = ops::rms_norm(x.clone(), &block.ffn_norm, c.rms_norm_eps);
             let ffn = &block.ffn;
-            x = x + ffn.down.forward(silu(ffn.gate.forward(h.clone())) * ffn.up.forward(h));
+            x = ffn.down.forward_add(ffn.gate_up.forward(h), x);
         }
         cache.len = start + count;
 
         let x = if all_logits { x } else { x.slice([count - 1..count, 0..c.embedding_length]) };
-        let x = rms_norm(x, &self.output_norm, c.rms_norm_eps);
+        let x = ops::rms_norm(x, &self.output_norm, c.rms_norm_eps);
         Ok(self.output.as_ref().unwrap_or(&self.token_embd).forward(x))
-    }
-
-    /// Self-attention of the new positions over every cached one.
-    ///
-    /// Query heads that share a key/value head are stacked, so one batched matmul per kv head
-    /// serves the whole group: queries `[kv_heads, group × count, head_dim]`.
-    #[allow(clippy::too_many_arguments)]
-    fn attention(
-        &self,
-        attn: &Attention,
-        x: Tensor<2>,
-        start: usize,
-        cos: &Tensor<2>,
-        sin: &Tensor<2>,
-        mask: Option<&Tensor<3>>,
-        k_cache: &mut Tensor<3>,
-        v_cache: &mut Tensor<3>,
-    ) -> Tensor<2> {
-        let c = &self.config;
-        let [count, _] = x.dims();
-        let (kv_heads, dim) = (c.head_count_kv, c.head_dim);
-        let group = c.head_count / kv_heads;
-        let total = start + count;
-
-        let q = ops::rope(attn.q.forward(x.clone()), cos, sin, c.head_count, dim, c.rope_dimensions);
-        let k = ops::rope(attn.k.forward(x.clone()), cos, sin, kv_heads, dim, c.rope_dimensions);
-        let v = attn.v.forward(x);
-
-        // Append this step's keys and values: [count, kv_heads × dim] → [kv_heads, count, dim].
-        let to_cache = |t: Tensor<2>| t.reshape([count, kv_heads, dim]).swap_dims(0, 1);
-        *k_cache = k_cache.clone().slice_assign([0..kv_heads, start..total, 0..dim], to_cache(k));
-        *v_cache = v_cache.clone().slice_assign([0..kv_heads, start..total, 0..dim], to_cache(v));
-        let keys = k_cache.clone().slice([0..kv_heads, 0..total, 0..dim]);
-        let values = v_cache.clone().slice([0..kv_heads, 0..total, 0..dim]);
-
-        // Query head h uses kv head h / group: [count, kv, group, dim] → [kv, group × count, dim].
-        let q = q.reshape([count, kv_heads, group, dim]).permute([1, 2, 0, 3]).reshape([kv_heads, group * count, dim]);
-        let mut scores = q.matmul(keys.swap_dims(1, 2)) * (1.0 / (dim as f64).sqrt());
-        if let Some(mask) = mask {
-            scores = scores + mask.clone();
-        }
-        let out = softmax(scores, 2).matmul(values);
-        let out = out.reshape([kv_heads, group, count, dim]).permute([2, 0, 1, 3]).reshape([count, c.head_count * dim]);
-        attn.output.forward(out)
     }
 }

@@ -18,12 +18,18 @@ use crate::kernels::LlmKernels;
 pub struct QuantMatrix {
     /// Packed values, `rows * cols / (32 / bits)` words (stored as i32: burn's int type).
     packed: Tensor<1, Int>,
-    scale: Tensor<1>,
-    offset: Tensor<1>,
+    /// Scale and offset of each group, interleaved: `[s0, o0, s1, o1, …]`.
+    scales: Tensor<1>,
     pub rows: usize,
     pub cols: usize,
     pub bits: u32,
     pub group: usize,
+}
+
+impl QuantMatrix {
+    fn same_layout(&self, other: &QuantMatrix) -> bool {
+        self.cols == other.cols && self.bits == other.bits && self.group == other.group
+    }
 }
 
 /// A weight matrix `[out, in]` used as `y = x · Wᵀ`.
@@ -55,13 +61,86 @@ impl Linear {
             Self::Quant(q) => Tensor::from_dispatch(Dispatch::quant_matmul(
                 x.into_dispatch(),
                 q.packed.clone().into_dispatch(),
-                q.scale.clone().into_dispatch(),
-                q.offset.clone().into_dispatch(),
+                q.scales.clone().into_dispatch(),
                 q.rows,
                 q.bits,
                 q.group,
             )),
             Self::Dense(w) => x.matmul(w.clone()),
+        }
+    }
+
+    /// `residual + x · Wᵀ` (one kernel when quantized).
+    pub fn forward_add(&self, x: Tensor<2>, residual: Tensor<2>) -> Tensor<2> {
+        match self {
+            Self::Quant(q) => Tensor::from_dispatch(Dispatch::quant_matmul_add(
+                x.into_dispatch(),
+                q.packed.clone().into_dispatch(),
+                q.scales.clone().into_dispatch(),
+                residual.into_dispatch(),
+                q.rows,
+                q.bits,
+                q.group,
+            )),
+            Self::Dense(w) => residual + x.matmul(w.clone()),
+        }
+    }
+
+    /// For a matrix holding a gate projection stacked on an up projection (see
+    /// [`Linear::stack_rows`]): `silu(x · gateᵀ) * (x · upᵀ)`, one kernel when quantized.
+    pub fn swiglu_stacked(&self, x: Tensor<2>) -> Tensor<2> {
+        let half = self.out_features() / 2;
+        match self {
+            Self::Quant(q) => Tensor::from_dispatch(Dispatch::quant_swiglu(
+                x.into_dispatch(),
+                q.packed.clone().into_dispatch(),
+                q.scales.clone().into_dispatch(),
+                half,
+                q.bits,
+                q.group,
+            )),
+            Self::Dense(w) => {
+                let both = x.matmul(w.clone());
+                let [t, _] = both.dims();
+                let gate = both.clone().slice([0..t, 0..half]);
+                let up = both.slice([0..t, half..2 * half]);
+                burn::tensor::activation::silu(gate) * up
+            }
+        }
+    }
+
+    /// One matrix holding the rows of `parts` in order, when they share a layout, so one
+    /// kernel computes all their products (query, key and value; gate and up).
+    pub fn stack_rows(parts: &[&Linear]) -> Option<Linear> {
+        let first = parts.first()?;
+        match first {
+            Self::Quant(q0) => {
+                let quants: Vec<&QuantMatrix> = parts
+                    .iter()
+                    .map(|p| match p {
+                        Self::Quant(q) if q.same_layout(q0) => Some(q),
+                        _ => None,
+                    })
+                    .collect::<Option<_>>()?;
+                Some(Self::Quant(QuantMatrix {
+                    packed: Tensor::cat(quants.iter().map(|q| q.packed.clone()).collect(), 0),
+                    scales: Tensor::cat(quants.iter().map(|q| q.scales.clone()).collect(), 0),
+                    rows: quants.iter().map(|q| q.rows).sum(),
+                    cols: q0.cols,
+                    bits: q0.bits,
+                    group: q0.group,
+                }))
+            }
+            Self::Dense(_) => {
+                let dense: Vec<Tensor<2>> = parts
+                    .iter()
+                    .map(|p| match p {
+                        Self::Dense(w) => Some(w.clone()),
+                        Self::Quant(_) => None,
+                    })
+                    .collect::<Option<_>>()?;
+                Some(Self::Dense(Tensor::cat(dense, 1)))
+            }
         }
     }
 
@@ -71,8 +150,7 @@ impl Linear {
             Self::Quant(q) => Tensor::from_dispatch(Dispatch::quant_rows(
                 ids.into_dispatch(),
                 q.packed.clone().into_dispatch(),
-                q.scale.clone().into_dispatch(),
-                q.offset.clone().into_dispatch(),
+                q.scales.clone().into_dispatch(),
                 q.cols,
                 q.bits,
                 q.group,
@@ -168,11 +246,11 @@ impl WeightLoader<'_> {
                 .map(|chunk| chunk.iter().enumerate().fold(0u32, |w, (i, &q)| w | (q as u32) << (i as u32 * bits)) as i32)
                 .collect();
             let words = packed.len();
-            let n_groups = groups.scale.len();
+            let scales: Vec<f32> = groups.scale.iter().zip(&groups.offset).flat_map(|(&s, &o)| [s, o]).collect();
+            let scale_count = scales.len();
             Ok(Linear::Quant(QuantMatrix {
                 packed: Tensor::from_data(TensorData::new(packed, [words]), self.device),
-                scale: Tensor::from_data(TensorData::new(groups.scale, [n_groups]), self.device),
-                offset: Tensor::from_data(TensorData::new(groups.offset, [n_groups]), self.device),
+                scales: Tensor::from_data(TensorData::new(scales, [scale_count]), self.device),
                 rows,
                 cols,
                 bits,
