@@ -1,0 +1,234 @@
+//! Small synthetic llama models against llama.cpp (tests/fixtures/synthetic_reference.json,
+//! made by tests/fixtures/make_synthetic_reference.py): "any llama-architecture GGUF works",
+//! checked without downloading more models.
+//!
+//! The models come from `synth` (crates/llm/tests/synth/mod.rs): deterministic pseudo-random
+//! weights in four configurations that between them cover grouped-query, multi-query and
+//! multi-head attention, head sizes 32 and 64, tied and untied output heads, Q4_0, Q5_0, Q5_1,
+//! Q8_0, Q4_K, Q5_K, Q6_K, F32, F16 and BF16 tensors (and mixed layouts that cannot be stacked
+//! into one matrix), rope bases 10000 and 500000, Llama 3 rope frequency factors, linear rope
+//! scaling, both vocabulary kinds. The test builds each file in memory and checks its SHA-256
+//! against the one the fixture recorded for the file llama.cpp ran (`synth_llama` example,
+//! same code), so the two sides cannot silently drift apart.
+//!
+//! As in llama_cpp_reference.rs, the engine (running the quantized file, activations in f32)
+//! is compared with llama.cpp running the same weights dequantized to F32 by llama.cpp itself,
+//! with an F32 KV cache. llama.cpp's quantized path quantizes activations to 8 bits and moves
+//! these logits by up to ~1 (the fixture's summary records it per model).
+//!
+//! Tolerance: 0.01 on raw logits, as for the real model; tiny random models need no more. The
+//! top-5 logits here lie between about 6 and 15 and differ from llama.cpp's by 1.3e-5 to 5e-5
+//! on lavapipe (printed by each test; the fixture's 5-decimal rounding is part of that), so
+//! 0.01 leaves a wide margin for other GPUs' summation orders, while dropping the rope
+//! frequency factors or the linear rope scaling moves them by 4 to 10 (checked by
+//! `the_fixture_notices_rope_changes`) and llama.cpp's own 8-bit-activation path by 0.15 to 1. Every step is run with the reference's token (teacher
+//! forcing) and its top-5 logits checked; greedy tokens must be identical up to the first step
+//! whose reference top-2 gap is under twice the tolerance.
+
+mod common;
+mod synth;
+
+use gguf::Gguf;
+use llm::{Generator, LlamaConfig};
+use serde_json::Value;
+use sha2::{Digest, Sha256};
+
+const TOLERANCE: f32 = 0.01;
+
+fn fixture() -> &'static Value {
+    static FIXTURE: std::sync::OnceLock<Value> = std::sync::OnceLock::new();
+    FIXTURE.get_or_init(|| {
+        let path = common::repo_path("tests/fixtures/synthetic_reference.json");
+        serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()
+    })
+}
+
+fn config_fixture(name: &str) -> &'static Value {
+    fixture()["configs"].as_array().unwrap().iter().find(|c| c["name"] == name).unwrap_or_else(|| panic!("{name} is not in the fixture"))
+}
+
+fn ids(v: &Value) -> Vec<u32> {
+    v.as_array().unwrap().iter().map(|x| x.as_u64().unwrap() as u32).collect()
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// What `LlamaConfig::from_gguf` must read from each synthetic file, written out here rather
+/// than taken from `synth`, so a metadata key the engine misreads shows up.
+fn expected_config(name: &str) -> LlamaConfig {
+    let base = LlamaConfig {
+        block_count: 2,
+        embedding_length: 256,
+        feed_forward_length: 512,
+        head_count: 8,
+        head_count_kv: 2,
+        head_dim: 32,
+        rope_dimensions: 32,
+        rope_freq_base: 10_000.0,
+        rope_freq_scale: 1.0,
+        rms_norm_eps: 1e-5,
+        context_length: 512,
+        vocab_size: 400,
+        tied_embeddings: false,
+    };
+    match name {
+        "gqa_q4_0" => base,
+        "kquants" => LlamaConfig {
+            block_count: 3,
+            feed_forward_length: 768,
+            head_count: 4,
+            head_count_kv: 2,
+            head_dim: 64,
+            rope_dimensions: 64,
+            rms_norm_eps: 1e-6,
+            vocab_size: 512,
+            tied_embeddings: true,
+            ..base
+        },
+        "mha_q5" => LlamaConfig {
+            embedding_length: 192,
+            feed_forward_length: 416,
+            head_count: 6,
+            head_count_kv: 6,
+            rope_freq_base: 500_000.0,
+            vocab_size: 333,
+            ..base
+        },
+        "q8_linear_rope" => LlamaConfig {
+            block_count: 4,
+            embedding_length: 128,
+            feed_forward_length: 352,
+            head_count: 4,
+            head_count_kv: 1,
+            rope_freq_scale: 0.5,
+            vocab_size: 300,
+            tied_embeddings: true,
+            ..base
+        },
+        other => panic!("no expected configuration for {other}"),
+    }
+}
+
+/// One decoding step of the engine, next to the reference's.
+struct Step {
+    /// (token id, our logit, llama.cpp's logit) for the reference's top-5 ids.
+    top5: Vec<(usize, f32, f32)>,
+    /// Our greedy token.
+    argmax: u32,
+}
+
+/// Runs the fixture's prompt and then, step by step, the reference's greedy tokens through the
+/// model.
+fn run_steps(bytes: &[u8], reference: &Value) -> Vec<Step> {
+    let generator = Generator::from_gguf(bytes, &common::device(), 256).unwrap();
+    let model = generator.model();
+    let run = &reference["runs"]["f32"];
+    let mut cache = model.new_cache(256);
+    let mut input = ids(&reference["prompt_tokens"]);
+    let mut out = Vec::new();
+    for step in run["steps"].as_array().unwrap() {
+        let logits = model.forward(&input, &mut cache, false).unwrap().into_data().try_to_vec::<f32>().unwrap();
+        let top5 = step["top5"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|pair| {
+                let id = pair[0].as_u64().unwrap() as usize;
+                (id, logits[id], pair[1].as_f64().unwrap() as f32)
+            })
+            .collect();
+        out.push(Step { top5, argmax: llm::sampler::argmax(&logits) });
+        input = vec![step["token"].as_u64().unwrap() as u32];
+    }
+    out
+}
+
+fn max_diff(steps: &[Step]) -> f32 {
+    steps.iter().flat_map(|s| s.top5.iter().map(|&(_, ours, want)| (ours - want).abs())).fold(0.0, f32::max)
+}
+
+fn check(name: &str) {
+    let reference = config_fixture(name);
+    let bytes = synth::build(name).unwrap();
+
+    // The file llama.cpp ran, byte for byte.
+    assert_eq!(bytes.len() as u64, reference["size"].as_u64().unwrap(), "{name}: size of the generated GGUF");
+    assert_eq!(
+        hex(&Sha256::digest(&bytes)),
+        reference["sha256"].as_str().unwrap(),
+        "{name}: the generator no longer writes the file the fixture was made from; rerun tests/fixtures/make_synthetic_reference.py"
+    );
+
+    let gguf = Gguf::parse(&bytes).unwrap();
+    assert_eq!(LlamaConfig::from_gguf(&gguf).unwrap(), expected_config(name), "{name}: configuration");
+
+    // The vocabulary loads as llama.cpp loads it.
+    let generator = Generator::from_gguf(&bytes, &common::device(), 256).unwrap();
+    let tokenizer = generator.tokenizer();
+    assert_eq!(tokenizer.vocab_size(), reference["vocab"]["n_vocab"].as_u64().unwrap() as usize, "{name}: vocabulary size");
+    assert_eq!(generator.encode_raw(reference["text"].as_str().unwrap()).unwrap(), ids(&reference["text_tokens"]), "{name}: text token ids");
+    drop(generator);
+
+    let ref_steps = reference["runs"]["f32"]["steps"].as_array().unwrap();
+    let must_agree = ref_steps.iter().position(|s| (s["gap"].as_f64().unwrap() as f32) < 2.0 * TOLERANCE).unwrap_or(ref_steps.len());
+    assert!(must_agree >= 8, "{name}: the fixture has a near-tie at step {must_agree}; change the prompt or the weight scales");
+
+    let steps = run_steps(&bytes, reference);
+    for (i, (ours, step)) in steps.iter().zip(ref_steps).enumerate() {
+        for &(id, logit, want) in &ours.top5 {
+            assert!((logit - want).abs() <= TOLERANCE, "{name} step {i}: logit of token {id} is {logit} (llama.cpp {want})");
+        }
+        if i < must_agree {
+            assert_eq!(ours.argmax, step["token"].as_u64().unwrap() as u32, "{name} step {i}: greedy token");
+        }
+    }
+    eprintln!(
+        "{name}: {} steps, top-5 logits within {:.2e} of llama.cpp-F32 (tolerance {TOLERANCE}), {must_agree} greedy tokens identical",
+        steps.len(),
+        max_diff(&steps)
+    );
+}
+
+#[test]
+fn gqa_q4_0_matches_llama_cpp_f32() {
+    check("gqa_q4_0");
+}
+
+#[test]
+fn kquants_match_llama_cpp_f32() {
+    check("kquants");
+}
+
+#[test]
+fn mha_q5_matches_llama_cpp_f32() {
+    check("mha_q5");
+}
+
+#[test]
+fn q8_linear_rope_matches_llama_cpp_f32() {
+    check("q8_linear_rope");
+}
+
+#[test]
+fn every_configuration_is_in_the_fixture() {
+    let names: Vec<&str> = fixture()["configs"].as_array().unwrap().iter().map(|c| c["name"].as_str().unwrap()).collect();
+    assert_eq!(names, synth::CONFIGS);
+}
+
+/// The comparison can see the features it claims to check: the same weights without the
+/// rope frequency factors, or without linear rope scaling, miss the reference by far more than
+/// the tolerance. (Each tensor has its own random stream, so dropping one changes no other.)
+#[test]
+fn the_fixture_notices_rope_changes() {
+    let mut no_factors = synth::spec("mha_q5").unwrap();
+    no_factors.rope_freqs = false;
+    let mut no_scaling = synth::spec("q8_linear_rope").unwrap();
+    no_scaling.rope_linear_factor = None;
+    for spec in [no_factors, no_scaling] {
+        let diff = max_diff(&run_steps(&synth::build_spec(&spec), config_fixture(spec.name)));
+        eprintln!("{} with rope changed: top-5 logits off by up to {diff}", spec.name);
+        assert!(diff > 20.0 * TOLERANCE, "{}: changing rope moved the logits by only {diff}", spec.name);
+    }
+}
