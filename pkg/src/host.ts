@@ -1,0 +1,205 @@
+// The engine host: owns the wasm engine, serves one request at a time. It runs in a dedicated
+// Web Worker by default (worker.ts), or on the calling thread when asked.
+
+import init, { Engine, inspectModel } from './wasm/confidant_web.js';
+import { ConfidantError, WEBGPU_BROWSERS, serializeError } from './errors.js';
+import { loadModelBytes } from './download.js';
+import type { GenerationResult, HostRequest, HostResponse, ModelPayload } from './protocol.js';
+import type { EngineInfo, FinishReason, Progress } from './types.js';
+
+type Post = (message: HostResponse) => void;
+
+interface WasmError {
+  code?: string;
+  needed?: number;
+}
+
+/** Throws for a model the engine cannot run; false while the header is still incomplete. */
+function checkHeader(prefix: Uint8Array, fileLength: number): boolean {
+  try {
+    inspectModel(prefix, fileLength);
+    return true;
+  } catch (e) {
+    if ((e as WasmError).code === 'need_more_bytes') return false;
+    throw e;
+  }
+}
+
+async function fetchWithProgress(url: string, onProgress: (p: Progress) => void): Promise<Uint8Array> {
+  const response = await fetch(url);
+  if (!response.ok || !response.body) {
+    throw new ConfidantError('model_fetch', `Could not load the engine (${url}): HTTP ${response.status}`);
+  }
+  const total = Number(response.headers.get('Content-Length') ?? 0);
+  const chunks: Uint8Array[] = [];
+  let loaded = 0;
+  const reader = response.body.getReader();
+  for (;;) {
+    const { done, value } = await reader.read();
+    if (done) break;
+    chunks.push(value);
+    loaded += value.byteLength;
+    onProgress({ stage: 'compile', loaded, total });
+  }
+  const bytes = new Uint8Array(loaded);
+  let at = 0;
+  for (const c of chunks) {
+    bytes.set(c, at);
+    at += c.byteLength;
+  }
+  return bytes;
+}
+
+async function requireWebGpu(backend: string): Promise<void> {
+  if (backend === 'cpu') {
+    throw new ConfidantError('bad_request', "The 'cpu' backend is not available yet; use 'webgpu' or 'auto'.");
+  }
+  const gpu = (navigator as Navigator & { gpu?: { requestAdapter(): Promise<unknown> } }).gpu;
+  const adapter = gpu ? await gpu.requestAdapter().catch(() => null) : null;
+  if (!adapter) {
+    throw new ConfidantError(
+      'webgpu_unavailable',
+      `This browser offers no WebGPU adapter, which Confidant needs to run the model on your GPU. ${WEBGPU_BROWSERS}`,
+    );
+  }
+}
+
+export class EngineHost {
+  private engine: Engine | null = null;
+  private wasmReady: Promise<unknown> | null = null;
+  private readonly queue: HostRequest[] = [];
+  private readonly aborted = new Set<number>();
+  private busy = false;
+  private modelName = '';
+
+  constructor(private readonly post: Post) {}
+
+  /** Take a message from the API. Aborts act at once; everything else waits its turn. */
+  receive(request: HostRequest): void {
+    if (request.type === 'abort') {
+      this.aborted.add(request.id);
+      return;
+    }
+    this.queue.push(request);
+    void this.drain();
+  }
+
+  private async drain(): Promise<void> {
+    if (this.busy) return;
+    this.busy = true;
+    while (this.queue.length > 0) {
+      const request = this.queue.shift()!;
+      try {
+        if (this.aborted.delete(request.id)) throw new ConfidantError('aborted', 'The request was aborted before it started.');
+        await this.serve(request);
+      } catch (e) {
+        this.post({ type: 'error', id: request.id, error: serializeError(e) });
+      }
+      this.aborted.delete(request.id);
+    }
+    this.busy = false;
+  }
+
+  private async serve(request: HostRequest): Promise<void> {
+    switch (request.type) {
+      case 'load':
+        return this.load(request);
+      case 'generate':
+        return this.generate(request);
+      case 'dispose':
+        this.engine?.free();
+        this.engine = null;
+        this.post({ type: 'disposed', id: request.id });
+        return;
+      default:
+        return;
+    }
+  }
+
+  private async load(request: Extract<HostRequest, { type: 'load' }>): Promise<void> {
+    const progress = (p: Progress) => this.post({ type: 'progress', id: request.id, progress: p });
+    await requireWebGpu(request.backend);
+    this.wasmReady ??= fetchWithProgress(request.wasmUrl, progress).then((bytes) => init({ module_or_path: bytes }));
+    await this.wasmReady;
+    const bytes = await this.modelBytes(request.model, progress, request.id);
+    progress({ stage: 'load', loaded: 0, total: bytes.byteLength });
+    this.engine?.free();
+    this.engine = null;
+    this.engine = await Engine.load(bytes, request.contextLength);
+    const info = this.engine.info() as EngineInfo;
+    this.modelName = info.model.name;
+    progress({ stage: 'load', loaded: bytes.byteLength, total: bytes.byteLength });
+    this.post({ type: 'loaded', id: request.id, info });
+  }
+
+  private async modelBytes(model: ModelPayload, progress: (p: Progress) => void, id: number): Promise<Uint8Array> {
+    let bytes: Uint8Array;
+    if ('url' in model) {
+      const controller = new AbortController();
+      const watch = setInterval(() => this.aborted.has(id) && controller.abort(), 50);
+      try {
+        return await loadModelBytes(model, progress, checkHeader, controller.signal);
+      } finally {
+        clearInterval(watch);
+      }
+    } else if ('file' in model) {
+      progress({ stage: 'download', loaded: 0, total: model.file.size });
+      // Check the header before reading the rest of a large file.
+      checkHeader(new Uint8Array(await model.file.slice(0, Math.min(model.file.size, 16 << 20)).arrayBuffer()), model.file.size);
+      bytes = new Uint8Array(await model.file.arrayBuffer());
+    } else {
+      bytes = new Uint8Array(model.bytes);
+    }
+    progress({ stage: 'download', loaded: bytes.byteLength, total: bytes.byteLength });
+    checkHeader(bytes, bytes.byteLength);
+    return bytes;
+  }
+
+  private async generate(request: Extract<HostRequest, { type: 'generate' }>): Promise<void> {
+    const engine = this.engine;
+    if (!engine) throw new ConfidantError('bad_request', 'No model is loaded (was the engine disposed?).');
+    const { prompt, options } = request;
+    const ids = typeof prompt === 'string' ? engine.encodeRaw(prompt) : engine.encodeChat(prompt);
+    engine.begin(ids, options);
+    let text = '';
+    try {
+      for (;;) {
+        // Messages (aborts) are handled while the GPU works on each step.
+        const step = (await engine.step()) as { token: number; text: string } | null;
+        if (this.aborted.has(request.id)) {
+          engine.abort();
+          throw new ConfidantError('aborted', 'The generation was aborted.');
+        }
+        if (!step) break;
+        text += step.text;
+        this.post({ type: 'token', id: request.id, text: step.text, token: step.token });
+      }
+    } catch (e) {
+      engine.abort();
+      throw e;
+    }
+    const stats = engine.stats() as {
+      promptTokens: number;
+      prefilledTokens: number;
+      completionTokens: number;
+      prefillTokS: number;
+      decodeTokS: number;
+      finishReason: FinishReason | null;
+    };
+    const result: GenerationResult = {
+      text,
+      finish_reason: stats.finishReason ?? 'stop',
+      usage: {
+        prompt_tokens: stats.promptTokens,
+        completion_tokens: stats.completionTokens,
+        total_tokens: stats.promptTokens + stats.completionTokens,
+      },
+      timings: { prefill_tok_s: stats.prefillTokS, decode_tok_s: stats.decodeTokS, prefilled_tokens: stats.prefilledTokens },
+    };
+    this.post({ type: 'done', id: request.id, result });
+  }
+
+  get model(): string {
+    return this.modelName;
+  }
+}

@@ -1,0 +1,353 @@
+// Confidant: a llama-family language model running in the browser on WebGPU, with an
+// OpenAI-style API. The engine lives in a dedicated Web Worker; this module is the page's side.
+
+import { ConfidantError, deserializeError } from './errors.js';
+import { deleteModel, listModels } from './model-store.js';
+import type { GenerationResult, HostRequest, HostResponse, ModelPayload } from './protocol.js';
+import type {
+  CachedModel,
+  ChatCompletion,
+  ChatCompletionChunk,
+  ChatCompletionRequest,
+  ChatMessage,
+  Completion,
+  CompletionChunk,
+  CompletionRequest,
+  CreateOptions,
+  EngineInfo,
+  Progress,
+  SamplingOptions,
+} from './types.js';
+
+export { ConfidantError } from './errors.js';
+export type { ConfidantErrorCode } from './errors.js';
+export type * from './types.js';
+
+/** `Omit` applied to each member of a union. */
+type OmitEach<T, K extends PropertyKey> = T extends unknown ? Omit<T, K> : never;
+
+type Handlers = {
+  onProgress?: (p: Progress) => void;
+  onToken?: (text: string, token: number) => void;
+  resolve: (value: unknown) => void;
+  reject: (error: ConfidantError) => void;
+};
+
+/** Talks to the engine host: a Web Worker, or the host itself on this thread. */
+class Channel {
+  private nextId = 1;
+  private readonly pending = new Map<number, Handlers>();
+  private readonly send: (request: HostRequest, transfer?: Transferable[]) => void;
+  private readonly terminate: () => void;
+
+  private constructor(send: Channel['send'], terminate: () => void) {
+    this.send = send;
+    this.terminate = terminate;
+  }
+
+  static async open(useWorker: boolean): Promise<Channel> {
+    if (useWorker) {
+      const worker = new Worker(new URL('./worker.js', import.meta.url), { type: 'module', name: 'confidant-engine' });
+      const channel = new Channel(
+        (request, transfer) => worker.postMessage(request, transfer ?? []),
+        () => worker.terminate(),
+      );
+      worker.addEventListener('message', (event: MessageEvent<HostResponse>) => channel.receive(event.data));
+      worker.addEventListener('error', (event) => channel.failAll(new ConfidantError('device_lost', `The engine worker failed: ${event.message}`)));
+      return channel;
+    }
+    const { EngineHost } = await import('./host.js');
+    let host: InstanceType<typeof EngineHost> | null = null;
+    const channel = new Channel(
+      (request) => host?.receive(request),
+      () => {},
+    );
+    host = new EngineHost((message) => channel.receive(message));
+    return channel;
+  }
+
+  request(request: OmitEach<HostRequest, 'id'>, handlers: Omit<Handlers, 'resolve' | 'reject'> = {}, transfer?: Transferable[]): { id: number; done: Promise<unknown> } {
+    const id = this.nextId++;
+    const done = new Promise((resolve, reject) => this.pending.set(id, { ...handlers, resolve, reject }));
+    this.send({ ...request, id } as HostRequest, transfer);
+    return { id, done };
+  }
+
+  abort(id: number): void {
+    this.send({ type: 'abort', id });
+  }
+
+  private receive(message: HostResponse): void {
+    const handlers = this.pending.get(message.id);
+    if (!handlers) return;
+    switch (message.type) {
+      case 'progress':
+        handlers.onProgress?.(message.progress);
+        break;
+      case 'token':
+        handlers.onToken?.(message.text, message.token);
+        break;
+      case 'loaded':
+        this.pending.delete(message.id);
+        handlers.resolve(message.info);
+        break;
+      case 'done':
+        this.pending.delete(message.id);
+        handlers.resolve(message.result);
+        break;
+      case 'disposed':
+        this.pending.delete(message.id);
+        handlers.resolve(undefined);
+        break;
+      case 'error':
+        this.pending.delete(message.id);
+        handlers.reject(deserializeError(message.error));
+        break;
+    }
+  }
+
+  failAll(error: ConfidantError): void {
+    for (const handlers of this.pending.values()) handlers.reject(error);
+    this.pending.clear();
+  }
+
+  close(): void {
+    this.failAll(new ConfidantError('bad_request', 'The engine was disposed.'));
+    this.terminate();
+  }
+}
+
+/** Streamed chunks. Iterate with `for await`; `abort()` (or leaving the loop early) stops generation. */
+export class ChunkStream<T> implements AsyncIterable<T> {
+  private readonly buffered: T[] = [];
+  private waiting: ((r: IteratorResult<T>) => void) | null = null;
+  private failed: ConfidantError | null = null;
+  private finished = false;
+  private rejectWaiting: ((e: ConfidantError) => void) | null = null;
+
+  /** @internal */
+  constructor(private readonly stop: () => void) {}
+
+  /** @internal */
+  push(chunk: T): void {
+    if (this.waiting) {
+      const resolve = this.waiting;
+      this.waiting = this.rejectWaiting = null;
+      resolve({ value: chunk, done: false });
+    } else {
+      this.buffered.push(chunk);
+    }
+  }
+
+  /** @internal */
+  end(error?: ConfidantError): void {
+    this.finished = true;
+    this.failed = error ?? null;
+    if (this.waiting) {
+      const [resolve, reject] = [this.waiting, this.rejectWaiting];
+      this.waiting = this.rejectWaiting = null;
+      if (error) reject?.(error);
+      else resolve({ value: undefined, done: true });
+    }
+  }
+
+  /** Stop generating; the loop then ends with an `aborted` ConfidantError. */
+  abort(): void {
+    if (!this.finished) this.stop();
+  }
+
+  [Symbol.asyncIterator](): AsyncIterator<T> {
+    return {
+      next: () => {
+        const chunk = this.buffered.shift();
+        if (chunk !== undefined) return Promise.resolve({ value: chunk, done: false });
+        if (this.failed) return Promise.reject(this.failed);
+        if (this.finished) return Promise.resolve({ value: undefined, done: true });
+        return new Promise((resolve, reject) => {
+          this.waiting = resolve;
+          this.rejectWaiting = reject;
+        });
+      },
+      return: () => {
+        // Leaving a for-await loop early stops the generation.
+        this.abort();
+        return Promise.resolve({ value: undefined, done: true });
+      },
+    };
+  }
+}
+
+function hostOptions(request: SamplingOptions): Record<string, unknown> {
+  const { signal: _signal, ...rest } = request;
+  void _signal;
+  const options: Record<string, unknown> = {};
+  for (const [key, value] of Object.entries(rest)) {
+    if (value !== undefined && key !== 'prompt' && key !== 'messages' && key !== 'stream') options[key] = value;
+  }
+  return options;
+}
+
+function validate(request: SamplingOptions): void {
+  const positiveInt = (v: unknown) => v === undefined || (Number.isInteger(v) && (v as number) > 0);
+  if (!positiveInt(request.max_tokens)) throw new ConfidantError('bad_request', 'max_tokens must be a positive integer.');
+  if (request.temperature !== undefined && !(Number.isFinite(request.temperature) && request.temperature >= 0)) {
+    throw new ConfidantError('bad_request', 'temperature must be a number ≥ 0.');
+  }
+  if (request.top_p !== undefined && !(request.top_p > 0 && request.top_p <= 1)) throw new ConfidantError('bad_request', 'top_p must be in (0, 1].');
+  if (request.seed !== undefined && !(Number.isInteger(request.seed) && request.seed >= 0)) {
+    throw new ConfidantError('bad_request', 'seed must be a non-negative integer.');
+  }
+}
+
+let completionCounter = 0;
+const newId = (prefix: string) => `${prefix}-${Date.now().toString(36)}${(completionCounter++).toString(36)}`;
+
+export class Confidant {
+  private constructor(
+    private readonly channel: Channel,
+    private readonly engineInfo: EngineInfo,
+  ) {}
+
+  /** Download (or read from the browser's cache) and load a model onto the GPU. */
+  static async create(options: CreateOptions): Promise<Confidant> {
+    const source = options?.model;
+    let payload: ModelPayload;
+    const transfer: Transferable[] = [];
+    if (source && 'url' in source && typeof source.url === 'string') {
+      payload = { url: new URL(source.url, globalThis.location?.href).href, sha256: source.sha256, revalidate: source.revalidate };
+    } else if (source && 'file' in source && source.file instanceof Blob) {
+      payload = { file: source.file };
+    } else if (source && 'bytes' in source && (source.bytes instanceof ArrayBuffer || ArrayBuffer.isView(source.bytes))) {
+      const view = source.bytes instanceof ArrayBuffer ? new Uint8Array(source.bytes) : source.bytes;
+      // A copy, so the caller's buffer stays usable after it is handed to the worker.
+      const copy = view.slice().buffer as ArrayBuffer;
+      payload = { bytes: copy };
+      transfer.push(copy);
+    } else {
+      throw new ConfidantError('bad_request', 'options.model must be { url }, { file: File } or { bytes: ArrayBuffer }.');
+    }
+    const backend = options.backend ?? 'auto';
+    if (!['auto', 'webgpu', 'cpu'].includes(backend)) throw new ConfidantError('bad_request', `Unknown backend ${String(backend)}.`);
+    const contextLength = options.contextLength ?? 4096;
+    if (!Number.isInteger(contextLength) || contextLength < 16) throw new ConfidantError('bad_request', 'contextLength must be an integer ≥ 16.');
+
+    const channel = await Channel.open(options.worker ?? true);
+    const wasmUrl = new URL('./wasm/confidant_web_bg.wasm', import.meta.url).href;
+    try {
+      const { done } = channel.request({ type: 'load', model: payload, backend, contextLength, wasmUrl }, { onProgress: options.onProgress }, transfer);
+      const info = (await done) as EngineInfo;
+      return new Confidant(channel, info);
+    } catch (e) {
+      channel.close();
+      throw e;
+    }
+  }
+
+  /** Models kept in this browser's storage. */
+  static readonly cache = {
+    /** Every cached model: URL, size, SHA-256, HTTP validators, when it was stored. */
+    list: (): Promise<CachedModel[]> => listModels(),
+    /** Remove a cached model (and any interrupted download of it). True if it was cached. */
+    delete: (url: string): Promise<boolean> => deleteModel(new URL(url, globalThis.location?.href).href),
+  };
+
+  /** The backend, GPU adapter and model this engine runs. */
+  info(): EngineInfo {
+    return structuredClone(this.engineInfo);
+  }
+
+  /** Raw completions: the prompt is used verbatim, no chat template. */
+  readonly completions = {
+    create: ((request: CompletionRequest) => this.run(request, request.prompt, 'completion')) as {
+      (request: CompletionRequest & { stream: true }): Promise<ChunkStream<CompletionChunk>>;
+      (request: CompletionRequest & { stream?: false }): Promise<Completion>;
+      (request: CompletionRequest): Promise<Completion | ChunkStream<CompletionChunk>>;
+    },
+  };
+
+  /** Chat completions: messages are rendered with the model's own chat template. */
+  readonly chat = {
+    completions: {
+      create: ((request: ChatCompletionRequest) => this.run(request, request.messages, 'chat')) as {
+        (request: ChatCompletionRequest & { stream: true }): Promise<ChunkStream<ChatCompletionChunk>>;
+        (request: ChatCompletionRequest & { stream?: false }): Promise<ChatCompletion>;
+        (request: ChatCompletionRequest): Promise<ChatCompletion | ChunkStream<ChatCompletionChunk>>;
+      },
+    },
+  };
+
+  /** Free the GPU memory and stop the worker. */
+  async dispose(): Promise<void> {
+    try {
+      await this.channel.request({ type: 'dispose' }).done;
+    } finally {
+      this.channel.close();
+    }
+  }
+
+  private async run(
+    request: (CompletionRequest | ChatCompletionRequest) & { stream?: boolean },
+    prompt: string | ChatMessage[] | undefined,
+    kind: 'completion' | 'chat',
+  ): Promise<Completion | ChatCompletion | ChunkStream<CompletionChunk> | ChunkStream<ChatCompletionChunk>> {
+    if (kind === 'completion' && typeof prompt !== 'string') throw new ConfidantError('bad_request', 'prompt must be a string.');
+    if (kind === 'chat') {
+      const ok = Array.isArray(prompt) && prompt.length > 0 && prompt.every((m) => m && typeof m.role === 'string' && typeof m.content === 'string');
+      if (!ok) throw new ConfidantError('bad_request', 'messages must be a non-empty array of { role, content } strings.');
+    }
+    validate(request);
+    const signal = request.signal;
+    if (signal?.aborted) throw new ConfidantError('aborted', 'The request was aborted before it started.');
+
+    const id = newId(kind === 'chat' ? 'chatcmpl' : 'cmpl');
+    const created = Math.floor(Date.now() / 1000);
+    const model = this.engineInfo.model.name;
+    const message = { type: 'generate' as const, prompt: prompt!, options: hostOptions(request) };
+
+    if (!request.stream) {
+      const pending = this.channel.request(message);
+      const onAbort = () => this.channel.abort(pending.id);
+      signal?.addEventListener('abort', onAbort, { once: true });
+      try {
+        const r = (await pending.done) as GenerationResult;
+        const base = { id, created, model, usage: r.usage, timings: r.timings };
+        if (kind === 'chat') {
+          return { ...base, object: 'chat.completion', choices: [{ index: 0, message: { role: 'assistant', content: r.text }, finish_reason: r.finish_reason }] };
+        }
+        return { ...base, object: 'text_completion', choices: [{ index: 0, text: r.text, finish_reason: r.finish_reason }] };
+      } finally {
+        signal?.removeEventListener('abort', onAbort);
+      }
+    }
+
+    let requestId = 0;
+    const stream = new ChunkStream<CompletionChunk | ChatCompletionChunk>(() => this.channel.abort(requestId));
+    let first = true;
+    const chunk = (text: string | null, finish: GenerationResult | null): CompletionChunk | ChatCompletionChunk => {
+      const finish_reason = finish ? finish.finish_reason : null;
+      const extra = finish ? { usage: finish.usage, timings: finish.timings } : {};
+      if (kind === 'chat') {
+        const delta: { role?: 'assistant'; content?: string } = {};
+        if (first) delta.role = 'assistant';
+        if (text !== null) delta.content = text;
+        first = false;
+        return { id, object: 'chat.completion.chunk', created, model, choices: [{ index: 0, delta, finish_reason }], ...extra };
+      }
+      return { id, object: 'text_completion', created, model, choices: [{ index: 0, text: text ?? '', finish_reason }], ...extra };
+    };
+    const pending = this.channel.request(message, { onToken: (text) => text && stream.push(chunk(text, null)) });
+    requestId = pending.id;
+    const onAbort = () => stream.abort();
+    signal?.addEventListener('abort', onAbort, { once: true });
+    pending.done.then(
+      (r) => {
+        stream.push(chunk(null, r as GenerationResult));
+        stream.end();
+      },
+      (e: ConfidantError) => stream.end(e),
+    ).finally(() => signal?.removeEventListener('abort', onAbort));
+    return stream as ChunkStream<CompletionChunk> | ChunkStream<ChatCompletionChunk>;
+  }
+}
+
+export default Confidant;

@@ -1,0 +1,33 @@
+// Messages between the API (main thread) and the engine host (a Web Worker by default).
+
+import type { SerializedError } from './errors.js';
+import type { ChatMessage, EngineInfo, FinishReason, Progress, SamplingOptions, Timings, Usage } from './types.js';
+
+export type ModelPayload =
+  | { url: string; sha256?: string; revalidate?: boolean }
+  | { file: Blob }
+  | { bytes: ArrayBuffer };
+
+/** Generation options as they cross to the host (no AbortSignal: aborts are messages). */
+export type HostOptions = Omit<SamplingOptions, 'signal'>;
+
+export type HostRequest =
+  | { type: 'load'; id: number; model: ModelPayload; backend: string; contextLength: number; wasmUrl: string }
+  | { type: 'generate'; id: number; prompt: string | ChatMessage[]; options: HostOptions }
+  | { type: 'abort'; id: number }
+  | { type: 'dispose'; id: number };
+
+export interface GenerationResult {
+  text: string;
+  finish_reason: FinishReason;
+  usage: Usage;
+  timings: Timings;
+}
+
+export type HostResponse =
+  | { type: 'progress'; id: number; progress: Progress }
+  | { type: 'loaded'; id: number; info: EngineInfo }
+  | { type: 'token'; id: number; text: string; token: number }
+  | { type: 'done'; id: number; result: GenerationResult }
+  | { type: 'disposed'; id: number }
+  | { type: 'error'; id: number; error: SerializedError };
