@@ -7,7 +7,6 @@ need_apt=()
 command -v chromium >/dev/null || need_apt+=(chromium)
 [ -e /usr/share/vulkan/icd.d/lvp_icd.x86_64.json ] || [ -e /usr/share/vulkan/icd.d/lvp_icd.json ] || need_apt+=(mesa-vulkan-drivers)
 command -v vulkaninfo >/dev/null || need_apt+=(vulkan-tools)
-command -v wasm-opt >/dev/null || need_apt+=(binaryen)
 if [ ${#need_apt[@]} -gt 0 ]; then
   SUDO=""; [ "$(id -u)" = 0 ] || SUDO=sudo
   $SUDO apt-get update -q
@@ -26,8 +25,10 @@ if grep -q '^name = "wasm-bindgen"$' Cargo.lock; then
   fi
 fi
 
-if [ ! -d tests/node_modules/playwright-core ]; then
-  (cd tests && npm ci --no-audit --no-fund)
-fi
+for dir in tests pkg; do
+  if [ ! -d "$dir/node_modules" ]; then
+    (cd "$dir" && npm ci --no-audit --no-fund)
+  fi
+done
 
 models/fetch.sh

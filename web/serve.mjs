@@ -10,7 +10,7 @@ import { extname, join, normalize, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
 const here = fileURLToPath(new URL('.', import.meta.url));
-const roots = [
+const defaultRoots = [
   ['/models/', resolve(here, '../models')],
   ['/', resolve(here)],
 ];
@@ -27,9 +27,9 @@ const types = {
   '.safetensors': 'application/octet-stream',
   '.webmanifest': 'application/manifest+json',
 };
-const csp = "default-src 'self'; script-src 'self' 'wasm-unsafe-eval'; style-src 'self'; img-src 'self' data: blob:; connect-src 'self'; worker-src 'self' blob:; object-src 'none'; base-uri 'none'";
+export const csp = "default-src 'self'; script-src 'self' 'wasm-unsafe-eval'; style-src 'self'; img-src 'self' data: blob:; connect-src 'self'; worker-src 'self' blob:; object-src 'none'; base-uri 'none'";
 
-function resolvePath(urlPath) {
+function resolvePath(roots, urlPath) {
   for (const [prefix, dir] of roots) {
     if (urlPath.startsWith(prefix)) {
       const rel = normalize(decodeURIComponent(urlPath.slice(prefix.length))).replace(/^(\.\.[/\\])+/, '');
@@ -41,11 +41,17 @@ function resolvePath(urlPath) {
   return null;
 }
 
-export function startServer({ port = 8080, host = '127.0.0.1', log = false } = {}) {
+/**
+ * Options: `roots` ([[urlPrefix, directory], …], first match wins; default web/ at / and
+ * models/ at /models/), `csp` (false to send none), `onRequest(req)` (observe every request),
+ * `cutAfter(req)` (for tests: a byte count after which to break the connection, or null).
+ */
+export function startServer({ port = 8080, host = '127.0.0.1', log = false, roots = defaultRoots, csp: sendCsp = true, onRequest, cutAfter } = {}) {
   const server = createServer(async (req, res) => {
     const url = new URL(req.url, 'http://localhost');
-    let path = resolvePath(url.pathname);
+    let path = resolvePath(roots, url.pathname);
     if (log) console.log(req.method, url.pathname, req.headers.range ?? '');
+    onRequest?.(req);
     try {
       if (!path) throw new Error('forbidden');
       let stat = await fs.stat(path);
@@ -53,15 +59,43 @@ export function startServer({ port = 8080, host = '127.0.0.1', log = false } = {
         path = join(path, 'index.html');
         stat = await fs.stat(path);
       }
+      const etag = `"${stat.size.toString(16)}-${Math.floor(stat.mtimeMs).toString(16)}"`;
+      const lastModified = stat.mtime.toUTCString();
       const headers = {
         'Content-Type': types[extname(path)] ?? 'application/octet-stream',
-        'Content-Security-Policy': csp,
         'Accept-Ranges': 'bytes',
-        'Last-Modified': stat.mtime.toUTCString(),
-        ETag: `"${stat.size.toString(16)}-${Math.floor(stat.mtimeMs).toString(16)}"`,
+        'Last-Modified': lastModified,
+        ETag: etag,
         'Cache-Control': 'no-cache',
       };
-      const range = /^bytes=(\d*)-(\d*)$/.exec(req.headers.range ?? '');
+      if (sendCsp) headers['Content-Security-Policy'] = csp;
+      const notModified = req.headers['if-none-match'] === etag ||
+        (!req.headers['if-none-match'] && req.headers['if-modified-since'] === lastModified);
+      if (notModified && (req.method === 'GET' || req.method === 'HEAD')) {
+        res.writeHead(304, headers);
+        return res.end();
+      }
+      // If-Range: honour the range only if the file is the one the client started with.
+      const ifRange = req.headers['if-range'];
+      const rangeValid = !ifRange || ifRange === etag || ifRange === lastModified;
+      const range = rangeValid ? /^bytes=(\d*)-(\d*)$/.exec(req.headers.range ?? '') : null;
+      const cut = cutAfter?.(req) ?? null;
+      const send = (options) => {
+        const stream = createReadStream(path, options);
+        if (cut === null) return stream.pipe(res);
+        let sent = 0;
+        stream.on('data', (chunk) => {
+          if (sent + chunk.length >= cut) {
+            res.write(chunk.subarray(0, Math.max(0, cut - sent)));
+            stream.destroy();
+            res.destroy();
+            return;
+          }
+          sent += chunk.length;
+          res.write(chunk);
+        });
+        stream.on('end', () => res.end());
+      };
       if (range && (range[1] || range[2])) {
         let start = range[1] ? Number(range[1]) : stat.size - Number(range[2]);
         let end = range[1] && range[2] ? Number(range[2]) : stat.size - 1;
@@ -72,11 +106,11 @@ export function startServer({ port = 8080, host = '127.0.0.1', log = false } = {
         end = Math.min(end, stat.size - 1);
         res.writeHead(206, { ...headers, 'Content-Range': `bytes ${start}-${end}/${stat.size}`, 'Content-Length': end - start + 1 });
         if (req.method === 'HEAD') return res.end();
-        return createReadStream(path, { start, end }).pipe(res);
+        return send({ start, end });
       }
       res.writeHead(200, { ...headers, 'Content-Length': stat.size });
       if (req.method === 'HEAD') return res.end();
-      createReadStream(path).pipe(res);
+      send({});
     } catch {
       res.writeHead(404, { 'Content-Type': 'text/plain' });
       res.end('not found');

@@ -21,7 +21,8 @@ function checkHeader(prefix: Uint8Array, fileLength: number): boolean {
     return true;
   } catch (e) {
     if ((e as WasmError).code === 'need_more_bytes') return false;
-    throw e;
+    const { code, message } = serializeError(e);
+    throw new ConfidantError(code, message);
   }
 }
 

@@ -24,13 +24,18 @@ export const chromiumArgs = [
   '--no-first-run',
 ];
 
-export async function launch() {
-  for (const needed of [modelPath, join(root, 'web/pkg/confidant_web_bg.wasm')]) {
+/**
+ * Start a server (`serverOptions` as web/serve.mjs takes them) and headless Chromium with
+ * WebGPU (`webgpu: false` leaves WebGPU off, as in browsers without it).
+ */
+export async function launch({ needs = ['web/pkg/confidant_web_bg.wasm'], serverOptions = {}, webgpu = true } = {}) {
+  for (const needed of [modelPath, ...needs.map((n) => join(root, n))]) {
     if (!existsSync(needed)) throw new Error(`${needed} is missing: run \`make test\` (it builds and fetches everything)`);
   }
-  const server = await startServer({ port: 0 });
+  const server = await startServer({ port: 0, ...serverOptions });
   const { port } = server.address();
-  const browser = await chromium.launch({ executablePath: '/usr/bin/chromium', headless: true, args: chromiumArgs });
+  const args = webgpu ? chromiumArgs : chromiumArgs.filter((a) => !/webgpu|vulkan/i.test(a)).concat(['--disable-features=WebGPU']);
+  const browser = await chromium.launch({ executablePath: '/usr/bin/chromium', headless: true, args });
   const page = await browser.newPage();
   const console = [];
   page.on('console', (m) => console.push(`${m.type()}: ${m.text()}`));

@@ -158,6 +158,8 @@ pub fn inspect_model(prefix: &[u8], file_length: f64) -> Result<JsValue, JsValue
         Err(e) => return Err(llm_error(e.into())),
     };
     let info = ModelInfo::from_gguf(&header).map_err(llm_error)?;
+    // A file too short for the tensors its header lists is broken, however much of it arrived.
+    header.check_data(file_length as u64).map_err(|e| llm_error(e.into()))?;
     to_js(&ModelInfoJs::from(&info))
 }
 

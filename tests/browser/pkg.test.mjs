@@ -1,0 +1,325 @@
+// The npm package (pkg/dist, built by `npm run build` in pkg/) in headless Chromium on WebGPU
+// (SwiftShader): loading with progress and caching, the OpenAI-style API, streaming, aborts,
+// queueing, errors, resumable downloads. SwiftShader is slow, so token counts stay small.
+
+import { after, before, test } from 'node:test';
+import assert from 'node:assert/strict';
+import { copyFileSync, mkdtempSync, readFileSync, rmSync, statSync, utimesSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { launch, modelPath, nativeGreedy, root } from './harness.mjs';
+
+const MODEL_URL = '/models/SmolLM2-135M-Instruct-Q4_1.gguf';
+const MODEL_SHA256 = readFileSync(join(root, 'models/checksums.sha256'), 'utf8')
+  .split('\n')
+  .find((l) => l.endsWith(' SmolLM2-135M-Instruct-Q4_1.gguf'))
+  .split(' ')[0];
+const PROMPT = 'The capital of France is';
+
+let h;
+let fixtures;
+const requests = [];
+let cutNext = null;
+
+function patchArchitecture(bytes, from, to) {
+  // The value of general.architecture: key, type 8 (string), length, text.
+  const key = Buffer.from('general.architecture');
+  const at = bytes.indexOf(key);
+  const valueAt = at + key.length + 4 + 8;
+  assert.equal(bytes.subarray(valueAt, valueAt + from.length).toString(), from);
+  Buffer.from(to).copy(bytes, valueAt);
+}
+
+before(async () => {
+  fixtures = mkdtempSync(join(tmpdir(), 'confidant-pkg-'));
+  const model = readFileSync(modelPath);
+  writeFileSync(join(fixtures, 'truncated.gguf'), model.subarray(0, 3 << 20));
+  writeFileSync(join(fixtures, 'not-a-model.gguf'), 'This is a text file, not a GGUF model.\n'.repeat(100));
+  const unsupported = Buffer.from(model);
+  patchArchitecture(unsupported, 'llama', 'mamba');
+  writeFileSync(join(fixtures, 'unsupported.gguf'), unsupported);
+  copyFileSync(modelPath, join(fixtures, 'copy.gguf'));
+
+  h = await launch({
+    needs: ['pkg/dist/wasm/confidant_web_bg.wasm', 'pkg/dist/index.js'],
+    serverOptions: {
+      roots: [
+        ['/confidant/', join(root, 'pkg/dist')],
+        ['/models/', join(root, 'models')],
+        ['/fixtures/', fixtures],
+        ['/', join(root, 'tests/browser/pages')],
+      ],
+      onRequest: (req) => requests.push({ method: req.method, url: req.url, range: req.headers.range ?? null }),
+      // Break the connection once, where a test asks for it.
+      cutAfter: (req) => {
+        if (cutNext && req.url === cutNext.url && !req.headers.range) {
+          const bytes = cutNext.bytes;
+          cutNext = null;
+          return bytes;
+        }
+        return null;
+      },
+    },
+  });
+  await h.page.goto(`${h.base}/pkg.html`);
+  await h.page.waitForFunction(() => window.pkgReady === true);
+});
+
+after(async () => {
+  if (h) await h.close();
+  if (fixtures) rmSync(fixtures, { recursive: true, force: true });
+});
+
+/** Create an engine in the page, returning the error's code and message when it fails. */
+async function tryCreate(model, extra = {}) {
+  return h.page.evaluate(
+    async ({ model, extra }) => {
+      const progress = [];
+      try {
+        const engine = await window.pkg.Confidant.create({ model, ...extra, onProgress: (p) => progress.push(p) });
+        await engine.dispose();
+        return { ok: true, progress };
+      } catch (e) {
+        return { ok: false, code: e.code, message: e.message, isConfidantError: e instanceof window.pkg.ConfidantError, progress };
+      }
+    },
+    { model, extra },
+  );
+}
+
+test('loads with progress; greedy text equals the native CLI; the main thread keeps running', async () => {
+  const native = nativeGreedy(PROMPT, 6);
+  const r = await h.page.evaluate(
+    async ({ url, prompt }) => {
+      const { Confidant } = window.pkg;
+      const stages = [];
+      const engine = await Confidant.create({ model: { url }, onProgress: (p) => stages.push(p.stage) });
+      window.engine = engine;
+      const framesBefore = window.pkg.frames();
+      const started = performance.now();
+      const c = await engine.completions.create({ prompt, max_tokens: 6, temperature: 0 });
+      return { stages: [...new Set(stages)], info: engine.info(), c, frames: window.pkg.frames() - framesBefore, ms: performance.now() - started };
+    },
+    { url: MODEL_URL, prompt: PROMPT },
+  );
+  assert.deepEqual(r.stages, ['compile', 'download', 'cache', 'load']);
+  assert.equal(r.info.backend, 'webgpu');
+  assert.equal(r.info.model.arch, 'llama');
+  assert.equal(r.info.model.quant, 'Q4_1');
+  assert.equal(r.info.model.contextLength, 8192);
+  assert.ok(r.info.model.params > 100e6 && r.info.model.params < 200e6, `params ${r.info.model.params}`);
+  assert.equal(r.c.object, 'text_completion');
+  assert.equal(r.c.choices[0].text, native.text);
+  assert.equal(r.c.choices[0].finish_reason, 'length');
+  assert.deepEqual(r.c.usage, { prompt_tokens: native.prompt_tokens.length, completion_tokens: 6, total_tokens: native.prompt_tokens.length + 6 });
+  assert.ok(r.c.timings.decode_tok_s > 0);
+  // requestAnimationFrame kept firing while the worker computed (several frames a second).
+  assert.ok(r.frames >= (r.ms / 1000) * 5, `${r.frames} frames in ${Math.round(r.ms)} ms`);
+  console.log(`greedy ${JSON.stringify(r.c.choices[0].text)} in ${Math.round(r.ms)} ms, ${r.frames} frames meanwhile`);
+});
+
+test('streaming gives the same text as non-streaming, for completions and chat', async () => {
+  const r = await h.page.evaluate(async (prompt) => {
+    const engine = window.engine;
+    const plain = await engine.completions.create({ prompt, max_tokens: 4, temperature: 0 });
+    const chunks = [];
+    for await (const chunk of await engine.completions.create({ prompt, max_tokens: 4, temperature: 0, stream: true })) chunks.push(chunk);
+    const messages = [{ role: 'user', content: 'Say hello.' }];
+    const chat = await engine.chat.completions.create({ messages, max_tokens: 3, temperature: 0 });
+    const deltas = [];
+    for await (const chunk of await engine.chat.completions.create({ messages, max_tokens: 3, temperature: 0, stream: true })) deltas.push(chunk);
+    return { plain, chunks, chat, deltas };
+  }, PROMPT);
+  assert.equal(r.chunks.map((c) => c.choices[0].text).join(''), r.plain.choices[0].text);
+  const last = r.chunks.at(-1);
+  assert.equal(last.choices[0].finish_reason, 'length');
+  assert.equal(last.usage.completion_tokens, 4);
+  assert.ok(r.chunks.slice(0, -1).every((c) => c.choices[0].finish_reason === null));
+  assert.equal(r.chat.object, 'chat.completion');
+  assert.equal(r.chat.choices[0].message.role, 'assistant');
+  assert.equal(r.deltas.map((c) => c.choices[0].delta.content ?? '').join(''), r.chat.choices[0].message.content);
+  assert.equal(r.deltas[0].choices[0].delta.role, 'assistant');
+  assert.equal(r.deltas[0].object, 'chat.completion.chunk');
+});
+
+test('abort stops a stream within a token and the next call succeeds', async () => {
+  const r = await h.page.evaluate(async (prompt) => {
+    const engine = window.engine;
+    const controller = new AbortController();
+    const seen = [];
+    let error = null;
+    try {
+      for await (const chunk of await engine.completions.create({ prompt, max_tokens: 40, temperature: 0, stream: true, signal: controller.signal })) {
+        seen.push(chunk.choices[0].text);
+        if (seen.length === 2) controller.abort();
+      }
+    } catch (e) {
+      error = { code: e.code, message: e.message };
+    }
+    // A non-streaming call aborted by its signal rejects the same way.
+    const second = new AbortController();
+    const pending = engine.completions.create({ prompt, max_tokens: 40, temperature: 0, signal: second.signal });
+    setTimeout(() => second.abort(), 200);
+    let secondError = null;
+    await pending.catch((e) => (secondError = e.code));
+    const after = await engine.completions.create({ prompt, max_tokens: 2, temperature: 0 });
+    return { seen, error, secondError, after: after.choices[0].text };
+  }, PROMPT);
+  assert.equal(r.error?.code, 'aborted');
+  assert.ok(r.seen.length <= 3, `${r.seen.length} chunks arrived after aborting at 2`);
+  assert.equal(r.secondError, 'aborted');
+  assert.ok(r.after.startsWith(' Paris'), r.after);
+});
+
+test('calls made while one runs wait their turn', async () => {
+  const r = await h.page.evaluate(async () => {
+    const engine = window.engine;
+    const opts = { max_tokens: 3, temperature: 0, cache_prompt: false };
+    const [a, b] = await Promise.all([
+      engine.completions.create({ prompt: 'Once upon a time', ...opts }),
+      engine.completions.create({ prompt: 'The capital of France is', ...opts }),
+    ]);
+    const aAlone = await engine.completions.create({ prompt: 'Once upon a time', ...opts });
+    const bAlone = await engine.completions.create({ prompt: 'The capital of France is', ...opts });
+    return [a, b, aAlone, bAlone].map((c) => c.choices[0].text);
+  });
+  assert.equal(r[0], r[2]);
+  assert.equal(r[1], r[3]);
+});
+
+test('bad requests are ConfidantErrors with code bad_request', async () => {
+  const r = await h.page.evaluate(async () => {
+    const engine = window.engine;
+    const codes = [];
+    for (const request of [{ prompt: 5 }, { prompt: 'x', max_tokens: -1 }, { prompt: 'x', top_p: 3 }]) {
+      try {
+        await engine.completions.create(request);
+        codes.push('no error');
+      } catch (e) {
+        codes.push(e instanceof window.pkg.ConfidantError ? e.code : `not a ConfidantError: ${e}`);
+      }
+    }
+    try {
+      await engine.chat.completions.create({ messages: [] });
+    } catch (e) {
+      codes.push(e.code);
+    }
+    try {
+      await window.pkg.Confidant.create({ model: {} });
+    } catch (e) {
+      codes.push(e.code);
+    }
+    return codes;
+  });
+  assert.deepEqual(r, ['bad_request', 'bad_request', 'bad_request', 'bad_request', 'bad_request']);
+});
+
+test('broken files fail with model_format, unknown architectures with unsupported_model, and the page stays usable', async () => {
+  const truncated = await tryCreate({ url: '/fixtures/truncated.gguf' });
+  assert.equal(truncated.code, 'model_format', truncated.message);
+  assert.ok(truncated.isConfidantError);
+  const text = await tryCreate({ url: '/fixtures/not-a-model.gguf' });
+  assert.equal(text.code, 'model_format', text.message);
+  const bytes = await h.page.evaluate(async () => {
+    try {
+      await window.pkg.Confidant.create({ model: { bytes: new Uint8Array(64) } });
+    } catch (e) {
+      return e.code;
+    }
+  });
+  assert.equal(bytes, 'model_format');
+
+  const unsupported = await tryCreate({ url: '/fixtures/unsupported.gguf' });
+  assert.equal(unsupported.code, 'unsupported_model', unsupported.message);
+  assert.match(unsupported.message, /architecture "mamba"/);
+  // Refused from the header: the download stopped long before the end of the file.
+  const downloaded = Math.max(0, ...unsupported.progress.filter((p) => p.stage === 'download').map((p) => p.loaded));
+  const size = statSync(join(fixtures, 'unsupported.gguf')).size;
+  assert.ok(downloaded < size / 4, `read ${downloaded} of ${size} bytes before refusing`);
+
+  const after = await h.page.evaluate(async () => (await window.engine.completions.create({ prompt: 'Hi', max_tokens: 1, temperature: 0 })).usage.completion_tokens);
+  assert.equal(after, 1);
+});
+
+test('a reload loads the model from the browser cache with no request for it', async () => {
+  await h.page.evaluate(() => window.engine.dispose());
+  await h.page.reload();
+  await h.page.waitForFunction(() => window.pkgReady === true);
+  const before = requests.length;
+  const r = await h.page.evaluate(async (url) => {
+    const stages = [];
+    const engine = await window.pkg.Confidant.create({ model: { url }, onProgress: (p) => stages.push(p.stage) });
+    window.engine = engine;
+    const c = await engine.completions.create({ prompt: 'The capital of France is', max_tokens: 2, temperature: 0 });
+    return { stages: [...new Set(stages)], text: c.choices[0].text, cached: await window.pkg.Confidant.cache.list() };
+  }, MODEL_URL);
+  const modelRequests = requests.slice(before).filter((q) => q.url === MODEL_URL);
+  assert.deepEqual(modelRequests, []);
+  assert.ok(!r.stages.includes('download'), r.stages.join());
+  assert.ok(r.text.startsWith(' Paris'));
+  const entry = r.cached.find((c) => c.url.endsWith(MODEL_URL));
+  assert.equal(entry.sha256, MODEL_SHA256);
+  assert.equal(entry.size, statSync(modelPath).size);
+});
+
+test('an interrupted download resumes with a Range request', async () => {
+  const url = '/fixtures/copy.gguf';
+  cutNext = { url, bytes: 40 << 20 };
+  const before = requests.length;
+  const first = await tryCreate({ url });
+  assert.equal(first.code, 'model_fetch', first.message);
+  const second = await tryCreate({ url });
+  assert.ok(second.ok, second.message);
+  const gets = requests.slice(before).filter((q) => q.url === url && q.method === 'GET');
+  assert.equal(gets.length, 2);
+  const resumedFrom = Number(/^bytes=(\d+)-$/.exec(gets[1].range ?? '')?.[1]);
+  // Bytes are stored in 8 MiB batches; how many of the 40 MiB sent arrive before the broken
+  // connection is noticed varies, but at least one batch was kept.
+  assert.ok(resumedFrom >= 8 << 20 && resumedFrom <= 40 << 20, `resumed from ${gets[1].range}`);
+  const resumedProgress = second.progress.find((p) => p.stage === 'download');
+  assert.ok(resumedProgress.loaded > resumedFrom, 'progress counts the bytes already stored');
+});
+
+test('a changed file is detected: revalidate re-downloads it, a wrong sha256 is refused', async () => {
+  const url = '/fixtures/copy.gguf';
+  const count = () => requests.filter((q) => q.url === url && q.method === 'GET').length;
+  let before = count();
+  assert.ok((await tryCreate({ url, revalidate: true })).ok);
+  assert.equal(count() - before, 0, 'unchanged: served from the cache');
+  const later = new Date(Date.now() + 5000);
+  utimesSync(join(fixtures, 'copy.gguf'), later, later);
+  before = count();
+  assert.ok((await tryCreate({ url, revalidate: true })).ok);
+  assert.equal(count() - before, 1, 'changed on the server: downloaded again');
+
+  const wrong = await tryCreate({ url: '/fixtures/copy.gguf', sha256: '0'.repeat(64) });
+  assert.equal(wrong.code, 'model_fetch');
+  assert.match(wrong.message, /SHA-256/);
+
+  const deleted = await h.page.evaluate(async (u) => {
+    const removed = await window.pkg.Confidant.cache.delete(u);
+    return { removed, left: (await window.pkg.Confidant.cache.list()).map((c) => new URL(c.url).pathname) };
+  }, url);
+  assert.equal(deleted.removed, false, 'the refused download already removed its copy');
+  assert.ok(!deleted.left.includes(url));
+});
+
+test('without WebGPU, creating an engine fails with webgpu_unavailable', async () => {
+  const plain = await launch({ needs: ['pkg/dist/index.js'], webgpu: false, serverOptions: { roots: [['/confidant/', join(root, 'pkg/dist')], ['/models/', join(root, 'models')], ['/', join(root, 'tests/browser/pages')]] } });
+  try {
+    await plain.page.goto(`${plain.base}/pkg.html`);
+    await plain.page.waitForFunction(() => window.pkgReady === true);
+    const r = await plain.page.evaluate(async (url) => {
+      try {
+        await window.pkg.Confidant.create({ model: { url } });
+        return { code: 'no error' };
+      } catch (e) {
+        return { code: e.code, message: e.message };
+      }
+    }, MODEL_URL);
+    assert.equal(r.code, 'webgpu_unavailable');
+    assert.match(r.message, /Chrome/);
+  } finally {
+    await plain.close();
+  }
+});
