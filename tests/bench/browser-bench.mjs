@@ -1,0 +1,66 @@
+// Browser benchmark (not a test): load the npm package in headless Chromium and time prefill
+// and decode with the same prompt construction as `confidant bench`, printing JSON.
+//
+//   node tests/bench/browser-bench.mjs [--prompt-tokens 128] [--decode-tokens 32] [--repeats 3]
+//
+// Uses SwiftShader here (the only adapter on CI machines); on a desktop with a GPU, point a
+// real Chrome at the same page to measure that instead.
+
+import { join } from 'node:path';
+import { launch, root } from '../browser/harness.mjs';
+
+const arg = (name, fallback) => {
+  const i = process.argv.indexOf(name);
+  return i > 0 ? Number(process.argv[i + 1]) : fallback;
+};
+const promptTokens = arg('--prompt-tokens', 128);
+const decodeTokens = arg('--decode-tokens', 32);
+const repeats = arg('--repeats', 3);
+
+const text =
+  'The lighthouse keeper climbed the spiral stairs every evening at dusk, counting the steps as his father had taught him. ' +
+  'Below, the harbour filled with fishing boats returning from the grey water, their lanterns swaying like fireflies. ';
+
+const h = await launch({
+  needs: ['pkg/dist/index.js'],
+  serverOptions: { roots: [['/confidant/', join(root, 'pkg/dist')], ['/models/', join(root, 'models')], ['/', join(root, 'tests/browser/pages')]] },
+});
+try {
+  await h.page.goto(`${h.base}/pkg.html`);
+  await h.page.waitForFunction(() => window.pkgReady === true);
+  const result = await h.page.evaluate(
+    async ({ text, promptTokens, decodeTokens, repeats }) => {
+      const t0 = performance.now();
+      const engine = await window.pkg.Confidant.create({ model: { url: '/models/SmolLM2-135M-Instruct-Q4_1.gguf' } });
+      const loadSeconds = (performance.now() - t0) / 1000;
+      // Grow the prompt until it tokenizes to at least promptTokens, then run exactly that many.
+      let prompt = text;
+      const count = async (p) => (await engine.completions.create({ prompt: p, max_tokens: 1, temperature: 0, cache_prompt: false })).usage.prompt_tokens;
+      let used = await count(prompt);
+      while (used < promptTokens) {
+        prompt += text;
+        used = await count(prompt);
+      }
+      const runs = [];
+      for (let i = 0; i <= repeats; i++) {
+        const r = await engine.completions.create({ prompt, max_tokens: decodeTokens, temperature: 0, ignore_eos: true, cache_prompt: false });
+        if (i > 0) runs.push(r.timings);
+      }
+      const median = (xs) => xs.sort((a, b) => a - b)[Math.floor(xs.length / 2)];
+      const info = engine.info();
+      await engine.dispose();
+      return {
+        adapter: info.adapter,
+        loadSeconds,
+        promptTokens: used,
+        decodeTokens,
+        prefill_tok_s: median(runs.map((r) => r.prefill_tok_s)),
+        decode_tok_s: median(runs.map((r) => r.decode_tok_s)),
+      };
+    },
+    { text, promptTokens, decodeTokens, repeats },
+  );
+  console.log(JSON.stringify({ browser: (await h.browser.version()), ...result }, null, 2));
+} finally {
+  await h.close();
+}
