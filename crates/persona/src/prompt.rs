@@ -1,0 +1,579 @@
+//! Prompt assembly under a token budget, in the model's own tokens.
+//!
+//! The output is a list of chat messages for the model's chat template, laid out so that the
+//! long, stable part comes first and stays byte-identical from turn to turn — the engine's
+//! generator keeps the longest token prefix already in its KV cache, so a new turn only
+//! prefills what changed:
+//!
+//! ```text
+//! system     system prompt · output format · constant lore (before char) · description ·
+//!            personality · profile lines · scenario · constant lore (after char) · examples
+//! system     summary of dropped turns (only once turns were dropped)
+//! …          chat history, oldest kept first (thoughts stripped if the character says so)
+//! system     keyword-triggered lore and retrieved memories        ← at `dynamic_depth` (1:
+//! user       latest message                                          before the last message)
+//! system     post-history instructions
+//! ```
+//!
+//! Lore entries "at depth" go into the history at their depth. Keyword-triggered entries that
+//! are positioned before/after the character go into the late block by default
+//! ([`LorePlacement::NearEnd`]): they change from turn to turn, and in the system message they
+//! would invalidate the cache for everything after them. [`LorePlacement::InSystem`] puts them
+//! at their spec position instead.
+//!
+//! When the prompt does not fit, things go in this order: example blocks (last first), then
+//! the oldest history in steps of `history_drop_step` messages (so the cut moves rarely and the
+//! cache stays valid in between), with the given summaries of dropped turns standing in for
+//! them; then memories (last first), then triggered lore (lowest rank first). The latest
+//! message is always kept. The prompt is small-model friendly: short, direct instructions; a
+//! persona system message always comes first, so a template never falls back to the model's
+//! built-in assistant persona.
+
+use std::cell::RefCell;
+use std::collections::HashMap;
+use std::fmt::Write as _;
+
+use serde::{Deserialize, Serialize};
+
+use crate::card::Character;
+use crate::chat::{ChatMessage, Role, TokenCounter};
+use crate::lore_scan::{LoreActivation, LorePosition, LoreScanOptions, LoreSource, Trigger, activate_lore, rank_key};
+use crate::lorebook::Lorebook;
+use crate::macros::MacroContext;
+use crate::thoughts::strip_thoughts;
+
+/// The system prompt when neither the card nor the caller gives one. Written for a 135M
+/// model: few, short, direct sentences; the identity first, the no-assistant rule second.
+pub const DEFAULT_SYSTEM_PROMPT: &str = "You are {{char}}. You are talking with {{user}}. \
+Stay in character as {{char}} at all times. Never say you are an AI, a language model or an assistant. \
+Write only {{char}}'s next reply, in a few short sentences.";
+
+/// Added to the system prompt when the character's inner-thoughts option is on.
+pub const THOUGHTS_INSTRUCTION: &str =
+    "Write each reply like this: [{{char}}'s private thought] (what {{char}} does) what {{char}} says.";
+
+/// Sent after the history when the card has no `post_history_instructions`; restating the
+/// persona at the end is what keeps a small model in character.
+pub const DEFAULT_POST_HISTORY: &str = "Reply as {{char}}. Stay in character and keep it short.";
+
+/// The post-history reminder of the reply format, when inner thoughts are on.
+pub const THOUGHTS_REMINDER: &str = "Use the format: [thought] (action) speech.";
+
+/// A retrieved memory, as the memory store gives it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MemoryItem {
+    /// Short context for the model, e.g. a date ("2024-05-01") or a kind ("About Sam");
+    /// may be empty.
+    pub label: String,
+    pub text: String,
+}
+
+/// A summary of history messages `start..end` (indices into the history given), used in
+/// place of those messages once they no longer fit. A summary covering a wider range wins
+/// over ones inside it (a rolling summary supersedes its earlier versions).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HistorySummary {
+    pub start: usize,
+    pub end: usize,
+    pub text: String,
+}
+
+/// Where keyword-triggered before/after-character lore goes.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum LorePlacement {
+    /// In the late system block with the memories, keeping the system message cacheable.
+    #[default]
+    NearEnd,
+    /// At its spec position in the system message.
+    InSystem,
+}
+
+/// Budget and layout settings.
+#[derive(Clone, Debug)]
+pub struct PromptOptions {
+    /// The model's context length.
+    pub context_tokens: usize,
+    /// Tokens kept free for the reply.
+    pub reply_tokens: usize,
+    /// What the chat template adds around each message (`<|im_start|>role\n…<|im_end|>\n` is
+    /// about 5 tokens for ChatML), plus the generation prompt counted once as a message.
+    pub message_overhead_tokens: usize,
+    /// Lorebook scanning. A `token_budget` of `None` means the character book's, else a
+    /// quarter of the prompt budget.
+    pub lore: LoreScanOptions,
+    pub lore_placement: LorePlacement,
+    /// Oldest history is dropped this many messages at a time.
+    pub history_drop_step: usize,
+    /// How many messages from the end the late block (triggered lore, memories) goes.
+    pub dynamic_depth: usize,
+    /// At most this many memories are used (small models are swamped by more).
+    pub max_memories: usize,
+}
+
+impl Default for PromptOptions {
+    fn default() -> Self {
+        Self {
+            context_tokens: 8192,
+            reply_tokens: 256,
+            message_overhead_tokens: 5,
+            lore: LoreScanOptions::default(),
+            lore_placement: LorePlacement::NearEnd,
+            history_drop_step: 4,
+            dynamic_depth: 1,
+            max_memories: 3,
+        }
+    }
+}
+
+/// What goes into a prompt besides the options.
+#[derive(Clone, Copy, Debug)]
+pub struct PromptInput<'a> {
+    pub character: &'a Character,
+    pub user_name: &'a str,
+    /// The whole chat, oldest first, ending with the message being replied to. Assistant
+    /// messages may contain `[thoughts]`; they are stripped if the character's option says so.
+    /// Macros are not replaced here: replace them in a greeting when the chat starts.
+    pub history: &'a [ChatMessage],
+    pub summaries: &'a [HistorySummary],
+    /// Most relevant first.
+    pub memories: &'a [MemoryItem],
+    pub global_lorebooks: &'a [Lorebook],
+    /// Replaces [`DEFAULT_SYSTEM_PROMPT`] (a card's own `system_prompt` still wins, and its
+    /// `{{original}}` then means this).
+    pub global_system_prompt: Option<&'a str>,
+}
+
+/// What a section of the prompt is.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SectionKind {
+    SystemPrompt,
+    OutputFormat,
+    LoreBeforeChar,
+    Description,
+    Personality,
+    Profile,
+    Scenario,
+    LoreAfterChar,
+    Example,
+    Summary,
+    History,
+    LoreAtDepth,
+    Lore,
+    Memories,
+    PostHistory,
+}
+
+/// One labelled piece of the assembled prompt, for the debugging view.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PromptSection {
+    pub kind: SectionKind,
+    /// E.g. "Description", "Lore: Lighthouse", "History 12 (user)".
+    pub label: String,
+    /// Index of the message it is part of.
+    pub message: usize,
+    pub text: String,
+    /// Tokens of `text` alone.
+    pub tokens: usize,
+}
+
+/// The assembled prompt.
+#[derive(Clone, Debug, PartialEq)]
+pub struct AssembledPrompt {
+    /// For the model's chat template, with the generation prompt added by the engine.
+    pub messages: Vec<ChatMessage>,
+    /// Every section in order; the messages are their texts joined with blank lines.
+    pub sections: Vec<PromptSection>,
+    /// Σ (tokens of each message's content + `message_overhead_tokens`), plus one overhead
+    /// for the generation prompt.
+    pub total_tokens: usize,
+    /// `context_tokens - reply_tokens`.
+    pub budget: usize,
+    /// The first this many messages are carried over unchanged into the next turn's prompt
+    /// (as long as nothing more is dropped): the engine's KV cache stays valid for them.
+    pub stable_messages: usize,
+    pub examples_kept: usize,
+    pub examples_dropped: usize,
+    /// Index into the history of the first message kept.
+    pub history_start: usize,
+    pub memories_used: usize,
+    /// Lore activation, after the assembler's own drops.
+    pub lore: LoreActivation,
+    /// Even the least that must go in (instructions, character, latest message) is over
+    /// budget.
+    pub over_budget: bool,
+}
+
+impl AssembledPrompt {
+    /// A human-readable dump: every message, every section labelled with its token count.
+    pub fn debug_view(&self) -> String {
+        let mut out = String::new();
+        let _ = writeln!(
+            out,
+            "{} tokens of {} (stable prefix: {} messages; examples {} kept, {} dropped; history from {}; {} memories; {} lore entries{})",
+            self.total_tokens,
+            self.budget,
+            self.stable_messages,
+            self.examples_kept,
+            self.examples_dropped,
+            self.history_start,
+            self.memories_used,
+            self.lore.entries.len(),
+            if self.over_budget { "; OVER BUDGET" } else { "" }
+        );
+        for (i, m) in self.messages.iter().enumerate() {
+            let _ = writeln!(out, "=== message {i}: {} ===", m.role.as_str());
+            for s in self.sections.iter().filter(|s| s.message == i) {
+                let _ = writeln!(out, "--- {} ({} tokens) ---\n{}", s.label, s.tokens, s.text);
+            }
+        }
+        out
+    }
+}
+
+/// Counts each distinct text once: assembly re-measures the same pieces while it drops.
+struct MemoCounter<'a> {
+    inner: &'a dyn TokenCounter,
+    cache: RefCell<HashMap<String, usize>>,
+}
+
+impl MemoCounter<'_> {
+    fn count(&self, text: &str) -> usize {
+        if let Some(n) = self.cache.borrow().get(text) {
+            return *n;
+        }
+        let n = self.inner.count(text);
+        self.cache.borrow_mut().insert(text.to_owned(), n);
+        n
+    }
+}
+
+impl TokenCounter for MemoCounter<'_> {
+    fn count(&self, text: &str) -> usize {
+        MemoCounter::count(self, text)
+    }
+}
+
+struct Piece {
+    kind: SectionKind,
+    label: String,
+    text: String,
+}
+
+fn piece(kind: SectionKind, label: impl Into<String>, text: String) -> Piece {
+    Piece { kind, label: label.into(), text }
+}
+
+struct Plan {
+    role: Role,
+    pieces: Vec<Piece>,
+}
+
+/// What is dropped, as counts.
+#[derive(Clone, Copy)]
+struct Cut {
+    examples: usize,
+    history_start: usize,
+    memories: usize,
+    lore: usize,
+}
+
+/// Assemble the prompt for the next reply.
+pub fn assemble_prompt(input: &PromptInput, options: &PromptOptions, counter: &dyn TokenCounter) -> AssembledPrompt {
+    let counter = MemoCounter { inner: counter, cache: RefCell::new(HashMap::new()) };
+    let ch = input.character;
+    let macros = MacroContext::new(ch.display_name(), input.user_name);
+    let thoughts = ch.inner_thoughts();
+    let budget = options.context_tokens.saturating_sub(options.reply_tokens);
+
+    // The history as the model sees it.
+    let history: Vec<ChatMessage> = input
+        .history
+        .iter()
+        .map(|m| {
+            if m.role == Role::Assistant && thoughts.enabled && thoughts.strip_from_history {
+                ChatMessage::new(m.role, strip_thoughts(&m.content))
+            } else {
+                m.clone()
+            }
+        })
+        .collect();
+
+    // Lore.
+    let mut books: Vec<(LoreSource, &Lorebook)> = Vec::new();
+    if let Some(book) = &ch.character_book {
+        books.push((LoreSource::Character, book));
+    }
+    books.extend(input.global_lorebooks.iter().enumerate().map(|(i, b)| (LoreSource::Global(i), b)));
+    let mut lore_options = options.lore.clone();
+    let book_budget = ch.character_book.as_ref().and_then(|b| b.token_budget).and_then(|b| usize::try_from(b).ok());
+    lore_options.token_budget = lore_options.token_budget.or(book_budget).or(Some(budget / 4));
+    let scanned: Vec<&str> = history.iter().map(|m| m.content.as_str()).collect();
+    let mut lore = activate_lore(&books, &scanned, &lore_options, &macros, &counter);
+
+    // The fixed character part.
+    let default_system = input.global_system_prompt.unwrap_or(DEFAULT_SYSTEM_PROMPT);
+    let default_system = macros.apply(default_system);
+    let system_prompt = if ch.system_prompt.trim().is_empty() {
+        default_system.clone()
+    } else {
+        let applied = macros.with_original(&default_system).apply(&ch.system_prompt);
+        if applied.trim().is_empty() { default_system.clone() } else { applied }
+    };
+    let default_post = macros.apply(DEFAULT_POST_HISTORY);
+    let mut post_history = if ch.post_history_instructions.trim().is_empty() {
+        default_post.clone()
+    } else {
+        macros.with_original(&default_post).apply(&ch.post_history_instructions)
+    };
+    if thoughts.enabled {
+        post_history = format!("{}\n{}", post_history.trim_end(), THOUGHTS_REMINDER);
+    }
+    let examples: Vec<String> =
+        ch.example_blocks().iter().map(|b| format!("Example conversation:\n{}", macros.apply(b))).collect();
+    let profile_lines = ch.profile().map(|p| p.render_lines()).unwrap_or_default();
+
+    let memories: Vec<&MemoryItem> =
+        input.memories.iter().filter(|m| !m.text.trim().is_empty()).take(options.max_memories).collect();
+
+    // Triggered entries in rank order, for dropping.
+    let triggered_rank = |lore: &LoreActivation| -> Vec<usize> {
+        let mut idx: Vec<usize> =
+            (0..lore.entries.len()).filter(|&i| lore.entries[i].trigger != Trigger::Constant).collect();
+        idx.sort_by_key(|&i| rank_key(&lore.entries[i]));
+        idx
+    };
+    let droppable_lore = triggered_rank(&lore).len();
+
+    let build = |cut: &Cut, lore: &LoreActivation| -> (Vec<Plan>, usize) {
+        let mut system = Vec::new();
+        system.push(piece(SectionKind::SystemPrompt, "System prompt", system_prompt.clone()));
+        if thoughts.enabled {
+            system.push(piece(SectionKind::OutputFormat, "Output format", macros.apply(THOUGHTS_INSTRUCTION)));
+        }
+        // Lore to leave out: the lowest-ranked triggered entries, `cut.lore` of them.
+        let ranked = triggered_rank(lore);
+        let left_out: Vec<usize> = ranked.iter().rev().take(cut.lore).copied().collect();
+        let kept_lore = lore.entries.iter().enumerate().filter(|(i, _)| !left_out.contains(i)).map(|(_, e)| e);
+        let mut late_lore = Vec::new();
+        let mut depth_lore: Vec<(usize, Role, Piece)> = Vec::new();
+        let mut before = Vec::new();
+        let mut after = Vec::new();
+        for e in kept_lore {
+            let p = piece(SectionKind::Lore, format!("Lore: {}", e.label), e.content.clone());
+            let in_system = e.trigger == Trigger::Constant || options.lore_placement == LorePlacement::InSystem;
+            match e.position {
+                LorePosition::AtDepth { depth, role } => {
+                    depth_lore.push((depth, role, Piece { kind: SectionKind::LoreAtDepth, ..p }))
+                }
+                LorePosition::BeforeChar if in_system => before.push(Piece { kind: SectionKind::LoreBeforeChar, ..p }),
+                LorePosition::AfterChar if in_system => after.push(Piece { kind: SectionKind::LoreAfterChar, ..p }),
+                _ => late_lore.push(p),
+            }
+        }
+        system.extend(before);
+        let trimmed = |s: &str| macros.apply(s.trim());
+        if !ch.description.trim().is_empty() {
+            system.push(piece(SectionKind::Description, "Description", trimmed(&ch.description)));
+        }
+        if !ch.personality.trim().is_empty() {
+            system.push(piece(
+                SectionKind::Personality,
+                "Personality",
+                format!("{}'s personality: {}", macros.char_name, trimmed(&ch.personality)),
+            ));
+        }
+        if !profile_lines.is_empty() {
+            let lines: Vec<String> = profile_lines.iter().map(|l| format!("- {l}")).collect();
+            system.push(piece(
+                SectionKind::Profile,
+                "Profile",
+                format!("{}'s nature:\n{}", macros.char_name, lines.join("\n")),
+            ));
+        }
+        if !ch.scenario.trim().is_empty() {
+            system.push(piece(SectionKind::Scenario, "Scenario", format!("Scenario: {}", trimmed(&ch.scenario))));
+        }
+        system.extend(after);
+        let kept_examples = examples.len() - cut.examples;
+        for (i, e) in examples.iter().take(kept_examples).enumerate() {
+            system.push(piece(SectionKind::Example, format!("Example {}", i + 1), e.clone()));
+        }
+        let mut plans = vec![Plan { role: Role::System, pieces: system }];
+
+        // Summaries standing in for dropped turns.
+        let s = cut.history_start;
+        let covering: Vec<&HistorySummary> =
+            input.summaries.iter().filter(|x| x.start < x.end && x.end <= s && !x.text.trim().is_empty()).collect();
+        let mut chosen: Vec<&HistorySummary> = covering
+            .iter()
+            .enumerate()
+            .filter(|(i, x)| {
+                !covering.iter().enumerate().any(|(j, y)| {
+                    j != *i && y.start <= x.start && x.end <= y.end && (y.start < x.start || x.end < y.end || j < *i)
+                })
+            })
+            .map(|(_, x)| *x)
+            .collect();
+        chosen.sort_by_key(|x| (x.start, x.end));
+        if !chosen.is_empty() {
+            let text = chosen.iter().map(|x| x.text.trim()).collect::<Vec<_>>().join("\n");
+            plans.push(Plan {
+                role: Role::System,
+                pieces: vec![piece(
+                    SectionKind::Summary,
+                    "Summary of dropped turns",
+                    format!("Earlier in this conversation: {text}"),
+                )],
+            });
+        }
+
+        // History with injections.
+        let kept = &history[s.min(history.len())..];
+        let mut injections: Vec<(usize, Role, Vec<Piece>)> = Vec::new();
+        let inject = |depth: usize, role: Role, p: Piece, injections: &mut Vec<(usize, Role, Vec<Piece>)>| {
+            let depth = depth.min(kept.len());
+            match injections.iter_mut().find(|(d, r, _)| *d == depth && *r == role) {
+                Some((_, _, ps)) => ps.push(p),
+                None => injections.push((depth, role, vec![p])),
+            }
+        };
+        for (depth, role, p) in depth_lore {
+            inject(depth, role, p, &mut injections);
+        }
+        for p in late_lore {
+            inject(options.dynamic_depth, Role::System, p, &mut injections);
+        }
+        let used_memories = memories.len() - cut.memories;
+        if used_memories > 0 {
+            let lines: Vec<String> = memories[..used_memories]
+                .iter()
+                .map(|m| {
+                    if m.label.trim().is_empty() {
+                        format!("- {}", m.text.trim())
+                    } else {
+                        format!("- {}: {}", m.label.trim(), m.text.trim())
+                    }
+                })
+                .collect();
+            let text = format!("{} remembers:\n{}", macros.char_name, lines.join("\n"));
+            inject(
+                options.dynamic_depth,
+                Role::System,
+                piece(SectionKind::Memories, "Memories", text),
+                &mut injections,
+            );
+        }
+        // Deeper first; at one depth, system before user before assistant.
+        injections.sort_by_key(|(d, r, _)| (std::cmp::Reverse(*d), *r as u8));
+        let mut first_injection = None;
+        for (i, m) in kept.iter().enumerate() {
+            let depth_here = kept.len() - i;
+            for (_, r, ps) in injections.iter_mut().filter(|(d, _, _)| *d == depth_here) {
+                first_injection.get_or_insert(plans.len());
+                plans.push(Plan { role: *r, pieces: std::mem::take(ps) });
+            }
+            plans.push(Plan {
+                role: m.role,
+                pieces: vec![piece(
+                    SectionKind::History,
+                    format!("History {} ({})", s + i, m.role.as_str()),
+                    m.content.clone(),
+                )],
+            });
+        }
+        for (_, r, ps) in injections.iter_mut().filter(|(d, _, ps)| *d == 0 && !ps.is_empty()) {
+            first_injection.get_or_insert(plans.len());
+            plans.push(Plan { role: *r, pieces: std::mem::take(ps) });
+        }
+        let stable = first_injection.unwrap_or(plans.len());
+        plans.push(Plan {
+            role: Role::System,
+            pieces: vec![piece(SectionKind::PostHistory, "Post-history instructions", post_history.clone())],
+        });
+        (plans, stable)
+    };
+
+    let measure = |plans: &[Plan]| -> usize {
+        plans.iter().map(|p| counter.count(&join_pieces(&p.pieces)) + options.message_overhead_tokens).sum::<usize>()
+            + options.message_overhead_tokens
+    };
+
+    // Drop until it fits, in the documented order.
+    let n = history.len();
+    let step = options.history_drop_step.max(1);
+    let mut cut = Cut { examples: 0, history_start: 0, memories: 0, lore: 0 };
+    let mut over_budget = false;
+    loop {
+        let (plans, _) = build(&cut, &lore);
+        let total = measure(&plans);
+        if total <= budget {
+            break;
+        }
+        if cut.examples < examples.len() {
+            cut.examples += 1;
+        } else if n > 0 && cut.history_start < n - 1 {
+            // Jump as many steps as the overshoot needs at once (a long chat would otherwise
+            // rebuild the prompt once per step); the next pass re-measures, summaries included.
+            let over = total - budget;
+            let mut freed = 0;
+            while freed < over && cut.history_start < n - 1 {
+                let next = (cut.history_start + step).min(n - 1);
+                freed += history[cut.history_start..next]
+                    .iter()
+                    .map(|m| counter.count(&m.content) + options.message_overhead_tokens)
+                    .sum::<usize>();
+                cut.history_start = next;
+            }
+        } else if cut.memories < memories.len() {
+            cut.memories += 1;
+        } else if cut.lore < droppable_lore {
+            cut.lore += 1;
+        } else {
+            over_budget = true;
+            break;
+        }
+    }
+
+    // Record lore that was dropped for space in the activation report.
+    if cut.lore > 0 {
+        let ranked = triggered_rank(&lore);
+        let mut left_out: Vec<usize> = ranked.iter().rev().take(cut.lore).copied().collect();
+        left_out.sort_unstable_by(|a, b| b.cmp(a));
+        for i in left_out {
+            let e = lore.entries.remove(i);
+            lore.tokens = lore.tokens.saturating_sub(e.tokens);
+            lore.dropped.push(e);
+        }
+        cut.lore = 0;
+    }
+    let (plans, stable_messages) = build(&cut, &lore);
+    let total_tokens = measure(&plans);
+
+    let mut messages = Vec::with_capacity(plans.len());
+    let mut sections = Vec::new();
+    for (i, plan) in plans.into_iter().enumerate() {
+        messages.push(ChatMessage::new(plan.role, join_pieces(&plan.pieces)));
+        for p in plan.pieces {
+            let tokens = counter.count(&p.text);
+            sections.push(PromptSection { kind: p.kind, label: p.label, message: i, text: p.text, tokens });
+        }
+    }
+    AssembledPrompt {
+        messages,
+        sections,
+        total_tokens,
+        budget,
+        stable_messages,
+        examples_kept: examples.len() - cut.examples,
+        examples_dropped: cut.examples,
+        history_start: cut.history_start,
+        memories_used: memories.len() - cut.memories,
+        lore,
+        over_budget,
+    }
+}
+
+fn join_pieces(pieces: &[Piece]) -> String {
+    pieces.iter().map(|p| p.text.as_str()).collect::<Vec<_>>().join("\n\n")
+}
