@@ -1,0 +1,218 @@
+//! Memory benchmark: embedding throughput, index build time, search latency and recall@10
+//! against an exact scan at 1k, 10k and 100k records, restore time, bytes stored per record.
+//!
+//!     cargo run --release -p confidant-memory --example memory_bench [-- --sizes 1000,10000 --queries 200 --no-embed
+//!         --ef-construction 100 --ef-search 100 --no-heuristic]
+//!
+//! The index runs on synthetic unit vectors clustered like topic-grouped embeddings (random
+//! vectors would be the hardest case for any graph index, real embeddings are easier).
+
+use std::time::Instant;
+
+use burn::tensor::Device;
+use memory::record::encode_record;
+use memory::{EMBEDDING_DIM, Embedder, IndexConfig, MemoryIndex, MemoryKind, MemoryRecord, RestoreOutcome};
+
+struct Rng(u64);
+
+impl Rng {
+    fn next_u64(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+        z ^ (z >> 31)
+    }
+    fn unit(&mut self) -> f32 {
+        (self.next_u64() >> 40) as f32 / (1u64 << 24) as f32
+    }
+    fn normal(&mut self) -> f32 {
+        let (u, v) = (self.unit().max(1e-7), self.unit());
+        (-2.0 * u.ln()).sqrt() * (std::f32::consts::TAU * v).cos()
+    }
+}
+
+fn normalize(v: &mut [f32]) {
+    let n = v.iter().map(|x| x * x).sum::<f32>().sqrt();
+    v.iter_mut().for_each(|x| *x /= n);
+}
+
+/// Unit vectors around `n / 100` random centres: clusters of about 100, like memories of a topic.
+fn clustered(n: usize, seed: u64) -> Vec<Vec<f32>> {
+    let mut rng = Rng(seed);
+    let clusters = (n / 100).max(10);
+    let centres: Vec<Vec<f32>> = (0..clusters)
+        .map(|_| {
+            let mut c: Vec<f32> = (0..EMBEDDING_DIM).map(|_| rng.normal()).collect();
+            normalize(&mut c);
+            c
+        })
+        .collect();
+    (0..n)
+        .map(|_| {
+            let c = &centres[(rng.next_u64() % clusters as u64) as usize];
+            let mut v: Vec<f32> = c.iter().map(|x| x + rng.normal() / (EMBEDDING_DIM as f32).sqrt()).collect();
+            normalize(&mut v);
+            v
+        })
+        .collect()
+}
+
+fn percentile(sorted_us: &[f64], p: f64) -> f64 {
+    sorted_us[((sorted_us.len() - 1) as f64 * p).round() as usize]
+}
+
+fn bench_embedder() {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../models/all-MiniLM-L6-v2");
+    let read = |name: &str| std::fs::read(dir.join(name)).unwrap_or_else(|e| panic!("{}: {e}; run models/fetch.sh", dir.join(name).display()));
+    let (device, setup) = match Device::wgpu_options().init_with_setup() {
+        Ok(d) => d,
+        Err(e) => {
+            println!("embedder: no GPU adapter ({e}); skipped");
+            return;
+        }
+    };
+    let started = Instant::now();
+    let embedder = match Embedder::load(&read("model.safetensors"), &read("tokenizer.json"), &read("config.json"), &device) {
+        Ok(e) => e,
+        Err(e) => {
+            println!("embedder: {e}");
+            return;
+        }
+    };
+    println!("embedder: all-MiniLM-L6-v2 on {} ({:?}), loaded in {:.2} s", setup.adapter.get_info().name, setup.backend, started.elapsed().as_secs_f64());
+    let words = ["I", "really", "enjoyed", "the", "walk", "by", "river", "this", "morning", "and", "my", "sister", "called", "about", "dinner", "plans"];
+    let mut rng = Rng(11);
+    let messages: Vec<String> = (0..256)
+        .map(|_| (0..12 + rng.next_u64() % 12).map(|_| words[(rng.next_u64() % words.len() as u64) as usize]).collect::<Vec<_>>().join(" "))
+        .collect();
+    let refs: Vec<&str> = messages.iter().map(String::as_str).collect();
+    let long = "word ".repeat(400);
+    // Warm-up compiles the shaders for the shapes measured below.
+    let _ = pollster::block_on(embedder.embed(&refs[..64]));
+    let _ = pollster::block_on(embedder.embed(&[refs[0]]));
+    for (label, batch) in [("batches of 64 chat messages (14-25 tokens)", &refs[..]), ("one message at a time", &refs[..32])] {
+        let started = Instant::now();
+        let mut done = 0;
+        if batch.len() == 32 {
+            for text in batch {
+                let _ = pollster::block_on(embedder.embed(&[text]));
+                done += 1;
+            }
+        } else {
+            for chunk in batch.chunks(64) {
+                let _ = pollster::block_on(embedder.embed(chunk));
+                done += chunk.len();
+            }
+        }
+        let secs = started.elapsed().as_secs_f64();
+        println!("  {label}: {:.1} embeddings/s ({:.1} ms each)", done as f64 / secs, secs * 1000.0 / done as f64);
+    }
+    let longs: Vec<&str> = vec![long.as_str(); 16];
+    let _ = pollster::block_on(embedder.embed(&longs[..1]));
+    let started = Instant::now();
+    let _ = pollster::block_on(embedder.embed(&longs));
+    let secs = started.elapsed().as_secs_f64();
+    println!("  256-token texts, batch of 16: {:.1} embeddings/s", 16.0 / secs);
+}
+
+fn bench_index(n: usize, queries: usize, config: &IndexConfig) {
+    let vectors = clustered(n + queries, n as u64);
+    let (data, probes) = vectors.split_at(n);
+    let ids: Vec<String> = (0..n).map(|i| format!("{i:08x}-0000-4000-8000-000000000000")).collect();
+    let config = config.clone();
+    let mut index = MemoryIndex::new(EMBEDDING_DIM, config.clone());
+    for (id, v) in ids.iter().zip(data) {
+        index.insert(id, v).expect("insert");
+    }
+    let started = Instant::now();
+    index.rebuild();
+    let build = started.elapsed().as_secs_f64();
+
+    let mut hnsw_us = Vec::with_capacity(queries);
+    let mut exact_us = Vec::with_capacity(queries);
+    let mut found = 0;
+    for q in probes {
+        let t = Instant::now();
+        let approx = index.search(q, 10);
+        hnsw_us.push(t.elapsed().as_secs_f64() * 1e6);
+        let t = Instant::now();
+        let exact = index.exact_search(q, 10);
+        exact_us.push(t.elapsed().as_secs_f64() * 1e6);
+        found += approx.iter().filter(|h| exact.iter().any(|e| e.id == h.id)).count();
+    }
+    hnsw_us.sort_by(f64::total_cmp);
+    exact_us.sort_by(f64::total_cmp);
+    let recall = found as f64 / (10 * queries) as f64;
+
+    let blob = index.to_bytes().expect("serialise").unwrap_or_default();
+    let started = Instant::now();
+    let (_, outcome) = MemoryIndex::restore(EMBEDDING_DIM, config, Some(&blob), ids.iter().map(String::as_str).zip(data.iter().map(Vec::as_slice)))
+        .expect("restore");
+    let restore = started.elapsed().as_secs_f64();
+    assert_eq!(outcome, RestoreOutcome::Restored);
+
+    println!(
+        "{n:>7} records: build {build:>7.2} s | HNSW search p50 {:>7.0} µs p99 {:>7.0} µs | recall@10 {recall:.4} | exact scan p50 {:>7.0} µs | stored index {:.0} B/record, restore {restore:.2} s",
+        percentile(&hnsw_us, 0.5),
+        percentile(&hnsw_us, 0.99),
+        percentile(&exact_us, 0.5),
+        blob.len() as f64 / n as f64,
+    );
+}
+
+fn bytes_per_record() {
+    let mut rng = Rng(5);
+    let mut embedding: Vec<f32> = (0..EMBEDDING_DIM).map(|_| rng.normal()).collect();
+    normalize(&mut embedding);
+    let record = MemoryRecord {
+        id: "0b7d6f0e-3c1a-4f7e-9d2b-5a8c1e4f6a90".into(),
+        character_id: "c6a1f0d2-7b3e-4c59-8e1f-2d4a6b8c0e13".into(),
+        session_id: Some("5f2e8c1a-9b4d-4e7f-a3c6-1d8b0e2f4a67".into()),
+        kind: MemoryKind::Message,
+        text: "I finally adopted a grey kitten last weekend and named her Mochi, she sleeps on my keyboard.".into(),
+        embedding,
+        created_at: 1_750_000_000_000,
+        last_accessed: 1_750_000_000_000,
+        importance: 0.5,
+        pinned: false,
+        source_message_ids: Vec::new(),
+    };
+    let stored = encode_record(&record).expect("encode").to_string();
+    println!(
+        "stored record ({} characters of text): {} bytes as JSON (embedding {} of them as base64), plus the index bytes above",
+        record.text.len(),
+        stored.len(),
+        (EMBEDDING_DIM * 4).div_ceil(3) * 4,
+    );
+}
+
+fn main() {
+    let args: Vec<String> = std::env::args().collect();
+    let value = |flag: &str| args.iter().position(|a| a == flag).and_then(|i| args.get(i + 1)).cloned();
+    let sizes: Vec<usize> =
+        value("--sizes").map(|s| s.split(',').filter_map(|x| x.trim().parse().ok()).collect()).unwrap_or_else(|| vec![1_000, 10_000, 100_000]);
+    let queries: usize = value("--queries").and_then(|q| q.parse().ok()).unwrap_or(200);
+    println!("threads available to rayon: {}", std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1));
+    if !args.iter().any(|a| a == "--no-embed") {
+        bench_embedder();
+    }
+    bytes_per_record();
+    let mut config = IndexConfig::default();
+    if let Some(ef) = value("--ef-construction").and_then(|v| v.parse().ok()) {
+        config.ef_construction = ef;
+    }
+    if let Some(ef) = value("--ef-search").and_then(|v| v.parse().ok()) {
+        config.ef_search = ef;
+    }
+    if args.iter().any(|a| a == "--no-heuristic") {
+        config.neighbour_heuristic = false;
+    }
+    println!(
+        "index: ef_construction {}, ef_search {}, neighbour heuristic {}",
+        config.ef_construction, config.ef_search, config.neighbour_heuristic
+    );
+    for n in sizes {
+        bench_index(n, queries, &config);
+    }
+}

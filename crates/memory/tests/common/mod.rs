@@ -1,0 +1,145 @@
+//! Shared set-up: the GPU device (lavapipe natively), the model files, synthetic vectors and a
+//! stand-in embedder.
+
+#![allow(dead_code)]
+
+use std::cell::Cell;
+use std::sync::OnceLock;
+
+use burn::tensor::Device;
+use memory::{EMBEDDING_DIM, Embedder, Embedding, TextEmbedder};
+
+/// One device per test binary: wgpu runtimes cannot be initialised twice.
+pub fn device() -> Device {
+    static DEVICE: OnceLock<Device> = OnceLock::new();
+    DEVICE
+        .get_or_init(|| {
+            let (device, setup) = Device::wgpu_options()
+                .init_with_setup()
+                .expect("a Vulkan adapter (lavapipe: apt install mesa-vulkan-drivers)");
+            eprintln!("adapter: {}", setup.adapter.get_info().name);
+            device
+        })
+        .clone()
+}
+
+pub fn repo_path(relative: &str) -> std::path::PathBuf {
+    std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../..").join(relative)
+}
+
+fn model_file(name: &str) -> Vec<u8> {
+    let path = repo_path("models/all-MiniLM-L6-v2").join(name);
+    std::fs::read(&path).unwrap_or_else(|e| panic!("{}: {e}; run models/fetch.sh first", path.display()))
+}
+
+/// all-MiniLM-L6-v2 from `models/`, on the test device.
+pub fn embedder() -> Embedder {
+    Embedder::load(&model_file("model.safetensors"), &model_file("tokenizer.json"), &model_file("config.json"), &device())
+        .expect("the model loads")
+}
+
+pub fn cosine(a: &[f32], b: &[f32]) -> f32 {
+    let dot: f32 = a.iter().zip(b).map(|(x, y)| x * y).sum();
+    let na: f32 = a.iter().map(|x| x * x).sum::<f32>().sqrt();
+    let nb: f32 = b.iter().map(|x| x * x).sum::<f32>().sqrt();
+    dot / (na * nb).max(f32::MIN_POSITIVE)
+}
+
+/// A small deterministic generator (SplitMix64), so tests need no rand crate.
+pub struct Rng(u64);
+
+impl Rng {
+    pub fn new(seed: u64) -> Self {
+        Self(seed)
+    }
+
+    pub fn next_u64(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+        z ^ (z >> 31)
+    }
+
+    /// Uniform in [0, 1).
+    pub fn unit(&mut self) -> f32 {
+        (self.next_u64() >> 40) as f32 / (1u64 << 24) as f32
+    }
+
+    /// Standard normal (Box–Muller).
+    pub fn normal(&mut self) -> f32 {
+        let u = self.unit().max(1e-7);
+        let v = self.unit();
+        (-2.0 * u.ln()).sqrt() * (std::f32::consts::TAU * v).cos()
+    }
+
+    pub fn below(&mut self, n: usize) -> usize {
+        (self.next_u64() % n as u64) as usize
+    }
+}
+
+pub fn normalize(v: &mut [f32]) {
+    let n = v.iter().map(|x| x * x).sum::<f32>().sqrt();
+    v.iter_mut().for_each(|x| *x /= n);
+}
+
+/// `n` unit vectors of `dim` dimensions around `clusters` random centres (spread `noise`), a
+/// stand-in for real embeddings, which cluster by topic.
+pub fn clustered_vectors(n: usize, dim: usize, clusters: usize, noise: f32, seed: u64) -> Vec<Vec<f32>> {
+    let mut rng = Rng::new(seed);
+    let centres: Vec<Vec<f32>> = (0..clusters)
+        .map(|_| {
+            let mut c: Vec<f32> = (0..dim).map(|_| rng.normal()).collect();
+            normalize(&mut c);
+            c
+        })
+        .collect();
+    (0..n)
+        .map(|_| {
+            let c = &centres[rng.below(clusters)];
+            let mut v: Vec<f32> = c.iter().map(|x| x + noise * rng.normal() / (dim as f32).sqrt()).collect();
+            normalize(&mut v);
+            v
+        })
+        .collect()
+}
+
+/// A stand-in embedder for tests of everything but the model: hashed bag of words, so texts
+/// sharing words are similar. Counts the texts it embedded.
+#[derive(Default)]
+pub struct WordHashEmbedder {
+    pub calls: Cell<usize>,
+}
+
+impl WordHashEmbedder {
+    pub fn vector(text: &str) -> Embedding {
+        let mut v = [0.0f32; EMBEDDING_DIM];
+        for word in text.split(|c: char| !c.is_alphanumeric()).filter(|w| !w.is_empty()) {
+            let mut h = 0xcbf2_9ce4_8422_2325u64;
+            for b in word.to_lowercase().bytes() {
+                h = (h ^ b as u64).wrapping_mul(0x0100_0000_01b3);
+            }
+            v[(h % EMBEDDING_DIM as u64) as usize] += 1.0;
+            v[((h >> 32) % EMBEDDING_DIM as u64) as usize] += 0.5;
+        }
+        if v.iter().all(|x| *x == 0.0) {
+            v[0] = 1.0;
+        }
+        normalize(&mut v);
+        v
+    }
+}
+
+impl TextEmbedder for WordHashEmbedder {
+    async fn embed(&self, texts: &[&str]) -> memory::Result<Vec<Embedding>> {
+        self.calls.set(self.calls.get() + texts.len());
+        Ok(texts.iter().map(|t| Self::vector(t)).collect())
+    }
+}
+
+/// A unit vector, as a record's embedding.
+pub fn random_embedding(rng: &mut Rng) -> Vec<f32> {
+    let mut v: Vec<f32> = (0..EMBEDDING_DIM).map(|_| rng.normal()).collect();
+    normalize(&mut v);
+    v
+}
