@@ -7,7 +7,13 @@ export type ConfidantErrorCode =
   | 'out_of_memory'
   | 'device_lost'
   | 'aborted'
-  | 'bad_request';
+  | 'bad_request'
+  | 'storage_quota'
+  | 'storage'
+  | 'storage_corrupt'
+  | 'schema_too_new'
+  | 'not_found'
+  | 'embedder_format';
 
 const CODES: ReadonlySet<string> = new Set<ConfidantErrorCode>([
   'model_fetch',
@@ -18,6 +24,12 @@ const CODES: ReadonlySet<string> = new Set<ConfidantErrorCode>([
   'device_lost',
   'aborted',
   'bad_request',
+  'storage_quota',
+  'storage',
+  'storage_corrupt',
+  'schema_too_new',
+  'not_found',
+  'embedder_format',
 ]);
 
 /** Every error from this package: a `code` to switch on and a message for people. */

@@ -1,10 +1,10 @@
 // The engine host: owns the wasm engine, serves one request at a time. It runs in a dedicated
 // Web Worker by default (worker.ts), or on the calling thread when asked.
 
-import init, { Engine, inspectModel } from './wasm/confidant_web.js';
+import init, { Engine, MemoryEngine, inspectModel } from './wasm/confidant_web.js';
 import { ConfidantError, WEBGPU_BROWSERS, serializeError } from './errors.js';
 import { loadModelBytes } from './download.js';
-import type { GenerationResult, HostRequest, HostResponse, ModelPayload } from './protocol.js';
+import type { EmbedderPayload, GenerationResult, HostRequest, HostResponse, ModelPayload } from './protocol.js';
 import type { EngineInfo, FinishReason, Progress } from './types.js';
 
 type Post = (message: HostResponse) => void;
@@ -67,6 +67,7 @@ async function requireWebGpu(backend: string): Promise<void> {
 
 export class EngineHost {
   private engine: Engine | null = null;
+  private memory: MemoryEngine | null = null;
   private wasmReady: Promise<unknown> | null = null;
   private readonly queue: HostRequest[] = [];
   private readonly aborted = new Set<number>();
@@ -107,9 +108,13 @@ export class EngineHost {
         return this.load(request);
       case 'generate':
         return this.generate(request);
+      case 'memory':
+        return this.memoryCall(request);
       case 'dispose':
         this.engine?.free();
         this.engine = null;
+        this.memory?.free();
+        this.memory = null;
         this.post({ type: 'disposed', id: request.id });
         return;
       default:
@@ -133,13 +138,13 @@ export class EngineHost {
     this.post({ type: 'loaded', id: request.id, info });
   }
 
-  private async modelBytes(model: ModelPayload, progress: (p: Progress) => void, id: number): Promise<Uint8Array> {
+  private async modelBytes(model: ModelPayload, progress: (p: Progress) => void, id: number, check = checkHeader): Promise<Uint8Array> {
     let bytes: Uint8Array;
     if ('url' in model) {
       const controller = new AbortController();
       const watch = setInterval(() => this.aborted.has(id) && controller.abort(), 50);
       try {
-        return await loadModelBytes(model, progress, checkHeader, controller.signal);
+        return await loadModelBytes(model, progress, check, controller.signal);
       } finally {
         clearInterval(watch);
       }
@@ -198,6 +203,62 @@ export class EngineHost {
       timings: { prefill_tok_s: stats.prefillTokS, decode_tok_s: stats.decodeTokS, prefilled_tokens: stats.prefilledTokens },
     };
     this.post({ type: 'done', id: request.id, result });
+  }
+
+  /** Load the embedding model (cached like the language model) and open the memory database. */
+  private async openMemory(embedder: EmbedderPayload | null, database: string, progress: (p: Progress) => void, id: number): Promise<MemoryEngine> {
+    if (this.memory) return this.memory;
+    if (!this.wasmReady || !this.engine) throw new ConfidantError('bad_request', 'No model is loaded (was the engine disposed?).');
+    if (!embedder) {
+      throw new ConfidantError('bad_request', 'Memory needs an embedding model: pass embedder: { url } to Confidant.create.');
+    }
+    const folder = embedder.url.endsWith('/') ? embedder.url : `${embedder.url}/`;
+    const files: Uint8Array[] = [];
+    for (const name of ['model.safetensors', 'tokenizer.json', 'config.json']) {
+      const report = (p: Progress) => progress({ ...p, what: 'embedder', file: name });
+      files.push(await this.modelBytes({ url: new URL(name, folder).href }, report, id, () => true));
+    }
+    const total = files.reduce((n, f) => n + f.byteLength, 0);
+    progress({ stage: 'load', loaded: 0, total, what: 'embedder' });
+    this.memory = await MemoryEngine.open(database, files[0], files[1], files[2]);
+    progress({ stage: 'load', loaded: total, total, what: 'embedder' });
+    return this.memory;
+  }
+
+  private async memoryCall(request: Extract<HostRequest, { type: 'memory' }>): Promise<void> {
+    const progress = (p: Progress) => this.post({ type: 'progress', id: request.id, progress: p });
+    const memory = await this.openMemory(request.embedder, request.database, progress, request.id);
+    const [a, b] = request.args;
+    let value: unknown;
+    switch (request.op) {
+      case 'add':
+        value = await memory.add(a);
+        break;
+      case 'search':
+        value = await memory.search(a);
+        break;
+      case 'list':
+        value = await memory.list(a);
+        break;
+      case 'update':
+        value = await memory.update(String(a), b);
+        break;
+      case 'forget':
+        value = await memory.forget(String(a));
+        break;
+      case 'embed':
+        value = await memory.embed(a);
+        break;
+      case 'stats':
+        value = await memory.stats(a);
+        break;
+      case 'maintain':
+        value = await memory.maintain();
+        break;
+      default:
+        throw new ConfidantError('bad_request', `Unknown memory operation ${String(request.op)}.`);
+    }
+    this.post({ type: 'result', id: request.id, value });
   }
 
   get model(): string {

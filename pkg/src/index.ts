@@ -3,7 +3,7 @@
 
 import { ConfidantError, deserializeError } from './errors.js';
 import { deleteModel, listModels } from './model-store.js';
-import type { GenerationResult, HostRequest, HostResponse, ModelPayload } from './protocol.js';
+import type { EmbedderPayload, GenerationResult, HostRequest, HostResponse, MemoryOp, ModelPayload } from './protocol.js';
 import type {
   CachedModel,
   ChatCompletion,
@@ -15,6 +15,13 @@ import type {
   CompletionRequest,
   CreateOptions,
   EngineInfo,
+  MemoryHit,
+  MemoryListFilter,
+  MemoryPatch,
+  MemoryRecord,
+  MemorySearch,
+  MemoryStats,
+  NewMemory,
   Progress,
   SamplingOptions,
 } from './types.js';
@@ -94,6 +101,10 @@ class Channel {
       case 'done':
         this.pending.delete(message.id);
         handlers.resolve(message.result);
+        break;
+      case 'result':
+        this.pending.delete(message.id);
+        handlers.resolve(message.value);
         break;
       case 'disposed':
         this.pending.delete(message.id);
@@ -202,10 +213,42 @@ function validate(request: SamplingOptions): void {
 let completionCounter = 0;
 const newId = (prefix: string) => `${prefix}-${Date.now().toString(36)}${(completionCounter++).toString(36)}`;
 
+/** What the page learnt from navigator.storage (the worker cannot ask for persistence). */
+interface StorageState {
+  persisted: boolean | null;
+}
+
+async function askPersistence(): Promise<StorageState> {
+  const storage = (globalThis.navigator as Navigator | undefined)?.storage;
+  if (!storage) return { persisted: null };
+  try {
+    if (await storage.persisted()) return { persisted: true };
+    if (typeof storage.persist !== 'function') return { persisted: false };
+    return { persisted: await storage.persist() };
+  } catch {
+    return { persisted: null };
+  }
+}
+
+function requireString(value: unknown, name: string): string {
+  if (typeof value !== 'string' || value.length === 0) throw new ConfidantError('bad_request', `${name} must be a non-empty string.`);
+  return value;
+}
+
+function requireObject(value: unknown, name: string): object {
+  if (value === null || typeof value !== 'object' || Array.isArray(value)) throw new ConfidantError('bad_request', `${name} must be an object.`);
+  return value;
+}
+
 export class Confidant {
+  private storageState: Promise<StorageState> | null = null;
+
   private constructor(
     private readonly channel: Channel,
     private readonly engineInfo: EngineInfo,
+    private readonly embedder: EmbedderPayload | null,
+    private readonly database: string,
+    private readonly onProgress: ((p: Progress) => void) | undefined,
   ) {}
 
   /** Download (or read from the browser's cache) and load a model onto the GPU. */
@@ -231,12 +274,23 @@ export class Confidant {
     const contextLength = options.contextLength ?? 4096;
     if (!Number.isInteger(contextLength) || contextLength < 16) throw new ConfidantError('bad_request', 'contextLength must be an integer ≥ 16.');
 
+    let embedder: EmbedderPayload | null = null;
+    if (options.embedder !== undefined) {
+      const url = options.embedder?.url;
+      if (typeof url !== 'string' || url.length === 0) throw new ConfidantError('bad_request', 'options.embedder must be { url: string }.');
+      embedder = { url: new URL(url, globalThis.location?.href).href };
+    } else if ('url' in payload) {
+      embedder = { url: new URL('all-MiniLM-L6-v2/', payload.url).href };
+    }
+    const database = options.database ?? 'confidant';
+    if (typeof database !== 'string' || database.length === 0) throw new ConfidantError('bad_request', 'options.database must be a non-empty string.');
+
     const channel = await Channel.open(options.worker ?? true);
     const wasmUrl = new URL('./wasm/confidant_web_bg.wasm', import.meta.url).href;
     try {
       const { done } = channel.request({ type: 'load', model: payload, backend, contextLength, wasmUrl }, { onProgress: options.onProgress }, transfer);
       const info = (await done) as EngineInfo;
-      return new Confidant(channel, info);
+      return new Confidant(channel, info, embedder, database, options.onProgress);
     } catch (e) {
       channel.close();
       throw e;
@@ -275,6 +329,62 @@ export class Confidant {
       },
     },
   };
+
+  /**
+   * Long-term memory, kept in this browser's IndexedDB. The embedding model loads on first use
+   * (progress through onProgress with `what: 'embedder'`). Calls queue behind generation.
+   */
+  readonly memory = {
+    /** Embed and store a memory. */
+    add: async (memory: NewMemory): Promise<MemoryRecord> => {
+      const m = requireObject(memory, 'memory') as NewMemory;
+      requireString(m.characterId, 'characterId');
+      if (typeof m.text !== 'string') throw new ConfidantError('bad_request', 'text must be a string.');
+      return this.memoryCall('add', [m]) as Promise<MemoryRecord>;
+    },
+    /** The best k memories for a query: relevance + recency + importance; pinned ones always eligible. */
+    search: async (query: MemorySearch): Promise<MemoryHit[]> => {
+      const q = requireObject(query, 'query') as MemorySearch;
+      requireString(q.characterId, 'characterId');
+      if (typeof q.query !== 'string') throw new ConfidantError('bad_request', 'query must be a string.');
+      if (q.k !== undefined && !(Number.isInteger(q.k) && q.k >= 0)) throw new ConfidantError('bad_request', 'k must be a non-negative integer.');
+      return this.memoryCall('search', [q]) as Promise<MemoryHit[]>;
+    },
+    /** Stored memories, newest first. */
+    list: async (filter: MemoryListFilter = {}): Promise<MemoryRecord[]> => this.memoryCall('list', [requireObject(filter, 'filter')]) as Promise<MemoryRecord[]>,
+    /** Change a memory; a new text is embedded again. */
+    update: async (id: string, patch: MemoryPatch): Promise<MemoryRecord> =>
+      this.memoryCall('update', [requireString(id, 'id'), requireObject(patch, 'patch')]) as Promise<MemoryRecord>,
+    /** Delete a memory from search and from storage. Resolves false if there was none. */
+    forget: async (id: string): Promise<boolean> => this.memoryCall('forget', [requireString(id, 'id')]) as Promise<boolean>,
+    /** Sentence embeddings (all-MiniLM-L6-v2, 384 numbers, unit length). */
+    embed: async (texts: string[]): Promise<Float32Array[]> => {
+      if (!Array.isArray(texts) || !texts.every((t) => typeof t === 'string')) throw new ConfidantError('bad_request', 'texts must be an array of strings.');
+      return this.memoryCall('embed', [texts]) as Promise<Float32Array[]>;
+    },
+    /** Counts, index state, bytes used, and whether the browser keeps this origin's storage persistently. */
+    stats: async (query: { characterId?: string } = {}): Promise<MemoryStats> => {
+      const stats = (await this.memoryCall('stats', [requireObject(query, 'query')])) as Omit<MemoryStats, 'storage'>;
+      const { persisted } = await (this.storageState ??= askPersistence());
+      let usage: number | null = null;
+      let quota: number | null = null;
+      try {
+        const estimate = await globalThis.navigator?.storage?.estimate?.();
+        usage = estimate?.usage ?? null;
+        quota = estimate?.quota ?? null;
+      } catch {
+        // Not every browser can estimate; the counts above stand on their own.
+      }
+      return { ...stats, storage: { persisted, usage, quota } };
+    },
+  };
+
+  private memoryCall(op: MemoryOp, args: unknown[]): Promise<unknown> {
+    // Ask once for persistent storage, so memories survive the browser's storage pressure.
+    this.storageState ??= askPersistence();
+    const { done } = this.channel.request({ type: 'memory', op, args, embedder: this.embedder, database: this.database }, { onProgress: this.onProgress });
+    return done;
+  }
 
   /** Free the GPU memory and stop the worker. */
   async dispose(): Promise<void> {

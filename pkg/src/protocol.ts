@@ -11,9 +11,17 @@ export type ModelPayload =
 /** Generation options as they cross to the host (no AbortSignal: aborts are messages). */
 export type HostOptions = Omit<SamplingOptions, 'signal'>;
 
+/** The embedding model: a folder URL holding model.safetensors, tokenizer.json and config.json. */
+export interface EmbedderPayload {
+  url: string;
+}
+
+export type MemoryOp = 'add' | 'search' | 'list' | 'update' | 'forget' | 'embed' | 'stats' | 'maintain';
+
 export type HostRequest =
   | { type: 'load'; id: number; model: ModelPayload; backend: string; contextLength: number; wasmUrl: string }
   | { type: 'generate'; id: number; prompt: string | ChatMessage[]; options: HostOptions }
+  | { type: 'memory'; id: number; op: MemoryOp; args: unknown[]; embedder: EmbedderPayload | null; database: string }
   | { type: 'abort'; id: number }
   | { type: 'dispose'; id: number };
 
@@ -29,5 +37,6 @@ export type HostResponse =
   | { type: 'loaded'; id: number; info: EngineInfo }
   | { type: 'token'; id: number; text: string; token: number }
   | { type: 'done'; id: number; result: GenerationResult }
+  | { type: 'result'; id: number; value: unknown }
   | { type: 'disposed'; id: number }
   | { type: 'error'; id: number; error: SerializedError };

@@ -21,6 +21,10 @@ export interface Progress {
   loaded: number;
   /** Bytes in this stage, when known (0 when not). */
   total: number;
+  /** What is loading: the language model (absent or 'model') or the embedding model for memory ('embedder'). */
+  what?: 'model' | 'embedder';
+  /** For the embedder, which of its files. */
+  file?: string;
 }
 
 export interface CreateOptions {
@@ -30,6 +34,12 @@ export interface CreateOptions {
   onProgress?: (progress: Progress) => void;
   /** Largest prompt + reply in tokens (caps GPU memory for the KV cache). Default 4096. */
   contextLength?: number;
+  /** The embedding model for memory: a folder URL holding model.safetensors, tokenizer.json and config.json
+   * (all-MiniLM-L6-v2). Default: the folder `all-MiniLM-L6-v2/` beside the model's URL. Loaded on first use of
+   * `engine.memory`, with progress reported through onProgress (`what: 'embedder'`). */
+  embedder?: { url: string };
+  /** IndexedDB database holding memories. Default 'confidant'. */
+  database?: string;
   /** Run the engine in a dedicated Web Worker (default true). With false it runs on the calling thread, which then blocks while a token is computed. */
   worker?: boolean;
 }
@@ -166,4 +176,111 @@ export interface CachedModel {
   etag: string | null;
   lastModified: string | null;
   storedAt: string;
+}
+
+/** What a memory is. */
+export type MemoryKind = 'message' | 'event_summary' | 'user_fact' | 'character_fact' | 'pinned_note';
+
+/** One long-term memory of one character. */
+export interface MemoryRecord {
+  id: string;
+  characterId: string;
+  sessionId: string | null;
+  kind: MemoryKind;
+  text: string;
+  /** The text's embedding: 384 numbers of unit length. */
+  embedding: number[];
+  /** Unix milliseconds. */
+  createdAt: number;
+  /** Unix milliseconds of the last retrieval (or of creation); recency decays from it. */
+  lastAccessed: number;
+  /** 0 (mundane) to 1 (life-changing). */
+  importance: number;
+  pinned: boolean;
+  sourceMessageIds: string[];
+}
+
+export interface NewMemory {
+  characterId: string;
+  sessionId?: string | null;
+  kind: MemoryKind;
+  text: string;
+  /** 0..1, default 0.5 (as a middling Generative Agents rating). */
+  importance?: number;
+  /** Default true for 'pinned_note', false otherwise. Pinned memories are always eligible for retrieval. */
+  pinned?: boolean;
+  sourceMessageIds?: string[];
+  /** An id of your choosing (e.g. a chat message's); a random one by default. */
+  id?: string;
+  /** Unix milliseconds; now by default (set it when importing older history). */
+  createdAt?: number;
+}
+
+export interface MemorySearch {
+  characterId: string;
+  query: string;
+  /** How many to return. Default 5. */
+  k?: number;
+  /** Only memories of these kinds. */
+  kinds?: MemoryKind[];
+}
+
+/** A retrieved memory: score = relevance + recency + importance, each normalised over the candidates. */
+export interface MemoryHit {
+  /** The memory, its lastAccessed already moved to this retrieval. */
+  record: MemoryRecord;
+  score: number;
+  /** Cosine similarity to the query. */
+  relevance: number;
+  /** 0.995^hours since the memory was last retrieved. */
+  recency: number;
+  importance: number;
+}
+
+export interface MemoryListFilter {
+  characterId?: string;
+  kind?: MemoryKind;
+  sessionId?: string;
+  pinned?: boolean;
+  limit?: number;
+  offset?: number;
+}
+
+export interface MemoryPatch {
+  /** A new text is embedded again. */
+  text?: string;
+  pinned?: boolean;
+  importance?: number;
+  kind?: MemoryKind;
+}
+
+export interface MemoryIndexStats {
+  /** Vectors in the HNSW graph. */
+  hnsw: number;
+  /** Vectors in the exact segment of recent inserts. */
+  fresh: number;
+  /** Forgotten vectors still in the graph, hidden from search until the next rebuild. */
+  tombstones: number;
+  rebuildWanted: boolean;
+  /** How the index came back on first use since the page loaded. */
+  loaded: 'restored' | 'rebuilt' | 'fresh_only';
+  reason: string | null;
+}
+
+export interface MemoryStats {
+  records: number;
+  byKind: Partial<Record<MemoryKind, number>>;
+  pinned: number;
+  /** For stats of one character. */
+  index: MemoryIndexStats | null;
+  /** Bytes the stored records and indexes take. */
+  bytesUsed: number;
+  /** The browser's storage for this origin. */
+  storage: {
+    /** The answer to navigator.storage.persist(): true if the browser will not evict this origin's data under pressure; null where the browser cannot say. */
+    persisted: boolean | null;
+    /** navigator.storage.estimate(), when available. */
+    usage: number | null;
+    quota: number | null;
+  };
 }

@@ -5,6 +5,9 @@
 //! `unsupported_model`, `webgpu_unavailable`, `device_lost`, `bad_request`) and a readable
 //! message.
 
+mod idb_store;
+mod memory_js;
+
 use std::cell::RefCell;
 use std::rc::Rc;
 
@@ -13,7 +16,7 @@ use llm::{ChatMessage, GenerateOptions, Generator, LlmError, ModelInfo, Sampling
 use serde::{Deserialize, Serialize};
 use wasm_bindgen::prelude::*;
 
-fn js_error(code: &str, message: &str) -> JsValue {
+pub(crate) fn js_error(code: &str, message: &str) -> JsValue {
     let error = js_sys::Error::new(message);
     let _ = js_sys::Reflect::set(&error, &"code".into(), &code.into());
     error.into()
@@ -23,13 +26,13 @@ fn llm_error(e: LlmError) -> JsValue {
     js_error(e.code(), &e.to_string())
 }
 
-fn to_js<T: Serialize>(value: &T) -> Result<JsValue, JsValue> {
+pub(crate) fn to_js<T: Serialize>(value: &T) -> Result<JsValue, JsValue> {
     value
         .serialize(&serde_wasm_bindgen::Serializer::json_compatible())
         .map_err(|e| js_error("bad_request", &e.to_string()))
 }
 
-fn from_js<T: for<'de> Deserialize<'de>>(value: JsValue, what: &str) -> Result<T, JsValue> {
+pub(crate) fn from_js<T: for<'de> Deserialize<'de>>(value: JsValue, what: &str) -> Result<T, JsValue> {
     serde_wasm_bindgen::from_value(value).map_err(|e| js_error("bad_request", &format!("{what}: {e}")))
 }
 
@@ -133,7 +136,7 @@ thread_local! {
     static DEVICE: RefCell<Option<(llm::Device, AdapterInfo)>> = const { RefCell::new(None) };
 }
 
-async fn device() -> Result<(llm::Device, AdapterInfo), JsValue> {
+pub(crate) async fn device() -> Result<(llm::Device, AdapterInfo), JsValue> {
     if let Some(found) = DEVICE.with(|d| d.borrow().clone()) {
         return Ok(found);
     }

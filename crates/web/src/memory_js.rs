@@ -1,0 +1,209 @@
+//! Long-term memory for JavaScript: all-MiniLM-L6-v2 on the page's WebGPU device, records and
+//! indexes in IndexedDB ([`crate::idb_store`]). The npm package exposes it as `engine.memory`.
+//!
+//! Errors carry the memory crate's codes (`storage_quota`, `storage`, `storage_corrupt`,
+//! `schema_too_new`, `not_found`, `embedder_format`, `device_lost`, `bad_request`).
+
+use std::cell::RefCell;
+use std::rc::Rc;
+
+use memory::{Embedder, ListFilter, Memory, MemoryConfig, MemoryError, MemoryPatch, MemoryRecord, NewMemory, RestoreOutcome, SearchQuery};
+use serde::{Deserialize, Serialize};
+use wasm_bindgen::prelude::*;
+
+use crate::idb_store::IdbStore;
+use crate::{device, from_js, js_error};
+
+fn memory_error(e: MemoryError) -> JsValue {
+    js_error(e.code(), &e.to_string())
+}
+
+/// Through JSON text rather than value by value: f32 fields then print as their shortest form
+/// (an importance of 0.7 reaches JS as 0.7, not 0.699999988079071).
+fn to_js<T: Serialize>(value: &T) -> Result<JsValue, JsValue> {
+    let text = serde_json::to_string(value).map_err(|e| js_error("bad_request", &e.to_string()))?;
+    js_sys::JSON::parse(&text)
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct HitJs {
+    record: MemoryRecord,
+    score: f32,
+    relevance: f32,
+    recency: f32,
+    importance: f32,
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct IndexJs {
+    /// Vectors in the HNSW graph.
+    hnsw: usize,
+    /// Vectors in the exact segment of fresh inserts.
+    fresh: usize,
+    /// Deleted vectors still in the graph (hidden from search until the next rebuild).
+    tombstones: usize,
+    rebuild_wanted: bool,
+    /// How the index came back when this character was first used since the page loaded:
+    /// `restored` (from storage), `rebuilt` (stored index missing or stale) or `fresh_only`
+    /// (too few records to need a graph).
+    loaded: &'static str,
+    /// Why it was rebuilt or kept fresh-only.
+    reason: Option<String>,
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct StatsJs {
+    records: usize,
+    by_kind: std::collections::BTreeMap<memory::MemoryKind, usize>,
+    pinned: usize,
+    index: Option<IndexJs>,
+    bytes_used: u64,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(rename_all = "camelCase", default)]
+struct StatsQuery {
+    character_id: Option<String>,
+}
+
+type Inner = Memory<Embedder, IdbStore>;
+
+/// The memory of every character on this origin. Calls must not overlap (the worker serialises
+/// them).
+#[wasm_bindgen(js_name = MemoryEngine)]
+pub struct MemoryEngine {
+    inner: Rc<RefCell<Inner>>,
+}
+
+/// Run `f` on the memory; a call that overlaps another fails instead of waiting.
+macro_rules! with_memory {
+    ($self:ident, |$m:ident| $body:expr) => {{
+        let inner = $self.inner.clone();
+        wasm_bindgen_futures::future_to_promise(async move {
+            let mut guard = inner.try_borrow_mut().map_err(|_| js_error("bad_request", "another memory call is still running"))?;
+            let $m = &mut *guard;
+            $body
+        })
+    }};
+}
+
+#[wasm_bindgen(js_class = MemoryEngine)]
+impl MemoryEngine {
+    /// Load all-MiniLM-L6-v2 (its `model.safetensors`, `tokenizer.json` and `config.json`) on
+    /// the WebGPU device and open the IndexedDB database `databaseName`.
+    pub async fn open(database_name: String, safetensors: Vec<u8>, tokenizer_json: Vec<u8>, config_json: Vec<u8>) -> Result<MemoryEngine, JsValue> {
+        console_error_panic_hook::set_once();
+        let (device, _) = device().await?;
+        let embedder = Embedder::load(&safetensors, &tokenizer_json, &config_json, &device).map_err(memory_error)?;
+        let store = IdbStore::open(&database_name).await.map_err(memory_error)?;
+        let memory = Memory::open(embedder, store, MemoryConfig::default()).await.map_err(memory_error)?;
+        Ok(MemoryEngine { inner: Rc::new(RefCell::new(memory)) })
+    }
+
+    /// `memory.add({ characterId, sessionId, kind, text, importance, pinned, sourceMessageIds, id, createdAt })`
+    /// → the stored record.
+    pub fn add(&self, memory: JsValue) -> js_sys::Promise {
+        let new: Result<NewMemory, JsValue> = from_js(memory, "memory");
+        with_memory!(self, |m| {
+            let record = m.add(new?).await.map_err(memory_error)?;
+            to_js(&record)
+        })
+    }
+
+    /// `memory.search({ characterId, query, k, kinds })` → `[{ record, score, relevance, recency, importance }]`.
+    pub fn search(&self, query: JsValue) -> js_sys::Promise {
+        let query: Result<SearchQuery, JsValue> = from_js(query, "query");
+        with_memory!(self, |m| {
+            let hits = m.search(query?).await.map_err(memory_error)?;
+            let hits: Vec<HitJs> = hits
+                .into_iter()
+                .map(|h| HitJs { record: h.record, score: h.score, relevance: h.relevance, recency: h.recency, importance: h.importance })
+                .collect();
+            to_js(&hits)
+        })
+    }
+
+    /// `memory.list({ characterId, kind, sessionId, pinned, limit, offset })`, newest first.
+    pub fn list(&self, filter: JsValue) -> js_sys::Promise {
+        let filter: Result<ListFilter, JsValue> =
+            if filter.is_undefined() || filter.is_null() { Ok(ListFilter::default()) } else { from_js(filter, "filter") };
+        with_memory!(self, |m| {
+            let records = m.list(filter?).await.map_err(memory_error)?;
+            to_js(&records)
+        })
+    }
+
+    /// `memory.update(id, { text, pinned, importance, kind })` → the record (re-embedded when
+    /// the text changed).
+    pub fn update(&self, id: String, patch: JsValue) -> js_sys::Promise {
+        let patch: Result<MemoryPatch, JsValue> = from_js(patch, "patch");
+        with_memory!(self, |m| {
+            let record = m.update(&id, patch?).await.map_err(memory_error)?;
+            to_js(&record)
+        })
+    }
+
+    /// `memory.forget(id)` → whether there was such a memory.
+    pub fn forget(&self, id: String) -> js_sys::Promise {
+        with_memory!(self, |m| {
+            let found = m.forget(&id).await.map_err(memory_error)?;
+            Ok(JsValue::from_bool(found))
+        })
+    }
+
+    /// `memory.embed(texts)` → one `Float32Array` of 384 numbers per text.
+    pub fn embed(&self, texts: JsValue) -> js_sys::Promise {
+        let texts: Result<Vec<String>, JsValue> = from_js(texts, "texts");
+        with_memory!(self, |m| {
+            let texts = texts?;
+            let refs: Vec<&str> = texts.iter().map(String::as_str).collect();
+            let vectors = m.embed(&refs).await.map_err(memory_error)?;
+            let out = js_sys::Array::new();
+            for v in vectors {
+                out.push(&js_sys::Float32Array::from(&v[..]).into());
+            }
+            Ok(out.into())
+        })
+    }
+
+    /// `memory.stats({ characterId })` → counts, index state and bytes used.
+    pub fn stats(&self, query: JsValue) -> js_sys::Promise {
+        let query: Result<StatsQuery, JsValue> =
+            if query.is_undefined() || query.is_null() { Ok(StatsQuery::default()) } else { from_js(query, "query") };
+        with_memory!(self, |m| {
+            let query = query?;
+            let stats = m.stats(query.character_id.as_deref()).await.map_err(memory_error)?;
+            let index = match (&query.character_id, stats.index) {
+                (Some(c), Some(index)) => {
+                    let (loaded, reason) = match m.restore_outcome(c).await.map_err(memory_error)? {
+                        RestoreOutcome::Restored => ("restored", None),
+                        RestoreOutcome::Rebuilt { reason } => ("rebuilt", Some(reason)),
+                        RestoreOutcome::FreshOnly { reason } => ("fresh_only", Some(reason)),
+                    };
+                    Some(IndexJs {
+                        hnsw: index.hnsw,
+                        fresh: index.fresh,
+                        tombstones: index.tombstones,
+                        rebuild_wanted: index.rebuild_wanted,
+                        loaded,
+                        reason,
+                    })
+                }
+                _ => None,
+            };
+            to_js(&StatsJs { records: stats.records, by_kind: stats.by_kind, pinned: stats.pinned, index, bytes_used: stats.bytes_used })
+        })
+    }
+
+    /// Idle-time work: rebuild indexes that want it and save changed ones. Resolves to the
+    /// number rebuilt.
+    pub fn maintain(&self) -> js_sys::Promise {
+        with_memory!(self, |m| {
+            let rebuilt = m.maintain().await.map_err(memory_error)?;
+            Ok(JsValue::from_f64(rebuilt as f64))
+        })
+    }
+}

@@ -1,0 +1,209 @@
+// engine.memory in headless Chromium: all-MiniLM-L6-v2 on WebGPU (SwiftShader) against the
+// sentence-transformers fixture, records in real IndexedDB through add / search / list / update /
+// forget / stats, persistence across a reload, and a quota refusal that loses nothing.
+
+import { after, before, test } from 'node:test';
+import assert from 'node:assert/strict';
+import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { launch, root } from './harness.mjs';
+
+const MODEL_URL = '/models/SmolLM2-135M-Instruct-Q4_1.gguf';
+const reference = JSON.parse(readFileSync(join(root, 'crates/memory/tests/fixtures/embedding_reference.json'), 'utf8'));
+
+let h;
+
+/** Run `fn` in the page with the live engine as `window.engine`; errors come back as { code, message }. */
+async function inPage(fn, arg) {
+  return h.page.evaluate(
+    async ([source, arg]) => {
+      const f = new Function(`return (${source})`)();
+      try {
+        return { ok: await f(window.engine, arg) };
+      } catch (e) {
+        return { error: { code: e.code, message: e.message, name: e.name } };
+      }
+    },
+    [fn.toString(), arg],
+  );
+}
+
+async function ok(fn, arg) {
+  const r = await inPage(fn, arg);
+  assert.ok(!r.error, `page call failed: ${JSON.stringify(r.error)}`);
+  return r.ok;
+}
+
+async function createEngine() {
+  await h.page.goto(`${h.base}/pkg.html`);
+  await h.page.waitForFunction(() => window.pkgReady === true);
+  await h.page.evaluate(async (url) => {
+    window.progress = [];
+    window.engine = await window.pkg.Confidant.create({ model: { url }, onProgress: (p) => window.progress.push(p) });
+  }, MODEL_URL);
+}
+
+before(async () => {
+  h = await launch({
+    needs: ['pkg/dist/wasm/confidant_web_bg.wasm', 'pkg/dist/index.js', 'models/all-MiniLM-L6-v2/model.safetensors'],
+    serverOptions: {
+      roots: [
+        ['/confidant/', join(root, 'pkg/dist')],
+        ['/models/', join(root, 'models')],
+        ['/', join(root, 'tests/browser/pages')],
+      ],
+    },
+  });
+  await createEngine();
+});
+
+after(async () => {
+  await h?.page.evaluate(() => window.engine?.dispose()).catch(() => {});
+  await h?.close();
+});
+
+const cosine = (a, b) => {
+  let dot = 0;
+  let na = 0;
+  let nb = 0;
+  for (let i = 0; i < a.length; i++) {
+    dot += a[i] * b[i];
+    na += a[i] * a[i];
+    nb += b[i] * b[i];
+  }
+  return dot / Math.sqrt(na * nb);
+};
+
+test('embeddings on WebGPU match sentence-transformers, loaded with progress on first use', async () => {
+  const sentences = reference.sentences.slice(0, 4);
+  const vectors = await ok((engine, texts) => engine.memory.embed(texts).then((vs) => vs.map((v) => [v.constructor.name, Array.from(v)])), sentences.map((s) => s.text));
+  assert.equal(vectors.length, sentences.length);
+  sentences.forEach((s, i) => {
+    const [type, v] = vectors[i];
+    assert.equal(type, 'Float32Array');
+    assert.equal(v.length, 384);
+    const c = cosine(v, s.embedding);
+    assert.ok(c >= 0.999, `${JSON.stringify(s.text)}: cosine ${c}`);
+  });
+  const progress = await h.page.evaluate(() => window.progress);
+  const embedder = progress.filter((p) => p.what === 'embedder');
+  assert.ok(embedder.some((p) => p.file === 'model.safetensors' && p.stage === 'download'), JSON.stringify(embedder.slice(0, 5)));
+  assert.ok(embedder.some((p) => p.stage === 'load' && p.loaded === p.total && p.total > 80e6));
+});
+
+const FACTS = [
+  { text: 'I finally adopted a grey kitten last weekend and named her Mochi.', kind: 'user_fact', importance: 0.7 },
+  { text: 'I cannot eat peanuts at all, I am seriously allergic to them.', kind: 'user_fact', importance: 0.9 },
+  { text: 'The weather has been so grey all week.', kind: 'message' },
+  { text: 'I tried baking bread yesterday and it came out flat.', kind: 'message' },
+  { text: 'Always answer in English.', kind: 'pinned_note' },
+];
+
+test('add, search, list, update, forget and stats on IndexedDB', async () => {
+  const added = await ok(
+    async (engine, facts) => {
+      const out = [];
+      for (const f of facts) out.push(await engine.memory.add({ characterId: 'ada', sessionId: 's1', ...f }));
+      out.push(await engine.memory.add({ characterId: 'bob', kind: 'user_fact', text: 'My cat is called Mochi too.' }));
+      return out;
+    },
+    FACTS,
+  );
+  assert.equal(added.length, FACTS.length + 1);
+  const [kitten, peanuts, , , note] = added;
+  assert.equal(kitten.characterId, 'ada');
+  assert.equal(kitten.kind, 'user_fact');
+  assert.equal(kitten.embedding.length, 384);
+  assert.equal(kitten.importance, 0.7);
+  assert.equal(note.pinned, true, 'pinned notes are pinned by default');
+  assert.equal(peanuts.pinned, false);
+  assert.ok(kitten.createdAt > 1.7e12 && kitten.lastAccessed >= kitten.createdAt);
+
+  const hits = await ok((engine) => engine.memory.search({ characterId: 'ada', query: 'What is my pet called?', k: 3 }));
+  assert.equal(hits[0].record.id, kitten.id, JSON.stringify(hits.map((x) => x.record.text)));
+  for (const hit of hits) {
+    assert.equal(hit.record.characterId, 'ada', 'another character’s memory came back');
+    for (const key of ['score', 'relevance', 'recency', 'importance']) assert.equal(typeof hit[key], 'number');
+  }
+  assert.ok(hits.some((x) => x.record.id === note.id), 'pinned memories are always eligible');
+  assert.ok(hits[0].record.lastAccessed >= kitten.lastAccessed);
+
+  const listed = await ok((engine) => engine.memory.list({ characterId: 'ada' }));
+  assert.equal(listed.length, FACTS.length);
+  const facts = await ok((engine) => engine.memory.list({ characterId: 'ada', kind: 'user_fact' }));
+  assert.deepEqual(facts.map((r) => r.id).sort(), [kitten.id, peanuts.id].sort());
+  const page = await ok((engine) => engine.memory.list({ characterId: 'ada', limit: 2, offset: 1 }));
+  assert.deepEqual(page.map((r) => r.id), listed.slice(1, 3).map((r) => r.id));
+
+  // A new text is embedded again: the old wording no longer finds it first, the new one does.
+  const updated = await ok((engine, id) => engine.memory.update(id, { text: 'My favourite way to relax is playing the cello after dinner.', pinned: true }), kitten.id);
+  assert.equal(updated.pinned, true);
+  assert.ok(cosine(updated.embedding, kitten.embedding) < 0.9, 'the embedding did not change with the text');
+  const music = await ok((engine) => engine.memory.search({ characterId: 'ada', query: 'Which musical instrument do I play?', k: 1 }));
+  assert.equal(music[0].record.id, kitten.id);
+
+  assert.equal(await ok((engine, id) => engine.memory.forget(id), peanuts.id), true);
+  assert.equal(await ok((engine, id) => engine.memory.forget(id), peanuts.id), false);
+  const food = await ok((engine) => engine.memory.search({ characterId: 'ada', query: 'What food am I allergic to?', k: 5 }));
+  assert.ok(!food.some((x) => x.record.id === peanuts.id), 'a forgotten memory came back');
+
+  const stats = await ok((engine) => engine.memory.stats({ characterId: 'ada' }));
+  assert.equal(stats.records, FACTS.length - 1);
+  assert.equal(stats.byKind.user_fact, 1);
+  assert.equal(stats.pinned, 2);
+  assert.ok(stats.bytesUsed > 4 * 2000, `bytesUsed ${stats.bytesUsed}`);
+  assert.ok(stats.index && stats.index.fresh + stats.index.hnsw === FACTS.length - 1);
+  assert.ok(stats.storage.persisted === null || typeof stats.storage.persisted === 'boolean');
+  assert.ok(stats.storage.quota > 0);
+});
+
+test('bad requests fail with a code and change nothing', async () => {
+  const before = await ok((engine) => engine.memory.stats({ characterId: 'ada' }));
+  const badImportance = await inPage((engine) => engine.memory.add({ characterId: 'ada', kind: 'message', text: 'x', importance: 3 }));
+  assert.equal(badImportance.error?.code, 'bad_request');
+  const badKind = await inPage((engine) => engine.memory.add({ characterId: 'ada', kind: 'gossip', text: 'x' }));
+  assert.equal(badKind.error?.code, 'bad_request');
+  const noCharacter = await inPage((engine) => engine.memory.search({ query: 'x' }));
+  assert.equal(noCharacter.error?.code, 'bad_request');
+  const missing = await inPage((engine) => engine.memory.update('no-such-id', { pinned: true }));
+  assert.equal(missing.error?.code, 'not_found');
+  assert.equal(missing.error?.name, 'ConfidantError');
+  const after = await ok((engine) => engine.memory.stats({ characterId: 'ada' }));
+  assert.equal(after.records, before.records);
+});
+
+test('memories survive a reload', async () => {
+  const beforeReload = await ok((engine) => engine.memory.list({ characterId: 'ada' }));
+  const searchBefore = await ok((engine) => engine.memory.search({ characterId: 'ada', query: 'Which musical instrument do I play?', k: 2 }));
+  await h.page.evaluate(() => window.engine.dispose());
+  await createEngine();
+  const afterReload = await ok((engine) => engine.memory.list({ characterId: 'ada' }));
+  assert.deepEqual(
+    afterReload.map((r) => [r.id, r.text, r.pinned]),
+    beforeReload.map((r) => [r.id, r.text, r.pinned]),
+  );
+  const searchAfter = await ok((engine) => engine.memory.search({ characterId: 'ada', query: 'Which musical instrument do I play?', k: 2 }));
+  assert.deepEqual(searchAfter.map((x) => x.record.id), searchBefore.map((x) => x.record.id));
+  const bob = await ok((engine) => engine.memory.list({ characterId: 'bob' }));
+  assert.equal(bob.length, 1);
+});
+
+test('a write the quota refuses fails with storage_quota and loses nothing', async () => {
+  const origin = h.base;
+  const cdp = await h.page.context().newCDPSession(h.page);
+  const before = await ok((engine) => engine.memory.list({ characterId: 'ada' }));
+  const { usage } = await h.page.evaluate(() => navigator.storage.estimate());
+  // No room left at all: the next record (about 2.5 KB) cannot be stored.
+  await cdp.send('Storage.overrideQuotaForOrigin', { origin, quotaSize: usage });
+  try {
+    const refused = await inPage((engine) => engine.memory.add({ characterId: 'ada', kind: 'message', text: 'This one will not fit.' }));
+    assert.equal(refused.error?.code, 'storage_quota', JSON.stringify(refused.error));
+  } finally {
+    await cdp.send('Storage.overrideQuotaForOrigin', { origin });
+  }
+  const after = await ok((engine) => engine.memory.list({ characterId: 'ada' }));
+  assert.deepEqual(after.map((r) => r.id), before.map((r) => r.id));
+  // Still usable once there is room again.
+  const added = await ok((engine) => engine.memory.add({ characterId: 'ada', kind: 'message', text: 'Room again.' }));
+  assert.equal(added.text, 'Room again.');
+});
