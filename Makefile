@@ -9,8 +9,11 @@ $(shell mkdir -p -m 700 $(XDG_RUNTIME_DIR))
 setup:
 	scripts/setup.sh
 
+# Every native target in one invocation, so the CLI, the tests and the examples share one
+# feature resolution: building the CLI alone resolves features differently (no dev-dependencies)
+# and `cargo test` would then compile burn's whole tree a second time.
 build: setup
-	cargo build --release -p confidant-cli
+	cargo build --release --all-targets
 	scripts/build-web.sh
 
 test: build test-rust test-browser
