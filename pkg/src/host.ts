@@ -68,6 +68,10 @@ async function requireWebGpu(backend: string): Promise<void> {
 export class EngineHost {
   private engine: Engine | null = null;
   private memory: MemoryEngine | null = null;
+  /** Tells the other tabs (their workers) of this origin that stored memories changed. */
+  private memoryNews: BroadcastChannel | null = null;
+  /** Another tab changed the stored memories: reload what is cached before the next call. */
+  private memoryStale = false;
   private wasmReady: Promise<unknown> | null = null;
   private readonly queue: HostRequest[] = [];
   private readonly aborted = new Set<number>();
@@ -115,6 +119,8 @@ export class EngineHost {
         this.engine = null;
         this.memory?.free();
         this.memory = null;
+        this.memoryNews?.close();
+        this.memoryNews = null;
         this.post({ type: 'disposed', id: request.id });
         return;
       default:
@@ -221,6 +227,12 @@ export class EngineHost {
     const total = files.reduce((n, f) => n + f.byteLength, 0);
     progress({ stage: 'load', loaded: 0, total, what: 'embedder' });
     this.memory = await MemoryEngine.open(database, files[0], files[1], files[2]);
+    if (typeof BroadcastChannel === 'function') {
+      this.memoryNews = new BroadcastChannel(`confidant-memory:${database}`);
+      this.memoryNews.onmessage = () => {
+        this.memoryStale = true;
+      };
+    }
     progress({ stage: 'load', loaded: total, total, what: 'embedder' });
     return this.memory;
   }
@@ -228,6 +240,10 @@ export class EngineHost {
   private async memoryCall(request: Extract<HostRequest, { type: 'memory' }>): Promise<void> {
     const progress = (p: Progress) => this.post({ type: 'progress', id: request.id, progress: p });
     const memory = await this.openMemory(request.embedder, request.database, progress, request.id);
+    if (this.memoryStale) {
+      this.memoryStale = false;
+      await memory.unload();
+    }
     const [a, b] = request.args;
     let value: unknown;
     switch (request.op) {
@@ -258,6 +274,8 @@ export class EngineHost {
       default:
         throw new ConfidantError('bad_request', `Unknown memory operation ${String(request.op)}.`);
     }
+    // Searches move lastAccessed, so every operation but embed and stats changes storage.
+    if (request.op !== 'embed' && request.op !== 'stats' && request.op !== 'list') this.memoryNews?.postMessage('changed');
     this.post({ type: 'result', id: request.id, value });
   }
 

@@ -275,6 +275,8 @@ export interface MemoryStats {
   index: MemoryIndexStats | null;
   /** Bytes the stored records and indexes take. */
   bytesUsed: number;
+  /** Texts embedded since this page first used memory (memories, queries, embed calls): a reload restores memories without embedding them again. */
+  embeddedTexts: number;
   /** The browser's storage for this origin. */
   storage: {
     /** The answer to navigator.storage.persist(): true if the browser will not evict this origin's data under pressure; null where the browser cannot say. */

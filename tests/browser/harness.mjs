@@ -36,7 +36,9 @@ export async function launch({ needs = ['web/pkg/confidant_web_bg.wasm'], server
   const { port } = server.address();
   const args = webgpu ? chromiumArgs : chromiumArgs.filter((a) => !/webgpu|vulkan/i.test(a)).concat(['--disable-features=WebGPU']);
   const browser = await chromium.launch({ executablePath: '/usr/bin/chromium', headless: true, args });
-  const page = await browser.newPage();
+  // An explicit context, so a test can open a second tab on the same storage.
+  const context = await browser.newContext();
+  const page = await context.newPage();
   const console = [];
   page.on('console', (m) => console.push(`${m.type()}: ${m.text()}`));
   page.on('pageerror', (e) => console.push(`pageerror: ${e.message}`));

@@ -4,10 +4,10 @@
 //! Errors carry the memory crate's codes (`storage_quota`, `storage`, `storage_corrupt`,
 //! `schema_too_new`, `not_found`, `embedder_format`, `device_lost`, `bad_request`).
 
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
 use std::rc::Rc;
 
-use memory::{Embedder, ListFilter, Memory, MemoryConfig, MemoryError, MemoryPatch, MemoryRecord, NewMemory, RestoreOutcome, SearchQuery};
+use memory::{Embedder, Embedding, ListFilter, Memory, MemoryConfig, MemoryError, MemoryPatch, MemoryRecord, NewMemory, RestoreOutcome, SearchQuery, TextEmbedder};
 use serde::{Deserialize, Serialize};
 use wasm_bindgen::prelude::*;
 
@@ -61,6 +61,8 @@ struct StatsJs {
     pinned: usize,
     index: Option<IndexJs>,
     bytes_used: u64,
+    /// Texts embedded since this page opened the memory (memories, queries, `embed` calls).
+    embedded_texts: u64,
 }
 
 #[derive(Deserialize, Default)]
@@ -69,7 +71,21 @@ struct StatsQuery {
     character_id: Option<String>,
 }
 
-type Inner = Memory<Embedder, IdbStore>;
+/// The embedder, counting the texts it embeds: `stats().embeddedTexts` shows that a reload
+/// restores memories without embedding them again.
+struct CountingEmbedder {
+    embedder: Embedder,
+    texts: Cell<u64>,
+}
+
+impl TextEmbedder for CountingEmbedder {
+    async fn embed(&self, texts: &[&str]) -> memory::Result<Vec<Embedding>> {
+        self.texts.set(self.texts.get() + texts.len() as u64);
+        self.embedder.embed(texts).await
+    }
+}
+
+type Inner = Memory<CountingEmbedder, IdbStore>;
 
 /// The memory of every character on this origin. Calls must not overlap (the worker serialises
 /// them).
@@ -99,6 +115,7 @@ impl MemoryEngine {
         let (device, _) = device().await?;
         let embedder = Embedder::load(&safetensors, &tokenizer_json, &config_json, &device).map_err(memory_error)?;
         let store = IdbStore::open(&database_name).await.map_err(memory_error)?;
+        let embedder = CountingEmbedder { embedder, texts: Cell::new(0) };
         let memory = Memory::open(embedder, store, MemoryConfig::default()).await.map_err(memory_error)?;
         Ok(MemoryEngine { inner: Rc::new(RefCell::new(memory)) })
     }
@@ -194,7 +211,17 @@ impl MemoryEngine {
                 }
                 _ => None,
             };
-            to_js(&StatsJs { records: stats.records, by_kind: stats.by_kind, pinned: stats.pinned, index, bytes_used: stats.bytes_used })
+            let embedded_texts = m.embedder().texts.get();
+            to_js(&StatsJs { records: stats.records, by_kind: stats.by_kind, pinned: stats.pinned, index, bytes_used: stats.bytes_used, embedded_texts })
+        })
+    }
+
+    /// Forget what is loaded (records and indexes are read again from IndexedDB on next use),
+    /// for when another tab changed the stored memories.
+    pub fn unload(&self) -> js_sys::Promise {
+        with_memory!(self, |m| {
+            m.unload();
+            Ok(JsValue::UNDEFINED)
         })
     }
 
