@@ -72,6 +72,8 @@ export class EngineHost {
   private memoryNews: BroadcastChannel | null = null;
   /** Another tab changed the stored memories: reload what is cached before the next call. */
   private memoryStale = false;
+  /** Index upkeep (rebuild when the exact segment grew, save changed indexes) once idle. */
+  private maintainTimer: ReturnType<typeof setTimeout> | null = null;
   private wasmReady: Promise<unknown> | null = null;
   private readonly queue: HostRequest[] = [];
   private readonly aborted = new Set<number>();
@@ -121,6 +123,8 @@ export class EngineHost {
         this.memory = null;
         this.memoryNews?.close();
         this.memoryNews = null;
+        if (this.maintainTimer) clearTimeout(this.maintainTimer);
+        this.maintainTimer = null;
         this.post({ type: 'disposed', id: request.id });
         return;
       default:
@@ -274,9 +278,24 @@ export class EngineHost {
       default:
         throw new ConfidantError('bad_request', `Unknown memory operation ${String(request.op)}.`);
     }
-    // Searches move lastAccessed, so every operation but embed and stats changes storage.
-    if (request.op !== 'embed' && request.op !== 'stats' && request.op !== 'list') this.memoryNews?.postMessage('changed');
+    // Searches move lastAccessed, so these all change stored records.
+    if (['add', 'search', 'update', 'forget'].includes(request.op)) {
+      this.memoryNews?.postMessage('changed');
+      this.scheduleMaintain(request.database);
+    }
     this.post({ type: 'result', id: request.id, value });
+  }
+
+  /** Run `maintain` two seconds after the last change, when nothing else waits. */
+  private scheduleMaintain(database: string): void {
+    if (this.maintainTimer) clearTimeout(this.maintainTimer);
+    this.maintainTimer = setTimeout(() => {
+      this.maintainTimer = null;
+      if (!this.memory) return;
+      if (this.busy || this.queue.length > 0) return this.scheduleMaintain(database);
+      // Id 0 is nobody's request: its result goes nowhere.
+      this.receive({ type: 'memory', id: 0, op: 'maintain', args: [], embedder: null, database });
+    }, 2000);
   }
 
   get model(): string {
