@@ -105,6 +105,13 @@ impl IdbStore {
         }
     }
 
+    /// The value under `key` in object store `name`, in a read-only transaction of its own.
+    async fn get(&self, name: &str, key: &str, what: &str) -> Result<Option<JsValue>> {
+        let transaction = self.db.transaction(&[name], TransactionMode::ReadOnly).map_err(|e| storage(what, e))?;
+        let store = transaction.object_store(name).map_err(|e| storage(what, e))?;
+        store.get(JsValue::from_str(key)).map_err(|e| storage(what, e))?.await.map_err(|e| idb_error(what, e))
+    }
+
     async fn read_records(&self, character_id: Option<&str>) -> Result<Vec<JsValue>> {
         let transaction = self.db.transaction(&[RECORDS], TransactionMode::ReadOnly).map_err(|e| storage("reading memories", e))?;
         let store = transaction.object_store(RECORDS).map_err(|e| storage("reading memories", e))?;
@@ -128,14 +135,7 @@ impl Drop for IdbStore {
 
 impl Store for IdbStore {
     async fn schema_version(&self) -> Result<Option<u32>> {
-        let transaction = self.db.transaction(&[META], TransactionMode::ReadOnly).map_err(|e| storage("reading the schema version", e))?;
-        let store = transaction.object_store(META).map_err(|e| storage("reading the schema version", e))?;
-        let value = store
-            .get(JsValue::from_str(SCHEMA_KEY))
-            .map_err(|e| storage("reading the schema version", e))?
-            .await
-            .map_err(|e| idb_error("reading the schema version", e))?;
-        match value {
+        match self.get(META, SCHEMA_KEY, "reading the schema version").await? {
             None => Ok(None),
             Some(v) => match v.as_f64() {
                 Some(n) if n >= 0.0 && n.fract() == 0.0 && n <= u32::MAX as f64 => Ok(Some(n as u32)),
@@ -149,10 +149,7 @@ impl Store for IdbStore {
     }
 
     async fn get_record(&self, id: &str) -> Result<Option<MemoryRecord>> {
-        let transaction = self.db.transaction(&[RECORDS], TransactionMode::ReadOnly).map_err(|e| storage("reading a memory", e))?;
-        let store = transaction.object_store(RECORDS).map_err(|e| storage("reading a memory", e))?;
-        let value =
-            store.get(JsValue::from_str(id)).map_err(|e| storage("reading a memory", e))?.await.map_err(|e| idb_error("reading a memory", e))?;
+        let value = self.get(RECORDS, id, "reading a memory").await?;
         value.map(|v| decode_record(from_js_value(v)?)).transpose()
     }
 
@@ -187,13 +184,7 @@ impl Store for IdbStore {
     }
 
     async fn load_index(&self, character_id: &str) -> Result<Option<Vec<u8>>> {
-        let transaction = self.db.transaction(&[INDEXES], TransactionMode::ReadOnly).map_err(|e| storage("reading an index", e))?;
-        let store = transaction.object_store(INDEXES).map_err(|e| storage("reading an index", e))?;
-        let value = store
-            .get(JsValue::from_str(character_id))
-            .map_err(|e| storage("reading an index", e))?
-            .await
-            .map_err(|e| idb_error("reading an index", e))?;
+        let value = self.get(INDEXES, character_id, "reading an index").await?;
         // A value of another type is treated as no index: it is rebuilt from the records.
         Ok(value.and_then(|v| v.dyn_into::<js_sys::Uint8Array>().ok()).map(|a| a.to_vec()))
     }
