@@ -4,63 +4,15 @@
 //!     cargo run --release -p confidant-memory --example memory_bench [-- --sizes 1000,10000 --queries 200 --no-embed
 //!         --ef-construction 100 --ef-search 100 --no-heuristic]
 //!
-//! The index runs on synthetic unit vectors clustered like topic-grouped embeddings (random
-//! vectors would be the hardest case for any graph index, real embeddings are easier).
+//! The index workload (synthetic clustered unit vectors) is `memory::bench`, which the wasm
+//! build runs too (`tests/bench/memory-bench.mjs`).
 
 use std::time::Instant;
 
 use burn::tensor::Device;
 use memory::record::encode_record;
-use memory::{EMBEDDING_DIM, Embedder, IndexConfig, MemoryIndex, MemoryKind, MemoryRecord, RestoreOutcome};
-
-struct Rng(u64);
-
-impl Rng {
-    fn next_u64(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-        z ^ (z >> 31)
-    }
-    fn unit(&mut self) -> f32 {
-        (self.next_u64() >> 40) as f32 / (1u64 << 24) as f32
-    }
-    fn normal(&mut self) -> f32 {
-        let (u, v) = (self.unit().max(1e-7), self.unit());
-        (-2.0 * u.ln()).sqrt() * (std::f32::consts::TAU * v).cos()
-    }
-}
-
-fn normalize(v: &mut [f32]) {
-    let n = v.iter().map(|x| x * x).sum::<f32>().sqrt();
-    v.iter_mut().for_each(|x| *x /= n);
-}
-
-/// Unit vectors around `n / 100` random centres: clusters of about 100, like memories of a topic.
-fn clustered(n: usize, seed: u64) -> Vec<Vec<f32>> {
-    let mut rng = Rng(seed);
-    let clusters = (n / 100).max(10);
-    let centres: Vec<Vec<f32>> = (0..clusters)
-        .map(|_| {
-            let mut c: Vec<f32> = (0..EMBEDDING_DIM).map(|_| rng.normal()).collect();
-            normalize(&mut c);
-            c
-        })
-        .collect();
-    (0..n)
-        .map(|_| {
-            let c = &centres[(rng.next_u64() % clusters as u64) as usize];
-            let mut v: Vec<f32> = c.iter().map(|x| x + rng.normal() / (EMBEDDING_DIM as f32).sqrt()).collect();
-            normalize(&mut v);
-            v
-        })
-        .collect()
-}
-
-fn percentile(sorted_us: &[f64], p: f64) -> f64 {
-    sorted_us[((sorted_us.len() - 1) as f64 * p).round() as usize]
-}
+use memory::bench::{Rng, index_bench, normalize};
+use memory::{EMBEDDING_DIM, Embedder, IndexConfig, MemoryKind, MemoryRecord};
 
 fn bench_embedder() {
     let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../models/all-MiniLM-L6-v2");
@@ -117,47 +69,11 @@ fn bench_embedder() {
 }
 
 fn bench_index(n: usize, queries: usize, config: &IndexConfig) {
-    let vectors = clustered(n + queries, n as u64);
-    let (data, probes) = vectors.split_at(n);
-    let ids: Vec<String> = (0..n).map(|i| format!("{i:08x}-0000-4000-8000-000000000000")).collect();
-    let config = config.clone();
-    let mut index = MemoryIndex::new(EMBEDDING_DIM, config.clone());
-    for (id, v) in ids.iter().zip(data) {
-        index.insert(id, v).expect("insert");
-    }
-    let started = Instant::now();
-    index.rebuild();
-    let build = started.elapsed().as_secs_f64();
-
-    let mut hnsw_us = Vec::with_capacity(queries);
-    let mut exact_us = Vec::with_capacity(queries);
-    let mut found = 0;
-    for q in probes {
-        let t = Instant::now();
-        let approx = index.search(q, 10);
-        hnsw_us.push(t.elapsed().as_secs_f64() * 1e6);
-        let t = Instant::now();
-        let exact = index.exact_search(q, 10);
-        exact_us.push(t.elapsed().as_secs_f64() * 1e6);
-        found += approx.iter().filter(|h| exact.iter().any(|e| e.id == h.id)).count();
-    }
-    hnsw_us.sort_by(f64::total_cmp);
-    exact_us.sort_by(f64::total_cmp);
-    let recall = found as f64 / (10 * queries) as f64;
-
-    let blob = index.to_bytes().expect("serialise").unwrap_or_default();
-    let started = Instant::now();
-    let (_, outcome) = MemoryIndex::restore(EMBEDDING_DIM, config, Some(&blob), ids.iter().map(String::as_str).zip(data.iter().map(Vec::as_slice)))
-        .expect("restore");
-    let restore = started.elapsed().as_secs_f64();
-    assert_eq!(outcome, RestoreOutcome::Restored);
-
+    let origin = Instant::now();
+    let r = index_bench(n, queries, config, &|| origin.elapsed().as_secs_f64());
     println!(
-        "{n:>7} records: build {build:>7.2} s | HNSW search p50 {:>7.0} µs p99 {:>7.0} µs | recall@10 {recall:.4} | exact scan p50 {:>7.0} µs | stored index {:.0} B/record, restore {restore:.2} s",
-        percentile(&hnsw_us, 0.5),
-        percentile(&hnsw_us, 0.99),
-        percentile(&exact_us, 0.5),
-        blob.len() as f64 / n as f64,
+        "{n:>7} records: build {:>7.2} s | HNSW search p50 {:>7.0} µs p99 {:>7.0} µs | recall@10 {:.4} | exact scan p50 {:>7.0} µs | stored index {:.0} B/record, restore {:.2} s",
+        r.build_seconds, r.hnsw_p50_us, r.hnsw_p99_us, r.recall_at_10, r.exact_p50_us, r.stored_index_bytes_per_record, r.restore_seconds,
     );
 }
 

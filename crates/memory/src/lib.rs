@@ -6,12 +6,14 @@
 //!   rebuilds that can run off the caller's path, serialisation checked against the records.
 //! - [`score`]: Generative Agents retrieval scoring (relevance, recency, importance).
 //! - [`store`]: the async storage trait, an in-memory store and an atomic file store.
+//! - [`bench`]: the index benchmark's workload, for the native example and the wasm build.
 //! - [`memory`]: the facade behind the JS API (`add / search / list / update / forget / embed /
 //!   stats`).
 //!
 //! Nothing here knows about the browser; the IndexedDB store and the JS bindings live in
 //! `crates/web`.
 
+pub mod bench;
 pub mod embedder;
 pub mod error;
 pub mod index;

@@ -467,6 +467,74 @@ impl<E: TextEmbedder, S: Store> Memory<E, S> {
         Ok(true)
     }
 
+    /// Delete several memories in one transaction (a deleted chat message and the facts taken
+    /// from it, or a whole character's memories). Absent ids are ignored; returns how many
+    /// were stored.
+    pub async fn forget_many(&mut self, ids: &[String]) -> Result<usize> {
+        let mut found = Vec::new();
+        for id in ids {
+            if let Some(stored) = self.store.get_record(id).await? {
+                found.push(stored);
+            }
+        }
+        if found.is_empty() {
+            return Ok(0);
+        }
+        self.store.write(WriteBatch::delete(found.iter().map(|r| r.id.clone()).collect())).await?;
+        let mut touched = HashSet::new();
+        for stored in &found {
+            if let Some(character) = self.characters.get_mut(&stored.character_id) {
+                character.records.remove(&stored.id);
+                if character.index.remove(&stored.id) {
+                    character.index_dirty = true;
+                }
+            }
+            touched.insert(stored.character_id.clone());
+        }
+        self.rebuild_if_urgent(touched).await?;
+        Ok(found.len())
+    }
+
+    /// Every stored record with its embedding, for a backup. Records of one character, or all.
+    pub async fn export_records(&self, character_id: Option<&str>) -> Result<Vec<MemoryRecord>> {
+        self.store.load_records(character_id).await
+    }
+
+    /// Store records as they are (embeddings included, nothing re-embedded), replacing any
+    /// with the same id: restoring a backup. One transaction; the characters concerned are
+    /// reloaded on next use, their stored index checked against the new records.
+    pub async fn import_records(&mut self, records: Vec<MemoryRecord>) -> Result<usize> {
+        for r in &records {
+            if r.id.is_empty() || r.character_id.is_empty() {
+                return Err(MemoryError::BadRequest("an imported memory needs an id and a character id".into()));
+            }
+            if r.embedding.len() != EMBEDDING_DIM || r.embedding.iter().any(|x| !x.is_finite()) {
+                return Err(MemoryError::BadRequest(format!("memory {:?}: the embedding is not {EMBEDDING_DIM} finite numbers", r.id)));
+            }
+            check_importance(Some(r.importance))?;
+        }
+        let count = records.len();
+        let characters: HashSet<String> = records.iter().map(|r| r.character_id.clone()).collect();
+        self.store.write(WriteBatch { put: records, delete: Vec::new(), schema_version: Some(SCHEMA_VERSION) }).await?;
+        for c in characters {
+            self.characters.remove(&c);
+        }
+        Ok(count)
+    }
+
+    /// Delete every memory and every stored index. Returns how many records there were.
+    pub async fn wipe(&mut self) -> Result<usize> {
+        let records = self.store.load_records(None).await?;
+        let mut characters: HashSet<String> = records.iter().map(|r| r.character_id.clone()).collect();
+        characters.extend(self.characters.keys().cloned());
+        self.store.write(WriteBatch::delete(records.iter().map(|r| r.id.clone()).collect())).await?;
+        self.characters.clear();
+        for c in characters {
+            self.store.save_index(&c, None).await?;
+        }
+        Ok(records.len())
+    }
+
     /// Counts, index state and bytes used (`memory.stats`), for one character or all.
     pub async fn stats(&mut self, character_id: Option<&str>) -> Result<MemoryStats> {
         let bytes_used = self.store.bytes_used(character_id).await?;

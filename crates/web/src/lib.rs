@@ -5,6 +5,7 @@
 //! `unsupported_model`, `webgpu_unavailable`, `device_lost`, `bad_request`) and a readable
 //! message.
 
+mod bench;
 mod idb_store;
 mod memory_js;
 

@@ -1,0 +1,80 @@
+//! Everything in one file (`engine.exportAll` / `importAll`): characters, sessions and memory
+//! records with their embeddings, so a restore re-embeds nothing.
+
+use memory::record::{decode_record, encode_record};
+use memory::{Memory, Store, TextEmbedder};
+use serde::Serialize;
+use serde_json::{Value, json};
+
+use crate::error::{EngineError, Result};
+use crate::store::ChatStore;
+use crate::types::{Session, StoredCharacter};
+
+pub const BACKUP_FORMAT: &str = "confidant-backup";
+pub const BACKUP_VERSION: u64 = 1;
+
+/// What an import wrote.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct ImportCounts {
+    pub characters: usize,
+    pub sessions: usize,
+    pub memories: usize,
+}
+
+pub(crate) async fn export_all<C: ChatStore, E: TextEmbedder, S: Store>(store: &C, memory: &Memory<E, S>, now: u64) -> Result<Value> {
+    let mut characters = store.list_characters().await?;
+    characters.sort_by(|a, b| a.id.cmp(&b.id));
+    let mut sessions = store.list_sessions(None).await?;
+    sessions.sort_by(|a, b| a.id.cmp(&b.id));
+    let mut records = memory.export_records(None).await?;
+    records.sort_by(|a, b| a.id.cmp(&b.id));
+    let memories = records.iter().map(encode_record).collect::<memory::Result<Vec<Value>>>()?;
+    Ok(json!({
+        "format": BACKUP_FORMAT,
+        "version": BACKUP_VERSION,
+        "exportedAt": now,
+        "characters": characters,
+        "sessions": sessions,
+        "memories": memories,
+    }))
+}
+
+fn list<'a>(backup: &'a Value, key: &str) -> Result<&'a [Value]> {
+    match backup.get(key) {
+        Some(Value::Array(items)) => Ok(items),
+        None => Ok(&[]),
+        Some(_) => Err(EngineError::BadRequest(format!("backup: `{key}` is not a list"))),
+    }
+}
+
+pub(crate) async fn import_all<C: ChatStore, E: TextEmbedder, S: Store>(store: &C, memory: &mut Memory<E, S>, backup: &Value) -> Result<ImportCounts> {
+    if backup.get("format").and_then(Value::as_str) != Some(BACKUP_FORMAT) {
+        return Err(EngineError::BadRequest("not a Confidant backup (no \"format\": \"confidant-backup\")".into()));
+    }
+    match backup.get("version").and_then(Value::as_u64) {
+        Some(v) if v <= BACKUP_VERSION => {}
+        Some(v) => return Err(EngineError::BadRequest(format!("the backup is version {v}; this release reads up to {BACKUP_VERSION}"))),
+        None => return Err(EngineError::BadRequest("the backup has no version".into())),
+    }
+    // Check everything before writing anything.
+    let characters: Vec<StoredCharacter> = list(backup, "characters")?
+        .iter()
+        .map(|c| serde_json::from_value(c.clone()).map_err(|e| EngineError::BadRequest(format!("backup: a character: {e}"))))
+        .collect::<Result<_>>()?;
+    for c in &characters {
+        c.character().map_err(|e| EngineError::BadRequest(format!("backup: {e}")))?;
+        c.avatar_bytes().map_err(|e| EngineError::BadRequest(format!("backup: {e}")))?;
+    }
+    let sessions: Vec<Session> = list(backup, "sessions")?
+        .iter()
+        .map(|s| serde_json::from_value(s.clone()).map_err(|e| EngineError::BadRequest(format!("backup: a session: {e}"))))
+        .collect::<Result<_>>()?;
+    let records = list(backup, "memories")?
+        .iter()
+        .map(|r| decode_record(r.clone()).map_err(|e| EngineError::BadRequest(format!("backup: a memory: {e}"))))
+        .collect::<Result<Vec<_>>>()?;
+    let counts = ImportCounts { characters: characters.len(), sessions: sessions.len(), memories: records.len() };
+    store.put_all(&characters, &sessions).await?;
+    memory.import_records(records).await?;
+    Ok(counts)
+}

@@ -1,0 +1,941 @@
+//! The chat turn, and the characters and sessions it works on.
+//!
+//! One turn, in the order [`ChatEngine::begin_send`] and [`ChatEngine::next_event`] run it:
+//!
+//! 1. the user's message is stored with the session, and written to memory together with the
+//!    facts it states ([`crate::facts`]);
+//! 2. memories are retrieved for it (leaving out messages the prompt shows anyway) and the
+//!    lorebooks scanned, inside [`persona::assemble_prompt`], which lays the prompt out with a
+//!    long stable prefix;
+//! 3. the prompt goes through the model's chat template; the generator keeps the KV cache of
+//!    the prefix it shares with the last prompt and prefills only the rest;
+//! 4. tokens stream out as events, split into thought / action / speech by
+//!    [`persona::ThoughtParser`];
+//! 5. the reply is stored, written to memory with its facts, and the session is queued for a
+//!    rolling summary, which [`ChatEngine::background_step`] writes with the model itself when
+//!    nothing else runs ([`crate::summary`]).
+//!
+//! The model and the memory are passed into each call rather than owned: the browser bindings
+//! share them with the plain completion and memory APIs.
+
+use std::collections::{BTreeSet, HashMap, HashSet, VecDeque};
+
+use llm::{GenerateOptions, Generator, SamplingParams};
+use memory::record::new_id;
+use memory::{Memory, MemoryKind, NewMemory, SearchHit, SearchQuery, Store, TextEmbedder};
+use persona::{
+    AssembledPrompt, Character, ChatMessage, ExportSpec, HistorySummary, Lorebook, MacroContext, MemoryItem, PromptInput,
+    PromptOptions, PromptSection, Role, SegmentDelta, SegmentKind, ThoughtParser, assemble_prompt, export_card_json,
+    export_card_png, import_card,
+};
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use crate::error::{EngineError, Result};
+use crate::facts::{fact_sentences, fact_text};
+use crate::store::ChatStore;
+use crate::summary::SummaryJob;
+use crate::types::{Message, Session, SessionSummary, Speaker, StoredCharacter};
+
+/// Longest user message accepted, in bytes.
+pub const MAX_MESSAGE_BYTES: usize = 16 * 1024;
+
+/// Tuning of the turn.
+#[derive(Clone, Debug)]
+pub struct EngineSettings {
+    /// Budget and layout of the prompt; `context_tokens` is capped by the model's context.
+    pub prompt: PromptOptions,
+    /// Memories fetched before the ones shown in the prompt are picked.
+    pub memories_searched: usize,
+    /// A rolling summary is written once this many messages are not covered by one…
+    pub summarize_every: usize,
+    /// …not counting the latest this many, which stay verbatim.
+    pub keep_recent: usize,
+    pub summary_max_tokens: usize,
+    pub fact_importance: f32,
+    pub summary_importance: f32,
+    pub global_lorebooks: Vec<Lorebook>,
+    pub global_system_prompt: Option<String>,
+}
+
+impl Default for EngineSettings {
+    fn default() -> Self {
+        Self {
+            prompt: PromptOptions::default(),
+            memories_searched: 8,
+            summarize_every: 10,
+            keep_recent: 4,
+            summary_max_tokens: 96,
+            fact_importance: 0.8,
+            summary_importance: 0.7,
+            global_lorebooks: Vec::new(),
+            global_system_prompt: None,
+        }
+    }
+}
+
+/// Per-reply generation settings.
+#[derive(Clone, Debug)]
+pub struct ReplyOptions {
+    pub max_tokens: usize,
+    pub sampling: SamplingParams,
+}
+
+impl Default for ReplyOptions {
+    fn default() -> Self {
+        // SmolLM2's card suggests a low temperature; role-play wants a little more variety.
+        Self { max_tokens: 200, sampling: SamplingParams { temperature: 0.5, top_p: 0.9, repeat_penalty: 1.1, ..SamplingParams::default() } }
+    }
+}
+
+/// Token counts of a reply.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct Usage {
+    pub prompt_tokens: usize,
+    /// Prompt tokens whose keys and values came from the cache.
+    pub cached_tokens: usize,
+    pub completion_tokens: usize,
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct Timings {
+    pub prefill_tok_s: f64,
+    pub decode_tok_s: f64,
+    pub prefill_seconds: f64,
+    pub decode_seconds: f64,
+}
+
+/// What a turn streams, in order: `Memory` once, then thought / action / text pieces, then
+/// `Done`.
+#[derive(Clone, Debug, PartialEq)]
+pub enum TurnEvent {
+    /// The memories put into the prompt (embeddings left out).
+    Memory { hits: Vec<SearchHit> },
+    /// A piece of the reply; `opens` starts a new segment.
+    Thought { text: String, opens: bool },
+    Action { text: String, opens: bool },
+    Text { text: String, opens: bool },
+    /// The reply as stored (`None` if it came out empty and nothing was stored).
+    /// `finish_reason`: "stop", "length" or "abort".
+    Done { message: Option<Message>, usage: Usage, timings: Timings, finish_reason: String },
+}
+
+/// The prompt assembled for a session's latest reply (`engine.debug.prompt`).
+#[derive(Clone, Debug, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct PromptDebug {
+    /// Every message with every section labelled and counted.
+    pub text: String,
+    pub sections: Vec<PromptSection>,
+    /// The exact text given to the tokenizer (the chat template applied).
+    pub rendered: String,
+    pub total_tokens: usize,
+    pub budget: usize,
+    pub stable_messages: usize,
+    pub memories_used: usize,
+    pub lore_entries: Vec<String>,
+}
+
+/// Where a card is exported to.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum CardFormat {
+    Json,
+    Png,
+}
+
+/// A reply being generated.
+struct PendingTurn {
+    session: Session,
+    parser: ThoughtParser,
+    /// Everything the model wrote.
+    raw: String,
+    /// How much of `raw` went to the parser (the rest may be the start of a stop string).
+    parsed_len: usize,
+    /// Speaker lines that end the reply: a small model goes on writing the user's part.
+    stops: Vec<String>,
+    queue: VecDeque<TurnEvent>,
+    aborted: bool,
+    stopped_early: bool,
+    finished: bool,
+}
+
+/// Characters, sessions and the chat turn; see the module docs.
+pub struct ChatEngine<C: ChatStore> {
+    store: C,
+    settings: EngineSettings,
+    clock: Box<dyn Fn() -> u64>,
+    turn: Option<PendingTurn>,
+    summary: Option<SummaryJob>,
+    /// Sessions that may want a summary.
+    summary_wanted: BTreeSet<String>,
+    last_prompts: HashMap<String, PromptDebug>,
+}
+
+fn speaker_role(speaker: Speaker) -> Role {
+    match speaker {
+        Speaker::User => Role::User,
+        Speaker::Assistant => Role::Assistant,
+    }
+}
+
+fn non_empty(s: String) -> Option<String> {
+    (!s.trim().is_empty()).then_some(s)
+}
+
+/// "2026-11-22" for a unix-ms time.
+pub(crate) fn date_label(ms: u64) -> String {
+    chrono::DateTime::from_timestamp_millis(ms as i64).map(|d| d.format("%Y-%m-%d").to_string()).unwrap_or_default()
+}
+
+impl<C: ChatStore> ChatEngine<C> {
+    pub fn new(store: C, settings: EngineSettings) -> Self {
+        Self {
+            store,
+            settings,
+            clock: Box::new(memory::record::now_ms),
+            turn: None,
+            summary: None,
+            summary_wanted: BTreeSet::new(),
+            last_prompts: HashMap::new(),
+        }
+    }
+
+    /// Replace the clock (unix ms), for tests.
+    pub fn set_clock(&mut self, clock: impl Fn() -> u64 + 'static) {
+        self.clock = Box::new(clock);
+    }
+
+    pub fn settings(&self) -> &EngineSettings {
+        &self.settings
+    }
+
+    pub fn settings_mut(&mut self) -> &mut EngineSettings {
+        &mut self.settings
+    }
+
+    pub fn store(&self) -> &C {
+        &self.store
+    }
+
+    fn now(&self) -> u64 {
+        (self.clock)()
+    }
+
+    fn ensure_idle(&self) -> Result<()> {
+        if self.turn.is_some() { Err(EngineError::Busy) } else { Ok(()) }
+    }
+
+    // ---- characters -------------------------------------------------------------------
+
+    /// Import a card file (PNG, JSON or CHARX bytes) as a new character.
+    pub async fn import_character(&mut self, bytes: &[u8]) -> Result<StoredCharacter> {
+        let imported = import_card(bytes)?;
+        if imported.character.name.trim().is_empty() {
+            return Err(EngineError::BadRequest("the card has no name".into()));
+        }
+        let stored = StoredCharacter::new(new_id(), &imported.character, imported.spec, imported.avatar_png.as_deref(), self.now());
+        self.store.put_character(&stored).await?;
+        Ok(stored)
+    }
+
+    pub async fn list_characters(&self) -> Result<Vec<StoredCharacter>> {
+        let mut all = self.store.list_characters().await?;
+        all.sort_by(|a, b| a.created_at.cmp(&b.created_at).then_with(|| a.id.cmp(&b.id)));
+        Ok(all)
+    }
+
+    pub async fn character(&self, id: &str) -> Result<StoredCharacter> {
+        self.store.get_character(id).await?.ok_or_else(|| EngineError::not_found("character", id))
+    }
+
+    pub async fn update_character(&mut self, id: &str, patch: &Value) -> Result<StoredCharacter> {
+        let mut stored = self.character(id).await?;
+        stored.apply_patch(patch, self.now())?;
+        self.store.put_character(&stored).await?;
+        Ok(stored)
+    }
+
+    /// Remove a character with its sessions and memories.
+    pub async fn remove_character<E: TextEmbedder, S: Store>(&mut self, memory: &mut Memory<E, S>, id: &str) -> Result<()> {
+        self.ensure_idle()?;
+        self.character(id).await?;
+        let ids: Vec<String> = memory.export_records(Some(id)).await?.into_iter().map(|r| r.id).collect();
+        memory.forget_many(&ids).await?;
+        for s in self.store.list_sessions(Some(id)).await? {
+            self.last_prompts.remove(&s.id);
+            self.summary_wanted.remove(&s.id);
+        }
+        self.store.delete_character(id).await
+    }
+
+    /// The card as a file: JSON or PNG (the avatar it came with, or a plain image), V2 or V3.
+    pub async fn export_character(&self, id: &str, format: CardFormat, spec: ExportSpec) -> Result<Vec<u8>> {
+        let stored = self.character(id).await?;
+        let character = stored.character()?;
+        Ok(match format {
+            CardFormat::Json => export_card_json(&character, spec),
+            CardFormat::Png => export_card_png(&character, spec, stored.avatar_bytes()?.as_deref())?,
+        })
+    }
+
+    // ---- sessions ---------------------------------------------------------------------
+
+    fn greeting_message(character: &Character, user_name: &str, index: usize, now: u64) -> Result<Message> {
+        let greetings = character.greetings();
+        let text = greetings.get(index).ok_or_else(|| {
+            EngineError::BadRequest(format!("greeting {index} does not exist; the card has {}", greetings.len()))
+        })?;
+        let text = MacroContext::new(character.display_name(), user_name).apply(text);
+        let parsed = persona::parse_reply(&text);
+        Ok(Message {
+            id: new_id(),
+            role: Speaker::Assistant,
+            text: parsed.speech(),
+            thought: non_empty(parsed.thought()),
+            action: non_empty(parsed.action()),
+            raw: text,
+            created_at: now,
+            greeting: true,
+            memory_ids: Vec::new(),
+        })
+    }
+
+    /// Start a chat with a character; its history starts with the card's greeting (`first_mes`,
+    /// or alternate greeting `greeting_index - 1`), unless the greeting is empty.
+    pub async fn create_session(&mut self, character_id: &str, user_name: &str, greeting_index: usize) -> Result<Session> {
+        let user_name = user_name.trim();
+        if user_name.is_empty() || user_name.len() > 100 {
+            return Err(EngineError::BadRequest("the user name must be 1 to 100 bytes".into()));
+        }
+        let character = self.character(character_id).await?.character()?;
+        let now = self.now();
+        let greeting = Self::greeting_message(&character, user_name, greeting_index, now)?;
+        let session = Session {
+            id: new_id(),
+            character_id: character_id.to_string(),
+            user_name: user_name.to_string(),
+            created_at: now,
+            updated_at: now,
+            greeting_index,
+            messages: if greeting.raw.trim().is_empty() { Vec::new() } else { vec![greeting] },
+            summaries: Vec::new(),
+        };
+        self.store.put_session(&session).await?;
+        Ok(session)
+    }
+
+    /// Sessions of a character (or all), most recently used first.
+    pub async fn list_sessions(&self, character_id: Option<&str>) -> Result<Vec<Session>> {
+        let mut all = self.store.list_sessions(character_id).await?;
+        all.sort_by(|a, b| b.updated_at.cmp(&a.updated_at).then_with(|| a.id.cmp(&b.id)));
+        Ok(all)
+    }
+
+    pub async fn session(&self, id: &str) -> Result<Session> {
+        self.store.get_session(id).await?.ok_or_else(|| EngineError::not_found("session", id))
+    }
+
+    /// Remove a session and the memories written from it.
+    pub async fn remove_session<E: TextEmbedder, S: Store>(&mut self, memory: &mut Memory<E, S>, id: &str) -> Result<()> {
+        self.ensure_idle()?;
+        let session = self.session(id).await?;
+        let ids: Vec<String> = memory
+            .export_records(Some(&session.character_id))
+            .await?
+            .into_iter()
+            .filter(|r| r.session_id.as_deref() == Some(id))
+            .map(|r| r.id)
+            .collect();
+        memory.forget_many(&ids).await?;
+        self.last_prompts.remove(id);
+        self.summary_wanted.remove(id);
+        if self.summary.as_ref().is_some_and(|j| j.session_id == id) {
+            self.summary = None;
+        }
+        self.store.delete_session(id).await
+    }
+
+    /// Show another of the card's greetings as the session's first message (only while the
+    /// greeting is still the latest message, as a swipe would).
+    pub async fn set_greeting(&mut self, session_id: &str, index: usize) -> Result<Message> {
+        self.ensure_idle()?;
+        let mut session = self.session(session_id).await?;
+        if !(session.messages.len() == 1 && session.messages[0].greeting) {
+            return Err(EngineError::BadRequest("the greeting can only be changed before the first reply".into()));
+        }
+        let character = self.character(&session.character_id).await?.character()?;
+        let message = Self::greeting_message(&character, &session.user_name, index, self.now())?;
+        session.messages[0] = message.clone();
+        session.greeting_index = index;
+        session.updated_at = self.now();
+        self.store.put_session(&session).await?;
+        Ok(message)
+    }
+
+    /// Change a message's text; its memory records follow (re-embedded, facts taken again).
+    pub async fn edit_message<E: TextEmbedder, S: Store>(
+        &mut self,
+        memory: &mut Memory<E, S>,
+        session_id: &str,
+        message_id: &str,
+        text: &str,
+    ) -> Result<Message> {
+        self.ensure_idle()?;
+        check_text(text)?;
+        let mut session = self.session(session_id).await?;
+        let index = session.message_index(message_id).ok_or_else(|| EngineError::not_found("message", message_id))?;
+        let character = self.character(&session.character_id).await?.character()?;
+        let old_ids = std::mem::take(&mut session.messages[index].memory_ids);
+        memory.forget_many(&old_ids).await?;
+        let message = &mut session.messages[index];
+        match message.role {
+            Speaker::User => {
+                message.text = text.to_string();
+                message.raw = text.to_string();
+            }
+            Speaker::Assistant => {
+                let parsed = persona::parse_reply(text);
+                message.text = parsed.speech();
+                message.thought = non_empty(parsed.thought());
+                message.action = non_empty(parsed.action());
+                message.raw = parsed.to_text(true);
+            }
+        }
+        let message = message.clone();
+        let ids = self.remember_message(memory, &session, &character, &message).await?;
+        session.messages[index].memory_ids = ids;
+        session.updated_at = self.now();
+        self.store.put_session(&session).await?;
+        Ok(session.messages[index].clone())
+    }
+
+    /// Delete a message and the memory records written from it.
+    pub async fn delete_message<E: TextEmbedder, S: Store>(&mut self, memory: &mut Memory<E, S>, session_id: &str, message_id: &str) -> Result<()> {
+        self.ensure_idle()?;
+        let mut session = self.session(session_id).await?;
+        let index = session.message_index(message_id).ok_or_else(|| EngineError::not_found("message", message_id))?;
+        let removed = session.messages.remove(index);
+        memory.forget_many(&removed.memory_ids).await?;
+        // A summary through the deleted message no longer marks a place in the history.
+        session.summaries.retain(|s| s.through_id != removed.id);
+        session.updated_at = self.now();
+        self.store.put_session(&session).await
+    }
+
+    /// The prompt assembled for the session's latest reply in this engine's lifetime.
+    pub fn debug_prompt(&self, session_id: &str) -> Option<&PromptDebug> {
+        self.last_prompts.get(session_id)
+    }
+
+    // ---- the turn ---------------------------------------------------------------------
+
+    /// Memory records for a message: the message itself and the facts it states.
+    async fn remember_message<E: TextEmbedder, S: Store>(
+        &self,
+        memory: &mut Memory<E, S>,
+        session: &Session,
+        character: &Character,
+        message: &Message,
+    ) -> Result<Vec<String>> {
+        if message.text.trim().is_empty() || message.greeting {
+            return Ok(Vec::new());
+        }
+        let (speaker, kind) = match message.role {
+            Speaker::User => (session.user_name.as_str(), MemoryKind::UserFact),
+            Speaker::Assistant => (character.display_name(), MemoryKind::CharacterFact),
+        };
+        let mut new = vec![NewMemory {
+            id: Some(message.id.clone()),
+            session_id: Some(session.id.clone()),
+            source_message_ids: vec![message.id.clone()],
+            created_at: Some(message.created_at),
+            ..NewMemory::new(&session.character_id, MemoryKind::Message, format!("{speaker}: {}", message.text.trim()))
+        }];
+        for sentence in fact_sentences(&message.text) {
+            new.push(NewMemory {
+                session_id: Some(session.id.clone()),
+                source_message_ids: vec![message.id.clone()],
+                importance: Some(self.settings.fact_importance),
+                created_at: Some(message.created_at),
+                ..NewMemory::new(&session.character_id, kind, fact_text(speaker, &sentence))
+            });
+        }
+        Ok(memory.add_many(new).await?.into_iter().map(|r| r.id).collect())
+    }
+
+    /// Send the user's message and start the reply; then call [`Self::next_event`] until it
+    /// returns `None`. The message is stored (with its memories) before anything is generated.
+    pub async fn begin_send<E: TextEmbedder, S: Store>(
+        &mut self,
+        model: &mut Generator,
+        memory: &mut Memory<E, S>,
+        session_id: &str,
+        text: &str,
+        options: &ReplyOptions,
+    ) -> Result<Message> {
+        self.ensure_idle()?;
+        check_text(text)?;
+        self.cancel_background(model);
+        let mut session = self.session(session_id).await?;
+        let character = self.character(&session.character_id).await?.character()?;
+        let now = self.now();
+        let mut message = Message {
+            id: new_id(),
+            role: Speaker::User,
+            text: text.to_string(),
+            thought: None,
+            action: None,
+            raw: text.to_string(),
+            created_at: now,
+            greeting: false,
+            memory_ids: Vec::new(),
+        };
+        message.memory_ids = self.remember_message(memory, &session, &character, &message).await?;
+        session.messages.push(message.clone());
+        session.updated_at = now;
+        self.store.put_session(&session).await?;
+        self.begin_reply(model, memory, session, character, options).await?;
+        Ok(message)
+    }
+
+    /// Replace the latest reply with a new one (a swipe). While the greeting is the only
+    /// reply, this shows the next of the card's greetings instead.
+    pub async fn begin_regenerate<E: TextEmbedder, S: Store>(
+        &mut self,
+        model: &mut Generator,
+        memory: &mut Memory<E, S>,
+        session_id: &str,
+        options: &ReplyOptions,
+    ) -> Result<()> {
+        self.ensure_idle()?;
+        self.cancel_background(model);
+        let mut session = self.session(session_id).await?;
+        let character = self.character(&session.character_id).await?.character()?;
+        match session.messages.last() {
+            Some(last) if last.greeting => {
+                let count = character.greetings().len().max(1);
+                let message = self.set_greeting(session_id, (session.greeting_index + 1) % count).await?;
+                let mut queue = VecDeque::new();
+                queue.push_back(TurnEvent::Text { text: message.text.clone(), opens: true });
+                queue.push_back(TurnEvent::Done { message: Some(message), usage: Usage::default(), timings: Timings::default(), finish_reason: "stop".into() });
+                self.turn = Some(PendingTurn {
+                    session,
+                    parser: ThoughtParser::new(),
+                    raw: String::new(),
+                    parsed_len: 0,
+                    stops: Vec::new(),
+                    queue,
+                    aborted: false,
+                    stopped_early: false,
+                    finished: true,
+                });
+                return Ok(());
+            }
+            Some(last) if last.role == Speaker::Assistant => {
+                let removed = session.messages.pop().map(|m| m.memory_ids).unwrap_or_default();
+                memory.forget_many(&removed).await?;
+                session.updated_at = self.now();
+                self.store.put_session(&session).await?;
+            }
+            Some(_) => {} // the last message is the user's (a reply failed or was empty): answer it
+            None => return Err(EngineError::BadRequest("the session has no messages to reply to".into())),
+        }
+        self.begin_reply(model, memory, session, character, options).await
+    }
+
+    fn prompt_input<'a>(
+        &'a self,
+        session: &'a Session,
+        character: &'a Character,
+        history: &'a [ChatMessage],
+        summaries: &'a [HistorySummary],
+        memories: &'a [MemoryItem],
+    ) -> PromptInput<'a> {
+        PromptInput {
+            character,
+            user_name: &session.user_name,
+            history,
+            summaries,
+            memories,
+            global_lorebooks: &self.settings.global_lorebooks,
+            global_system_prompt: self.settings.global_system_prompt.as_deref(),
+        }
+    }
+
+    async fn begin_reply<E: TextEmbedder, S: Store>(
+        &mut self,
+        model: &mut Generator,
+        memory: &mut Memory<E, S>,
+        session: Session,
+        character: Character,
+        options: &ReplyOptions,
+    ) -> Result<()> {
+        let history: Vec<ChatMessage> = session.messages.iter().map(|m| ChatMessage::new(speaker_role(m.role), m.raw.clone())).collect();
+        let summaries: Vec<HistorySummary> =
+            session.latest_summary().map(|(i, s)| HistorySummary { start: 0, end: i + 1, text: s.text.clone() }).into_iter().collect();
+        let mut prompt_options = self.settings.prompt.clone();
+        prompt_options.context_tokens = prompt_options.context_tokens.min(model.context_length());
+        prompt_options.reply_tokens = options.max_tokens.min(prompt_options.context_tokens / 2);
+        let tokenizer = model.tokenizer();
+        let counter = |text: &str| tokenizer.encode(text, false, false).map(|t| t.len()).unwrap_or(text.len().div_ceil(3));
+
+        // Which messages the prompt shows anyway: their verbatim memories would only repeat them.
+        let without_memories = assemble_prompt(&self.prompt_input(&session, &character, &history, &summaries, &[]), &prompt_options, &counter);
+        let visible: HashSet<&str> = session.messages[without_memories.history_start.min(session.messages.len())..].iter().map(|m| m.id.as_str()).collect();
+        let latest = session.messages.last().map(|m| m.id.as_str()).unwrap_or_default();
+        let query = session.messages.iter().rev().find(|m| m.role == Speaker::User).map(|m| m.text.clone()).unwrap_or_default();
+        let hits: Vec<SearchHit> = if query.trim().is_empty() {
+            Vec::new()
+        } else {
+            memory
+                .search(SearchQuery::new(&session.character_id, &query, self.settings.memories_searched))
+                .await?
+                .into_iter()
+                .filter(|h| {
+                    let sources = &h.record.source_message_ids;
+                    // Nothing from the message being answered; no visible message twice.
+                    !sources.iter().any(|s| s == latest) && !(h.record.kind == MemoryKind::Message && sources.iter().all(|s| visible.contains(s.as_str())) && !sources.is_empty())
+                })
+                .take(prompt_options.max_memories)
+                .map(|mut h| {
+                    h.record.embedding = Vec::new();
+                    h
+                })
+                .collect()
+        };
+        let items: Vec<MemoryItem> = hits.iter().map(|h| MemoryItem { label: date_label(h.record.created_at), text: h.record.text.clone() }).collect();
+        let assembled: AssembledPrompt = assemble_prompt(&self.prompt_input(&session, &character, &history, &summaries, &items), &prompt_options, &counter);
+        if assembled.over_budget {
+            return Err(EngineError::BadRequest(format!(
+                "the character and the latest message need {} tokens, more than the {} the context leaves",
+                assembled.total_tokens, assembled.budget
+            )));
+        }
+        let messages: Vec<llm::ChatMessage> = assembled.messages.iter().map(|m| llm::ChatMessage::new(m.role.as_str(), m.content.clone())).collect();
+        let rendered = model.template().render(&messages, true).map_err(llm::LlmError::from)?;
+        let tokens = model.encode_chat(&messages)?;
+        let hits: Vec<SearchHit> = hits.into_iter().take(assembled.memories_used).collect();
+        self.last_prompts.insert(
+            session.id.clone(),
+            PromptDebug {
+                text: assembled.debug_view(),
+                sections: assembled.sections.clone(),
+                rendered,
+                total_tokens: assembled.total_tokens,
+                budget: assembled.budget,
+                stable_messages: assembled.stable_messages,
+                memories_used: assembled.memories_used,
+                lore_entries: assembled.lore.entries.iter().map(|e| e.label.clone()).collect(),
+            },
+        );
+        model.begin(tokens, GenerateOptions { max_tokens: options.max_tokens, sampling: options.sampling.clone(), ignore_eos: false, cache_prompt: true })?;
+        let char_name = character.display_name().to_string();
+        let stops = vec![format!("\n{}:", session.user_name), format!("\n{char_name}:"), format!("{}:", session.user_name)];
+        let mut queue = VecDeque::new();
+        queue.push_back(TurnEvent::Memory { hits });
+        self.turn = Some(PendingTurn {
+            session,
+            parser: ThoughtParser::new(),
+            raw: String::new(),
+            parsed_len: 0,
+            stops,
+            queue,
+            aborted: false,
+            stopped_early: false,
+            finished: false,
+        });
+        Ok(())
+    }
+
+    /// Whether a reply is under way.
+    pub fn is_generating(&self) -> bool {
+        self.turn.is_some()
+    }
+
+    /// Stop the reply: the next [`Self::next_event`] stores what was written so far and
+    /// reports `Done` with finish reason "abort".
+    pub fn abort(&mut self, model: &mut Generator) {
+        if let Some(turn) = &mut self.turn
+            && !turn.finished
+        {
+            turn.aborted = true;
+            model.abort();
+        }
+    }
+
+    /// The next event of the reply under way; `None` when there is none (any more).
+    pub async fn next_event<E: TextEmbedder, S: Store>(&mut self, model: &mut Generator, memory: &mut Memory<E, S>) -> Result<Option<TurnEvent>> {
+        loop {
+            let Some(turn) = &mut self.turn else { return Ok(None) };
+            if let Some(event) = turn.queue.pop_front() {
+                return Ok(Some(event));
+            }
+            if turn.finished {
+                self.turn = None;
+                return Ok(None);
+            }
+            let step = if turn.aborted || turn.stopped_early {
+                None
+            } else {
+                match model.step().await {
+                    Ok(step) => step,
+                    Err(e) => {
+                        // The user's message is stored; the reply is not. The turn is over.
+                        self.turn = None;
+                        return Err(e.into());
+                    }
+                }
+            };
+            match step {
+                Some(step) => {
+                    turn.raw.push_str(&step.text);
+                    feed_parser(turn, false);
+                }
+                None => {
+                    feed_parser(turn, true);
+                    let result = self.finish_turn(model, memory).await;
+                    if result.is_err() {
+                        self.turn = None;
+                    }
+                    result?;
+                }
+            }
+        }
+    }
+
+    async fn finish_turn<E: TextEmbedder, S: Store>(&mut self, model: &mut Generator, memory: &mut Memory<E, S>) -> Result<()> {
+        let now = self.now();
+        let Some(turn) = &mut self.turn else { return Ok(()) };
+        turn.finished = true;
+        let parser = std::mem::take(&mut turn.parser);
+        let reply = parser.finish();
+        let stats = model.stats().clone();
+        let finish_reason = if turn.aborted {
+            "abort".to_string()
+        } else if turn.stopped_early {
+            "stop".to_string()
+        } else {
+            stats.finish_reason.map(|r| r.as_str()).unwrap_or("stop").to_string()
+        };
+        let usage = Usage { prompt_tokens: stats.prompt_tokens, cached_tokens: stats.prompt_tokens - stats.prefilled_tokens, completion_tokens: stats.completion_tokens };
+        let timings = Timings {
+            prefill_tok_s: stats.prefill_tok_s(),
+            decode_tok_s: stats.decode_tok_s(),
+            prefill_seconds: stats.prefill_seconds,
+            decode_seconds: stats.decode_seconds,
+        };
+        let speech = reply.speech();
+        if speech.trim().is_empty() && reply.thought().trim().is_empty() && reply.action().trim().is_empty() {
+            turn.queue.push_back(TurnEvent::Done { message: None, usage, timings, finish_reason });
+            return Ok(());
+        }
+        let mut message = Message {
+            id: new_id(),
+            role: Speaker::Assistant,
+            text: speech,
+            thought: non_empty(reply.thought()),
+            action: non_empty(reply.action()),
+            raw: reply.to_text(true),
+            created_at: now,
+            greeting: false,
+            memory_ids: Vec::new(),
+        };
+        let mut session = turn.session.clone();
+        // Stored first, so a refused memory write cannot lose the reply.
+        session.messages.push(message.clone());
+        self.store.put_session(&session).await?;
+        let character = self.character(&session.character_id).await?.character()?;
+        message.memory_ids = self.remember_message(memory, &session, &character, &message).await?;
+        if let Some(last) = session.messages.last_mut() {
+            last.memory_ids = message.memory_ids.clone();
+        }
+        self.store.put_session(&session).await?;
+        if self.wants_summary(&session) {
+            self.summary_wanted.insert(session.id.clone());
+        }
+        if let Some(turn) = &mut self.turn {
+            turn.queue.push_back(TurnEvent::Done { message: Some(message), usage, timings, finish_reason });
+        }
+        Ok(())
+    }
+
+    // ---- background summaries ---------------------------------------------------------
+
+    /// The messages a new summary would cover: from the first to `end` (exclusive).
+    pub(crate) fn summary_range(&self, session: &Session) -> Option<(usize, usize)> {
+        let covered = session.latest_summary().map_or(0, |(i, _)| i + 1);
+        let end = session.messages.len().saturating_sub(self.settings.keep_recent);
+        (end > covered && end - covered >= self.settings.summarize_every).then_some((covered, end))
+    }
+
+    fn wants_summary(&self, session: &Session) -> bool {
+        self.summary_range(session).is_some()
+    }
+
+    /// Whether background work is waiting or under way.
+    pub fn has_background_work(&self) -> bool {
+        self.summary.is_some() || !self.summary_wanted.is_empty()
+    }
+
+    /// Do a little background work — one token of a rolling summary — if no reply is under
+    /// way. Returns false when there is nothing to do. A reply started meanwhile cancels the
+    /// summary, which starts again at the next idle moment.
+    pub async fn background_step<E: TextEmbedder, S: Store>(&mut self, model: &mut Generator, memory: &mut Memory<E, S>) -> Result<bool> {
+        if self.turn.is_some() {
+            return Ok(false);
+        }
+        if self.summary.is_none() {
+            let Some(session_id) = self.summary_wanted.pop_first() else { return Ok(false) };
+            let Some(session) = self.store.get_session(&session_id).await? else { return Ok(true) };
+            let Some((start, end)) = self.summary_range(&session) else { return Ok(true) };
+            let character = self.character(&session.character_id).await?.character()?;
+            let job = SummaryJob::begin(model, &session, &character, start, end, self.settings.summary_max_tokens)?;
+            self.summary = Some(job);
+            return Ok(true);
+        }
+        let step = match model.step().await {
+            Ok(step) => step,
+            Err(e) => {
+                self.summary = None;
+                return Err(e.into());
+            }
+        };
+        if let Some(step) = step {
+            if let Some(job) = &mut self.summary {
+                job.text.push_str(&step.text);
+            }
+            return Ok(true);
+        }
+        let Some(job) = self.summary.take() else { return Ok(true) };
+        self.store_summary(memory, job).await?;
+        Ok(true)
+    }
+
+    async fn store_summary<E: TextEmbedder, S: Store>(&mut self, memory: &mut Memory<E, S>, job: SummaryJob) -> Result<()> {
+        let text = job.cleaned_text();
+        let Some(mut session) = self.store.get_session(&job.session_id).await? else { return Ok(()) };
+        // The chat changed under the summary (a message deleted): try again later.
+        if session.message_index(&job.through_id).is_none() || text.is_empty() {
+            return Ok(());
+        }
+        let record = memory
+            .add(NewMemory {
+                session_id: Some(session.id.clone()),
+                source_message_ids: job.covered_ids.clone(),
+                importance: Some(self.settings.summary_importance),
+                ..NewMemory::new(&session.character_id, MemoryKind::EventSummary, text.clone())
+            })
+            .await?;
+        session.summaries.push(SessionSummary { through_id: job.through_id.clone(), text, memory_id: Some(record.id), created_at: self.now() });
+        self.store.put_session(&session).await?;
+        if self.wants_summary(&session) {
+            self.summary_wanted.insert(session.id.clone());
+        }
+        Ok(())
+    }
+
+    /// Stop a summary under way (it is tried again later). Replies call this themselves.
+    pub fn cancel_background(&mut self, model: &mut Generator) {
+        if let Some(job) = self.summary.take() {
+            model.abort();
+            self.summary_wanted.insert(job.session_id);
+        }
+    }
+
+    /// Queue a session for a summary check, e.g. after a reload.
+    pub fn want_summary(&mut self, session_id: &str) {
+        self.summary_wanted.insert(session_id.to_string());
+    }
+
+    // ---- everything at once -----------------------------------------------------------
+
+    /// Every character, session and memory as one JSON document.
+    pub async fn export_all<E: TextEmbedder, S: Store>(&self, memory: &Memory<E, S>) -> Result<Value> {
+        crate::backup::export_all(&self.store, memory, self.now()).await
+    }
+
+    /// Restore a document from [`Self::export_all`], replacing items with the same ids and
+    /// keeping others. Everything is checked before anything is written.
+    pub async fn import_all<E: TextEmbedder, S: Store>(&mut self, memory: &mut Memory<E, S>, backup: &Value) -> Result<crate::backup::ImportCounts> {
+        self.ensure_idle()?;
+        self.last_prompts.clear();
+        crate::backup::import_all(&self.store, memory, backup).await
+    }
+
+    /// Delete every character, session and memory.
+    pub async fn wipe<E: TextEmbedder, S: Store>(&mut self, model: &mut Generator, memory: &mut Memory<E, S>) -> Result<()> {
+        self.ensure_idle()?;
+        self.cancel_background(model);
+        self.summary_wanted.clear();
+        self.last_prompts.clear();
+        memory.wipe().await?;
+        self.store.clear().await
+    }
+}
+
+fn check_text(text: &str) -> Result<()> {
+    if text.trim().is_empty() {
+        return Err(EngineError::BadRequest("the message is empty".into()));
+    }
+    if text.len() > MAX_MESSAGE_BYTES {
+        return Err(EngineError::BadRequest(format!("the message is {} bytes; at most {MAX_MESSAGE_BYTES} are accepted", text.len())));
+    }
+    Ok(())
+}
+
+/// Pass newly generated text to the parser, holding back a tail that may be the start of a
+/// stop string; a complete stop string ends the reply there.
+fn feed_parser(turn: &mut PendingTurn, at_end: bool) {
+    let pending = &turn.raw[turn.parsed_len..];
+    let mut cut = None;
+    for stop in &turn.stops {
+        // "Sam:" only counts at the very start or after a line break.
+        let found = if stop.starts_with('\n') {
+            turn.raw.find(stop.as_str())
+        } else if turn.raw.trim_start().starts_with(stop.as_str()) {
+            Some(0)
+        } else {
+            None
+        };
+        if let Some(at) = found {
+            cut = Some(cut.map_or(at, |c: usize| c.min(at)));
+        }
+    }
+    let upto = if let Some(at) = cut {
+        turn.stopped_early = true;
+        at.max(turn.parsed_len)
+    } else if at_end {
+        turn.raw.len()
+    } else {
+        // Hold back the longest tail that could begin a stop string.
+        let mut hold = 0;
+        for stop in &turn.stops {
+            for len in (1..stop.len().min(pending.len()) + 1).rev() {
+                if pending.is_char_boundary(pending.len() - len) && stop.starts_with(&pending[pending.len() - len..]) {
+                    hold = hold.max(len);
+                    break;
+                }
+            }
+        }
+        turn.raw.len() - hold
+    };
+    if upto > turn.parsed_len && turn.raw.is_char_boundary(upto) {
+        let chunk = turn.raw[turn.parsed_len..upto].to_string();
+        turn.parsed_len = upto;
+        for delta in turn.parser.push(&chunk) {
+            turn.queue.push_back(delta_event(delta));
+        }
+    }
+    if cut.is_some() {
+        turn.raw.truncate(turn.parsed_len);
+    }
+}
+
+fn delta_event(delta: SegmentDelta) -> TurnEvent {
+    let SegmentDelta { kind, text, opens } = delta;
+    match kind {
+        SegmentKind::Thought => TurnEvent::Thought { text, opens },
+        SegmentKind::Action => TurnEvent::Action { text, opens },
+        SegmentKind::Speech => TurnEvent::Text { text, opens },
+    }
+}

@@ -1,0 +1,25 @@
+//! The chat turn of Confidant: characters, sessions and memories tied to the model.
+//!
+//! Follow one turn in [`chat`]: user text → memories and lore → prompt ([`persona`]) → tokens
+//! and streamed reply ([`llm`]) → thoughts parsed → reply stored → memory records and facts
+//! ([`memory`], [`facts`]) → a rolling summary in the background ([`summary`]).
+//!
+//! * [`types`]: what is stored — characters (cards as V3 JSON), sessions, messages.
+//! * [`store`]: the [`ChatStore`] trait (IndexedDB in `crates/web`) and an in-memory store.
+//! * [`backup`]: export and import of everything as one JSON document.
+//!
+//! Nothing here knows about the browser.
+
+pub mod backup;
+pub mod chat;
+pub mod error;
+pub mod facts;
+pub mod store;
+pub mod summary;
+pub mod types;
+
+pub use backup::{BACKUP_FORMAT, BACKUP_VERSION, ImportCounts};
+pub use chat::{CardFormat, ChatEngine, EngineSettings, PromptDebug, ReplyOptions, Timings, TurnEvent, Usage};
+pub use error::{EngineError, Result};
+pub use store::{ChatStore, InMemoryChatStore};
+pub use types::{Message, Session, SessionSummary, Speaker, StoredCharacter};

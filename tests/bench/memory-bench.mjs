@@ -1,0 +1,74 @@
+// Memory benchmark in the browser (not a test): embeddings/s through the npm package's
+// `engine.memory.embed` (all-MiniLM-L6-v2 on WebGPU), then the HNSW index in wasm — build time,
+// search p50/p99 and recall@10 against an exact scan, index bytes per record — with the same
+// workload as the native `memory_bench` example (`memory::bench`). Prints JSON lines.
+//
+//   node tests/bench/memory-bench.mjs [--sizes 1000,10000,100000] [--queries 200] [--no-embed]
+//
+// The index part runs in a module worker (a build of 100k records takes minutes and would
+// block a page).
+
+import { join } from 'node:path';
+import { launch, root } from '../browser/harness.mjs';
+
+const value = (name, fallback) => {
+  const i = process.argv.indexOf(name);
+  return i > 0 ? process.argv[i + 1] : fallback;
+};
+const sizes = value('--sizes', '1000,10000,100000').split(',').map(Number);
+const queries = Number(value('--queries', '200'));
+const embed = !process.argv.includes('--no-embed');
+
+const h = await launch({
+  needs: ['pkg/dist/index.js', 'pkg/dist/wasm/confidant_web_bg.wasm', 'models/all-MiniLM-L6-v2/model.safetensors'],
+  serverOptions: { roots: [['/confidant/', join(root, 'pkg/dist')], ['/models/', join(root, 'models')], ['/', join(root, 'tests/browser/pages')]] },
+});
+h.page.setDefaultTimeout(0);
+try {
+  console.log(JSON.stringify({ browser: await h.browser.version() }));
+  await h.page.goto(`${h.base}/pkg.html`);
+  await h.page.waitForFunction(() => window.pkgReady === true);
+  if (embed) {
+    const result = await h.page.evaluate(async () => {
+      const engine = await window.pkg.Confidant.create({ model: { url: '/models/SmolLM2-135M-Instruct-Q4_1.gguf' } });
+      const words = ['I', 'really', 'enjoyed', 'the', 'walk', 'by', 'river', 'this', 'morning', 'and', 'my', 'sister', 'called', 'about', 'dinner', 'plans'];
+      let seed = 11;
+      const rand = (n) => ((seed = (seed * 1103515245 + 12345) % 2147483648), seed % n);
+      const messages = Array.from({ length: 128 }, () => Array.from({ length: 12 + rand(12) }, () => words[rand(words.length)]).join(' '));
+      const t0 = performance.now();
+      await engine.memory.embed([messages[0]]); // loads the embedder, compiles its shaders
+      const loadSeconds = (performance.now() - t0) / 1000;
+      await engine.memory.embed(messages.slice(0, 64));
+      let t = performance.now();
+      for (let i = 0; i < messages.length; i += 64) await engine.memory.embed(messages.slice(i, i + 64));
+      const batched = messages.length / ((performance.now() - t) / 1000);
+      t = performance.now();
+      for (const m of messages.slice(0, 16)) await engine.memory.embed([m]);
+      const single = 16 / ((performance.now() - t) / 1000);
+      const info = engine.info();
+      await engine.dispose();
+      return { adapter: info.adapter, embedderLoadSeconds: loadSeconds, batchOf64PerSecond: batched, oneAtATimePerSecond: single };
+    });
+    console.log(JSON.stringify({ embedder: result }));
+  }
+  for (const records of sizes) {
+    const result = await h.page.evaluate(
+      ({ records, queries }) =>
+        new Promise((resolve, reject) => {
+          const source = `import init, { benchIndex } from '${location.origin}/confidant/wasm/confidant_web.js';
+            onmessage = async (e) => { await init(); postMessage(benchIndex(e.data.records, e.data.queries)); };`;
+          const worker = new Worker(URL.createObjectURL(new Blob([source], { type: 'text/javascript' })), { type: 'module' });
+          worker.onmessage = (e) => {
+            worker.terminate();
+            resolve(e.data);
+          };
+          worker.onerror = (e) => reject(new Error(e.message));
+          worker.postMessage({ records, queries });
+        }),
+      { records, queries },
+    );
+    console.log(JSON.stringify({ index: result }));
+  }
+} finally {
+  await h.close();
+}
