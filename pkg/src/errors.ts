@@ -13,7 +13,9 @@ export type ConfidantErrorCode =
   | 'storage_corrupt'
   | 'schema_too_new'
   | 'not_found'
-  | 'embedder_format';
+  | 'embedder_format'
+  | 'card_format'
+  | 'busy';
 
 const CODES: ReadonlySet<string> = new Set<ConfidantErrorCode>([
   'model_fetch',
@@ -30,6 +32,8 @@ const CODES: ReadonlySet<string> = new Set<ConfidantErrorCode>([
   'schema_too_new',
   'not_found',
   'embedder_format',
+  'card_format',
+  'busy',
 ]);
 
 /** Every error from this package: a `code` to switch on and a message for people. */

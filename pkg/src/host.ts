@@ -1,7 +1,7 @@
 // The engine host: owns the wasm engine, serves one request at a time. It runs in a dedicated
 // Web Worker by default (worker.ts), or on the calling thread when asked.
 
-import init, { Engine, MemoryEngine, inspectModel } from './wasm/confidant_web.js';
+import init, { ChatEngine, Engine, MemoryEngine, inspectModel } from './wasm/confidant_web.js';
 import { ConfidantError, WEBGPU_BROWSERS, serializeError } from './errors.js';
 import { loadModelBytes } from './download.js';
 import type { EmbedderPayload, GenerationResult, HostRequest, HostResponse, ModelPayload } from './protocol.js';
@@ -68,6 +68,10 @@ async function requireWebGpu(backend: string): Promise<void> {
 export class EngineHost {
   private engine: Engine | null = null;
   private memory: MemoryEngine | null = null;
+  /** Characters, sessions and the chat turn, over the engine and the memory. */
+  private chat: ChatEngine | null = null;
+  /** Rolling summaries, written with the model when nothing else waits. */
+  private backgroundTimer: ReturnType<typeof setTimeout> | null = null;
   /** Tells the other tabs (their workers) of this origin that stored memories changed. */
   private memoryNews: BroadcastChannel | null = null;
   /** Another tab changed the stored memories: reload what is cached before the next call. */
@@ -116,7 +120,13 @@ export class EngineHost {
         return this.generate(request);
       case 'memory':
         return this.memoryCall(request);
+      case 'chat':
+        return this.chatCall(request);
       case 'dispose':
+        this.chat?.free();
+        this.chat = null;
+        if (this.backgroundTimer) clearTimeout(this.backgroundTimer);
+        this.backgroundTimer = null;
         this.engine?.free();
         this.engine = null;
         this.memory?.free();
@@ -175,6 +185,8 @@ export class EngineHost {
     const engine = this.engine;
     if (!engine) throw new ConfidantError('bad_request', 'No model is loaded (was the engine disposed?).');
     const { prompt, options } = request;
+    // A summary being written in the background gives the model up (it resumes later).
+    this.chat?.cancelBackground();
     const ids = typeof prompt === 'string' ? engine.encodeRaw(prompt) : engine.encodeChat(prompt);
     engine.begin(ids, options);
     let text = '';
@@ -284,6 +296,119 @@ export class EngineHost {
       this.scheduleMaintain(request.database);
     }
     this.post({ type: 'result', id: request.id, value });
+  }
+
+  private async chatCall(request: Extract<HostRequest, { type: 'chat' }>): Promise<void> {
+    const progress = (p: Progress) => this.post({ type: 'progress', id: request.id, progress: p });
+    const memory = await this.openMemory(request.embedder, request.database, progress, request.id);
+    if (this.memoryStale) {
+      this.memoryStale = false;
+      await memory.unload();
+    }
+    if (!this.engine) throw new ConfidantError('bad_request', 'No model is loaded (was the engine disposed?).');
+    this.chat ??= (await ChatEngine.open(this.engine, memory, request.database)) as ChatEngine;
+    const chat = this.chat;
+    const a = request.args as any[];
+    let value: unknown = null;
+    switch (request.op) {
+      case 'importCharacter':
+        value = await chat.importCharacter(a[0]);
+        break;
+      case 'listCharacters':
+        value = await chat.listCharacters();
+        break;
+      case 'getCharacter':
+        value = await chat.getCharacter(a[0]);
+        break;
+      case 'updateCharacter':
+        value = await chat.updateCharacter(a[0], a[1]);
+        break;
+      case 'removeCharacter':
+        value = await chat.removeCharacter(a[0]);
+        break;
+      case 'exportCharacter':
+        value = await chat.exportCharacter(a[0], a[1], a[2]);
+        break;
+      case 'createSession':
+        value = await chat.createSession(a[0], a[1], a[2] ?? undefined);
+        break;
+      case 'listSessions':
+        value = await chat.listSessions(a[0] ?? undefined);
+        break;
+      case 'getSession':
+        value = await chat.getSession(a[0]);
+        break;
+      case 'removeSession':
+        value = await chat.removeSession(a[0]);
+        break;
+      case 'history':
+        value = await chat.history(a[0]);
+        break;
+      case 'send':
+      case 'regenerate': {
+        if (request.op === 'send') {
+          const message = await chat.send(a[0], a[1], a[2]);
+          this.post({ type: 'event', id: request.id, event: { type: 'user', message } });
+        } else {
+          await chat.regenerate(a[0], a[1]);
+        }
+        for (;;) {
+          // An abort ends the reply at the next token; what was written is kept.
+          if (this.aborted.delete(request.id)) chat.abort();
+          const event = await chat.nextEvent();
+          if (!event) break;
+          this.post({ type: 'event', id: request.id, event });
+        }
+        break;
+      }
+      case 'editMessage':
+        value = await chat.editMessage(a[0], a[1], a[2]);
+        break;
+      case 'deleteMessage':
+        value = await chat.deleteMessage(a[0], a[1]);
+        break;
+      case 'setGreeting':
+        value = await chat.setGreeting(a[0], a[1]);
+        break;
+      case 'debugPrompt':
+        value = chat.debugPrompt(a[0]);
+        break;
+      case 'exportAll':
+        value = await chat.exportAll();
+        break;
+      case 'importAll':
+        value = await chat.importAll(a[0]);
+        break;
+      case 'wipe':
+        value = await chat.wipe();
+        break;
+      case 'background':
+        // One token at a time, while nothing else is asked for.
+        while (this.queue.length === 0 && (await chat.backgroundStep())) {
+          /* keep going */
+        }
+        break;
+      default:
+        throw new ConfidantError('bad_request', `Unknown chat operation ${String(request.op)}.`);
+    }
+    const reads = ['listCharacters', 'getCharacter', 'exportCharacter', 'listSessions', 'getSession', 'history', 'debugPrompt', 'exportAll'];
+    if (!reads.includes(request.op)) {
+      this.memoryNews?.postMessage('changed');
+      this.scheduleMaintain(request.database);
+    }
+    if (chat.hasBackgroundWork()) this.scheduleBackground(request.database);
+    this.post({ type: 'result', id: request.id, value });
+  }
+
+  /** Background work (summaries) a second after the worker went idle. */
+  private scheduleBackground(database: string): void {
+    if (this.backgroundTimer) clearTimeout(this.backgroundTimer);
+    this.backgroundTimer = setTimeout(() => {
+      this.backgroundTimer = null;
+      if (!this.chat || !this.chat.hasBackgroundWork()) return;
+      if (this.busy || this.queue.length > 0) return this.scheduleBackground(database);
+      this.receive({ type: 'chat', id: 0, op: 'background', args: [], embedder: null, database });
+    }, 1000);
   }
 
   /** Run `maintain` two seconds after the last change, when nothing else waits. */

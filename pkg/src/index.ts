@@ -3,9 +3,20 @@
 
 import { ConfidantError, deserializeError } from './errors.js';
 import { deleteModel, listModels } from './model-store.js';
-import type { EmbedderPayload, GenerationResult, HostRequest, HostResponse, MemoryOp, ModelPayload } from './protocol.js';
+import type { ChatOp, EmbedderPayload, GenerationResult, HostRequest, HostResponse, MemoryOp, ModelPayload } from './protocol.js';
 import type {
   CachedModel,
+  CardExportOptions,
+  CardInput,
+  Character,
+  CharacterPatch,
+  ChatEvent,
+  DoneEvent,
+  HistoryMessage,
+  ImportCounts,
+  PromptDebug,
+  ReplyOptions,
+  SessionInfo,
   ChatCompletion,
   ChatCompletionChunk,
   ChatCompletionRequest,
@@ -36,6 +47,7 @@ type OmitEach<T, K extends PropertyKey> = T extends unknown ? Omit<T, K> : never
 type Handlers = {
   onProgress?: (p: Progress) => void;
   onToken?: (text: string, token: number) => void;
+  onEvent?: (event: unknown) => void;
   resolve: (value: unknown) => void;
   reject: (error: ConfidantError) => void;
 };
@@ -93,6 +105,9 @@ class Channel {
         break;
       case 'token':
         handlers.onToken?.(message.text, message.token);
+        break;
+      case 'event':
+        handlers.onEvent?.(message.event);
         break;
       case 'loaded':
         this.pending.delete(message.id);
@@ -379,6 +394,89 @@ export class Confidant {
     },
   };
 
+  readonly characters = {
+    /** Import a card: a PNG, JSON or CHARX file (File, Blob, bytes), JSON text, or a card object. */
+    import: async (input: CardInput): Promise<Character> => {
+      const bytes = await cardBytes(input);
+      return this.chatCall('importCharacter', [bytes], [bytes.buffer as ArrayBuffer]) as Promise<Character>;
+    },
+    list: (): Promise<Character[]> => this.chatCall('listCharacters', []) as Promise<Character[]>,
+    get: async (id: string): Promise<Character> => this.chatCall('getCharacter', [requireString(id, 'id')]) as Promise<Character>,
+    update: async (id: string, patch: CharacterPatch): Promise<Character> =>
+      this.chatCall('updateCharacter', [requireString(id, 'id'), requireObject(patch, 'patch')]) as Promise<Character>,
+    /** Remove a character with its sessions and memories. */
+    remove: async (id: string): Promise<void> => {
+      await this.chatCall('removeCharacter', [requireString(id, 'id')]);
+    },
+    /** The card as a file: PNG (its avatar kept) or JSON, V2 or V3. */
+    export: async (id: string, options: CardExportOptions = {}): Promise<Blob> => {
+      const format = options.format ?? 'png';
+      const spec = options.spec ?? 'v3';
+      const bytes = (await this.chatCall('exportCharacter', [requireString(id, 'id'), format, spec])) as Uint8Array;
+      return new Blob([bytes as BlobPart], { type: format === 'png' ? 'image/png' : 'application/json' });
+    },
+  };
+
+  readonly sessions = {
+    /** A new chat with a character; its history starts with the card's greeting (`greeting`: 0 = first_mes, then the alternates). */
+    create: async ({ characterId, userName = 'User', greeting = 0 }: { characterId: string; userName?: string; greeting?: number }): Promise<Session> => {
+      requireString(characterId, 'characterId');
+      const info = (await this.chatCall('createSession', [characterId, requireString(userName, 'userName'), greeting])) as SessionInfo;
+      return new Session(this, info);
+    },
+    /** Sessions of a character (or all), most recently used first. */
+    list: async ({ characterId }: { characterId?: string } = {}): Promise<Session[]> => {
+      const infos = (await this.chatCall('listSessions', [characterId ?? null])) as SessionInfo[];
+      return infos.map((info) => new Session(this, info));
+    },
+    get: async (id: string): Promise<Session> => new Session(this, (await this.chatCall('getSession', [requireString(id, 'id')])) as SessionInfo),
+    /** Remove a session and the memories written from it. */
+    remove: async (id: string): Promise<void> => {
+      await this.chatCall('removeSession', [requireString(id, 'id')]);
+    },
+  };
+
+  readonly debug = {
+    /** The prompt assembled for the session's latest reply (since the engine was created), sections labelled; null if none. */
+    prompt: (sessionId: string): Promise<PromptDebug | null> => this.chatCall('debugPrompt', [requireString(sessionId, 'sessionId')]) as Promise<PromptDebug | null>,
+  };
+
+  /** Every character, session and memory (embeddings included) as one JSON file. */
+  async exportAll(): Promise<Blob> {
+    const text = (await this.chatCall('exportAll', [])) as string;
+    return new Blob([text], { type: 'application/json' });
+  }
+
+  /** Restore a file from exportAll (Blob, JSON text or the parsed object); items with the same ids are replaced. */
+  async importAll(backup: Blob | string | object): Promise<ImportCounts> {
+    let text: string;
+    if (typeof backup === 'string') text = backup;
+    else if (backup instanceof Blob) text = await backup.text();
+    else text = JSON.stringify(requireObject(backup, 'backup'));
+    return this.chatCall('importAll', [text]) as Promise<ImportCounts>;
+  }
+
+  /** Delete every character, session and memory on this origin's database. */
+  async wipe(): Promise<void> {
+    await this.chatCall('wipe', []);
+  }
+
+  /** @internal */
+  chatCall(op: ChatOp, args: unknown[], transfer?: Transferable[], onEvent?: (event: unknown) => void): Promise<unknown> {
+    return this.chatRequest(op, args, transfer, onEvent).done;
+  }
+
+  /** @internal */
+  chatRequest(op: ChatOp, args: unknown[], transfer?: Transferable[], onEvent?: (event: unknown) => void): { id: number; done: Promise<unknown> } {
+    this.storageState ??= askPersistence();
+    return this.channel.request({ type: 'chat', op, args, embedder: this.embedder, database: this.database }, { onProgress: this.onProgress, onEvent }, transfer);
+  }
+
+  /** @internal */
+  abortRequest(id: number): void {
+    this.channel.abort(id);
+  }
+
   private memoryCall(op: MemoryOp, args: unknown[]): Promise<unknown> {
     // Ask once for persistent storage, so memories survive the browser's storage pressure.
     this.storageState ??= askPersistence();
@@ -457,6 +555,136 @@ export class Confidant {
       (e: ConfidantError) => stream.end(e),
     ).finally(() => signal?.removeEventListener('abort', onAbort));
     return stream as ChunkStream<CompletionChunk> | ChunkStream<ChatCompletionChunk>;
+  }
+}
+
+async function cardBytes(input: CardInput): Promise<Uint8Array> {
+  if (input instanceof Blob) return new Uint8Array(await input.arrayBuffer());
+  if (input instanceof ArrayBuffer) return new Uint8Array(input.slice(0));
+  if (ArrayBuffer.isView(input)) return new Uint8Array(input.buffer.slice(input.byteOffset, input.byteOffset + input.byteLength) as ArrayBuffer);
+  if (typeof input === 'string') return new TextEncoder().encode(input);
+  if (input !== null && typeof input === 'object') return new TextEncoder().encode(JSON.stringify(input));
+  throw new ConfidantError('bad_request', 'A card must be a File, Blob, ArrayBuffer, Uint8Array, JSON text or a card object.');
+}
+
+function replyOptions(options: ReplyOptions): Record<string, unknown> {
+  validate(options);
+  return hostOptions(options);
+}
+
+/**
+ * A reply being generated: iterate it for events (`for await (const ev of s.send('Hi'))`), or
+ * await it for the final `done` event. `abort()` (or the `signal` option) ends it early; what
+ * was written is kept.
+ */
+export class TurnStream implements AsyncIterable<ChatEvent>, PromiseLike<DoneEvent> {
+  private readonly events: ChunkStream<ChatEvent>;
+  private readonly result: Promise<DoneEvent>;
+
+  /** @internal */
+  constructor(engine: Confidant, op: 'send' | 'regenerate', args: unknown[], signal: AbortSignal | undefined) {
+    let requestId = 0;
+    let done: DoneEvent | null = null;
+    this.events = new ChunkStream<ChatEvent>(() => engine.abortRequest(requestId));
+    if (signal?.aborted) {
+      const error = new ConfidantError('aborted', 'The request was aborted before it started.');
+      this.events.end(error);
+      this.result = Promise.reject(error);
+      this.result.catch(() => {});
+      return;
+    }
+    const pending = engine.chatRequest(op, args, undefined, (event) => {
+      const e = event as ChatEvent;
+      if (e.type === 'done') done = e;
+      this.events.push(e);
+    });
+    requestId = pending.id;
+    const onAbort = () => this.events.abort();
+    signal?.addEventListener('abort', onAbort, { once: true });
+    this.result = pending.done.then(
+      () => {
+        this.events.end();
+        if (!done) throw new ConfidantError('bad_request', 'The reply ended without a done event.');
+        return done;
+      },
+      (e: ConfidantError) => {
+        this.events.end(e);
+        throw e;
+      },
+    );
+    this.result.catch(() => {}).finally(() => signal?.removeEventListener('abort', onAbort));
+  }
+
+  [Symbol.asyncIterator](): AsyncIterator<ChatEvent> {
+    return this.events[Symbol.asyncIterator]();
+  }
+
+  then<A = DoneEvent, B = never>(onfulfilled?: ((value: DoneEvent) => A | PromiseLike<A>) | null, onrejected?: ((reason: unknown) => B | PromiseLike<B>) | null): Promise<A | B> {
+    return this.result.then(onfulfilled, onrejected);
+  }
+
+  /** End the reply at the next token. */
+  abort(): void {
+    this.events.abort();
+  }
+}
+
+/** A chat session with one character (from `engine.sessions.create / get / list`). */
+export class Session implements SessionInfo {
+  readonly id: string;
+  readonly characterId: string;
+  readonly userName: string;
+  readonly createdAt: number;
+  updatedAt: number;
+  messageCount: number;
+  lastMessage: string | null;
+  summaries: SessionInfo['summaries'];
+
+  /** @internal */
+  constructor(
+    private readonly engine: Confidant,
+    info: SessionInfo,
+  ) {
+    this.id = info.id;
+    this.characterId = info.characterId;
+    this.userName = info.userName;
+    this.createdAt = info.createdAt;
+    this.updatedAt = info.updatedAt;
+    this.messageCount = info.messageCount;
+    this.lastMessage = info.lastMessage;
+    this.summaries = info.summaries ?? [];
+  }
+
+  /** Send a message and stream the reply: events 'user', 'memory', 'thought' / 'action' / 'text', 'done'. */
+  send(text: string, options: ReplyOptions = {}): TurnStream {
+    if (typeof text !== 'string' || text.trim().length === 0) throw new ConfidantError('bad_request', 'The message must be a non-empty string.');
+    return new TurnStream(this.engine, 'send', [this.id, text, replyOptions(options)], options.signal);
+  }
+
+  /** Replace the latest reply with a new one (while only the greeting is there: the next greeting). */
+  regenerate(options: ReplyOptions = {}): TurnStream {
+    return new TurnStream(this.engine, 'regenerate', [this.id, replyOptions(options)], options.signal);
+  }
+
+  history(): Promise<HistoryMessage[]> {
+    return this.engine.chatCall('history', [this.id]) as Promise<HistoryMessage[]>;
+  }
+
+  /** Change a message's text; its memories are re-written. */
+  editMessage(id: string, text: string): Promise<HistoryMessage> {
+    if (typeof text !== 'string' || text.trim().length === 0) throw new ConfidantError('bad_request', 'The text must be a non-empty string.');
+    return this.engine.chatCall('editMessage', [this.id, requireString(id, 'id'), text]) as Promise<HistoryMessage>;
+  }
+
+  /** Delete a message and the memories written from it. */
+  async deleteMessage(id: string): Promise<void> {
+    await this.engine.chatCall('deleteMessage', [this.id, requireString(id, 'id')]);
+  }
+
+  /** Show greeting `index` (0 = first_mes, then the card's alternate greetings) before the first reply. */
+  setGreeting(index: number): Promise<HistoryMessage> {
+    if (!Number.isInteger(index) || index < 0) throw new ConfidantError('bad_request', 'index must be a non-negative integer.');
+    return this.engine.chatCall('setGreeting', [this.id, index]) as Promise<HistoryMessage>;
   }
 }
 

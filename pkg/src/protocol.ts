@@ -18,10 +18,34 @@ export interface EmbedderPayload {
 
 export type MemoryOp = 'add' | 'search' | 'list' | 'update' | 'forget' | 'embed' | 'stats' | 'maintain';
 
+export type ChatOp =
+  | 'importCharacter'
+  | 'listCharacters'
+  | 'getCharacter'
+  | 'updateCharacter'
+  | 'removeCharacter'
+  | 'exportCharacter'
+  | 'createSession'
+  | 'listSessions'
+  | 'getSession'
+  | 'removeSession'
+  | 'history'
+  | 'send'
+  | 'regenerate'
+  | 'editMessage'
+  | 'deleteMessage'
+  | 'setGreeting'
+  | 'debugPrompt'
+  | 'exportAll'
+  | 'importAll'
+  | 'wipe'
+  | 'background';
+
 export type HostRequest =
   | { type: 'load'; id: number; model: ModelPayload; backend: string; contextLength: number; wasmUrl: string }
   | { type: 'generate'; id: number; prompt: string | ChatMessage[]; options: HostOptions }
   | { type: 'memory'; id: number; op: MemoryOp; args: unknown[]; embedder: EmbedderPayload | null; database: string }
+  | { type: 'chat'; id: number; op: ChatOp; args: unknown[]; embedder: EmbedderPayload | null; database: string }
   | { type: 'abort'; id: number }
   | { type: 'dispose'; id: number };
 
@@ -38,5 +62,6 @@ export type HostResponse =
   | { type: 'token'; id: number; text: string; token: number }
   | { type: 'done'; id: number; result: GenerationResult }
   | { type: 'result'; id: number; value: unknown }
+  | { type: 'event'; id: number; event: unknown }
   | { type: 'disposed'; id: number }
   | { type: 'error'; id: number; error: SerializedError };

@@ -286,3 +286,157 @@ export interface MemoryStats {
     quota: number | null;
   };
 }
+
+// ---- characters, sessions and the chat turn ---------------------------------------------
+
+/** The psychological profile kept in a card's `extensions.confidant` (all fields optional). */
+export interface Profile {
+  /** Big Five, 0..100 each. */
+  openness?: number;
+  conscientiousness?: number;
+  extraversion?: number;
+  agreeableness?: number;
+  neuroticism?: number;
+  values?: string[];
+  attachment?: 'secure' | 'anxious' | 'avoidant' | 'fearful';
+  /** Emotional baseline, -100 (gloomy) .. 100 (sunny). */
+  mood?: number;
+  formality?: number;
+  verbosity?: number;
+  humor?: string;
+  quirks?: string[];
+  [key: string]: unknown;
+}
+
+export interface InnerThoughts {
+  /** Ask for `[thought] (action) speech` replies. */
+  enabled: boolean;
+  /** Leave thoughts out of the history the model sees later. */
+  strip_from_history: boolean;
+}
+
+/**
+ * A character: the card's `data` fields under their spec names (`name`, `description`,
+ * `personality`, `scenario`, `first_mes`, `mes_example`, `alternate_greetings`,
+ * `character_book`, `extensions`, …), plus these. `characters.update` takes the same shape.
+ */
+export interface Character {
+  id: string;
+  name: string;
+  description?: string;
+  personality?: string;
+  scenario?: string;
+  first_mes?: string;
+  alternate_greetings?: string[];
+  /** What the imported file was. */
+  importedSpec: 'v1' | 'v2' | 'v3';
+  /** Whether the card came with a PNG image (kept for PNG export). */
+  hasAvatar: boolean;
+  createdAt: number;
+  updatedAt: number;
+  profile: Profile | null;
+  innerThoughts: InnerThoughts;
+  [field: string]: unknown;
+}
+
+/** Card fields to change (spec names), and/or `profile` (null removes it) and `innerThoughts`. */
+export type CharacterPatch = Partial<Omit<Character, 'id' | 'importedSpec' | 'hasAvatar' | 'createdAt' | 'updatedAt'>>;
+
+export type CardInput = File | Blob | ArrayBuffer | Uint8Array | string | Record<string, unknown>;
+
+export interface CardExportOptions {
+  format?: 'png' | 'json';
+  spec?: 'v2' | 'v3';
+}
+
+/** One message of a session. */
+export interface HistoryMessage {
+  id: string;
+  role: 'assistant' | 'user';
+  /** What is said (for the character, without thoughts and actions). */
+  text: string;
+  thought?: string;
+  action?: string;
+  /** The message as the model sees it: `[thought] (action) speech`. */
+  raw: string;
+  createdAt: number;
+  /** The character's greeting, the first message of a session. */
+  greeting?: boolean;
+  /** Memory records written from this message (they follow edits and deletes). */
+  memoryIds: string[];
+}
+
+export interface SessionInfo {
+  id: string;
+  characterId: string;
+  userName: string;
+  createdAt: number;
+  updatedAt: number;
+  messageCount: number;
+  lastMessage: string | null;
+  /** Rolling summaries written in the background. */
+  summaries: { throughId: string; text: string; memoryId: string | null; createdAt: number }[];
+}
+
+export interface ChatUsage {
+  prompt_tokens: number;
+  /** Prompt tokens whose keys and values came from the cache. */
+  cached_tokens: number;
+  completion_tokens: number;
+}
+
+export interface ChatTimings {
+  prefill_tok_s: number;
+  decode_tok_s: number;
+  prefill_seconds: number;
+  decode_seconds: number;
+}
+
+/** What `session.send()` and `session.regenerate()` stream. */
+export type ChatEvent =
+  | { type: 'user'; message: HistoryMessage }
+  | { type: 'memory'; records: MemoryHit[] }
+  | { type: 'thought' | 'action' | 'text'; text: string; opens: boolean }
+  | { type: 'done'; message: HistoryMessage | null; usage: ChatUsage; timings: ChatTimings; finishReason: 'stop' | 'length' | 'abort' };
+
+export type DoneEvent = Extract<ChatEvent, { type: 'done' }>;
+
+export interface ReplyOptions {
+  max_tokens?: number;
+  temperature?: number;
+  top_k?: number;
+  top_p?: number;
+  min_p?: number;
+  repeat_penalty?: number;
+  seed?: number;
+  /** Stops the reply; what was written is kept (finishReason 'abort'). */
+  signal?: AbortSignal;
+}
+
+export interface PromptSection {
+  kind: string;
+  label: string;
+  message: number;
+  text: string;
+  tokens: number;
+}
+
+/** The prompt assembled for a session's latest reply. */
+export interface PromptDebug {
+  /** Every message, every section labelled with its token count. */
+  text: string;
+  sections: PromptSection[];
+  /** The exact text the tokenizer saw (chat template applied). */
+  rendered: string;
+  totalTokens: number;
+  budget: number;
+  stableMessages: number;
+  memoriesUsed: number;
+  loreEntries: string[];
+}
+
+export interface ImportCounts {
+  characters: number;
+  sessions: number;
+  memories: number;
+}

@@ -2,11 +2,17 @@
 //! futures layer over web-sys: its requests and transactions are the browser's own, so nothing
 //! hides when a transaction commits or aborts).
 //!
-//! Database `confidant` (one per origin, shared with the persona data to come), object stores:
+//! Database `confidant` (one per origin, memories and chats together), object stores:
 //! - `records`: memory records in their stored form (`memory::record::encode_record`), key path
 //!   `id`, index `character_id`;
 //! - `indexes`: each character's serialised HNSW index (bytes), keyed by character id;
-//! - `meta`: `schema_version` of the records.
+//! - `meta`: `schema_version` of the records;
+//! - `characters` (since version 2): stored characters (`engine::StoredCharacter`), key path `id`;
+//! - `sessions` (since version 2): chat sessions with their messages, key path `id`, index
+//!   `characterId`.
+//!
+//! Opening a version-1 database upgrades it in place: the new stores are added, nothing is
+//! rewritten.
 //!
 //! Every [`WriteBatch`] is one `readwrite` transaction over `records` and `meta`: the browser
 //! applies all of it or none (a quota refusal or a closed tab aborts it).
@@ -17,12 +23,16 @@ use memory::{MemoryError, MemoryRecord, Result, Store, WriteBatch};
 use serde::Serialize;
 use wasm_bindgen::{JsCast, JsValue};
 
-pub const DATABASE_VERSION: u32 = 1;
+pub const DATABASE_VERSION: u32 = 2;
 const RECORDS: &str = "records";
 const INDEXES: &str = "indexes";
 const META: &str = "meta";
 const BY_CHARACTER: &str = "character_id";
 const SCHEMA_KEY: &str = "schema_version";
+const CHARACTERS: &str = "characters";
+const SESSIONS: &str = "sessions";
+const SESSIONS_BY_CHARACTER: &str = "characterId";
+const ALL_STORES: [&str; 5] = [RECORDS, INDEXES, META, CHARACTERS, SESSIONS];
 
 fn storage(what: &str, e: impl std::fmt::Display) -> MemoryError {
     MemoryError::Storage(format!("{what}: {e}"))
@@ -77,9 +87,21 @@ impl IdbStore {
                     let _ = db.create_object_store(store, ObjectStoreParams::new());
                 }
             }
+            if !existing.iter().any(|s| s == CHARACTERS) {
+                let mut params = ObjectStoreParams::new();
+                params.key_path(Some(KeyPath::new_single("id")));
+                let _ = db.create_object_store(CHARACTERS, params);
+            }
+            if !existing.iter().any(|s| s == SESSIONS) {
+                let mut params = ObjectStoreParams::new();
+                params.key_path(Some(KeyPath::new_single("id")));
+                if let Ok(sessions) = db.create_object_store(SESSIONS, params) {
+                    let _ = sessions.create_index(SESSIONS_BY_CHARACTER, KeyPath::new_single("characterId"), Some(IndexParams::new()));
+                }
+            }
         });
         let db = request.await.map_err(|e| idb_error("opening IndexedDB", e))?;
-        for store in [RECORDS, INDEXES, META] {
+        for store in ALL_STORES {
             if !db.store_names().iter().any(|s| s == store) {
                 return Err(MemoryError::Storage(format!("the database lacks its {store:?} object store")));
             }
@@ -90,11 +112,11 @@ impl IdbStore {
     /// Wait for a transaction to end; anything but a commit is an error.
     async fn finish(transaction: idb::Transaction, what: &str) -> Result<()> {
         // Keep a handle on the raw transaction: its `error` says why it aborted.
-        let raw = transaction
-            .object_store(RECORDS)
-            .or_else(|_| transaction.object_store(INDEXES))
+        let raw = ALL_STORES
+            .iter()
+            .find_map(|name| transaction.object_store(name).ok())
             .map(|store| store.transaction())
-            .map_err(|e| storage(what, e))?;
+            .ok_or_else(|| storage(what, "the transaction has no object store"))?;
         match transaction.await {
             Ok(TransactionResult::Committed) => Ok(()),
             Ok(TransactionResult::Aborted) => Err(aborted(what, raw.error())),
@@ -218,5 +240,122 @@ impl Store for IdbStore {
             }
         }
         Ok(bytes)
+    }
+}
+
+// ---- characters and sessions --------------------------------------------------------------
+
+use engine::{ChatStore, EngineError, Session, StoredCharacter};
+
+fn chat_value<T: Serialize>(value: &T, what: &str) -> engine::Result<JsValue> {
+    value.serialize(&serde_wasm_bindgen::Serializer::json_compatible()).map_err(|e| EngineError::Storage(format!("{what}: {e}")))
+}
+
+fn chat_item<T: serde::de::DeserializeOwned>(value: JsValue, what: &str) -> engine::Result<T> {
+    serde_wasm_bindgen::from_value(value).map_err(|e| EngineError::Corrupt(format!("{what}: {e}")))
+}
+
+impl IdbStore {
+    async fn get_all(&self, name: &str, by_character: Option<&str>, what: &str) -> Result<Vec<JsValue>> {
+        let transaction = self.db.transaction(&[name], TransactionMode::ReadOnly).map_err(|e| storage(what, e))?;
+        let store = transaction.object_store(name).map_err(|e| storage(what, e))?;
+        let request = match by_character {
+            Some(c) => store
+                .index(SESSIONS_BY_CHARACTER)
+                .and_then(|index| index.get_all(Some(Query::Key(JsValue::from_str(c))), None))
+                .map_err(|e| storage(what, e))?,
+            None => store.get_all(None, None).map_err(|e| storage(what, e))?,
+        };
+        request.await.map_err(|e| idb_error(what, e))
+    }
+
+    /// One readwrite transaction over `names`: `queue` adds its requests, then the commit is awaited.
+    async fn change(
+        &self,
+        names: &[&str],
+        what: &str,
+        queue: impl FnOnce(&idb::Transaction) -> std::result::Result<(), idb::Error>,
+    ) -> Result<()> {
+        let transaction = self.db.transaction(names, TransactionMode::ReadWrite).map_err(|e| storage(what, e))?;
+        if let Err(e) = queue(&transaction) {
+            let _ = transaction.abort();
+            return Err(storage(what, e));
+        }
+        Self::finish(transaction, what).await
+    }
+}
+
+impl ChatStore for IdbStore {
+    async fn list_characters(&self) -> engine::Result<Vec<StoredCharacter>> {
+        self.get_all(CHARACTERS, None, "reading characters").await?.into_iter().map(|v| chat_item(v, "a stored character")).collect()
+    }
+
+    async fn get_character(&self, id: &str) -> engine::Result<Option<StoredCharacter>> {
+        self.get(CHARACTERS, id, "reading a character").await?.map(|v| chat_item(v, "a stored character")).transpose()
+    }
+
+    async fn put_character(&self, character: &StoredCharacter) -> engine::Result<()> {
+        let value = chat_value(character, "saving a character")?;
+        Ok(self.change(&[CHARACTERS], "saving a character", |t| t.object_store(CHARACTERS)?.put(&value, None).map(|_| ())).await?)
+    }
+
+    async fn delete_character(&self, id: &str) -> engine::Result<()> {
+        let sessions: Vec<Session> = self.list_sessions(Some(id)).await?;
+        let what = "removing a character";
+        Ok(self
+            .change(&[CHARACTERS, SESSIONS], what, |t| {
+                t.object_store(CHARACTERS)?.delete(JsValue::from_str(id))?;
+                let store = t.object_store(SESSIONS)?;
+                for s in &sessions {
+                    store.delete(JsValue::from_str(&s.id))?;
+                }
+                Ok(())
+            })
+            .await?)
+    }
+
+    async fn list_sessions(&self, character_id: Option<&str>) -> engine::Result<Vec<Session>> {
+        self.get_all(SESSIONS, character_id, "reading sessions").await?.into_iter().map(|v| chat_item(v, "a stored session")).collect()
+    }
+
+    async fn get_session(&self, id: &str) -> engine::Result<Option<Session>> {
+        self.get(SESSIONS, id, "reading a session").await?.map(|v| chat_item(v, "a stored session")).transpose()
+    }
+
+    async fn put_session(&self, session: &Session) -> engine::Result<()> {
+        let value = chat_value(session, "saving a session")?;
+        Ok(self.change(&[SESSIONS], "saving a session", |t| t.object_store(SESSIONS)?.put(&value, None).map(|_| ())).await?)
+    }
+
+    async fn delete_session(&self, id: &str) -> engine::Result<()> {
+        Ok(self.change(&[SESSIONS], "removing a session", |t| t.object_store(SESSIONS)?.delete(JsValue::from_str(id)).map(|_| ())).await?)
+    }
+
+    async fn put_all(&self, characters: &[StoredCharacter], sessions: &[Session]) -> engine::Result<()> {
+        let characters: Vec<JsValue> = characters.iter().map(|c| chat_value(c, "importing characters")).collect::<engine::Result<_>>()?;
+        let sessions: Vec<JsValue> = sessions.iter().map(|s| chat_value(s, "importing sessions")).collect::<engine::Result<_>>()?;
+        Ok(self
+            .change(&[CHARACTERS, SESSIONS], "importing", |t| {
+                let store = t.object_store(CHARACTERS)?;
+                for c in &characters {
+                    store.put(c, None)?;
+                }
+                let store = t.object_store(SESSIONS)?;
+                for s in &sessions {
+                    store.put(s, None)?;
+                }
+                Ok(())
+            })
+            .await?)
+    }
+
+    async fn clear(&self) -> engine::Result<()> {
+        Ok(self
+            .change(&[CHARACTERS, SESSIONS], "wiping", |t| {
+                t.object_store(CHARACTERS)?.clear()?;
+                t.object_store(SESSIONS)?.clear()?;
+                Ok(())
+            })
+            .await?)
     }
 }

@@ -6,6 +6,7 @@
 //! message.
 
 mod bench;
+mod chat_js;
 mod idb_store;
 mod memory_js;
 
@@ -82,7 +83,7 @@ impl From<&AdapterInfo> for AdapterJs {
 /// Generation options as JS passes them (OpenAI-style names).
 #[derive(Deserialize, Default)]
 #[serde(default)]
-struct OptionsJs {
+pub(crate) struct OptionsJs {
     max_tokens: Option<usize>,
     temperature: Option<f32>,
     top_k: Option<usize>,
@@ -95,7 +96,7 @@ struct OptionsJs {
 }
 
 impl OptionsJs {
-    fn into_options(self) -> GenerateOptions {
+    pub(crate) fn into_options(self) -> GenerateOptions {
         let d = SamplingParams::default();
         GenerateOptions {
             max_tokens: self.max_tokens.unwrap_or(256),
@@ -167,8 +168,8 @@ pub fn inspect_model(prefix: &[u8], file_length: f64) -> Result<JsValue, JsValue
     to_js(&ModelInfoJs::from(&info))
 }
 
-struct Inner {
-    generator: Generator,
+pub(crate) struct Inner {
+    pub(crate) generator: Generator,
     adapter: AdapterInfo,
     model: ModelInfo,
 }
@@ -176,7 +177,7 @@ struct Inner {
 /// A loaded model on the GPU. Calls must not overlap: wait for each promise before the next.
 #[wasm_bindgen]
 pub struct Engine {
-    inner: Rc<RefCell<Inner>>,
+    pub(crate) inner: Rc<RefCell<Inner>>,
 }
 
 #[wasm_bindgen]

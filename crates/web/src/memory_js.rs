@@ -20,7 +20,7 @@ fn memory_error(e: MemoryError) -> JsValue {
 
 /// Through JSON text rather than value by value: f32 fields then print as their shortest form
 /// (an importance of 0.7 reaches JS as 0.7, not 0.699999988079071).
-fn to_js<T: Serialize>(value: &T) -> Result<JsValue, JsValue> {
+pub(crate) fn to_js<T: Serialize>(value: &T) -> Result<JsValue, JsValue> {
     let text = serde_json::to_string(value).map_err(|e| js_error("bad_request", &e.to_string()))?;
     js_sys::JSON::parse(&text)
 }
@@ -73,7 +73,7 @@ struct StatsQuery {
 
 /// The embedder, counting the texts it embeds: `stats().embeddedTexts` shows that a reload
 /// restores memories without embedding them again.
-struct CountingEmbedder {
+pub(crate) struct CountingEmbedder {
     embedder: Embedder,
     texts: Cell<u64>,
 }
@@ -85,13 +85,13 @@ impl TextEmbedder for CountingEmbedder {
     }
 }
 
-type Inner = Memory<CountingEmbedder, IdbStore>;
+pub(crate) type Inner = Memory<CountingEmbedder, IdbStore>;
 
 /// The memory of every character on this origin. Calls must not overlap (the worker serialises
 /// them).
 #[wasm_bindgen(js_name = MemoryEngine)]
 pub struct MemoryEngine {
-    inner: Rc<RefCell<Inner>>,
+    pub(crate) inner: Rc<RefCell<Inner>>,
 }
 
 /// Run `f` on the memory; a call that overlaps another fails instead of waiting.
