@@ -3,7 +3,7 @@
 // search p50/p99 and recall@10 against an exact scan, index bytes per record — with the same
 // workload as the native `memory_bench` example (`memory::bench`). Prints JSON lines.
 //
-//   node tests/bench/memory-bench.mjs [--sizes 1000,10000,100000] [--queries 200] [--no-embed]
+//   node tests/bench/memory-bench.mjs [--sizes 1000,10000,100000] [--queries 200] [--no-embed] [--no-index]
 //
 // The index part runs in a module worker (a build of 100k records takes minutes and would
 // block a page).
@@ -15,7 +15,7 @@ const value = (name, fallback) => {
   const i = process.argv.indexOf(name);
   return i > 0 ? process.argv[i + 1] : fallback;
 };
-const sizes = value('--sizes', '1000,10000,100000').split(',').map(Number);
+const sizes = process.argv.includes('--no-index') ? [] : value('--sizes', '1000,10000,100000').split(',').map(Number);
 const queries = Number(value('--queries', '200'));
 const embed = !process.argv.includes('--no-embed');
 
