@@ -24,6 +24,7 @@ const h = await launch({
   serverOptions: { roots: [['/confidant/', join(root, 'pkg/dist')], ['/models/', join(root, 'models')], ['/', join(root, 'tests/browser/pages')]] },
 });
 h.page.setDefaultTimeout(0);
+h.page.on('crash', () => console.error('the page crashed'));
 try {
   console.log(JSON.stringify({ browser: await h.browser.version() }));
   await h.page.goto(`${h.base}/pkg.html`);
@@ -69,6 +70,9 @@ try {
     );
     console.log(JSON.stringify({ index: result }));
   }
+} catch (e) {
+  console.error(h.console.slice(-20).join('\n'));
+  throw e;
 } finally {
   await h.close();
 }
