@@ -1,4 +1,6 @@
-// A small static server for the demo and the browser tests: web/ at /, models/ at /models/.
+// A small static server for the demo and the browser tests. From the command line it serves
+// the built site (web/dist) at /, the models at /models/ and the engine check page at /engine/;
+// the tests pick their own roots (default: web/ at /, models/ at /models/).
 // No dependencies. Supports HTTP Range requests (resumable model downloads) and sends a
 // Content-Security-Policy that allows network access to this origin only.
 //
@@ -13,6 +15,12 @@ const here = fileURLToPath(new URL('.', import.meta.url));
 const defaultRoots = [
   ['/models/', resolve(here, '../models')],
   ['/', resolve(here)],
+];
+/** The demo: the built site, the models beside it, and the engine check page. */
+export const siteRoots = [
+  ['/models/', resolve(here, '../models')],
+  ['/engine/', resolve(here)],
+  ['/', resolve(here, 'dist')],
 ];
 const types = {
   '.html': 'text/html; charset=utf-8',
@@ -126,6 +134,7 @@ if (process.argv[1] === fileURLToPath(import.meta.url)) {
   };
   const port = Number(arg('--port', 8080));
   const host = arg('--host', '127.0.0.1');
-  await startServer({ port, host, log: process.argv.includes('--log') });
-  console.log(`Confidant demo on http://${host === '0.0.0.0' ? 'localhost' : host}:${port}/`);
+  await startServer({ port, host, log: process.argv.includes('--log'), roots: siteRoots });
+  const origin = `http://${host === '0.0.0.0' ? 'localhost' : host}:${port}`;
+  console.log(`Confidant demo on ${origin}/ (engine check page: ${origin}/engine/engine.html)`);
 }

@@ -1,0 +1,295 @@
+// One chat: the history, the composer, the streamed reply with its thoughts and actions,
+// regenerate / edit / delete, alternate greetings, the sessions of this character, and the
+// speed and context use of the last reply.
+
+import type { Character, ChatEvent, DoneEvent, HistoryMessage, MemoryHit, Session, TurnStream } from 'confidant';
+import type { App } from './app.js';
+import { h, replace } from './dom.js';
+import { when } from './format.js';
+
+type Piece = 'thought' | 'action' | 'text';
+
+export class ChatView {
+  /** The memories the engine used for the last reply (for the memory panel). */
+  lastMemories: MemoryHit[] | null = null;
+  private history: HistoryMessage[] = [];
+  private stream: TurnStream | null = null;
+  private greetingIndex = 0;
+  private readonly messages = h('ol', { class: 'messages', 'aria-label': 'Messages', 'aria-live': 'polite', 'aria-relevant': 'additions' });
+  private readonly stats = h('p', { class: 'stats', 'aria-label': 'Speed and context use of the last reply' });
+  private readonly input = h('textarea', { rows: 2, placeholder: 'Write a message…', 'aria-label': 'Message', autocomplete: 'off' });
+  private readonly sendButton = h('button', { type: 'submit', class: 'primary send' }, 'Send');
+  private readonly sessionSelect = h('select', { 'aria-label': 'Chat', class: 'session-select' });
+  private readonly thoughtsToggle: HTMLButtonElement;
+  private detached = false;
+
+  constructor(
+    private readonly app: App,
+    private readonly view: HTMLElement,
+    private readonly character: Character,
+    private session: Session,
+    menu: HTMLElement,
+    avatar: HTMLElement,
+  ) {
+    this.thoughtsToggle = h('button', { type: 'button', class: 'toggle', 'aria-pressed': String(app.settings.showThoughts), onclick: () => this.toggleThoughts() }, 'Thoughts');
+    this.messages.classList.toggle('hide-thoughts', !app.settings.showThoughts);
+    this.sessionSelect.addEventListener('change', () => void app.openCharacter(character.id, this.sessionSelect.value));
+    const form = h('form', { class: 'composer' }, this.input, this.sendButton);
+    form.addEventListener('submit', (e) => {
+      e.preventDefault();
+      if (this.stream) this.stream.abort();
+      else void this.send();
+    });
+    this.input.addEventListener('keydown', (e) => {
+      if (e.key === 'Enter' && !e.shiftKey && !e.isComposing) {
+        e.preventDefault();
+        if (!this.stream) void this.send();
+      }
+    });
+    view.addEventListener('keydown', (e) => {
+      if (e.key === 'Escape' && this.stream) this.stream.abort();
+    });
+    replace(
+      view,
+      h(
+        'header',
+        { class: 'chat-head' },
+        menu,
+        avatar,
+        h('div', { class: 'who' }, h('h1', {}, character.name), this.sessionSelect),
+        h(
+          'div',
+          { class: 'head-actions' },
+          h('button', { type: 'button', onclick: () => void this.newSession() }, 'New chat'),
+          this.thoughtsToggle,
+          h('button', { type: 'button', onclick: () => app.openMemory() }, 'Memory'),
+          h('button', { type: 'button', onclick: () => app.editCharacter(character.id) }, 'Edit'),
+          h('button', { type: 'button', class: 'danger', onclick: () => void this.deleteSession() }, 'Delete chat'),
+        ),
+      ),
+      this.messages,
+      h('div', { class: 'composer-wrap' }, form, this.stats),
+    );
+  }
+
+  /** Stop any reply in progress when the view goes away. */
+  detach(): void {
+    this.detached = true;
+    this.stream?.abort();
+  }
+
+  async render(): Promise<void> {
+    const [history, sessions] = await Promise.all([this.session.history(), this.app.engine.sessions.list({ characterId: this.character.id })]);
+    this.history = history;
+    replace(
+      this.sessionSelect,
+      sessions.map((s, i) => h('option', { value: s.id, selected: s.id === this.session.id }, `${i === 0 ? 'Latest chat' : 'Chat'} · ${when(s.updatedAt)} · ${s.messageCount} messages`)),
+    );
+    this.renderMessages();
+    this.input.focus();
+  }
+
+  private renderMessages(): void {
+    const greetings = 1 + (this.character.alternate_greetings?.length ?? 0);
+    const lastAssistant = this.history.length > 1 && this.history[this.history.length - 1].role === 'assistant';
+    replace(
+      this.messages,
+      this.history.map((m, i) => {
+        const tools: HTMLElement[] = [];
+        const onlyGreeting = m.greeting && this.history.length === 1;
+        if (onlyGreeting && greetings > 1) {
+          tools.push(
+            h('button', { type: 'button', class: 'link', 'aria-label': 'Previous greeting', onclick: () => void this.showGreeting(this.greetingIndex - 1) }, '‹'),
+            h('span', { class: 'counter' }, `${this.greetingIndex + 1} / ${greetings}`),
+            h('button', { type: 'button', class: 'link', 'aria-label': 'Next greeting', onclick: () => void this.showGreeting(this.greetingIndex + 1) }, '›'),
+          );
+        }
+        if (lastAssistant && i === this.history.length - 1) tools.push(h('button', { type: 'button', class: 'link', onclick: () => void this.regenerate() }, 'Regenerate'));
+        tools.push(h('button', { type: 'button', class: 'link', onclick: (e: Event) => this.edit(m, (e.currentTarget as HTMLElement).closest('li')!) }, 'Edit'));
+        if (!onlyGreeting) tools.push(h('button', { type: 'button', class: 'link danger', onclick: () => void this.remove(m) }, 'Delete'));
+        return this.bubble(m.role, m, tools);
+      }),
+    );
+    this.scroll();
+  }
+
+  private bubble(role: 'user' | 'assistant', m: HistoryMessage | null, tools: HTMLElement[]): HTMLLIElement {
+    const name = role === 'user' ? this.session.userName : this.character.name;
+    const body = h('div', { class: 'body' });
+    if (m) {
+      if (m.thought) body.append(h('p', { class: 'thought' }, h('span', { class: 'visually-hidden' }, 'Thinks: '), m.thought));
+      if (m.action) body.append(h('p', { class: 'action' }, m.action));
+      if (m.text || role === 'user') body.append(h('p', { class: 'text' }, m.text));
+    }
+    return h('li', { class: `message ${role}`, 'data-id': m?.id }, h('div', { class: 'meta' }, h('span', { class: 'name' }, name), m ? h('time', {}, when(m.createdAt)) : null), body, h('div', { class: 'tools' }, tools));
+  }
+
+  private scroll(): void {
+    this.messages.scrollTop = this.messages.scrollHeight;
+  }
+
+  private setBusy(busy: boolean): void {
+    this.sendButton.textContent = busy ? 'Stop' : 'Send';
+    this.sendButton.classList.toggle('stop', busy);
+    this.sendButton.setAttribute('aria-label', busy ? 'Stop the reply' : 'Send');
+    for (const b of this.messages.querySelectorAll<HTMLButtonElement>('.tools button')) b.disabled = busy;
+    this.view.classList.toggle('busy', busy);
+  }
+
+  private async send(): Promise<void> {
+    const text = this.input.value.trim();
+    if (!text) return;
+    this.input.value = '';
+    await this.run(() => this.session.send(text, this.app.settings.sampling));
+  }
+
+  private async regenerate(): Promise<void> {
+    this.history.pop();
+    this.renderMessages();
+    await this.run(() => this.session.regenerate(this.app.settings.sampling));
+  }
+
+  /** Stream one reply into a new bubble, then re-read the history (the stored truth). */
+  private async run(start: () => TurnStream): Promise<void> {
+    let stream: TurnStream;
+    try {
+      stream = start();
+    } catch (e) {
+      this.app.toast(this.app.describe(e), 'error');
+      return;
+    }
+    this.stream = stream;
+    this.setBusy(true);
+    let reply: HTMLLIElement | null = null;
+    let current: { kind: Piece; el: HTMLElement } | null = null;
+    let done: DoneEvent | null = null;
+    try {
+      for await (const event of stream as AsyncIterable<ChatEvent>) {
+        if (this.detached) break;
+        if (event.type === 'user') {
+          this.history.push(event.message);
+          this.messages.append(this.bubble('user', event.message, []));
+        } else if (event.type === 'memory') {
+          this.lastMemories = event.records;
+        } else if (event.type === 'done') {
+          done = event;
+        } else {
+          if (!reply) {
+            reply = this.bubble('assistant', null, []);
+            reply.classList.add('streaming');
+            this.messages.append(reply);
+          }
+          if (!current || event.opens || current.kind !== event.type) {
+            current = { kind: event.type, el: h('p', { class: event.type }) };
+            reply.querySelector('.body')!.append(current.el);
+          }
+          current.el.textContent += event.text;
+        }
+        this.scroll();
+      }
+    } catch (e) {
+      if (!this.detached) this.app.toast(this.app.describe(e), 'error');
+    } finally {
+      this.stream = null;
+    }
+    if (this.detached) return;
+    this.setBusy(false);
+    if (done) this.showStats(done);
+    try {
+      this.history = await this.session.history();
+    } catch (e) {
+      this.app.toast(this.app.describe(e), 'error');
+    }
+    this.renderMessages();
+    this.input.focus();
+  }
+
+  private showStats(done: DoneEvent): void {
+    const context = this.app.engine.info().contextLength;
+    const used = done.usage.prompt_tokens + done.usage.completion_tokens;
+    const parts = [`${done.timings.decode_tok_s.toFixed(1)} tok/s`, `context ${used} / ${context}`, `${done.usage.cached_tokens} cached`];
+    if (done.finishReason === 'abort') parts.push('stopped');
+    if (done.finishReason === 'length') parts.push('length limit');
+    this.stats.textContent = parts.join(' · ');
+    this.stats.title = `Prompt ${done.usage.prompt_tokens} tokens (${done.usage.cached_tokens} from the cache), reply ${done.usage.completion_tokens} tokens; prefill ${done.timings.prefill_tok_s.toFixed(0)} tok/s`;
+  }
+
+  private async showGreeting(index: number): Promise<void> {
+    const count = 1 + (this.character.alternate_greetings?.length ?? 0);
+    const next = (index + count) % count;
+    try {
+      const message = await this.session.setGreeting(next);
+      this.greetingIndex = next;
+      this.history = [message];
+      this.renderMessages();
+      this.messages.querySelector<HTMLButtonElement>('[aria-label="Next greeting"]')?.focus();
+    } catch (e) {
+      this.app.toast(this.app.describe(e), 'error');
+    }
+  }
+
+  private edit(m: HistoryMessage, li: HTMLElement): void {
+    const area = h('textarea', { rows: 4, value: m.role === 'assistant' ? m.raw : m.text, 'aria-label': 'Edit message' });
+    const save = h('button', { type: 'submit', class: 'primary' }, 'Save');
+    const form = h('form', { class: 'edit-form' }, area, h('div', { class: 'row' }, save, h('button', { type: 'button', onclick: () => this.renderMessages() }, 'Cancel')));
+    form.addEventListener('submit', async (e) => {
+      e.preventDefault();
+      if (!area.value.trim()) return;
+      save.disabled = true;
+      try {
+        await this.session.editMessage(m.id, area.value);
+        this.history = await this.session.history();
+        this.renderMessages();
+      } catch (err) {
+        this.app.toast(this.app.describe(err), 'error');
+        save.disabled = false;
+      }
+    });
+    area.addEventListener('keydown', (e) => {
+      if (e.key === 'Escape') {
+        e.stopPropagation();
+        this.renderMessages();
+      }
+    });
+    replace(li.querySelector('.body')!, form);
+    li.querySelector('.tools')?.replaceChildren();
+    area.focus();
+  }
+
+  private async remove(m: HistoryMessage): Promise<void> {
+    try {
+      await this.session.deleteMessage(m.id);
+      this.history = await this.session.history();
+      this.renderMessages();
+      this.app.toast('Message deleted, with what it added to memory.');
+    } catch (e) {
+      this.app.toast(this.app.describe(e), 'error');
+    }
+  }
+
+  private toggleThoughts(): void {
+    this.app.settings.showThoughts = !this.app.settings.showThoughts;
+    this.app.saveSettings();
+    this.thoughtsToggle.setAttribute('aria-pressed', String(this.app.settings.showThoughts));
+    this.messages.classList.toggle('hide-thoughts', !this.app.settings.showThoughts);
+  }
+
+  private async newSession(): Promise<void> {
+    try {
+      const session = await this.app.engine.sessions.create({ characterId: this.character.id, userName: this.app.settings.userName });
+      await this.app.openCharacter(this.character.id, session.id);
+    } catch (e) {
+      this.app.toast(this.app.describe(e), 'error');
+    }
+  }
+
+  private async deleteSession(): Promise<void> {
+    if (!confirm('Delete this chat and the memories written from it?')) return;
+    try {
+      await this.app.engine.sessions.remove(this.session.id);
+      await this.app.openCharacter(this.character.id);
+    } catch (e) {
+      this.app.toast(this.app.describe(e), 'error');
+    }
+  }
+}

@@ -1,0 +1,197 @@
+// Settings: the model, how replies are sampled, the person's name, the theme, storage, and
+// export / import / wipe of everything.
+
+import type { App } from './app.js';
+import { download, field, h, openDialog } from './dom.js';
+import { bytes } from './format.js';
+import { applyTheme, defaultSampling, type Sampling } from './settings.js';
+
+const SAMPLING: [key: keyof Sampling, label: string, min: number, max: number, step: number, hint: string][] = [
+  ['temperature', 'Temperature', 0, 2, 0.05, '0 always picks the likeliest word; higher is more varied.'],
+  ['top_p', 'Top-p', 0.05, 1, 0.05, 'Sample from the smallest set of words covering this probability.'],
+  ['top_k', 'Top-k', 0, 200, 1, 'Sample from this many likeliest words (0: all).'],
+  ['min_p', 'Min-p', 0, 1, 0.01, 'Drop words less likely than this fraction of the likeliest.'],
+  ['repeat_penalty', 'Repeat penalty', 1, 2, 0.01, '1 is off; higher discourages repeating recent words.'],
+  ['max_tokens', 'Longest reply (tokens)', 1, 1024, 1, 'Replies stop here at the latest.'],
+];
+
+export function openSettingsPanel(app: App): void {
+  const s = app.settings;
+  const info = app.engine.info();
+
+  // Model.
+  const choice = (value: string, label: string) => h('label', { class: 'check' }, h('input', { type: 'radio', name: 'model', value, checked: s.model.kind === value }), ` ${label}`);
+  const url = h('input', { type: 'text', value: s.model.kind === 'url' ? s.model.url : '', placeholder: 'models/your-model.gguf', 'aria-label': 'Model URL' });
+  const applyModel = h('button', { type: 'button' }, 'Use this model (reloads)');
+  const modelSection = h(
+    'fieldset',
+    {},
+    h('legend', {}, 'Model'),
+    h('p', { class: 'muted small' }, `Running ${info.model.name} (${info.model.arch}, ${(info.model.params / 1e6).toFixed(0)}M weights, ${info.model.quant}) on ${info.adapter.name || info.adapter.vendor || 'the GPU'} through ${info.backend === 'webgpu' ? 'WebGPU' : 'the CPU'}.`),
+    choice('default', 'SmolLM2 135M Instruct (default, 98 MB)'),
+    choice('file', 'A GGUF file on this computer (asked for at each start)'),
+    choice('url', 'A GGUF file on this site:'),
+    url,
+    h('p', { class: 'muted small' }, 'Any llama-architecture GGUF. For privacy this page may only fetch from its own site.'),
+    applyModel,
+  );
+  applyModel.addEventListener('click', () => {
+    const kind = (modelSection.querySelector('input[name=model]:checked') as HTMLInputElement | null)?.value ?? 'default';
+    if (kind === 'url') {
+      const value = url.value.trim();
+      let ok = false;
+      try {
+        ok = value !== '' && new URL(value, location.href).origin === location.origin;
+      } catch {
+        ok = false;
+      }
+      if (!ok) {
+        app.toast('Give a URL on this site (the page may not fetch from other sites).', 'error');
+        url.focus();
+        return;
+      }
+      s.model = { kind: 'url', url: value };
+    } else {
+      s.model = kind === 'file' ? { kind: 'file' } : { kind: 'default' };
+    }
+    app.saveSettings();
+    location.reload();
+  });
+
+  // Replies.
+  const inputs = SAMPLING.map(([key, label, min, max, step, hint]) => {
+    const input = h('input', { type: 'number', min, max, step, value: String(s.sampling[key]), 'data-setting': key });
+    input.addEventListener('change', () => {
+      const value = Number(input.value);
+      if (input.value === '' || !Number.isFinite(value) || value < min || value > max) {
+        input.setCustomValidity(`Between ${min} and ${max}.`);
+        input.reportValidity();
+        return;
+      }
+      input.setCustomValidity('');
+      s.sampling[key] = key === 'max_tokens' || key === 'top_k' ? Math.round(value) : value;
+      app.saveSettings();
+    });
+    return field(label, input, hint);
+  });
+  const resetSampling = h('button', { type: 'button', class: 'link' }, 'Back to the defaults');
+  resetSampling.addEventListener('click', () => {
+    s.sampling = { ...defaultSampling };
+    app.saveSettings();
+    dialog.close();
+    openSettingsPanel(app);
+  });
+
+  // You and the look.
+  const userName = h('input', { type: 'text', value: s.userName, autocomplete: 'nickname' });
+  userName.addEventListener('change', () => {
+    if (userName.value.trim()) {
+      s.userName = userName.value.trim();
+      app.saveSettings();
+    }
+  });
+  const theme = h('select', {}, ['system', 'light', 'dark'].map((t) => h('option', { value: t, selected: s.theme === t }, { system: 'As the system', light: 'Light', dark: 'Dark' }[t]!)));
+  theme.addEventListener('change', () => {
+    s.theme = theme.value as typeof s.theme;
+    applyTheme(s.theme);
+    app.saveSettings();
+  });
+
+  // Storage and data.
+  const storage = h('p', { class: 'storage', role: 'status' }, 'Measuring…');
+  const persist = h('button', { type: 'button' }, 'Ask the browser to keep this data');
+  const showStorage = async () => {
+    const stats = await app.engine.memory.stats({});
+    const { usage, quota, persisted } = stats.storage;
+    storage.textContent = [
+      usage !== null ? `Using ${bytes(usage)}${quota ? ` of ${bytes(quota)} available` : ''} (models included).` : 'The browser does not say how much storage is used.',
+      `${stats.records} memories.`,
+      persisted === true ? 'Storage is persistent: the browser will not clear it to free space.' : persisted === false ? 'Storage is not persistent: the browser may clear it when space runs low.' : 'The browser does not say whether storage is persistent.',
+    ].join(' ');
+    persist.hidden = persisted === true;
+  };
+  persist.addEventListener('click', async () => {
+    const granted = await navigator.storage?.persist?.().catch(() => false);
+    app.toast(granted ? 'Storage is now persistent.' : 'The browser declined (it often grants this to sites you use often or install).');
+    void showStorage();
+  });
+  const importInput = h('input', { type: 'file', accept: '.json,application/json', class: 'visually-hidden', id: 'backup-file' });
+  importInput.addEventListener('change', async () => {
+    const file = importInput.files?.[0];
+    importInput.value = '';
+    if (!file) return;
+    try {
+      const counts = await app.engine.importAll(file);
+      app.toast(`Imported ${counts.characters} characters, ${counts.sessions} chats and ${counts.memories} memories.`);
+      await app.refreshCharacters();
+      void showStorage();
+    } catch (e) {
+      app.toast(`${file.name}: ${app.describe(e)}`, 'error');
+    }
+  });
+  const importLabel = h('label', { for: 'backup-file', class: 'button', tabindex: 0 }, 'Import a backup');
+  importLabel.addEventListener('keydown', (e) => {
+    if (e.key === 'Enter' || e.key === ' ') {
+      e.preventDefault();
+      importInput.click();
+    }
+  });
+
+  const dialog = openDialog('Settings', [
+    modelSection,
+    h('fieldset', {}, h('legend', {}, 'Replies'), h('div', { class: 'grid2' }, inputs), resetSampling),
+    h('fieldset', {}, h('legend', {}, 'You'), field('Your name in new chats', userName), field('Theme', theme)),
+    h(
+      'fieldset',
+      {},
+      h('legend', {}, 'Your data'),
+      storage,
+      persist,
+      h('p', { class: 'muted small' }, 'Characters, chats and memories stay in this browser. A backup file holds all of them.'),
+      h(
+        'div',
+        { class: 'row' },
+        h(
+          'button',
+          {
+            type: 'button',
+            onclick: async () => {
+              try {
+                download(await app.engine.exportAll(), `confidant-backup-${new Date().toISOString().slice(0, 10)}.json`);
+              } catch (e) {
+                app.toast(app.describe(e), 'error');
+              }
+            },
+          },
+          'Export everything',
+        ),
+        importLabel,
+        importInput,
+        h(
+          'button',
+          {
+            type: 'button',
+            class: 'danger',
+            onclick: async () => {
+              if (!confirm('Delete every character, chat and memory in this browser? Export a backup first if you may want them back.')) return;
+              try {
+                await app.engine.wipe();
+                app.settings.characterId = null;
+                app.settings.sessionId = null;
+                app.saveSettings();
+                dialog.close();
+                await app.refreshCharacters();
+                app.showGallery();
+                app.toast('Everything was deleted.');
+              } catch (e) {
+                app.toast(app.describe(e), 'error');
+              }
+            },
+          },
+          'Delete everything',
+        ),
+      ),
+    ),
+  ], { wide: true });
+  void showStorage().catch(() => (storage.textContent = 'Storage use is unavailable.'));
+}

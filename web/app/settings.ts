@@ -1,0 +1,56 @@
+// What the person chose, kept in localStorage (small, synchronous, read before the engine loads).
+
+export type ModelChoice = { kind: 'default' } | { kind: 'url'; url: string } | { kind: 'file' };
+
+export interface Sampling {
+  temperature: number;
+  top_p: number;
+  top_k: number;
+  min_p: number;
+  repeat_penalty: number;
+  max_tokens: number;
+}
+
+export interface Settings {
+  model: ModelChoice;
+  sampling: Sampling;
+  userName: string;
+  theme: 'system' | 'light' | 'dark';
+  showThoughts: boolean;
+  /** Where the person was, so a reload returns there. */
+  characterId: string | null;
+  sessionId: string | null;
+  welcomed: boolean;
+}
+
+const KEY = 'confidant.settings';
+
+export const DEFAULT_MODEL_URL = 'models/SmolLM2-135M-Instruct-Q4_1.gguf';
+export const EMBEDDER_URL = 'models/all-MiniLM-L6-v2/';
+
+export const defaultSampling: Sampling = { temperature: 0.8, top_p: 0.95, top_k: 40, min_p: 0.05, repeat_penalty: 1.1, max_tokens: 160 };
+
+export function defaults(): Settings {
+  return { model: { kind: 'default' }, sampling: { ...defaultSampling }, userName: 'User', theme: 'system', showThoughts: true, characterId: null, sessionId: null, welcomed: false };
+}
+
+export function loadSettings(): Settings {
+  const base = defaults();
+  try {
+    const stored = JSON.parse(localStorage.getItem(KEY) ?? 'null') as Partial<Settings> | null;
+    if (!stored || typeof stored !== 'object') return base;
+    return { ...base, ...stored, sampling: { ...base.sampling, ...(stored.sampling ?? {}) } };
+  } catch {
+    // A damaged entry is replaced by the defaults rather than stopping the app.
+    return base;
+  }
+}
+
+export function saveSettings(settings: Settings): void {
+  localStorage.setItem(KEY, JSON.stringify(settings));
+}
+
+export function applyTheme(theme: Settings['theme']): void {
+  if (theme === 'system') delete document.documentElement.dataset.theme;
+  else document.documentElement.dataset.theme = theme;
+}
