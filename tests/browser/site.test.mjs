@@ -1,0 +1,245 @@
+// The demo site (web/dist) as a person uses it, in headless Chromium with WebGPU through
+// SwiftShader: first visit with progress, a demo character, three short turns (one stopped),
+// regenerate, forgetting a memory, reload, export → wipe → import; every network request
+// recorded (none after the assets, none to another origin); offline start through the service
+// worker; a card made of HTML and script tags shown as text; no-WebGPU message. Screenshots of
+// the main screens go to tests/out/site/. Replies are a few tokens: SwiftShader is slow.
+
+import { after, before, test } from 'node:test';
+import assert from 'node:assert/strict';
+import { mkdirSync, readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { launch, root } from './harness.mjs';
+import { siteRoots } from '../../web/serve.mjs';
+
+const shots = join(root, 'tests/out/site');
+mkdirSync(shots, { recursive: true });
+
+let h;
+/** Every request the server saw: [time, path]. */
+const served = [];
+/** Every request the browser made, from pages, workers and the service worker. */
+const requested = [];
+
+before(async () => {
+  h = await launch({
+    needs: ['web/dist/index.html', 'web/dist/sw.js'],
+    serverOptions: { roots: siteRoots, onRequest: (req) => served.push([Date.now(), new URL(req.url, 'http://x').pathname]) },
+  });
+  h.page.context().on('request', (r) => requested.push(r.url()));
+  h.page.setDefaultTimeout(120_000);
+});
+
+after(async () => {
+  if (process.env.SITE_LOG) console.log(h?.console.join('\n'));
+  await h?.close();
+});
+
+const shot = (name) => h.page.screenshot({ path: join(shots, `${name}.png`) });
+
+async function waitReady() {
+  await h.page.waitForFunction(() => window.confidantDemo?.ready === true, null, { timeout: 600_000 });
+}
+
+/** Wait until no reply is streaming (the send button says Send again). */
+async function waitIdle() {
+  await h.page.waitForFunction(() => {
+    const b = document.querySelector('.composer .send');
+    return b && b.textContent === 'Send' && !document.querySelector('.message.streaming');
+  }, null, { timeout: 300_000 });
+}
+
+async function send(text) {
+  await h.page.fill('.composer textarea', text);
+  await h.page.press('.composer textarea', 'Enter');
+  await h.page.waitForSelector('.composer .send.stop');
+  await waitIdle();
+}
+
+const history = () => h.page.$$eval('.messages .message', (els) => els.map((e) => ({ id: e.dataset.id, role: e.classList.contains('user') ? 'user' : 'assistant', text: e.querySelector('.body').textContent })));
+
+async function openSettings() {
+  await h.page.click('.sidebar-foot button');
+  await h.page.waitForSelector('dialog[open] .storage');
+}
+const closeDialog = () => h.page.click('dialog[open] .panel-head button');
+
+test('journey: first visit, demo character, three turns, stop, regenerate, forget, reload, export → wipe → import', async () => {
+  const { page, base } = h;
+  await page.goto(`${base}/`);
+  await page.getByRole('button', { name: 'Download and start' }).click();
+  await waitReady();
+  const stages = await page.evaluate(() => window.confidantDemo.stages);
+  for (const s of ['model:download', 'model:cache', 'model:compile', 'embedder:download']) assert.ok(stages.includes(s), `stage ${s} reported: ${stages}`);
+  await page.waitForSelector('[data-demo="wren"]');
+  await page.evaluate(() => navigator.serviceWorker.ready);
+  await shot('gallery');
+
+  // Short replies: SwiftShader is slow.
+  await openSettings();
+  await page.fill('[data-setting="max_tokens"]', '6');
+  await page.press('[data-setting="max_tokens"]', 'Tab');
+  await shot('settings');
+  await closeDialog();
+
+  const quietFrom = Date.now();
+  await page.click('[data-demo="wren"] button');
+  await page.waitForSelector('.message.assistant .text');
+  const greeting = await history();
+  assert.equal(greeting.length, 1);
+  assert.match(greeting[0].text, /Rain drums on the glass roof/);
+  // Alternate greetings: next, and back.
+  await page.getByRole('button', { name: 'Next greeting' }).click();
+  await page.waitForFunction(() => document.querySelector('.counter')?.textContent === '2 / 3');
+  assert.match((await history())[0].text, /ladder/);
+  await page.getByRole('button', { name: 'Previous greeting' }).click();
+  await page.waitForFunction(() => document.querySelector('.counter')?.textContent === '1 / 3');
+
+  await send('My name is Sam and I have a dog called Biscuit.');
+  await send('Tell me about the Glasshouse.');
+  let messages = await history();
+  assert.equal(messages.length, 5);
+  assert.deepEqual(messages.map((m) => m.role), ['assistant', 'user', 'assistant', 'user', 'assistant']);
+  assert.match(await page.textContent('.stats'), /tok\/s · context \d+ \/ 4096/);
+
+  // Third message, stopped as soon as the reply starts.
+  await page.fill('.composer textarea', 'What is your favourite plant?');
+  await page.press('.composer textarea', 'Enter');
+  await page.waitForSelector('.message.streaming .body p');
+  await page.click('.composer .send.stop');
+  await waitIdle();
+  assert.match(await page.textContent('.stats'), /stopped/);
+  messages = await history();
+  assert.equal(messages.length, 7);
+  await shot('chat');
+
+  // Regenerate the last reply: a new message in its place.
+  const lastId = messages[6].id;
+  await page.getByRole('button', { name: 'Regenerate' }).click();
+  await page.waitForSelector('.composer .send.stop');
+  await waitIdle();
+  messages = await history();
+  assert.equal(messages.length, 7);
+  assert.notEqual(messages[6].id, lastId);
+
+  // Memory: the fact from the first message is there; forget it.
+  await page.getByRole('button', { name: 'Memory' }).click();
+  await page.waitForSelector('dialog[open] .memories .memory');
+  const memories = await page.$$eval('dialog[open] .memories .memory p', (ps) => ps.map((p) => p.textContent));
+  const fact = memories.find((t) => /Biscuit/.test(t));
+  assert.ok(fact, `a memory about Biscuit: ${JSON.stringify(memories)}`);
+  assert.ok(await page.$('dialog[open] .used'));
+  await shot('memory');
+  await page.locator('dialog[open] .memories .memory', { hasText: 'Biscuit' }).first().getByRole('button', { name: 'Forget' }).click();
+  await page.waitForFunction((t) => ![...document.querySelectorAll('dialog[open] .memories .memory p')].some((p) => p.textContent === t), fact);
+  await closeDialog();
+
+  // Nothing went to the network while chatting.
+  const during = served.filter(([t]) => t >= quietFrom);
+  assert.deepEqual(during, [], 'no requests while choosing a character, chatting and using memory');
+
+  // Reload: the same chat comes back, the forgotten memory stays forgotten, no model download.
+  const reloadFrom = Date.now();
+  await page.reload();
+  await waitReady();
+  await page.waitForSelector('.message.user');
+  assert.deepEqual(await history(), messages);
+  const afterReload = served.filter(([t]) => t >= reloadFrom).map(([, p]) => p);
+  assert.ok(!afterReload.some((p) => p.startsWith('/models/')), `models came from the browser's cache: ${afterReload}`);
+  await page.getByRole('button', { name: 'Memory' }).click();
+  await page.waitForSelector('dialog[open] .memories li');
+  assert.ok(!(await page.$$eval('dialog[open] .memories .memory p', (ps) => ps.some((p) => /Biscuit/.test(p.textContent)))));
+  await closeDialog();
+
+  // Export everything, wipe, import: the same chat again.
+  await openSettings();
+  const [download] = await Promise.all([page.waitForEvent('download'), page.getByRole('button', { name: 'Export everything' }).click()]);
+  const backupPath = join(shots, 'backup.json');
+  await download.saveAs(backupPath);
+  const backup = JSON.parse(readFileSync(backupPath, 'utf8'));
+  assert.equal(backup.format, 'confidant-backup');
+  page.once('dialog', (d) => d.accept());
+  await page.getByRole('button', { name: 'Delete everything' }).click();
+  await page.waitForSelector('[data-demo="wren"]');
+  assert.match(await page.textContent('.character-list'), /No characters yet/);
+  await openSettings();
+  await page.setInputFiles('#backup-file', backupPath);
+  await page.waitForSelector('.toast:has-text("Imported 1 characters")');
+  await closeDialog();
+  await page.click('.character-list button');
+  await page.waitForSelector('.message.user');
+  assert.deepEqual(await history(), messages);
+
+  // Privacy: no request ever left this origin.
+  const foreign = requested.filter((u) => !u.startsWith(`${base}/`) && !u.startsWith('blob:') && !u.startsWith('data:'));
+  assert.deepEqual(foreign, []);
+});
+
+test('mobile width and dark theme screenshots', async () => {
+  const { page } = h;
+  await page.emulateMedia({ colorScheme: 'dark' });
+  await page.setViewportSize({ width: 390, height: 844 });
+  await shot('mobile-chat');
+  await page.click('.menu-button');
+  await shot('mobile-menu');
+  await page.keyboard.press('Escape');
+  await page.getByRole('button', { name: 'Memory' }).click();
+  await page.waitForSelector('dialog[open] .memories li');
+  await shot('mobile-memory');
+  await closeDialog();
+  await page.setViewportSize({ width: 1280, height: 800 });
+  await shot('chat-dark');
+  await page.emulateMedia({ colorScheme: 'light' });
+});
+
+test('a card made of HTML and script tags is shown as text and runs nothing', async () => {
+  const { page } = h;
+  const evil = '<img src=x onerror="window.__xss=1"><script>window.__xss=2</script>';
+  const card = {
+    spec: 'chara_card_v2',
+    spec_version: '2.0',
+    data: { name: `Eve ${evil}`, description: `Desc ${evil}`, personality: '', scenario: '', first_mes: `Hello ${evil}`, mes_example: '', alternate_greetings: [] },
+  };
+  await page.click('.sidebar .nav-button');
+  await page.setInputFiles('#card-file', { name: 'eve.json', mimeType: 'application/json', buffer: Buffer.from(JSON.stringify(card)) });
+  await page.waitForSelector('.chat-head h1:has-text("Eve")');
+  assert.equal(await page.textContent('.chat-head h1'), card.data.name);
+  assert.equal(await page.textContent('.message.assistant .text'), card.data.first_mes);
+  await page.click('.sidebar .nav-button');
+  await page.waitForSelector('.small-card');
+  assert.ok((await page.textContent('.small-card')).includes(`Desc ${evil}`));
+  const injected = await page.evaluate(() => ({ xss: window.__xss ?? null, imgs: document.querySelectorAll('img[src="x"]').length, scripts: document.querySelectorAll('#app script').length }));
+  assert.deepEqual(injected, { xss: null, imgs: 0, scripts: 0 });
+});
+
+test('offline after the first visit: the site loads and chats', async () => {
+  const { page } = h;
+  const context = page.context();
+  await page.click('.character-list button:has-text("Wren")');
+  await page.waitForSelector('.message.user');
+  await context.setOffline(true);
+  try {
+    await page.reload();
+    await waitReady();
+    await page.waitForSelector('.message.user');
+    const before = (await history()).length;
+    await send('Good night, Wren.');
+    const messages = await history();
+    assert.equal(messages.length, before + 2);
+    assert.ok(messages[messages.length - 1].text.trim().length > 0);
+  } finally {
+    await context.setOffline(false);
+  }
+});
+
+test('without WebGPU the site says which browsers have it', async () => {
+  const plain = await launch({ needs: ['web/dist/index.html'], serverOptions: { roots: siteRoots }, webgpu: false });
+  try {
+    await plain.page.goto(`${plain.base}/`);
+    await plain.page.waitForSelector('h1:has-text("needs WebGPU")');
+    assert.match(await plain.page.textContent('main'), /Chrome or Edge/);
+    await plain.page.screenshot({ path: join(shots, 'no-webgpu.png') });
+  } finally {
+    await plain.close();
+  }
+});
