@@ -67,3 +67,28 @@ export function nativeGreedy(prompt, maxTokens, { raw = true } = {}) {
 export function reference() {
   return JSON.parse(readFileSync(join(root, 'tests/fixtures/llama_reference.json'), 'utf8'));
 }
+
+/**
+ * Run `fn(window.engine, arg)` in the page. Resolves `{ ok: value }` or `{ error: { code,
+ * message, name } }` (a ConfidantError's fields), so tests can assert on either.
+ */
+export function inPage(page, fn, arg) {
+  return page.evaluate(
+    async ([source, arg]) => {
+      const f = new Function(`return (${source})`)();
+      try {
+        return { ok: await f(window.engine, arg) };
+      } catch (e) {
+        return { error: { code: e.code, message: e.message, name: e.name } };
+      }
+    },
+    [fn.toString(), arg],
+  );
+}
+
+/** As inPage, failing the test on an error; the value. */
+export async function okInPage(page, fn, arg) {
+  const r = await inPage(page, fn, arg);
+  if (r.error) throw new Error(`page call failed: ${JSON.stringify(r.error)}`);
+  return r.ok;
+}

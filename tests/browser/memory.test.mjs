@@ -6,7 +6,7 @@ import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { launch, root } from './harness.mjs';
+import { launch, root, inPage as inPageOf, okInPage } from './harness.mjs';
 
 const MODEL_URL = '/models/SmolLM2-135M-Instruct-Q4_1.gguf';
 const reference = JSON.parse(readFileSync(join(root, 'crates/memory/tests/fixtures/embedding_reference.json'), 'utf8'));
@@ -14,25 +14,8 @@ const reference = JSON.parse(readFileSync(join(root, 'crates/memory/tests/fixtur
 let h;
 
 /** Run `fn` in the page with the live engine as `window.engine`; errors come back as { code, message }. */
-async function inPage(fn, arg) {
-  return h.page.evaluate(
-    async ([source, arg]) => {
-      const f = new Function(`return (${source})`)();
-      try {
-        return { ok: await f(window.engine, arg) };
-      } catch (e) {
-        return { error: { code: e.code, message: e.message, name: e.name } };
-      }
-    },
-    [fn.toString(), arg],
-  );
-}
-
-async function ok(fn, arg) {
-  const r = await inPage(fn, arg);
-  assert.ok(!r.error, `page call failed: ${JSON.stringify(r.error)}`);
-  return r.ok;
-}
+const inPage = (fn, arg) => inPageOf(h.page, fn, arg);
+const ok = (fn, arg) => okInPage(h.page, fn, arg);
 
 async function createEngine() {
   await h.page.goto(`${h.base}/pkg.html`);

@@ -31,7 +31,9 @@ export class ChatView {
     menu: HTMLElement,
     avatar: HTMLElement,
   ) {
-    this.thoughtsToggle = h('button', { type: 'button', class: 'toggle', 'aria-pressed': String(app.settings.showThoughts), onclick: () => this.toggleThoughts() }, 'Thoughts');
+    this.thoughtsToggle = h('button', { type: 'button', class: 'toggle', 'aria-pressed': String(app.settings.showThoughts), onclick: () => this.toggleThoughts(), title: 'Show or hide inner thoughts' }, 'Thoughts');
+    // Only characters written with inner thoughts have any to show.
+    this.thoughtsToggle.hidden = !character.innerThoughts?.enabled;
     this.messages.classList.toggle('hide-thoughts', !app.settings.showThoughts);
     this.sessionSelect.addEventListener('change', () => void app.openCharacter(character.id, this.sessionSelect.value));
     const form = h('form', { class: 'composer' }, this.input, this.sendButton);
@@ -79,14 +81,21 @@ export class ChatView {
   }
 
   async render(): Promise<void> {
-    const [history, sessions] = await Promise.all([this.session.history(), this.app.engine.sessions.list({ characterId: this.character.id })]);
-    this.history = history;
+    this.history = await this.session.history();
+    this.renderMessages();
+    await this.renderSessions();
+    this.input.focus();
+  }
+
+  /** The sessions of this character, most recent first, in the header's picker. */
+  private async renderSessions(): Promise<void> {
+    const sessions = await this.app.engine.sessions.list({ characterId: this.character.id });
+    const count = (n: number) => `${n} ${n === 1 ? 'message' : 'messages'}`;
     replace(
       this.sessionSelect,
-      sessions.map((s, i) => h('option', { value: s.id, selected: s.id === this.session.id }, `${i === 0 ? 'Latest chat' : 'Chat'} · ${when(s.updatedAt)} · ${s.messageCount} messages`)),
+      sessions.map((s, i) => h('option', { value: s.id, selected: s.id === this.session.id }, `${i === 0 ? 'Latest chat' : 'Chat'} · ${when(s.updatedAt)} · ${count(s.messageCount)}`)),
     );
-    this.renderMessages();
-    this.input.focus();
+    this.thoughtsToggle.hidden &&= !this.history.some((m) => m.thought);
   }
 
   private renderMessages(): void {
@@ -195,6 +204,7 @@ export class ChatView {
     if (this.detached) return;
     this.setBusy(false);
     if (done) this.showStats(done);
+    if (done && !done.message && done.finishReason !== 'abort') this.app.toast(`${this.character.name} had nothing to say that time. Send again, or raise the longest reply in the settings.`);
     try {
       this.history = await this.session.history();
     } catch (e) {
@@ -202,6 +212,7 @@ export class ChatView {
     }
     this.renderMessages();
     this.input.focus();
+    void this.renderSessions().catch(() => {});
   }
 
   private showStats(done: DoneEvent): void {

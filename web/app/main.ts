@@ -116,7 +116,7 @@ class Shell implements App {
       { class: 'sidebar', 'aria-label': 'Characters' },
       h('div', { class: 'brand' }, h('img', { src: 'icon.svg', alt: '', width: 28, height: 28 }), h('span', {}, 'Confidant')),
       h('button', { type: 'button', class: 'nav-button', onclick: () => this.showGallery() }, '✦ Gallery'),
-      h('button', { type: 'button', class: 'nav-button', onclick: () => this.editCharacter(null) }, '＋ New character'),
+      h('button', { type: 'button', class: 'nav-button', onclick: () => this.editCharacter(null) }, '+ New character'),
       h('h2', { class: 'nav-heading' }, 'Chats'),
       this.list,
       h('div', { class: 'sidebar-foot' }, h('button', { type: 'button', class: 'nav-button', onclick: () => this.openSettings() }, '⚙ Settings'), h('p', { class: 'muted small' }, 'Runs on your GPU. Nothing leaves this device.')),
@@ -124,6 +124,10 @@ class Shell implements App {
     this.layout = h('div', { class: 'layout' }, sidebar, this.content, this.toasts);
     document.addEventListener('keydown', (e) => {
       if (e.key === 'Escape') this.layout.classList.remove('menu-open');
+    });
+    // A click on the dimmed area beside the open menu closes it.
+    this.layout.addEventListener('click', (e) => {
+      if (e.target === this.layout) this.layout.classList.remove('menu-open');
     });
   }
 

@@ -122,7 +122,8 @@ export function openSettingsPanel(app: App): void {
     if (!file) return;
     try {
       const counts = await app.engine.importAll(file);
-      app.toast(`Imported ${counts.characters} characters, ${counts.sessions} chats and ${counts.memories} memories.`);
+      const n = (k: number, one: string, many: string) => `${k} ${k === 1 ? one : many}`;
+      app.toast(`Imported ${n(counts.characters, 'character', 'characters')}, ${n(counts.sessions, 'chat', 'chats')} and ${n(counts.memories, 'memory', 'memories')}.`);
       await app.refreshCharacters();
       void showStorage();
     } catch (e) {

@@ -28,7 +28,8 @@ const KEY = 'confidant.settings';
 export const DEFAULT_MODEL_URL = 'models/SmolLM2-135M-Instruct-Q4_1.gguf';
 export const EMBEDDER_URL = 'models/all-MiniLM-L6-v2/';
 
-export const defaultSampling: Sampling = { temperature: 0.8, top_p: 0.95, top_k: 40, min_p: 0.05, repeat_penalty: 1.1, max_tokens: 160 };
+// The engine's role-play defaults (crates/engine ReplyOptions): a little warmer than SmolLM2's card.
+export const defaultSampling: Sampling = { temperature: 0.5, top_p: 0.9, top_k: 40, min_p: 0.05, repeat_penalty: 1.1, max_tokens: 200 };
 
 export function defaults(): Settings {
   return { model: { kind: 'default' }, sampling: { ...defaultSampling }, userName: 'User', theme: 'system', showThoughts: true, characterId: null, sessionId: null, welcomed: false };

@@ -153,6 +153,9 @@ struct PendingTurn {
     parsed_len: usize,
     /// Speaker lines that end the reply: a small model goes on writing the user's part.
     stops: Vec<String>,
+    /// "Name:" — small models often open the reply with their own speaker label; it is dropped.
+    /// Empty once the start of the reply has been checked.
+    own_label: String,
     queue: VecDeque<TurnEvent>,
     aborted: bool,
     stopped_early: bool,
@@ -524,6 +527,7 @@ impl<C: ChatStore> ChatEngine<C> {
                     raw: String::new(),
                     parsed_len: 0,
                     stops: Vec::new(),
+                    own_label: String::new(),
                     queue,
                     aborted: false,
                     stopped_early: false,
@@ -639,6 +643,7 @@ impl<C: ChatStore> ChatEngine<C> {
             raw: String::new(),
             parsed_len: 0,
             stops,
+            own_label: format!("{char_name}:"),
             queue,
             aborted: false,
             stopped_early: false,
@@ -886,6 +891,21 @@ fn check_text(text: &str) -> Result<()> {
 /// Pass newly generated text to the parser, holding back a tail that may be the start of a
 /// stop string; a complete stop string ends the reply there.
 fn feed_parser(turn: &mut PendingTurn, at_end: bool) {
+    if !turn.own_label.is_empty() {
+        let trimmed = turn.raw.trim_start();
+        if trimmed.starts_with(turn.own_label.as_str()) {
+            // Skip the label and the spaces after it.
+            let after = turn.raw.len() - trimmed.len() + turn.own_label.len();
+            turn.parsed_len = turn.raw.len() - turn.raw[after..].trim_start().len();
+            if turn.parsed_len == turn.raw.len() && !at_end {
+                return;
+            }
+        } else if turn.own_label.starts_with(trimmed) && !at_end {
+            // Could still become the label: wait for more text.
+            return;
+        }
+        turn.own_label.clear();
+    }
     let pending = &turn.raw[turn.parsed_len..];
     let mut cut = None;
     for stop in &turn.stops {
@@ -937,5 +957,75 @@ fn delta_event(delta: SegmentDelta) -> TurnEvent {
         SegmentKind::Thought => TurnEvent::Thought { text, opens },
         SegmentKind::Action => TurnEvent::Action { text, opens },
         SegmentKind::Speech => TurnEvent::Text { text, opens },
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn turn() -> PendingTurn {
+        let session = Session {
+            id: "s".into(),
+            character_id: "c".into(),
+            user_name: "Sam".into(),
+            created_at: 0,
+            updated_at: 0,
+            greeting_index: 0,
+            messages: Vec::new(),
+            summaries: Vec::new(),
+        };
+        PendingTurn {
+            session,
+            parser: ThoughtParser::new(),
+            raw: String::new(),
+            parsed_len: 0,
+            stops: vec!["\nSam:".into(), "\nWren Okafor:".into(), "Sam:".into()],
+            own_label: "Wren Okafor:".into(),
+            queue: VecDeque::new(),
+            aborted: false,
+            stopped_early: false,
+            finished: false,
+        }
+    }
+
+    /// Feed the pieces one by one as the model would write them; the streamed speech.
+    fn speech(pieces: &[&str]) -> String {
+        let mut turn = turn();
+        for piece in pieces {
+            // As next_event: no more steps once a stop string ended the reply.
+            if turn.stopped_early {
+                break;
+            }
+            turn.raw.push_str(piece);
+            feed_parser(&mut turn, false);
+        }
+        feed_parser(&mut turn, true);
+        turn.queue
+            .iter()
+            .map(|e| match e {
+                TurnEvent::Text { text, .. } | TurnEvent::Action { text, .. } | TurnEvent::Thought { text, .. } => text.as_str(),
+                _ => "",
+            })
+            .collect()
+    }
+
+    #[test]
+    fn the_characters_own_speaker_label_is_dropped_from_the_start() {
+        assert_eq!(speech(&[" Wren", " Ok", "afor", ":", " Hello", " there."]).trim(), "Hello there.");
+        assert_eq!(speech(&["Wren Okafor: Hi."]).trim(), "Hi.");
+    }
+
+    #[test]
+    fn a_reply_that_only_begins_like_the_label_is_kept() {
+        assert_eq!(speech(&["Wren", " is", " here."]).trim(), "Wren is here.");
+        assert_eq!(speech(&["Wr"]).trim(), "Wr");
+        // Later in the reply the label is ordinary text (a line starting with it stops the reply).
+        assert_eq!(speech(&["Yes. Wren Okafor: that's me."]).trim(), "Yes. Wren Okafor: that's me.");
+    }
+
+    #[test]
+    fn the_users_label_still_ends_the_reply() {
+        assert_eq!(speech(&["Fine.", "\nSam:", " more"]).trim(), "Fine.");
     }
 }

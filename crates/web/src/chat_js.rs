@@ -75,18 +75,18 @@ fn reply_options(options: JsValue) -> Result<ReplyOptions, JsValue> {
         return Ok(defaults);
     }
     let given: OptionsJs = from_js(options, "options")?;
-    let max_tokens = given.max_tokens;
-    let d = defaults.sampling.clone();
-    let o = given.into_options();
     // Fields the caller left out keep the role-play defaults, not the completion API's.
-    let s = o.sampling;
+    let d = defaults.sampling;
     Ok(ReplyOptions {
-        max_tokens: max_tokens.unwrap_or(defaults.max_tokens),
+        max_tokens: given.max_tokens.unwrap_or(defaults.max_tokens),
         sampling: llm::SamplingParams {
-            temperature: if s.temperature == llm::SamplingParams::default().temperature { d.temperature } else { s.temperature },
-            top_p: if s.top_p == llm::SamplingParams::default().top_p { d.top_p } else { s.top_p },
-            repeat_penalty: if s.repeat_penalty == llm::SamplingParams::default().repeat_penalty { d.repeat_penalty } else { s.repeat_penalty },
-            ..s
+            temperature: given.temperature.unwrap_or(d.temperature),
+            top_k: given.top_k.unwrap_or(d.top_k),
+            top_p: given.top_p.unwrap_or(d.top_p),
+            min_p: given.min_p.unwrap_or(d.min_p),
+            repeat_penalty: given.repeat_penalty.unwrap_or(d.repeat_penalty),
+            seed: given.seed.unwrap_or(d.seed),
+            ..d
         },
     })
 }
