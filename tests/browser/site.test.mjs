@@ -41,6 +41,15 @@ async function waitReady() {
   await h.page.waitForFunction(() => window.confidantDemo?.ready === true, null, { timeout: 600_000 });
 }
 
+/** Open the site and load the model unless an earlier test did (so a test can run alone). */
+async function ensureApp() {
+  if (await h.page.evaluate(() => window.confidantDemo?.ready === true).catch(() => false)) return;
+  await h.page.goto(`${h.base}/`);
+  await h.page.waitForFunction(() => window.confidantDemo?.ready || [...document.querySelectorAll('button')].some((b) => /start/i.test(b.textContent)));
+  if (!(await h.page.evaluate(() => window.confidantDemo?.ready === true))) await h.page.getByRole('button', { name: /start/i }).click();
+  await waitReady();
+}
+
 /** Wait until no reply is streaming (the send button says Send again). */
 async function waitIdle() {
   await h.page.waitForFunction(() => {
@@ -213,6 +222,7 @@ test('mobile width and dark theme screenshots; a character with inner thoughts',
 
 test('a card made of HTML and script tags is shown as text and runs nothing', async () => {
   const { page } = h;
+  await ensureApp();
   const evil = '<img src=x onerror="window.__xss=1"><script>window.__xss=2</script>';
   const card = {
     spec: 'chara_card_v2',
@@ -229,6 +239,48 @@ test('a card made of HTML and script tags is shown as text and runs nothing', as
   assert.ok((await page.textContent('.small-card')).includes(`Desc ${evil}`));
   const injected = await page.evaluate(() => ({ xss: window.__xss ?? null, imgs: document.querySelectorAll('img[src="x"]').length, scripts: document.querySelectorAll('#app script').length }));
   assert.deepEqual(injected, { xss: null, imgs: 0, scripts: 0 });
+});
+
+test('a character written in the form: fields, profile, lorebook, inner thoughts', async () => {
+  const { page } = h;
+  await ensureApp();
+  await page.getByRole('button', { name: '+ New character' }).click();
+  await page.waitForSelector('form.editor');
+  await page.getByLabel('Name', { exact: true }).fill('Tamsin Reed');
+  await page.getByLabel('Description').fill('{{char}} repairs old clocks in a market stall.');
+  await page.getByLabel('First message').fill('Tick, tock, {{user}}. Bring me a broken one?');
+  await page.getByRole('button', { name: 'Add a greeting' }).click();
+  await page.getByLabel('Alternate greeting').fill('Mind the springs, {{user}}.');
+  await page.locator('#trait-extraversion').fill('85');
+  await page.getByLabel('Humour').selectOption('dry');
+  await page.getByRole('button', { name: 'Add an entry' }).click();
+  await page.locator('.lore li input[type=text]').fill('clock, clocks');
+  await page.locator('.lore li textarea').fill('The oldest clock on the stall is from 1780.');
+  await page.getByText('Show what they think').click();
+  await page.getByRole('button', { name: 'Create character' }).click();
+  await page.waitForSelector('.chat-head h1:has-text("Tamsin Reed")');
+  assert.equal(await page.textContent('.message.assistant .text'), 'Tick, tock, User. Bring me a broken one?');
+  const saved = await page.evaluate(async () => {
+    const app = window.confidantDemo.app;
+    const c = (await app.engine.characters.list()).find((x) => x.name === 'Tamsin Reed');
+    return { profile: c.profile, thoughts: c.innerThoughts, book: c.character_book, greetings: c.alternate_greetings };
+  });
+  assert.equal(saved.profile.extraversion, 85);
+  assert.equal(saved.profile.humor, 'dry');
+  assert.equal(saved.thoughts.enabled, true);
+  assert.deepEqual(saved.greetings, ['Mind the springs, {{user}}.']);
+  assert.deepEqual(saved.book.entries.map((e) => [e.keys, e.content]), [[['clock', 'clocks'], 'The oldest clock on the stall is from 1780.']]);
+
+  // Editing keeps what the form does not show and changes what it does.
+  await page.getByRole('button', { name: 'Edit', exact: true }).first().click();
+  await page.waitForSelector('form.editor');
+  await page.getByLabel('Personality').fill('precise, patient');
+  await page.getByRole('button', { name: 'Save changes' }).click();
+  await page.waitForSelector('.chat-head h1:has-text("Tamsin Reed")');
+  const edited = await page.evaluate(async () => (await window.confidantDemo.app.engine.characters.list()).find((x) => x.name === 'Tamsin Reed'));
+  assert.equal(edited.personality, 'precise, patient');
+  assert.equal(edited.profile.extraversion, 85);
+  assert.equal(edited.character_book.entries.length, 1);
 });
 
 test('offline after the first visit: the site loads and chats', async () => {
