@@ -241,6 +241,23 @@ test('a card made of HTML and script tags is shown as text and runs nothing', as
   assert.deepEqual(injected, { xss: null, imgs: 0, scripts: 0 });
 });
 
+test('a card dropped on the gallery is imported', async () => {
+  const { page } = h;
+  await ensureApp();
+  await page.click('.sidebar .nav-button');
+  await page.waitForSelector('.dropzone');
+  const card = { spec: 'chara_card_v2', spec_version: '2.0', data: { name: 'Dropped Dana', description: 'Came in by drag and drop.', personality: '', scenario: '', first_mes: 'Hi, I was dropped here.', mes_example: '', alternate_greetings: [] } };
+  await page.evaluate((json) => {
+    const data = new DataTransfer();
+    data.items.add(new File([json], 'dana.json', { type: 'application/json' }));
+    const zone = document.querySelector('.dropzone');
+    zone.dispatchEvent(new DragEvent('dragover', { dataTransfer: data, bubbles: true, cancelable: true }));
+    zone.dispatchEvent(new DragEvent('drop', { dataTransfer: data, bubbles: true, cancelable: true }));
+  }, JSON.stringify(card));
+  await page.waitForSelector('.chat-head h1:has-text("Dropped Dana")');
+  assert.equal(await page.textContent('.message.assistant .text'), 'Hi, I was dropped here.');
+});
+
 test('a character written in the form: fields, profile, lorebook, inner thoughts', async () => {
   const { page } = h;
   await ensureApp();
