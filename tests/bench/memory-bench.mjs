@@ -7,6 +7,10 @@
 //
 // The index part runs in a module worker (a build of 100k records takes minutes and would
 // block a page).
+//
+// On SwiftShader the embedding part alone takes about 15 minutes (≈0.3 embeddings/s). Run it
+// without a short `timeout`: a SIGTERM makes Playwright close the browser, and the pending call
+// then fails with "Target page, context or browser has been closed" (no crash involved).
 
 import { join } from 'node:path';
 import { launch, root } from '../browser/harness.mjs';
@@ -25,6 +29,9 @@ const h = await launch({
 });
 h.page.setDefaultTimeout(0);
 h.page.on('crash', () => console.error('the page crashed'));
+for (const signal of ['SIGTERM', 'SIGINT', 'SIGHUP']) {
+  process.once(signal, () => console.error(`interrupted by ${signal}: the browser is being closed, so the running step will fail`));
+}
 try {
   console.log(JSON.stringify({ browser: await h.browser.version() }));
   await h.page.goto(`${h.base}/pkg.html`);
