@@ -6,30 +6,10 @@
 import { readFileSync, writeFileSync } from 'node:fs';
 import { deflateSync } from 'node:zlib';
 import { fileURLToPath } from 'node:url';
+import { PNG_SIGNATURE, cardTextChunk as textChunk, chunk } from './png-chunks.mjs';
 
 const here = fileURLToPath(new URL('.', import.meta.url));
 const characters = JSON.parse(readFileSync(`${here}characters.json`, 'utf8'));
-
-const CRC_TABLE = Array.from({ length: 256 }, (_, n) => {
-  let c = n;
-  for (let k = 0; k < 8; k++) c = c & 1 ? 0xedb88320 ^ (c >>> 1) : c >>> 1;
-  return c >>> 0;
-});
-function crc32(bytes) {
-  let c = 0xffffffff;
-  for (const b of bytes) c = CRC_TABLE[(c ^ b) & 0xff] ^ (c >>> 8);
-  return (c ^ 0xffffffff) >>> 0;
-}
-function chunk(type, data) {
-  const out = Buffer.alloc(12 + data.length);
-  out.writeUInt32BE(data.length, 0);
-  out.write(type, 4, 'latin1');
-  data.copy(out, 8);
-  out.writeUInt32BE(crc32(out.subarray(4, 8 + data.length)), 8 + data.length);
-  return out;
-}
-const textChunk = (keyword, json) =>
-  chunk('tEXt', Buffer.concat([Buffer.from(`${keyword}\0`, 'latin1'), Buffer.from(Buffer.from(JSON.stringify(json)).toString('base64'), 'latin1')]));
 
 /** A simple portrait: a gradient sky, a head and shoulders, a few soft dots. */
 function portrait(size, [bg, skin, coat], seed) {
@@ -73,7 +53,7 @@ for (const [i, c] of characters.entries()) {
   const chunks = [chunk('IHDR', header), textChunk('chara', v2(c.data))];
   if (c.spec === 'v3') chunks.push(textChunk('ccv3', v3(c.data)));
   chunks.push(chunk('IDAT', portrait(size, c.palette, 17 + i * 7919)), chunk('IEND', Buffer.alloc(0)));
-  writeFileSync(`${here}${c.file}`, Buffer.concat([Buffer.from([137, 80, 78, 71, 13, 10, 26, 10]), ...chunks]));
+  writeFileSync(`${here}${c.file}`, Buffer.concat([PNG_SIGNATURE, ...chunks]));
   index.push({ id: c.id, file: c.file, name: c.data.name, tagline: c.tagline, spec: c.spec, tags: c.data.tags });
 }
 writeFileSync(`${here}index.json`, `${JSON.stringify(index, null, 2)}\n`);
