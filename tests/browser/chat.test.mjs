@@ -8,7 +8,7 @@ import assert from 'node:assert/strict';
 import { deflateSync } from 'node:zlib';
 import { join } from 'node:path';
 import { chunk } from '../../web/cards/png-chunks.mjs';
-import { launch, root, inPage as inPageOf, okInPage } from './harness.mjs';
+import { launch, root, inPage as inPageOf, okInPage, createPkgEngine } from './harness.mjs';
 
 const MODEL_URL = '/models/SmolLM2-135M-Instruct-Q4_1.gguf';
 
@@ -46,13 +46,7 @@ let h;
 const inPage = (fn, arg) => inPageOf(h.page, fn, arg);
 const ok = (fn, arg) => okInPage(h.page, fn, arg);
 
-async function createEngine() {
-  await h.page.goto(`${h.base}/pkg.html`);
-  await h.page.waitForFunction(() => window.pkgReady === true);
-  await h.page.evaluate(async (url) => {
-    window.engine = await window.pkg.Confidant.create({ model: { url }, contextLength: 1024 });
-  }, MODEL_URL);
-}
+const createEngine = () => createPkgEngine(h, MODEL_URL, { contextLength: 1024 });
 
 before(async () => {
   h = await launch({

@@ -92,3 +92,23 @@ export async function okInPage(page, fn, arg) {
   if (r.error) throw new Error(`page call failed: ${JSON.stringify(r.error)}`);
   return r.ok;
 }
+
+/**
+ * Open the test page that loads the npm package and create `window.engine` there (model from
+ * `modelUrl`). `contextLength` is passed on when given; `recordProgress` collects the progress
+ * events in `window.progress`.
+ */
+export async function createPkgEngine(h, modelUrl, { contextLength, recordProgress = false } = {}) {
+  await h.page.goto(`${h.base}/pkg.html`);
+  await h.page.waitForFunction(() => window.pkgReady === true);
+  await h.page.evaluate(
+    async ({ url, contextLength, recordProgress }) => {
+      window.progress = [];
+      const options = { model: { url } };
+      if (contextLength) options.contextLength = contextLength;
+      if (recordProgress) options.onProgress = (p) => window.progress.push(p);
+      window.engine = await window.pkg.Confidant.create(options);
+    },
+    { url: modelUrl, contextLength, recordProgress },
+  );
+}

@@ -6,7 +6,7 @@ import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { launch, root, inPage as inPageOf, okInPage } from './harness.mjs';
+import { launch, root, inPage as inPageOf, okInPage, createPkgEngine } from './harness.mjs';
 
 const MODEL_URL = '/models/SmolLM2-135M-Instruct-Q4_1.gguf';
 const reference = JSON.parse(readFileSync(join(root, 'crates/memory/tests/fixtures/embedding_reference.json'), 'utf8'));
@@ -17,14 +17,7 @@ let h;
 const inPage = (fn, arg) => inPageOf(h.page, fn, arg);
 const ok = (fn, arg) => okInPage(h.page, fn, arg);
 
-async function createEngine() {
-  await h.page.goto(`${h.base}/pkg.html`);
-  await h.page.waitForFunction(() => window.pkgReady === true);
-  await h.page.evaluate(async (url) => {
-    window.progress = [];
-    window.engine = await window.pkg.Confidant.create({ model: { url }, onProgress: (p) => window.progress.push(p) });
-  }, MODEL_URL);
-}
+const createEngine = () => createPkgEngine(h, MODEL_URL, { recordProgress: true });
 
 before(async () => {
   h = await launch({

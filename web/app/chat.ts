@@ -5,7 +5,7 @@
 import type { Character, ChatEvent, DoneEvent, HistoryMessage, MemoryHit, Session, TurnStream } from 'confidant';
 import type { App } from './app.js';
 import { h, replace } from './dom.js';
-import { when } from './format.js';
+import { plural, when } from './format.js';
 
 type Piece = 'thought' | 'action' | 'text';
 
@@ -90,10 +90,9 @@ export class ChatView {
   /** The sessions of this character, most recent first, in the header's picker. */
   private async renderSessions(): Promise<void> {
     const sessions = await this.app.engine.sessions.list({ characterId: this.character.id });
-    const count = (n: number) => `${n} ${n === 1 ? 'message' : 'messages'}`;
     replace(
       this.sessionSelect,
-      sessions.map((s, i) => h('option', { value: s.id, selected: s.id === this.session.id }, `${i === 0 ? 'Latest chat' : 'Chat'} · ${when(s.updatedAt)} · ${count(s.messageCount)}`)),
+      sessions.map((s, i) => h('option', { value: s.id, selected: s.id === this.session.id }, `${i === 0 ? 'Latest chat' : 'Chat'} · ${when(s.updatedAt)} · ${plural(s.messageCount, 'message', 'messages')}`)),
     );
     this.thoughtsToggle.hidden &&= !this.history.some((m) => m.thought);
   }

@@ -3,7 +3,7 @@
 
 import type { App } from './app.js';
 import { download, field, h, openDialog } from './dom.js';
-import { bytes } from './format.js';
+import { bytes, plural } from './format.js';
 import { applyTheme, defaultSampling, type Sampling } from './settings.js';
 
 const SAMPLING: [key: keyof Sampling, label: string, min: number, max: number, step: number, hint: string][] = [
@@ -122,8 +122,7 @@ export function openSettingsPanel(app: App): void {
     if (!file) return;
     try {
       const counts = await app.engine.importAll(file);
-      const n = (k: number, one: string, many: string) => `${k} ${k === 1 ? one : many}`;
-      app.toast(`Imported ${n(counts.characters, 'character', 'characters')}, ${n(counts.sessions, 'chat', 'chats')} and ${n(counts.memories, 'memory', 'memories')}.`);
+      app.toast(`Imported ${plural(counts.characters, 'character', 'characters')}, ${plural(counts.sessions, 'chat', 'chats')} and ${plural(counts.memories, 'memory', 'memories')}.`);
       await app.refreshCharacters();
       void showStorage();
     } catch (e) {
