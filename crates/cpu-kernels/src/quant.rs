@@ -131,6 +131,10 @@ pub struct Q8Activations {
     pub(crate) qs16: Vec<i16>,
     /// `d` of each block (the f16 value, as f32), `rows × cols / 32`.
     pub(crate) d: Vec<f32>,
+    /// Each `d` eight times: the AVX2 kernel multiplies it into the weight scales with one
+    /// full-width multiply per weight row instead of a scalar multiply and a broadcast.
+    #[cfg(target_arch = "x86_64")]
+    pub(crate) d8: Vec<f32>,
     /// Per block `[0, d · Σq]`: dotted with a row's interleaved `[scale, offset]` of groups of 32
     /// it gives `Σ offset · d · Σq` with one contiguous dot product.
     pub(crate) dsz32: Vec<f32>,
@@ -199,6 +203,11 @@ impl Q8Activations {
                 .zip(self.d.chunks_mut(blocks))
                 .zip(self.dsz32.chunks_mut(2 * blocks).zip(self.dsz16.chunks_mut(4 * blocks)))
                 .for_each(row);
+        }
+        #[cfg(target_arch = "x86_64")]
+        {
+            self.d8.clear();
+            self.d8.extend(self.d.iter().flat_map(|&d| [d; 8]));
         }
         #[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
         {

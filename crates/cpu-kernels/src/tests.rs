@@ -81,7 +81,7 @@ fn matmul_matches_reference_on_every_backend() {
         for (rows, cols) in [(1, 32), (5, 96), (13, 64), (67, 576)] {
             let (packed, scales) = matrix(&mut rng, rows, cols, bits, group);
             let w = QuantMatrix::new(&packed, &scales, rows, cols, bits, group).unwrap();
-            for t in [1, 3, 17, 64] {
+            for t in [1, 3, 17, 64, 70] {
                 let input = rng.vec(t * cols, 2.0);
                 let mut x = Q8Activations::new();
                 x.quantize(&input, cols, bits).unwrap();

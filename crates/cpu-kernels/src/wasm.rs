@@ -3,9 +3,7 @@
 //! SIMD128 has no 8-bit dot product, so both sides meet as i16 in `i32x4.dot_i16x8_s`
 //! (pairs summed into i32, exact): the activations are widened once when quantized
 //! (`Q8Activations::qs16`), the weights of a block once per tile. Tiles are `NR` weight rows ×
-//! `TR` activation rows as in the x86 kernels; V8 maps a v128 to one x64 xmm register (16 of
-//! them), which bounds the tile: 4 weight vectors per row plus 4 activation vectors plus the
-//! accumulators.
+//! `TR` activation rows as in the x86 kernels (shapes chosen by measurement, see `run`).
 
 use core::arch::wasm32::*;
 
@@ -49,7 +47,10 @@ fn run<const K: u8>(x: &Q8Activations, w: &QuantMatrix<'_>, n0: usize, out: &mut
     let blocks = cols / BLOCK;
     let s_stride = 2 * cols / w.group();
     let dsz = if K == Q8G16 { &x.dsz16 } else { &x.dsz32 };
-    let (nr_max, tr_max) = if t_rows == 1 { (2, 1) } else { (1, 4) };
+    // Measured in Node (V8) on x86_64: one weight row at a time for a single activation row (the
+    // weights stream once either way), 3 × 2 tiles for several, although 3 rows of widened
+    // weights and 6 accumulators exceed x64's 16 vector registers.
+    let (nr_max, tr_max) = if t_rows == 1 { (1, 1) } else { (3, 2) };
     for t0 in (0..t_rows).step_by(T_BLOCK) {
         let t1 = (t0 + T_BLOCK).min(t_rows);
         let mut i = 0;
@@ -77,11 +78,11 @@ fn run<const K: u8>(x: &Q8Activations, w: &QuantMatrix<'_>, n0: usize, out: &mut
                         match (nr, tr) {
                             // SAFETY: rows n..n+nr of w and j..j+tr of x exist (see above).
                             $(($a, $b) => store(unsafe { tile_kernel::<K, $a, $b>(tile) }, out, i, j),)*
-                            _ => unreachable!("tile shapes are at most 2 × 4"),
+                            _ => unreachable!("tile shapes are at most 3 × 2"),
                         }
                     };
                 }
-                tiles!((1, 1), (2, 1), (1, 2), (1, 3), (1, 4));
+                tiles!((1, 1), (1, 2), (2, 1), (2, 2), (3, 1), (3, 2));
                 j += tr;
             }
             i += nr;
