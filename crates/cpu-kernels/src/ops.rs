@@ -217,50 +217,61 @@ struct Job {
 }
 
 impl Job {
-    /// See [`attend_body`].
+    /// Attention of the `q.len() / hd` query heads in `q`, which share one kv head (`k` and `v`:
+    /// `[capacity, hd]`), over the positions in `range`: `acc[r]` gets `Σ_p e_rp · v_p` with
+    /// `e_rp = exp(score_rp − max_r)`, and `stats[r] = (max_r, Σ_p e_rp)`.
     #[allow(clippy::too_many_arguments)]
     fn attend(&self, q: &[f32], k: &[f32], v: &[f32], range: Range<usize>, scores: &mut Vec<f32>, acc: &mut [f32], stats: &mut [(f32, f32)]) {
+        let hd = self.hd;
+        let len = range.len();
+        let (k, v) = (&k[range.start * hd..range.end * hd], &v[range.start * hd..range.end * hd]);
+        scores.clear();
+        scores.resize(q.len() / hd * len, 0.0);
         match self.backend {
             // SAFETY: the Avx2 backend is only chosen where AVX2 and FMA are available
             // (`Backend::check`).
             #[cfg(target_arch = "x86_64")]
-            Backend::Avx2 => unsafe { attend_avx2(self.hd, self.scale, q, k, v, range, scores, acc, stats) },
-            _ => attend_body(self.hd, self.scale, q, k, v, range, scores, acc, stats),
+            Backend::Avx2 if hd.is_multiple_of(16) => unsafe {
+                crate::x86::attn_scores(q, k, hd, self.scale, scores);
+                softmax_rows_avx2(scores, len, stats);
+                crate::x86::attn_weighted_sum(scores, v, hd, acc);
+            },
+            #[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
+            Backend::Simd128 if hd.is_multiple_of(8) => {
+                crate::wasm::attn_scores(q, k, hd, self.scale, scores);
+                softmax_rows(scores, len, stats);
+                crate::wasm::attn_weighted_sum(scores, v, hd, acc);
+            }
+            _ => {
+                for (pi, kp) in k.chunks_exact(hd).enumerate() {
+                    for (r, qr) in q.chunks_exact(hd).enumerate() {
+                        scores[r * len + pi] = dot_body(qr, kp) * self.scale;
+                    }
+                }
+                softmax_rows(scores, len, stats);
+                acc.fill(0.0);
+                for (pi, vp) in v.chunks_exact(hd).enumerate() {
+                    for (r, a) in acc.chunks_exact_mut(hd).enumerate() {
+                        axpy_body(scores[r * len + pi], vp, a);
+                    }
+                }
+            }
         }
     }
 }
 
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2,fma")]
-#[allow(clippy::too_many_arguments)]
-fn attend_avx2(hd: usize, scale: f32, q: &[f32], k: &[f32], v: &[f32], range: Range<usize>, scores: &mut Vec<f32>, acc: &mut [f32], stats: &mut [(f32, f32)]) {
-    attend_body(hd, scale, q, k, v, range, scores, acc, stats)
+fn softmax_rows_avx2(scores: &mut [f32], len: usize, stats: &mut [(f32, f32)]) {
+    softmax_rows(scores, len, stats)
 }
 
-/// Attention of the `q.len() / hd` query heads in `q` (which share one kv head, `k` and `v`:
-/// `[capacity, hd]`) over the positions in `range`: `acc[r]` gets `Σ_p e_rp · v_p` with
-/// `e_rp = exp(score_rp − max_r)`, and `stats[r] = (max_r, Σ_p e_rp)`.
+/// Each row of `len` scores becomes `exp(score − max)`; `stats[r] = (max, Σ exp)`.
 #[inline(always)]
-#[allow(clippy::too_many_arguments)]
-fn attend_body(hd: usize, scale: f32, q: &[f32], k: &[f32], v: &[f32], range: Range<usize>, scores: &mut Vec<f32>, acc: &mut [f32], stats: &mut [(f32, f32)]) {
-    let len = range.len();
-    let group = q.len() / hd;
-    scores.clear();
-    scores.resize(group * len, 0.0);
-    for (pi, kp) in k[range.start * hd..range.end * hd].chunks_exact(hd).enumerate() {
-        for (r, qr) in q.chunks_exact(hd).enumerate() {
-            scores[r * len + pi] = dot_body(qr, kp) * scale;
-        }
-    }
+fn softmax_rows(scores: &mut [f32], len: usize, stats: &mut [(f32, f32)]) {
     for (s, st) in scores.chunks_exact_mut(len).zip(stats.iter_mut()) {
         let max = max_body(s);
         *st = (max, exp_sub_sum_body(s, max));
-    }
-    acc.fill(0.0);
-    for (pi, vp) in v[range.start * hd..range.end * hd].chunks_exact(hd).enumerate() {
-        for (r, a) in acc.chunks_exact_mut(hd).enumerate() {
-            axpy_body(scores[r * len + pi], vp, a);
-        }
     }
 }
 

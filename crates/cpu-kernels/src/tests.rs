@@ -260,26 +260,37 @@ fn attention_f64(q: &[f32], k: &[f32], v: &[f32], start: usize, s: AttnShape) ->
 #[test]
 fn attention_matches_f64() {
     let mut rng = Rng(9);
-    let shape = AttnShape { heads: 9, kv_heads: 3, head_dim: 64 };
-    let capacity = 1100;
-    let k = rng.vec(3 * capacity * 64, 1.0);
-    let v = rng.vec(3 * capacity * 64, 1.0);
-    // (rows, start): one new token, a prompt continued from position 7, a long decode that the
+    // SmolLM2's heads; a ratio over 4 with a head size the AVX2 path leaves to the portable one;
+    // multi-head with a size both SIMD paths leave to it.
+    let cases = [
+        (AttnShape { heads: 9, kv_heads: 3, head_dim: 64 }, 1100, &[(1, 0), (1, 4), (5, 7), (1, 1050)][..]),
+        (AttnShape { heads: 10, kv_heads: 2, head_dim: 40 }, 600, &[(3, 2), (1, 530)][..]),
+        (AttnShape { heads: 4, kv_heads: 4, head_dim: 36 }, 40, &[(6, 0)][..]),
+    ];
+    // (rows, start): one new token, a prompt continued from an offset, a long decode that the
     // two-thread pool splits into position ranges.
-    for (t, start) in [(1, 0), (1, 4), (5, 7), (1, 1050)] {
-        let q = rng.vec(t * 9 * 64, 2.0);
-        let want = attention_f64(&q, &k, &v, start, shape);
-        for threads in [1, 2] {
-            for backend in Backend::available() {
-                let mut out = vec![f32::NAN; q.len()];
-                let Some(result) = with_threads(threads, || attention_with(backend, &q, &k, &v, start, shape, &mut out)) else { continue };
-                result.unwrap();
-                for (i, (&got, &want)) in out.iter().zip(&want).enumerate() {
-                    assert!((got as f64 - want).abs() < 2e-6, "{backend:?} t={t} start={start} threads={threads} [{i}]: {got} vs {want}");
+    for (shape, capacity, runs) in cases {
+        let k = rng.vec(shape.kv_heads * capacity * shape.head_dim, 1.0);
+        let v = rng.vec(shape.kv_heads * capacity * shape.head_dim, 1.0);
+        for &(t, start) in runs {
+            let q = rng.vec(t * shape.heads * shape.head_dim, 2.0);
+            let want = attention_f64(&q, &k, &v, start, shape);
+            for threads in [1, 2] {
+                for backend in Backend::available() {
+                    let mut out = vec![f32::NAN; q.len()];
+                    let Some(result) = with_threads(threads, || attention_with(backend, &q, &k, &v, start, shape, &mut out)) else { continue };
+                    result.unwrap();
+                    for (i, (&got, &want)) in out.iter().zip(&want).enumerate() {
+                        assert!((got as f64 - want).abs() < 2e-6, "{backend:?} {shape:?} t={t} start={start} threads={threads} [{i}]: {got} vs {want}");
+                    }
                 }
             }
         }
     }
+    let shape = AttnShape { heads: 9, kv_heads: 3, head_dim: 64 };
+    let capacity = 1100;
+    let k = vec![0f32; 3 * capacity * 64];
+    let v = k.clone();
     let q = vec![0f32; 2 * 9 * 64];
     let mut out = vec![0f32; q.len()];
     assert!(attention(&q, &k, &v, capacity - 1, shape, &mut out).is_err());

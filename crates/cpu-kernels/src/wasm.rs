@@ -172,3 +172,84 @@ unsafe fn dot(a: *const f32, b: *const f32, n: usize) -> f32 {
     let (a, b) = unsafe { (core::slice::from_raw_parts(a, n), core::slice::from_raw_parts(b, n)) };
     crate::ops::dot_portable(a, b)
 }
+
+/// Four floats from the start of `s` (which the slicing checks has at least four).
+#[inline(always)]
+fn load4(s: &[f32]) -> v128 {
+    // SAFETY: `s[..4]` is four in-bounds floats; v128_load has no alignment requirement.
+    unsafe { v128_load(s[..4].as_ptr().cast()) }
+}
+
+#[inline(always)]
+fn store4(s: &mut [f32], v: v128) {
+    // SAFETY: as in `load4`.
+    unsafe { v128_store(s[..4].as_mut_ptr().cast(), v) }
+}
+
+/// `[Σa, Σb, Σc, Σd]`.
+#[inline(always)]
+fn hsum4(a: v128, b: v128, c: v128, d: v128) -> v128 {
+    let ab = f32x4_add(i32x4_shuffle::<0, 4, 1, 5>(a, b), i32x4_shuffle::<2, 6, 3, 7>(a, b));
+    let cd = f32x4_add(i32x4_shuffle::<0, 4, 1, 5>(c, d), i32x4_shuffle::<2, 6, 3, 7>(c, d));
+    f32x4_add(i32x4_shuffle::<0, 1, 4, 5>(ab, cd), i32x4_shuffle::<2, 3, 6, 7>(ab, cd))
+}
+
+/// Attention scores as `x86::attn_scores` (positions in fours, all heads for each four);
+/// `hd` a multiple of 4.
+pub(crate) fn attn_scores(q: &[f32], k: &[f32], hd: usize, scale: f32, out: &mut [f32]) {
+    let len = k.len() / hd;
+    let scale4 = f32x4_splat(scale);
+    let mut p = 0;
+    while p + 4 <= len {
+        let ks: [&[f32]; 4] = core::array::from_fn(|i| &k[(p + i) * hd..(p + i + 1) * hd]);
+        for (r, qr) in q.chunks_exact(hd).enumerate() {
+            let mut acc = [f32x4_splat(0.0); 4];
+            for c in (0..hd).step_by(4) {
+                let qv = load4(&qr[c..]);
+                for (a, kp) in acc.iter_mut().zip(&ks) {
+                    *a = f32x4_add(*a, f32x4_mul(qv, load4(&kp[c..])));
+                }
+            }
+            store4(&mut out[r * len + p..], f32x4_mul(hsum4(acc[0], acc[1], acc[2], acc[3]), scale4));
+        }
+        p += 4;
+    }
+    for p in p..len {
+        let kp = &k[p * hd..(p + 1) * hd];
+        for (r, qr) in q.chunks_exact(hd).enumerate() {
+            let mut acc = f32x4_splat(0.0);
+            for c in (0..hd).step_by(4) {
+                acc = f32x4_add(acc, f32x4_mul(load4(&qr[c..]), load4(&kp[c..])));
+            }
+            let s = hsum4(acc, acc, acc, acc);
+            out[r * len + p] = f32x4_extract_lane::<0>(s) * scale;
+        }
+    }
+}
+
+/// `acc[r] = Σ_p e[r · len + p] · v_p` as `x86::attn_weighted_sum`: 8 columns of up to 4 heads
+/// at a time in registers; `hd` a multiple of 8.
+pub(crate) fn attn_weighted_sum(e: &[f32], v: &[f32], hd: usize, acc: &mut [f32]) {
+    let len = v.len() / hd;
+    let heads = acc.len() / hd;
+    for h0 in (0..heads).step_by(4) {
+        let hn = (heads - h0).min(4);
+        for c in (0..hd).step_by(8) {
+            let mut sum = [[f32x4_splat(0.0); 2]; 4];
+            for (p, vp) in v.chunks_exact(hd).enumerate() {
+                let v0 = load4(&vp[c..]);
+                let v1 = load4(&vp[c + 4..]);
+                for (h, s) in sum.iter_mut().enumerate().take(hn) {
+                    let w = f32x4_splat(e[(h0 + h) * len + p]);
+                    s[0] = f32x4_add(s[0], f32x4_mul(w, v0));
+                    s[1] = f32x4_add(s[1], f32x4_mul(w, v1));
+                }
+            }
+            for (h, s) in sum.iter().enumerate().take(hn) {
+                let dst = &mut acc[(h0 + h) * hd + c..];
+                store4(dst, s[0]);
+                store4(&mut dst[4..], s[1]);
+            }
+        }
+    }
+}

@@ -230,3 +230,85 @@ unsafe fn dot(a: *const f32, b: *const f32, n: usize) -> f32 {
     }
     s
 }
+
+/// Attention scores: `out[r · len + p] = scale · q_r · k_p` for the `q.len() / hd` query heads
+/// `q_r` and the `len = k.len() / hd` keys `k_p`; `hd` a multiple of 8.
+///
+/// Positions go in fours, all heads for each four, so a key is read from memory once; the four
+/// dot products of a head are reduced together with three `hadd`s.
+#[target_feature(enable = "avx2,fma")]
+pub(crate) fn attn_scores(q: &[f32], k: &[f32], hd: usize, scale: f32, out: &mut [f32]) {
+    let len = k.len() / hd;
+    let load = |c: &[f32; 8]| {
+        // SAFETY: `c` is 8 floats.
+        unsafe { _mm256_loadu_ps(c.as_ptr()) }
+    };
+    let mut p = 0;
+    while p + 4 <= len {
+        let ks: [&[[f32; 8]]; 4] = core::array::from_fn(|i| k[(p + i) * hd..(p + i + 1) * hd].as_chunks::<8>().0);
+        for (r, qr) in q.chunks_exact(hd).enumerate() {
+            let mut acc = [_mm256_setzero_ps(); 4];
+            for (c, qc) in qr.as_chunks::<8>().0.iter().enumerate() {
+                let qv = load(qc);
+                for i in 0..4 {
+                    acc[i] = _mm256_fmadd_ps(qv, load(&ks[i][c]), acc[i]);
+                }
+            }
+            // [Σ0 Σ1 Σ2 Σ3] of each 128-bit half, then the halves added.
+            let h = _mm256_hadd_ps(_mm256_hadd_ps(acc[0], acc[1]), _mm256_hadd_ps(acc[2], acc[3]));
+            let s = _mm_mul_ps(_mm_add_ps(_mm256_castps256_ps128(h), _mm256_extractf128_ps::<1>(h)), _mm_set1_ps(scale));
+            let dst: &mut [f32; 4] = (&mut out[r * len + p..r * len + p + 4]).try_into().unwrap_or_else(|_| unreachable!());
+            // SAFETY: `dst` is 4 floats.
+            unsafe { _mm_storeu_ps(dst.as_mut_ptr(), s) };
+        }
+        p += 4;
+    }
+    for p in p..len {
+        let kc = k[p * hd..(p + 1) * hd].as_chunks::<8>().0;
+        for (r, qr) in q.chunks_exact(hd).enumerate() {
+            let mut acc = _mm256_setzero_ps();
+            for (qc, kc) in qr.as_chunks::<8>().0.iter().zip(kc) {
+                acc = _mm256_fmadd_ps(load(qc), load(kc), acc);
+            }
+            out[r * len + p] = hsum(acc) * scale;
+        }
+    }
+}
+
+/// `acc[r] = Σ_p e[r · len + p] · v_p` for the `acc.len() / hd` heads and the `len` values
+/// `v_p` (`v.len() / hd`); `hd` a multiple of 16.
+///
+/// The sums stay in registers: 16 columns of up to 4 heads at a time (8 accumulators) over all
+/// positions, so each value row is read `hd / 16` times, from cache after the first.
+#[target_feature(enable = "avx2,fma")]
+pub(crate) fn attn_weighted_sum(e: &[f32], v: &[f32], hd: usize, acc: &mut [f32]) {
+    let len = v.len() / hd;
+    let heads = acc.len() / hd;
+    let load = |s: &[f32]| {
+        // SAFETY: every caller passes at least 8 floats (checked by slicing).
+        unsafe { _mm256_loadu_ps(s[..8].as_ptr()) }
+    };
+    for h0 in (0..heads).step_by(4) {
+        let hn = (heads - h0).min(4);
+        for c in (0..hd).step_by(16) {
+            let mut sum = [[_mm256_setzero_ps(); 2]; 4];
+            for (p, vp) in v.chunks_exact(hd).enumerate() {
+                let v0 = load(&vp[c..]);
+                let v1 = load(&vp[c + 8..]);
+                for (h, s) in sum.iter_mut().enumerate().take(hn) {
+                    let w = _mm256_set1_ps(e[(h0 + h) * len + p]);
+                    s[0] = _mm256_fmadd_ps(w, v0, s[0]);
+                    s[1] = _mm256_fmadd_ps(w, v1, s[1]);
+                }
+            }
+            for (h, s) in sum.iter().enumerate().take(hn) {
+                let dst = &mut acc[(h0 + h) * hd + c..(h0 + h) * hd + c + 16];
+                // SAFETY: `dst` is 16 floats.
+                unsafe {
+                    _mm256_storeu_ps(dst.as_mut_ptr(), s[0]);
+                    _mm256_storeu_ps(dst.as_mut_ptr().add(8), s[1]);
+                }
+            }
+        }
+    }
+}
