@@ -13,6 +13,30 @@
 //! one explicitly. Work is split across rayon's threads; without threads (wasm32 without
 //! atomics, WASI) rayon runs it on the calling thread, so the code is the same everywhere.
 //!
+//! One product, as a layer does it (buffers kept across calls):
+//!
+//! ```
+//! use cpu_kernels::{Q8Activations, QuantMatrix, quant_matmul};
+//!
+//! // A 2 × 32 matrix of 4-bit values (eight per word), one group of 32 per row:
+//! // row 0 is all 1 · 0.5 − 0.25 = 0.25, row 1 all 2 · 0.5 − 0.25 = 0.75.
+//! let packed = [[0x1111_1111u32; 4], [0x2222_2222; 4]].concat();
+//! let scales = [0.5, -0.25, 0.5, -0.25];
+//! let w = QuantMatrix::new(&packed, &scales, 2, 32, 4, 32)?;
+//!
+//! let mut x = Q8Activations::new();
+//! x.quantize(&[1.0; 32], 32, w.bits())?; // one row; ordered for 4-bit weights
+//! let mut out = [0.0f32; 2];
+//! quant_matmul(&x, &w, &mut out)?;
+//! // Exact but for the int8 rounding of x and the f16 rounding of its scale.
+//! assert!((out[0] - 8.0).abs() < 0.01 && (out[1] - 24.0).abs() < 0.01);
+//! # Ok::<(), cpu_kernels::KernelError>(())
+//! ```
+//!
+//! Threads: call the kernels from inside a rayon pool (`ThreadPool::install`, or the global
+//! pool's threads) so the calling thread takes part instead of waiting for the pool; a whole
+//! forward pass inside one `install` avoids a hand-off per kernel.
+//!
 //! Run the tests natively with `cargo test -p confidant-cpu-kernels --release`, and under
 //! wasm SIMD128 in Node with the command in this crate's README.md.
 

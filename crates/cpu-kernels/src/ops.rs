@@ -1,9 +1,12 @@
 //! f32 kernels: RMSNorm, SwiGLU and causal grouped-query attention.
 //!
-//! Each is written once as an `#[inline(always)]` body over fixed-size lane arrays, which LLVM
-//! vectorizes; the AVX2 backend compiles the same body inside a `#[target_feature]` function
-//! (256-bit registers), and a wasm build with `+simd128` vectorizes it to SIMD128. The portable
-//! backend is that body compiled for the baseline target.
+//! The elementwise parts (RMSNorm, SiLU, softmax with its `exp`) are written once as
+//! `#[inline(always)]` bodies over fixed-size lane arrays, which LLVM vectorizes: the AVX2
+//! backend compiles the same body inside a `#[target_feature]` function (256-bit registers), a
+//! wasm build with `+simd128` vectorizes it to SIMD128, and the portable backend is that body
+//! compiled for the baseline target. The two products of attention (scores `q·k` and the
+//! weighted sum of values) have explicit AVX2 and SIMD128 kernels (x86.rs, wasm.rs): LLVM
+//! vectorized them poorly, and they are most of its time.
 
 use core::ops::Range;
 

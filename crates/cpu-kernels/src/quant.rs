@@ -86,6 +86,7 @@ impl<'a> QuantMatrix<'a> {
     }
 
     /// Value `q` of element `(r, c)`; the readable definition the tests check kernels against.
+    /// Panics if `(r, c)` is outside the matrix, as slice indexing does.
     pub fn q(&self, r: usize, c: usize) -> u8 {
         let per_word = 32 / self.bits as usize;
         let i = r * self.cols + c;
@@ -218,7 +219,7 @@ impl Q8Activations {
     }
 
     /// The quantized value of element `(r, c)` (natural order) and its block's `d`:
-    /// the activation is `d * q`. For tests and references.
+    /// the activation is `d * q`. For tests and references; panics outside the matrix.
     pub fn value(&self, r: usize, c: usize) -> (i8, f32) {
         let block = c / BLOCK;
         let within = c % BLOCK;

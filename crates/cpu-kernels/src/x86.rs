@@ -257,7 +257,7 @@ pub(crate) fn attn_scores(q: &[f32], k: &[f32], hd: usize, scale: f32, out: &mut
             // [Σ0 Σ1 Σ2 Σ3] of each 128-bit half, then the halves added.
             let h = _mm256_hadd_ps(_mm256_hadd_ps(acc[0], acc[1]), _mm256_hadd_ps(acc[2], acc[3]));
             let s = _mm_mul_ps(_mm_add_ps(_mm256_castps256_ps128(h), _mm256_extractf128_ps::<1>(h)), _mm_set1_ps(scale));
-            let dst: &mut [f32; 4] = (&mut out[r * len + p..r * len + p + 4]).try_into().unwrap_or_else(|_| unreachable!());
+            let dst = &mut out[r * len + p..r * len + p + 4];
             // SAFETY: `dst` is 4 floats.
             unsafe { _mm_storeu_ps(dst.as_mut_ptr(), s) };
         }
