@@ -51,10 +51,11 @@ function resolvePath(roots, urlPath) {
 
 /**
  * Options: `roots` ([[urlPrefix, directory], …], first match wins; default web/ at / and
- * models/ at /models/), `csp` (false to send none), `onRequest(req)` (observe every request),
+ * models/ at /models/), `csp` (false to send none), `headers` (extra headers for every file,
+ * e.g. COOP/COEP for a cross-origin isolated page), `onRequest(req)` (observe every request),
  * `cutAfter(req)` (for tests: a byte count after which to break the connection, or null).
  */
-export function startServer({ port = 8080, host = '127.0.0.1', log = false, roots = defaultRoots, csp: sendCsp = true, onRequest, cutAfter } = {}) {
+export function startServer({ port = 8080, host = '127.0.0.1', log = false, roots = defaultRoots, csp: sendCsp = true, headers: extraHeaders = {}, onRequest, cutAfter } = {}) {
   const server = createServer(async (req, res) => {
     const url = new URL(req.url, 'http://localhost');
     let path = resolvePath(roots, url.pathname);
@@ -75,6 +76,7 @@ export function startServer({ port = 8080, host = '127.0.0.1', log = false, root
         'Last-Modified': lastModified,
         ETag: etag,
         'Cache-Control': 'no-cache',
+        ...extraHeaders,
       };
       if (sendCsp) headers['Content-Security-Policy'] = csp;
       const notModified = req.headers['if-none-match'] === etag ||
