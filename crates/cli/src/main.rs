@@ -1,15 +1,16 @@
-//! `confidant`: run a GGUF model on the native GPU (Vulkan through wgpu) from the terminal.
+//! `confidant`: run a GGUF model from the terminal, on the native GPU (Vulkan through wgpu) or
+//! on the CPU.
 
 use std::io::Write;
 use std::process::ExitCode;
 
-use clap::{Args, Parser, Subcommand};
-use llm::device::{AdapterInfo, init_native, memory_usage};
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use llm::device::{AdapterInfo, init_cpu, init_native, memory_usage};
 use llm::{ChatMessage, GenerateOptions, Generator, LlmError, SamplingParams};
 use serde_json::json;
 
 #[derive(Parser)]
-#[command(name = "confidant", version, about = "Run a llama-family GGUF model on the GPU")]
+#[command(name = "confidant", version, about = "Run a llama-family GGUF model on the GPU or the CPU")]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -23,11 +24,25 @@ enum Command {
     Bench(BenchArgs),
 }
 
+/// Where the model runs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+enum Backend {
+    /// The GPU when it is a real one, else the CPU (a software Vulkan such as lavapipe is
+    /// slower than the CPU path).
+    Auto,
+    /// The GPU through wgpu (Vulkan, Metal, DX12), even a software one.
+    Gpu,
+    /// The CPU: SIMD integer kernels over the quantized weights, on every core.
+    Cpu,
+}
+
 #[derive(Args)]
 struct GenerateArgs {
     /// GGUF model file.
     #[arg(long)]
     model: std::path::PathBuf,
+    #[arg(long, value_enum, default_value_t = Backend::Auto)]
+    backend: Backend,
     /// The user's message (rendered through the model's chat template), or with --raw the
     /// exact prompt text; special tokens such as <|im_start|> written in it are recognised.
     #[arg(long)]
@@ -62,6 +77,8 @@ struct GenerateArgs {
 struct BenchArgs {
     #[arg(long)]
     model: std::path::PathBuf,
+    #[arg(long, value_enum, default_value_t = Backend::Auto)]
+    backend: Backend,
     /// Prompt length for the prefill measurement.
     #[arg(long, default_value_t = 500)]
     prompt_tokens: usize,
@@ -90,9 +107,21 @@ fn main() -> ExitCode {
     }
 }
 
-fn load(path: &std::path::Path, context: usize) -> Result<(Generator, AdapterInfo, f64), LlmError> {
+/// The device for `backend`.
+fn device(backend: Backend) -> Result<(llm::Device, AdapterInfo), LlmError> {
+    match backend {
+        Backend::Cpu => Ok(init_cpu()),
+        Backend::Gpu => init_native(),
+        Backend::Auto => match init_native() {
+            Ok((device, adapter)) if adapter.device_type != "cpu" => Ok((device, adapter)),
+            _ => Ok(init_cpu()),
+        },
+    }
+}
+
+fn load(path: &std::path::Path, backend: Backend, context: usize) -> Result<(Generator, AdapterInfo, f64), LlmError> {
     let bytes = std::fs::read(path).map_err(|e| LlmError::BadRequest(format!("cannot read {}: {e}", path.display())))?;
-    let (device, adapter) = init_native()?;
+    let (device, adapter) = device(backend)?;
     let started = std::time::Instant::now();
     let generator = Generator::from_gguf(&bytes, &device, context)?;
     // Wait for the uploads so load time covers them.
@@ -101,7 +130,7 @@ fn load(path: &std::path::Path, context: usize) -> Result<(Generator, AdapterInf
 }
 
 fn generate(args: GenerateArgs) -> Result<(), LlmError> {
-    let (mut generator, adapter, _) = load(&args.model, args.context)?;
+    let (mut generator, adapter, _) = load(&args.model, args.backend, args.context)?;
     let prompt = if args.raw {
         generator.encode_raw(&args.prompt)?
     } else {
@@ -171,7 +200,7 @@ fn median(values: &mut [f64]) -> f64 {
 
 fn bench(args: BenchArgs) -> Result<(), LlmError> {
     let context = args.prompt_tokens + args.decode_tokens + 8;
-    let (mut generator, adapter, load_seconds) = load(&args.model, context)?;
+    let (mut generator, adapter, load_seconds) = load(&args.model, args.backend, context)?;
     let device = generator.model().device().clone();
     let mut peak = memory_usage(&device).map_or(0, |(_, reserved)| reserved);
 

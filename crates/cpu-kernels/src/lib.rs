@@ -52,7 +52,12 @@ mod x86;
 pub use error::{KernelError, Result};
 pub use matmul::{quant_matmul, quant_matmul_with};
 pub use ops::{AttnShape, attention, attention_with, rms_norm, rms_norm_with, silu_mul, silu_mul_with};
-pub use quant::{BLOCK, Q8Activations, QuantMatrix};
+pub use quant::{BLOCK, Q8Activations, QuantMatrix, SUPER_BLOCK};
+
+/// Threads the kernels split their work over (rayon's pool; 1 where there are no threads).
+pub fn threads() -> usize {
+    rayon::current_num_threads()
+}
 
 /// Which implementation runs a kernel.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]

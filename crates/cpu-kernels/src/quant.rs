@@ -164,6 +164,22 @@ impl Q8Activations {
     /// Quantizes `x` (`rows × cols` row-major, `rows = x.len() / cols`) for a product with
     /// `bits`-bit weights (4 or 8: [`QuantMatrix::bits`]). Reuses the buffers.
     pub fn quantize(&mut self, x: &[f32], cols: usize, bits: u32) -> Result<()> {
+        self.quantize_scheme(x, cols, bits, Scheme::Block)
+    }
+
+    /// As [`Self::quantize`], but as llama.cpp quantizes activations for its K-quant weights
+    /// (ggml's `quantize_row_q8_K_ref`): one scale per 256 values, `d = max / -127` for the
+    /// value of largest magnitude (kept in f32), `q = nearest_int(x / d)` rounding half to even,
+    /// at most 127. Coarser than blocks of 32, but it is what those weights were tuned and
+    /// checked against. `cols` must be a multiple of 256.
+    pub fn quantize_superblocks(&mut self, x: &[f32], cols: usize, bits: u32) -> Result<()> {
+        if !cols.is_multiple_of(SUPER_BLOCK) {
+            return Err(KernelError::NotMultiple { what: "activation columns", value: cols, multiple: SUPER_BLOCK });
+        }
+        self.quantize_scheme(x, cols, bits, Scheme::SuperBlock)
+    }
+
+    fn quantize_scheme(&mut self, x: &[f32], cols: usize, bits: u32, scheme: Scheme) -> Result<()> {
         if bits != 4 && bits != 8 {
             return Err(KernelError::UnsupportedBits { bits });
         }
@@ -182,12 +198,20 @@ impl Q8Activations {
         self.d.resize(rows * blocks, 0.0);
         self.dsz32.resize(rows * blocks * 2, 0.0);
         self.dsz16.resize(rows * blocks * 4, 0.0);
+        let chunk = if scheme == Scheme::SuperBlock { SUPER_BLOCK } else { BLOCK };
         let row = |(((x, qs), d), (dsz32, dsz16)): RowParts<'_>| {
-            for (b, (x, qs)) in x.chunks_exact(BLOCK).zip(qs.chunks_exact_mut(BLOCK)).enumerate() {
-                let (db, sums) = quantize_block(x, bits, qs);
-                d[b] = db;
-                dsz32[2 * b..2 * b + 2].copy_from_slice(&[0.0, db * (sums[0] + sums[1]) as f32]);
-                dsz16[4 * b..4 * b + 4].copy_from_slice(&[0.0, db * sums[0] as f32, 0.0, db * sums[1] as f32]);
+            for (c, (x, qs)) in x.chunks_exact(chunk).zip(qs.chunks_exact_mut(chunk)).enumerate() {
+                let scale = (scheme == Scheme::SuperBlock).then(|| superblock_scale(x));
+                for (i, (x, qs)) in x.chunks_exact(BLOCK).zip(qs.chunks_exact_mut(BLOCK)).enumerate() {
+                    let b = c * (chunk / BLOCK) + i;
+                    let (db, sums) = match scale {
+                        None => quantize_block(x, bits, qs),
+                        Some(scale) => quantize_with(x, bits, qs, scale, round_half_even),
+                    };
+                    d[b] = db;
+                    dsz32[2 * b..2 * b + 2].copy_from_slice(&[0.0, db * (sums[0] + sums[1]) as f32]);
+                    dsz16[4 * b..4 * b + 4].copy_from_slice(&[0.0, db * sums[0] as f32, 0.0, db * sums[1] as f32]);
+                }
             }
         };
         // A decode row is a few microseconds of work: not worth handing to another thread.
@@ -241,15 +265,58 @@ fn round_half_away(v: f32) -> i32 {
     t + (frac >= 0.5) as i32 - (frac <= -0.5) as i32
 }
 
+/// How activations are scaled: per block of 32 with an f16 scale (ggml's Q8_0/Q8_1), or per 256
+/// with an f32 one (ggml's Q8_K, for K-quant weights).
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Scheme {
+    Block,
+    SuperBlock,
+}
+
+/// Values per super-block of [`Q8Activations::quantize_superblocks`].
+pub const SUPER_BLOCK: usize = 256;
+
+/// `(1 / d, d)` of a super-block, as ggml's `quantize_row_q8_K_ref`: `d = max / -127` for the
+/// value of largest magnitude (negative scales included), 0 for an all-zero block.
+fn superblock_scale(x: &[f32]) -> (f32, f32) {
+    let (mut amax, mut max) = (0f32, 0f32);
+    for &v in x {
+        if v.abs() > amax {
+            amax = v.abs();
+            max = v;
+        }
+    }
+    if amax == 0.0 {
+        return (0.0, 0.0);
+    }
+    let iscale = -127.0 / max;
+    (iscale, 1.0 / iscale)
+}
+
+/// ggml's `nearest_int`: round half to even, for `|v| < 2^22`.
+#[inline(always)]
+fn round_half_even(v: f32) -> i32 {
+    let shifted = v + 12_582_912.0;
+    (shifted.to_bits() & 0x007f_ffff) as i32 - 0x0040_0000
+}
+
 /// One block of 32 values: writes `q` in the order for `bits`, returns `d` (f16-rounded) and the
 /// sums of the first and last 16 stored values.
 fn quantize_block(x: &[f32], bits: u32, out: &mut [i8]) -> (f32, [i32; 2]) {
     let amax = x.iter().fold(0f32, |m, v| m.max(v.abs()));
-    let d = amax / 127.0;
-    let id = if d != 0.0 { 1.0 / d } else { 0.0 };
+    let d = f16::from_f32(amax / 127.0).to_f32();
+    let d_exact = amax / 127.0;
+    let id = if d_exact != 0.0 { 1.0 / d_exact } else { 0.0 };
+    quantize_with(x, bits, out, (id, d), round_half_away)
+}
+
+/// `q = round(x · id)` (at most 127) written in the order for `bits`; returns `d` and the sums
+/// of the first and last 16 stored values.
+#[inline(always)]
+fn quantize_with(x: &[f32], bits: u32, out: &mut [i8], (id, d): (f32, f32), round: fn(f32) -> i32) -> (f32, [i32; 2]) {
     let mut q = [0i8; BLOCK];
     for (q, &v) in q.iter_mut().zip(x) {
-        *q = round_half_away(v * id) as i8;
+        *q = round(v * id).min(127) as i8;
     }
     if bits == 4 {
         for j in 0..BLOCK / 2 {
@@ -260,7 +327,7 @@ fn quantize_block(x: &[f32], bits: u32, out: &mut [i8]) -> (f32, [i32; 2]) {
         out.copy_from_slice(&q);
     }
     let sum = |s: &[i8]| s.iter().map(|&v| v as i32).sum::<i32>();
-    (f16::from_f32(d).to_f32(), [sum(&out[..16]), sum(&out[16..])])
+    (d, [sum(&out[..16]), sum(&out[16..])])
 }
 
 #[cfg(test)]
@@ -326,6 +393,34 @@ mod tests {
         assert_eq!(&b.qs[..4], &[127, 1, expect(0.03), 0]);
         assert_eq!(b.qs[16], -50);
         assert_eq!(b.dsz32[..2], a.dsz32[..2]);
+    }
+
+    #[test]
+    fn superblocks_match_ggml_q8_k() {
+        // Super-block 0: the largest magnitude is -2.54, so iscale = -127 / -2.54 = 50 and d =
+        // 0.02; halves round to even. Super-block 1: largest +2.0, so d is negative. Then zeros.
+        let mut x = vec![0f32; 768];
+        x[5] = -2.54;
+        x[6] = 0.03; // 1.5 → 2
+        x[7] = 0.01; // 0.5 → 0
+        x[8] = -0.03; // -1.5 → -2
+        x[40] = 1.0; // 50
+        x[256] = 2.0;
+        x[300] = -1.0; // 63.5 → 64
+        let mut a = Q8Activations::new();
+        a.quantize_superblocks(&x, 768, 8).unwrap();
+        let iscale = -127.0f32 / -2.54;
+        assert_eq!(a.value(0, 5), (-127, 1.0 / iscale));
+        assert_eq!(a.value(0, 40), (50, 1.0 / iscale), "every block of the super-block shares d");
+        assert_eq!([a.value(0, 6).0, a.value(0, 7).0, a.value(0, 8).0], [2, 0, -2]);
+        let d1 = 1.0 / (-127.0f32 / 2.0);
+        assert!(d1 < 0.0);
+        assert_eq!(a.value(0, 256), (-127, d1));
+        assert_eq!(a.value(0, 300), (64, d1));
+        for c in 512..768 {
+            assert_eq!(a.value(0, c), (0, 0.0));
+        }
+        assert!(a.quantize_superblocks(&x[..64], 64, 8).is_err(), "rows must be whole super-blocks");
     }
 
     #[test]

@@ -1,8 +1,13 @@
-//! Acquiring the GPU through wgpu: natively (Vulkan, Metal, DX12) or in a browser (WebGPU).
+//! Acquiring a device: the GPU through wgpu, natively (Vulkan, Metal, DX12) or in a browser
+//! (WebGPU), or the CPU through burn's Flex backend.
 
 use burn::tensor::Device;
-use burn::tensor::wgpu::{WgpuBackend, WgpuSetup};
+#[cfg(feature = "webgpu")]
+use burn::tensor::wgpu::WgpuBackend;
+#[cfg(any(feature = "wgpu", feature = "webgpu"))]
+use burn::tensor::wgpu::WgpuSetup;
 
+#[cfg(any(feature = "wgpu", feature = "webgpu"))]
 use crate::error::{LlmError, Result};
 
 /// Which GPU the engine runs on, as wgpu reports it.
@@ -18,6 +23,7 @@ pub struct AdapterInfo {
 }
 
 impl AdapterInfo {
+    #[cfg(any(feature = "wgpu", feature = "webgpu"))]
     fn from_setup(setup: &WgpuSetup) -> Self {
         let info = setup.adapter.get_info();
         let device_type = match info.device_type {
@@ -43,7 +49,7 @@ impl AdapterInfo {
 }
 
 /// The default native GPU (the best adapter wgpu finds).
-#[cfg(not(target_family = "wasm"))]
+#[cfg(all(feature = "wgpu", not(target_family = "wasm")))]
 pub fn init_native() -> Result<(Device, AdapterInfo)> {
     let (device, setup) =
         Device::wgpu_options().init_with_setup().map_err(|e| LlmError::Device(format!("no usable GPU adapter: {e}")))?;
@@ -51,6 +57,7 @@ pub fn init_native() -> Result<(Device, AdapterInfo)> {
 }
 
 /// The browser's WebGPU adapter.
+#[cfg(feature = "webgpu")]
 pub async fn init_webgpu() -> Result<(Device, AdapterInfo)> {
     let (device, setup) = Device::wgpu_options()
         .graphics_api(WgpuBackend::WebGpu)
@@ -63,4 +70,17 @@ pub async fn init_webgpu() -> Result<(Device, AdapterInfo)> {
 /// Device memory held by burn's allocator: (bytes in use, bytes reserved).
 pub fn memory_usage(device: &Device) -> Option<(u64, u64)> {
     device.memory_pool_usage().map(|u| (u.bytes_in_use, u.bytes_reserved))
+}
+
+/// The CPU, through burn's Flex backend and the SIMD kernels of crates/cpu-kernels.
+#[cfg(feature = "cpu")]
+pub fn init_cpu() -> (Device, AdapterInfo) {
+    let info = AdapterInfo {
+        name: format!("CPU, {} threads, {:?} kernels", cpu_kernels::threads(), cpu_kernels::Backend::best()),
+        vendor: String::new(),
+        backend: "cpu".into(),
+        driver: String::new(),
+        device_type: "cpu".into(),
+    };
+    (Device::flex(), info)
 }

@@ -1,35 +1,15 @@
 //! Tensor-level entry points to the kernels of [`crate::kernels`], so model code reads as
-//! tensor code.
+//! tensor code whatever the backend.
 
 use burn::backend::Dispatch;
 use burn::tensor::Tensor;
 
+pub use crate::kernels::Heads;
 use crate::kernels::LlmKernels;
 
 /// RMSNorm over the last dimension, times `weight`.
 pub fn rms_norm(x: Tensor<2>, weight: &Tensor<1>, eps: f32) -> Tensor<2> {
     Tensor::from_dispatch(Dispatch::rms_norm(x.into_dispatch(), weight.clone().into_dispatch(), eps))
-}
-
-/// See [`LlmKernels::rope`].
-pub fn rope(x: Tensor<2>, cos: &Tensor<2>, sin: &Tensor<2>, heads: usize, head_dim: usize, rope_dims: usize) -> Tensor<2> {
-    Tensor::from_dispatch(Dispatch::rope(
-        x.into_dispatch(),
-        cos.clone().into_dispatch(),
-        sin.clone().into_dispatch(),
-        heads,
-        head_dim,
-        rope_dims,
-    ))
-}
-
-/// Shapes of the attention heads.
-#[derive(Debug, Clone, Copy)]
-pub struct Heads {
-    pub heads: usize,
-    pub kv_heads: usize,
-    pub head_dim: usize,
-    pub rope_dims: usize,
 }
 
 /// See [`LlmKernels::rope_and_cache`]: returns the rotated queries and the updated caches.
@@ -49,23 +29,12 @@ pub fn rope_and_cache(
         k_cache.into_dispatch(),
         v_cache.into_dispatch(),
         start,
-        h.heads,
-        h.kv_heads,
-        h.head_dim,
-        h.rope_dims,
+        h,
     );
     (Tensor::from_dispatch(q), Tensor::from_dispatch(k), Tensor::from_dispatch(v))
 }
 
 /// See [`LlmKernels::attention`].
 pub fn attention(q: Tensor<2>, k_cache: &Tensor<3>, v_cache: &Tensor<3>, start: usize, h: Heads) -> Tensor<2> {
-    Tensor::from_dispatch(Dispatch::attention(
-        q.into_dispatch(),
-        k_cache.clone().into_dispatch(),
-        v_cache.clone().into_dispatch(),
-        start,
-        h.heads,
-        h.kv_heads,
-        h.head_dim,
-    ))
+    Tensor::from_dispatch(Dispatch::attention(q.into_dispatch(), k_cache.clone().into_dispatch(), v_cache.clone().into_dispatch(), start, h))
 }

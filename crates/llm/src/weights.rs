@@ -7,28 +7,35 @@
 //! Float matrices (F32, F16, BF16) are kept as f32 and multiplied with burn's own matmul.
 
 use burn::backend::Dispatch;
-use burn::tensor::{Device, Int, Tensor, TensorData};
+use burn::tensor::{DType, Device, Int, Tensor, TensorData};
 use gguf::{GgmlType, Gguf, TensorInfo};
 
 use crate::error::{LlmError, Result};
-use crate::kernels::LlmKernels;
+use crate::kernels::{LlmKernels, QuantLayout};
 
-/// A `[rows, cols]` matrix whose values stay quantized on the device.
+/// A matrix whose values stay quantized on the device, in the layout of [`QuantLayout`].
 #[derive(Clone, Debug)]
 pub struct QuantMatrix {
     /// Packed values, `rows * cols / (32 / bits)` words (stored as i32: burn's int type).
     packed: Tensor<1, Int>,
     /// Scale and offset of each group, interleaved: `[s0, o0, s1, o1, …]`.
     scales: Tensor<1>,
-    pub rows: usize,
-    pub cols: usize,
-    pub bits: u32,
-    pub group: usize,
+    pub layout: QuantLayout,
 }
 
 impl QuantMatrix {
-    fn same_layout(&self, other: &QuantMatrix) -> bool {
-        self.cols == other.cols && self.bits == other.bits && self.group == other.group
+    fn packed(&self) -> burn::backend::DispatchTensor {
+        self.packed.clone().into_dispatch()
+    }
+
+    fn scales(&self) -> burn::backend::DispatchTensor {
+        self.scales.clone().into_dispatch()
+    }
+
+    /// Whether `other`'s rows can be stacked under this one's.
+    fn stacks_with(&self, other: &QuantMatrix) -> bool {
+        let (a, b) = (self.layout, other.layout);
+        a.cols == b.cols && a.bits == b.bits && a.group == b.group && a.k_quant == b.k_quant
     }
 }
 
@@ -43,14 +50,14 @@ pub enum Linear {
 impl Linear {
     pub fn out_features(&self) -> usize {
         match self {
-            Self::Quant(q) => q.rows,
+            Self::Quant(q) => q.layout.rows,
             Self::Dense(w) => w.dims()[1],
         }
     }
 
     pub fn in_features(&self) -> usize {
         match self {
-            Self::Quant(q) => q.cols,
+            Self::Quant(q) => q.layout.cols,
             Self::Dense(w) => w.dims()[0],
         }
     }
@@ -58,14 +65,7 @@ impl Linear {
     /// `x [t, in] → [t, out]`.
     pub fn forward(&self, x: Tensor<2>) -> Tensor<2> {
         match self {
-            Self::Quant(q) => Tensor::from_dispatch(Dispatch::quant_matmul(
-                x.into_dispatch(),
-                q.packed.clone().into_dispatch(),
-                q.scales.clone().into_dispatch(),
-                q.rows,
-                q.bits,
-                q.group,
-            )),
+            Self::Quant(q) => Tensor::from_dispatch(Dispatch::quant_matmul(x.into_dispatch(), q.packed(), q.scales(), q.layout)),
             Self::Dense(w) => x.matmul(w.clone()),
         }
     }
@@ -73,15 +73,9 @@ impl Linear {
     /// `residual + x · Wᵀ` (one kernel when quantized).
     pub fn forward_add(&self, x: Tensor<2>, residual: Tensor<2>) -> Tensor<2> {
         match self {
-            Self::Quant(q) => Tensor::from_dispatch(Dispatch::quant_matmul_add(
-                x.into_dispatch(),
-                q.packed.clone().into_dispatch(),
-                q.scales.clone().into_dispatch(),
-                residual.into_dispatch(),
-                q.rows,
-                q.bits,
-                q.group,
-            )),
+            Self::Quant(q) => {
+                Tensor::from_dispatch(Dispatch::quant_matmul_add(x.into_dispatch(), q.packed(), q.scales(), residual.into_dispatch(), q.layout))
+            }
             Self::Dense(w) => residual + x.matmul(w.clone()),
         }
     }
@@ -91,14 +85,7 @@ impl Linear {
     pub fn swiglu_stacked(&self, x: Tensor<2>) -> Tensor<2> {
         let half = self.out_features() / 2;
         match self {
-            Self::Quant(q) => Tensor::from_dispatch(Dispatch::quant_swiglu(
-                x.into_dispatch(),
-                q.packed.clone().into_dispatch(),
-                q.scales.clone().into_dispatch(),
-                half,
-                q.bits,
-                q.group,
-            )),
+            Self::Quant(q) => Tensor::from_dispatch(Dispatch::quant_swiglu(x.into_dispatch(), q.packed(), q.scales(), q.layout)),
             Self::Dense(w) => {
                 let both = x.matmul(w.clone());
                 let [t, _] = both.dims();
@@ -118,17 +105,14 @@ impl Linear {
                 let quants: Vec<&QuantMatrix> = parts
                     .iter()
                     .map(|p| match p {
-                        Self::Quant(q) if q.same_layout(q0) => Some(q),
+                        Self::Quant(q) if q.stacks_with(q0) => Some(q),
                         _ => None,
                     })
                     .collect::<Option<_>>()?;
                 Some(Self::Quant(QuantMatrix {
                     packed: Tensor::cat(quants.iter().map(|q| q.packed.clone()).collect(), 0),
                     scales: Tensor::cat(quants.iter().map(|q| q.scales.clone()).collect(), 0),
-                    rows: quants.iter().map(|q| q.rows).sum(),
-                    cols: q0.cols,
-                    bits: q0.bits,
-                    group: q0.group,
+                    layout: QuantLayout { rows: quants.iter().map(|q| q.layout.rows).sum(), ..q0.layout },
                 }))
             }
             Self::Dense(_) => {
@@ -147,14 +131,7 @@ impl Linear {
     /// Rows `ids` of the matrix as f32 `[ids.len(), in]`: the embedding look-up.
     pub fn rows(&self, ids: Tensor<1, Int>) -> Tensor<2> {
         match self {
-            Self::Quant(q) => Tensor::from_dispatch(Dispatch::quant_rows(
-                ids.into_dispatch(),
-                q.packed.clone().into_dispatch(),
-                q.scales.clone().into_dispatch(),
-                q.cols,
-                q.bits,
-                q.group,
-            )),
+            Self::Quant(q) => Tensor::from_dispatch(Dispatch::quant_rows(ids.into_dispatch(), q.packed(), q.scales(), q.layout)),
             Self::Dense(w) => w.clone().transpose().select(0, ids),
         }
     }
@@ -162,7 +139,7 @@ impl Linear {
     /// Bytes the matrix takes on the device.
     pub fn device_bytes(&self) -> usize {
         match self {
-            Self::Quant(q) => q.rows * q.cols * q.bits as usize / 8 + 8 * q.rows * q.cols / q.group,
+            Self::Quant(q) => q.layout.bytes(),
             Self::Dense(w) => w.shape().num_elements() * 4,
         }
     }
@@ -249,12 +226,10 @@ impl WeightLoader<'_> {
             let scales: Vec<f32> = groups.scale.iter().zip(&groups.offset).flat_map(|(&s, &o)| [s, o]).collect();
             let scale_count = scales.len();
             Ok(Linear::Quant(QuantMatrix {
-                packed: Tensor::from_data(TensorData::new(packed, [words]), self.device),
+                // i32 whatever the backend's default int type: the kernels read 32-bit words.
+                packed: Tensor::from_data(TensorData::new(packed, [words]), (self.device, DType::I32)),
                 scales: Tensor::from_data(TensorData::new(scales, [scale_count]), self.device),
-                rows,
-                cols,
-                bits,
-                group: groups.group,
+                layout: QuantLayout { rows, cols, bits, group: groups.group, k_quant: matches!(info.ty, GgmlType::Q4K | GgmlType::Q5K | GgmlType::Q6K) },
             }))
         } else if is_loadable(info.ty) {
             let values = gguf::dequantize(info.ty, data)?;

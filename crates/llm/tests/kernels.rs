@@ -1,9 +1,14 @@
-//! The custom kernels against plain CPU arithmetic: quantized matmul and row look-up for every
-//! supported GGUF type (through the same loader the model uses), and rotary embeddings.
+//! The kernels of every backend (the GPU's CubeCL kernels, the CPU's) against plain
+//! arithmetic: quantized matmul and row look-up for every supported GGUF type (through the same
+//! loader the model uses), RMSNorm, rotary embeddings with the KV cache, and attention.
+//!
+//! The CPU backend quantizes activations to 8 bits per block of 32, as llama.cpp's CPU kernels
+//! do, so its products are checked against the same arithmetic on those quantized activations
+//! (tightly) and against the exact f32 product within what 8-bit activations allow.
 
 mod common;
 
-use burn::tensor::{Int, Tensor, TensorData};
+use burn::tensor::{Device, Int, Tensor, TensorData};
 use gguf::{GgmlType, Gguf, GgufWriter};
 use half::f16;
 use llm::ops::Heads;
@@ -55,8 +60,8 @@ fn silu(v: f32) -> f32 {
     v / (1.0 + (-v).exp())
 }
 
-fn tensor2(v: Vec<f32>, shape: [usize; 2]) -> Tensor<2> {
-    Tensor::from_data(TensorData::new(v, shape), &common::device())
+fn tensor2(v: Vec<f32>, shape: [usize; 2], device: &Device) -> Tensor<2> {
+    Tensor::from_data(TensorData::new(v, shape), device)
 }
 
 fn values<const D: usize>(t: Tensor<D>) -> Vec<f32> {
@@ -74,9 +79,59 @@ fn matmul_cpu(x: &[f32], w: &[f32], m: usize, n: usize, k: usize) -> Vec<f32> {
     out
 }
 
+/// Activations as an 8-bit kernel sees them, dequantized again: llama.cpp's
+/// `quantize_row_q8_K` per 256 values for K-quant weights, else `quantize_row_q8_1` per block
+/// of 32 (`d = max|x| / 127` kept as f16, `q = round(x / d)`).
+fn q8_activations_for(ty: GgmlType, x: &[f32]) -> Vec<f32> {
+    if matches!(ty, GgmlType::Q4K | GgmlType::Q5K | GgmlType::Q6K) { q8k_activations(x) } else { q8_activations(x) }
+}
+
+/// ggml's `quantize_row_q8_K_ref`: `d = max / -127` for the value of largest magnitude, kept in
+/// f32; `q = nearest_int(x / d)` (half to even), at most 127.
+fn q8k_activations(x: &[f32]) -> Vec<f32> {
+    x.chunks(256)
+        .flat_map(|block| {
+            let max = block.iter().copied().fold(0f32, |m, v| if v.abs() > m.abs() { v } else { m });
+            let iscale = if max == 0.0 { 0.0 } else { -127.0 / max };
+            let d = if max == 0.0 { 0.0 } else { 1.0 / iscale };
+            block.iter().map(move |v| ((v * iscale).round_ties_even().min(127.0)) * d)
+        })
+        .collect()
+}
+
+fn q8_activations(x: &[f32]) -> Vec<f32> {
+    x.chunks(32)
+        .flat_map(|block| {
+            let d = block.iter().fold(0f32, |m, v| m.max(v.abs())) / 127.0;
+            let id = if d > 0.0 { 1.0 / d } else { 0.0 };
+            let d16 = f16::from_f32(d).to_f32();
+            block.iter().map(move |v| (v * id).round() * d16)
+        })
+        .collect()
+}
+
+/// The most 8-bit activations can move `x · wᵀ`: each value is off by at most half a step of
+/// its block (of `block` values), plus the f16 rounding of the step times up to 127 steps
+/// (2⁻¹¹ × 127 < 0.07 of a step), times the weight it meets.
+fn q8_error_bound(x: &[f32], w: &[f32], m: usize, n: usize, k: usize, block: usize) -> Vec<f32> {
+    let step: Vec<f32> = x.chunks(block).flat_map(|b| vec![b.iter().fold(0f32, |m, v| m.max(v.abs())) / 127.0; block / 32]).collect();
+    let mut out = vec![0f32; m * n];
+    for r in 0..m {
+        for c in 0..n {
+            out[r * n + c] = (0..k).map(|i| w[c * k + i].abs() * 0.57 * step[(r * k + i) / 32]).sum::<f32>() + 1e-4;
+        }
+    }
+    out
+}
+
 #[test]
 fn quantized_products_match_dequantized_math() {
-    let device = common::device();
+    for (backend, device) in common::devices() {
+        quantized_products_on(backend, &device);
+    }
+}
+
+fn quantized_products_on(backend: &str, device: &Device) {
     let mut rng = Rng(0x5eed_1234_abcd_0001);
     // k = 512 holds two k-quant super-blocks per row; n = 70 leaves a ragged last workgroup.
     let (n, k) = (70usize, 512usize);
@@ -98,46 +153,67 @@ fn quantized_products_match_dequantized_math() {
         writer.tensor("gate", &[k as u64, n as u64], ty, gate_data).tensor("up", &[k as u64, n as u64], ty, up_data);
         let file = writer.to_bytes();
         let gguf = Gguf::parse(&file).unwrap();
-        let loader = WeightLoader { gguf: &gguf, file: &file, device: &device };
+        let loader = WeightLoader { gguf: &gguf, file: &file, device };
         let gate = loader.linear("gate", n, k).unwrap();
         let up = loader.linear("up", n, k).unwrap();
         let stacked = Linear::stack_rows(&[&gate, &up]).expect("same layout stacks");
         assert_eq!(stacked.out_features(), 2 * n);
 
-        // m = 1, 2, 3 and 9 take the kernel's 1-, 2-, 4- and 8-row paths (9: a ragged last block).
-        for m in [1usize, 2, 3, 9] {
+        // The CPU backend runs quantized weights against 8-bit activations, as llama.cpp does.
+        let eight_bit = backend == "cpu" && ty != GgmlType::F32;
+        // m = 1, 2, 3 and 9 take the GPU kernel's 1-, 2-, 4- and 8-row paths (9: a ragged last
+        // block); 17 and 64 the CPU's row tiles.
+        for m in [1usize, 2, 3, 9, 17, 64] {
             let x: Vec<f32> = (0..m * k).map(|_| rng.unit()).collect();
+            let seen = if eight_bit { q8_activations_for(ty, &x) } else { x.clone() };
             let residual: Vec<f32> = (0..m * n).map(|_| rng.unit()).collect();
-            let want_gate = matmul_cpu(&x, &gate_w, m, n, k);
-            let want_up = matmul_cpu(&x, &up_w, m, n, k);
+            let want_gate = matmul_cpu(&seen, &gate_w, m, n, k);
+            let want_up = matmul_cpu(&seen, &up_w, m, n, k);
+            let what = format!("{backend} {ty} m={m}");
 
-            let got = values(gate.forward(tensor2(x.clone(), [m, k])));
+            let got = values(gate.forward(tensor2(x.clone(), [m, k], device)));
             let diff = max_abs_diff(&got, &want_gate);
-            assert!(diff < 1e-3, "{ty} matmul m={m}: max difference {diff}");
+            assert!(diff < 1e-3, "{what} matmul: max difference {diff}");
+            if eight_bit {
+                // And within what 8-bit activations can move the exact product.
+                let exact = matmul_cpu(&x, &gate_w, m, n, k);
+                let block = if matches!(ty, GgmlType::Q4K | GgmlType::Q5K | GgmlType::Q6K) { 256 } else { 32 };
+                let bound = q8_error_bound(&x, &gate_w, m, n, k, block);
+                for (i, ((g, e), b)) in got.iter().zip(&exact).zip(&bound).enumerate() {
+                    assert!((g - e).abs() <= *b, "{what} matmul [{i}]: {g} vs exact {e}, bound {b}");
+                }
+            }
 
-            let got = values(gate.forward_add(tensor2(x.clone(), [m, k]), tensor2(residual.clone(), [m, n])));
+            let got = values(gate.forward_add(tensor2(x.clone(), [m, k], device), tensor2(residual.clone(), [m, n], device)));
             let want: Vec<f32> = want_gate.iter().zip(&residual).map(|(a, b)| a + b).collect();
-            assert!(max_abs_diff(&got, &want) < 1e-3, "{ty} matmul + residual m={m}");
+            assert!(max_abs_diff(&got, &want) < 1e-3, "{what} matmul + residual");
 
-            let got = values(stacked.swiglu_stacked(tensor2(x.clone(), [m, k])));
-            let want: Vec<f32> = want_gate.iter().zip(&want_up).map(|(g, u)| silu(*g) * u).collect();
-            assert!(max_abs_diff(&got, &want) < 1e-3, "{ty} swiglu m={m}");
+            let got = values(stacked.swiglu_stacked(tensor2(x.clone(), [m, k], device)));
+            // silu(g)·u from sums g and u that are each within 1e-3 (relative above 1): the
+            // error carries over scaled by the other factor (silu' < 1.1).
+            for (i, (y, (g, u))) in got.iter().zip(want_gate.iter().zip(&want_up)).enumerate() {
+                let (eg, eu) = (1e-3 * g.abs().max(1.0), 1e-3 * u.abs().max(1.0));
+                let bound = 1.1 * eg * u.abs() + silu(*g).abs() * eu + eg * eu + 1e-5;
+                let want = silu(*g) * u;
+                assert!((y - want).abs() <= bound, "{what} swiglu [{i}]: {y}, want {want} (gate {g}, up {u})");
+            }
 
-            let got = values(stacked.forward(tensor2(x, [m, k])));
+            let got = values(stacked.forward(tensor2(x, [m, k], device)));
             let want: Vec<f32> = (0..m).flat_map(|r| want_gate[r * n..(r + 1) * n].iter().chain(&want_up[r * n..(r + 1) * n]).copied().collect::<Vec<_>>()).collect();
-            assert!(max_abs_diff(&got, &want) < 1e-3, "{ty} stacked m={m}");
+            assert!(max_abs_diff(&got, &want) < 1e-3, "{what} stacked");
         }
 
         let ids = [3i32, 0, 69, 3];
-        let got = values(gate.rows(Tensor::<1, Int>::from_data(TensorData::new(ids.to_vec(), [4]), &device)));
+        let got = values(gate.rows(Tensor::<1, Int>::from_data(TensorData::new(ids.to_vec(), [4]), device)));
         let want: Vec<f32> = ids.iter().flat_map(|&i| gate_w[i as usize * k..(i as usize + 1) * k].to_vec()).collect();
-        assert!(max_abs_diff(&got, &want) < 1e-6, "{ty} rows");
+        assert!(max_abs_diff(&got, &want) < 1e-6, "{backend} {ty} rows");
     }
 }
 
 #[test]
-fn rms_norm_matches_cpu() {
-    let mut rng = Rng(5);
+fn rms_norm_matches_plain_math() {
+    for (backend, device) in common::devices() {
+        let mut rng = Rng(5);
     let (m, d) = (3usize, 576usize);
     let x: Vec<f32> = (0..m * d).map(|_| rng.unit() * 4.0).collect();
     let w: Vec<f32> = (0..d).map(|_| rng.unit()).collect();
@@ -149,9 +225,10 @@ fn rms_norm_matches_cpu() {
             want[r * d + i] = row[i] * inv * w[i];
         }
     }
-    let weight = Tensor::<1>::from_data(TensorData::new(w, [d]), &common::device());
-    let got = values(llm::ops::rms_norm(tensor2(x, [m, d]), &weight, 1e-5));
-    assert!(max_abs_diff(&got, &want) < 1e-5);
+    let weight = Tensor::<1>::from_data(TensorData::new(w, [d]), &device);
+    let got = values(llm::ops::rms_norm(tensor2(x, [m, d], &device), &weight, 1e-5));
+    assert!(max_abs_diff(&got, &want) < 1e-5, "{backend}");
+    }
 }
 
 /// Causal attention on the CPU: `q [t, heads, dim]` at positions `start..start + t` over keys
@@ -180,27 +257,37 @@ fn attention_cpu(q: &[f32], k: &[f32], v: &[f32], t: usize, start: usize, heads:
 }
 
 #[test]
-fn rope_cache_and_attention_match_cpu() {
-    let device = common::device();
+fn rope_cache_and_attention_match_plain_math() {
+    for (backend, device) in common::devices() {
+        // Every dimension rotated, and only the first 48 of 64 (the rest pass through).
+        for rope_dims in [64, 48] {
+            rope_cache_and_attention_on(backend, &device, rope_dims);
+        }
+    }
+}
+
+fn rope_cache_and_attention_on(backend: &str, device: &Device, rope_dims: usize) {
     let mut rng = Rng(99);
     let (heads, kv_heads, dim, capacity) = (6usize, 2usize, 64usize, 80usize);
-    let heads_cfg = Heads { heads, kv_heads, head_dim: dim, rope_dims: dim };
+    let pairs = rope_dims / 2;
+    let heads_cfg = Heads { heads, kv_heads, head_dim: dim, rope_dims };
     let width = (heads + 2 * kv_heads) * dim;
     let mut k_cache_cpu = vec![0f32; kv_heads * capacity * dim];
     let mut v_cache_cpu = vec![0f32; kv_heads * capacity * dim];
-    let mut k_cache = Tensor::<3>::zeros([kv_heads, capacity, dim], &device);
-    let mut v_cache = Tensor::<3>::zeros([kv_heads, capacity, dim], &device);
+    let mut k_cache = Tensor::<3>::zeros([kv_heads, capacity, dim], device);
+    let mut v_cache = Tensor::<3>::zeros([kv_heads, capacity, dim], device);
     // A prefill of 40 positions, then two single-token steps: exercises the causal limit
     // within a batch and the appends.
     let mut start = 0;
     for t in [40usize, 1, 1] {
+        let what = format!("{backend} rope_dims={rope_dims} t={t} start={start}");
         let qkv: Vec<f32> = (0..t * width).map(|_| rng.unit()).collect();
-        let angles: Vec<f32> = (0..t * dim / 2).map(|_| rng.unit() * 3.0).collect();
+        let angles: Vec<f32> = (0..t * pairs).map(|_| rng.unit() * 3.0).collect();
         let (cos, sin): (Vec<f32>, Vec<f32>) = angles.iter().map(|a| (a.cos(), a.sin())).unzip();
         let rotate = |x: &[f32], ti: usize| -> Vec<f32> {
             let mut y = x.to_vec();
-            for i in 0..dim / 2 {
-                let (c, s) = (cos[ti * dim / 2 + i], sin[ti * dim / 2 + i]);
+            for i in 0..pairs {
+                let (c, s) = (cos[ti * pairs + i], sin[ti * pairs + i]);
                 y[2 * i] = x[2 * i] * c - x[2 * i + 1] * s;
                 y[2 * i + 1] = x[2 * i] * s + x[2 * i + 1] * c;
             }
@@ -221,58 +308,22 @@ fn rope_cache_and_attention_match_cpu() {
             }
         }
         let (q, k, v) = llm::ops::rope_and_cache(
-            tensor2(qkv, [t, width]),
-            &tensor2(cos, [t, dim / 2]),
-            &tensor2(sin, [t, dim / 2]),
+            tensor2(qkv, [t, width], device),
+            &tensor2(cos, [t, pairs], device),
+            &tensor2(sin, [t, pairs], device),
             k_cache,
             v_cache,
             start,
             heads_cfg,
         );
         let attended = values(llm::ops::attention(q.clone(), &k, &v, start, heads_cfg));
-        assert!(max_abs_diff(&values(q), &q_cpu) < 1e-5, "rotated queries, t={t}");
-        assert!(max_abs_diff(&values(k.clone()), &k_cache_cpu) < 1e-5, "key cache, t={t}");
-        assert!(max_abs_diff(&values(v.clone()), &v_cache_cpu) < 1e-6, "value cache, t={t}");
+        assert!(max_abs_diff(&values(q), &q_cpu) < 1e-5, "{what}: rotated queries");
+        assert!(max_abs_diff(&values(k.clone()), &k_cache_cpu) < 1e-5, "{what}: key cache");
+        assert!(max_abs_diff(&values(v.clone()), &v_cache_cpu) < 1e-6, "{what}: value cache");
         let want = attention_cpu(&q_cpu, &k_cache_cpu, &v_cache_cpu, t, start, heads, kv_heads, dim, capacity);
         let diff = max_abs_diff(&attended, &want);
-        assert!(diff < 1e-4, "attention t={t} start={start}: {diff}");
+        assert!(diff < 1e-4, "{what}: attention differs by {diff}");
         (k_cache, v_cache) = (k, v);
         start += t;
     }
-}
-
-#[test]
-fn rope_rotates_adjacent_pairs() {
-    let device = common::device();
-    let mut rng = Rng(77);
-    let (positions, heads, head_dim, rope_dims) = (3usize, 2usize, 8usize, 6usize);
-    let x: Vec<f32> = (0..positions * heads * head_dim).map(|_| rng.unit()).collect();
-    let pairs = rope_dims / 2;
-    let angles: Vec<f32> = (0..positions * pairs).map(|_| rng.unit() * 3.0).collect();
-    let cos: Vec<f32> = angles.iter().map(|a| a.cos()).collect();
-    let sin: Vec<f32> = angles.iter().map(|a| a.sin()).collect();
-
-    let mut want = x.clone();
-    for p in 0..positions {
-        for h in 0..heads {
-            for i in 0..pairs {
-                let base = (p * heads + h) * head_dim + 2 * i;
-                let (x0, x1) = (x[base], x[base + 1]);
-                let (c, s) = (cos[p * pairs + i], sin[p * pairs + i]);
-                want[base] = x0 * c - x1 * s;
-                want[base + 1] = x0 * s + x1 * c;
-            }
-        }
-    }
-    let t = |v: Vec<f32>, shape: [usize; 2]| Tensor::<2>::from_data(TensorData::new(v, shape), &device);
-    let got = llm::ops::rope(
-        t(x, [positions, heads * head_dim]),
-        &t(cos, [positions, pairs]),
-        &t(sin, [positions, pairs]),
-        heads,
-        head_dim,
-        rope_dims,
-    );
-    let got = got.into_data().try_to_vec::<f32>().unwrap();
-    assert!(max_abs_diff(&got, &want) < 1e-6, "{got:?}\n{want:?}");
 }

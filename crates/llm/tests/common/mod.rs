@@ -1,4 +1,4 @@
-//! Shared set-up for the tests that run on the native GPU.
+//! Shared set-up for the tests: the native GPU (Vulkan) and the CPU backend.
 
 #![allow(dead_code)]
 
@@ -16,6 +16,16 @@ pub fn device() -> Device {
             device
         })
         .clone()
+}
+
+/// The CPU backend (burn's Flex tensors, crates/cpu-kernels loops).
+pub fn cpu() -> Device {
+    llm::device::init_cpu().0
+}
+
+/// Every backend, named, for tests that check each one.
+pub fn devices() -> Vec<(&'static str, Device)> {
+    vec![("gpu", device()), ("cpu", cpu())]
 }
 
 pub fn repo_path(relative: &str) -> std::path::PathBuf {

@@ -1,112 +1,15 @@
-//! CubeCL kernels for what burn has no fast built-in for, and for fusing the small steps of a
-//! decoder block so a token costs a handful of GPU dispatches instead of hundreds (on software
-//! adapters such as SwiftShader or lavapipe each dispatch costs tens of microseconds).
-//!
-//! Quantized weights use one of two device layouts (see [`crate::weights`]): 4-bit values packed
-//! eight to a `u32`, or 8-bit values packed four to a `u32`; each group of `group` values has an
-//! f32 scale and offset, `w = scale * q + offset`. Everything is f32, so no kernel needs
-//! `shader-f16`.
-//!
-//! [`LlmKernels`] is the seam for other backends: a CPU backend (wasm SIMD over the same packed
-//! blocks) implements the same trait for its own burn backend.
+//! CubeCL kernels: the [`LlmKernels`] seam on GPUs (WebGPU in browsers, Vulkan natively).
+//! They exist for what burn has no fast built-in for, and to fuse the small steps of a decoder
+//! block so a token costs a handful of GPU dispatches instead of hundreds (on software adapters
+//! such as SwiftShader or lavapipe each dispatch costs tens of microseconds). Everything is
+//! f32, so no kernel needs `shader-f16`.
 
-use burn::backend::{Backend, backend_extension, tensor::FloatTensor, tensor::IntTensor};
+use burn::backend::tensor::{FloatTensor, IntTensor};
 use burn::tensor::{DType, Shape};
 use burn_cubecl::{CubeBackend, tensor::CubeTensor};
 use cubecl::prelude::*;
 
-/// Device operations of the llama forward pass.
-#[backend_extension(Cube)]
-pub trait LlmKernels: Backend {
-    /// `x [m, k] · wᵀ` where `w [n, k]` is quantized: `bits` 4 or 8, `group` values per
-    /// (scale, offset) pair in `scales`.
-    fn quant_matmul(
-        x: FloatTensor<Self>,
-        packed: IntTensor<Self>,
-        scales: FloatTensor<Self>,
-        n: usize,
-        bits: u32,
-        group: usize,
-    ) -> FloatTensor<Self>;
-
-    /// `residual + x · wᵀ`, the projection back into the residual stream in one pass.
-    fn quant_matmul_add(
-        x: FloatTensor<Self>,
-        packed: IntTensor<Self>,
-        scales: FloatTensor<Self>,
-        residual: FloatTensor<Self>,
-        n: usize,
-        bits: u32,
-        group: usize,
-    ) -> FloatTensor<Self>;
-
-    /// `silu(x · gateᵀ) * (x · upᵀ)`, the SwiGLU feed-forward's first half in one pass. The
-    /// matrix holds `gate [n, k]` stacked on `up [n, k]`.
-    fn quant_swiglu(
-        x: FloatTensor<Self>,
-        packed: IntTensor<Self>,
-        scales: FloatTensor<Self>,
-        n: usize,
-        bits: u32,
-        group: usize,
-    ) -> FloatTensor<Self>;
-
-    /// Rows `ids` of a quantized `[rows, cols]` matrix, dequantized: `[ids.len(), cols]`.
-    fn quant_rows(
-        ids: IntTensor<Self>,
-        packed: IntTensor<Self>,
-        scales: FloatTensor<Self>,
-        cols: usize,
-        bits: u32,
-        group: usize,
-    ) -> FloatTensor<Self>;
-
-    /// RMSNorm of each row of `x [m, d]`, times `weight [d]`.
-    fn rms_norm(x: FloatTensor<Self>, weight: FloatTensor<Self>, eps: f32) -> FloatTensor<Self>;
-
-    /// Rotary position embedding on `x [positions, heads × head_dim]`, rotating adjacent pairs
-    /// `(x[2i], x[2i+1])` of each head by the angle whose cos and sin are `[positions, i]`, for
-    /// the first `rope_dims` dimensions of each head (the rest pass through).
-    fn rope(
-        x: FloatTensor<Self>,
-        cos: FloatTensor<Self>,
-        sin: FloatTensor<Self>,
-        heads: usize,
-        head_dim: usize,
-        rope_dims: usize,
-    ) -> FloatTensor<Self>;
-
-    /// Split `qkv [t, (heads + 2 kv_heads) × head_dim]` into queries and keys/values, apply
-    /// rotary embeddings to queries and keys, and write keys and values into the caches
-    /// `[kv_heads, capacity, head_dim]` at positions `start..start + t`. Returns the rotated
-    /// queries `[t, heads × head_dim]` and the caches.
-    #[allow(clippy::too_many_arguments)]
-    fn rope_and_cache(
-        qkv: FloatTensor<Self>,
-        cos: FloatTensor<Self>,
-        sin: FloatTensor<Self>,
-        k_cache: FloatTensor<Self>,
-        v_cache: FloatTensor<Self>,
-        start: usize,
-        heads: usize,
-        kv_heads: usize,
-        head_dim: usize,
-        rope_dims: usize,
-    ) -> (FloatTensor<Self>, FloatTensor<Self>, FloatTensor<Self>);
-
-    /// Causal attention of queries `[t, heads × head_dim]` at positions `start..start + t` over
-    /// the cached keys and values `[kv_heads, capacity, head_dim]` of positions `0..start + t`.
-    /// Query head `h` reads key/value head `h / (heads / kv_heads)`. Returns `[t, heads × head_dim]`.
-    fn attention(
-        q: FloatTensor<Self>,
-        k_cache: FloatTensor<Self>,
-        v_cache: FloatTensor<Self>,
-        start: usize,
-        heads: usize,
-        kv_heads: usize,
-        head_dim: usize,
-    ) -> FloatTensor<Self>;
-}
+use super::{Heads, LlmKernels, QuantLayout};
 
 /// What the matmul kernel does with each dot product before writing it.
 #[derive(Clone, Copy, PartialEq, Eq, Hash, Debug)]
@@ -298,38 +201,6 @@ fn rms_norm_kernel(x: &[f32], weight: &[f32], out: &mut [f32], d: usize, eps: f3
     }
 }
 
-/// One invocation per pair of values.
-#[cube(launch_unchecked)]
-fn rope_kernel(
-    x: &[f32],
-    cos: &[f32],
-    sin: &[f32],
-    out: &mut [f32],
-    pairs_total: usize,
-    heads: usize,
-    head_dim: usize,
-    rope_pairs: usize,
-) {
-    if ABSOLUTE_POS >= pairs_total {
-        terminate!();
-    }
-    let half = head_dim / 2;
-    let pair = ABSOLUTE_POS % half;
-    let position = ABSOLUTE_POS / (half * heads);
-    let i = ABSOLUTE_POS * 2;
-    let x0 = x[i];
-    let x1 = x[i + 1];
-    if pair < rope_pairs {
-        let c = cos[position * rope_pairs + pair];
-        let s = sin[position * rope_pairs + pair];
-        out[i] = x0 * c - x1 * s;
-        out[i + 1] = x0 * s + x1 * c;
-    } else {
-        out[i] = x0;
-        out[i + 1] = x1;
-    }
-}
-
 /// One invocation per pair of values of `qkv`: rotate query and key pairs, copy value pairs,
 /// and place keys and values in the caches.
 #[cube(launch_unchecked)]
@@ -506,10 +377,10 @@ fn launch_quant_matmul(
     scales: CubeTensor,
     residual: Option<CubeTensor>,
     n: usize,
-    bits: u32,
-    group: usize,
+    w: QuantLayout,
     epilogue: Epilogue,
 ) -> CubeTensor {
+    let QuantLayout { bits, group, .. } = w;
     check_f32(&x, "activations");
     let x = contiguous(x);
     let dims = x.meta.shape().clone();
@@ -554,15 +425,8 @@ fn launch_quant_matmul(
 }
 
 impl LlmKernels for CubeBackend {
-    fn quant_matmul(
-        x: FloatTensor<Self>,
-        packed: IntTensor<Self>,
-        scales: FloatTensor<Self>,
-        n: usize,
-        bits: u32,
-        group: usize,
-    ) -> FloatTensor<Self> {
-        launch_quant_matmul(x, packed, scales, None, n, bits, group, Epilogue::Plain)
+    fn quant_matmul(x: FloatTensor<Self>, packed: IntTensor<Self>, scales: FloatTensor<Self>, w: QuantLayout) -> FloatTensor<Self> {
+        launch_quant_matmul(x, packed, scales, None, w.rows, w, Epilogue::Plain)
     }
 
     fn quant_matmul_add(
@@ -570,32 +434,17 @@ impl LlmKernels for CubeBackend {
         packed: IntTensor<Self>,
         scales: FloatTensor<Self>,
         residual: FloatTensor<Self>,
-        n: usize,
-        bits: u32,
-        group: usize,
+        w: QuantLayout,
     ) -> FloatTensor<Self> {
-        launch_quant_matmul(x, packed, scales, Some(residual), n, bits, group, Epilogue::AddResidual)
+        launch_quant_matmul(x, packed, scales, Some(residual), w.rows, w, Epilogue::AddResidual)
     }
 
-    fn quant_swiglu(
-        x: FloatTensor<Self>,
-        packed: IntTensor<Self>,
-        scales: FloatTensor<Self>,
-        n: usize,
-        bits: u32,
-        group: usize,
-    ) -> FloatTensor<Self> {
-        launch_quant_matmul(x, packed, scales, None, n, bits, group, Epilogue::SwiGlu)
+    fn quant_swiglu(x: FloatTensor<Self>, packed: IntTensor<Self>, scales: FloatTensor<Self>, w: QuantLayout) -> FloatTensor<Self> {
+        launch_quant_matmul(x, packed, scales, None, w.rows / 2, w, Epilogue::SwiGlu)
     }
 
-    fn quant_rows(
-        ids: IntTensor<Self>,
-        packed: IntTensor<Self>,
-        scales: FloatTensor<Self>,
-        cols: usize,
-        bits: u32,
-        group: usize,
-    ) -> FloatTensor<Self> {
+    fn quant_rows(ids: IntTensor<Self>, packed: IntTensor<Self>, scales: FloatTensor<Self>, w: QuantLayout) -> FloatTensor<Self> {
+        let QuantLayout { cols, bits, group, .. } = w;
         assert_eq!(ids.dtype.size(), 4, "token ids must be 32-bit");
         let ids = contiguous(ids);
         let count = elements(&ids);
@@ -642,37 +491,6 @@ impl LlmKernels for CubeBackend {
         out
     }
 
-    fn rope(
-        x: FloatTensor<Self>,
-        cos: FloatTensor<Self>,
-        sin: FloatTensor<Self>,
-        heads: usize,
-        head_dim: usize,
-        rope_dims: usize,
-    ) -> FloatTensor<Self> {
-        check_f32(&x, "rope input");
-        let (x, cos, sin) = (contiguous(x), contiguous(cos), contiguous(sin));
-        let out = empty_f32(&x, x.meta.shape().clone());
-        let pairs_total = elements(&x) / 2;
-        let (cube_count, cube_dim) = elementwise_launch(pairs_total);
-        unsafe {
-            rope_kernel::launch_unchecked(
-                &out.client,
-                cube_count,
-                cube_dim,
-                buffer(&x),
-                buffer(&cos),
-                buffer(&sin),
-                buffer(&out),
-                pairs_total,
-                heads,
-                head_dim,
-                rope_dims / 2,
-            );
-        }
-        out
-    }
-
     fn rope_and_cache(
         qkv: FloatTensor<Self>,
         cos: FloatTensor<Self>,
@@ -680,11 +498,9 @@ impl LlmKernels for CubeBackend {
         k_cache: FloatTensor<Self>,
         v_cache: FloatTensor<Self>,
         start: usize,
-        heads: usize,
-        kv_heads: usize,
-        head_dim: usize,
-        rope_dims: usize,
+        h: Heads,
     ) -> (FloatTensor<Self>, FloatTensor<Self>, FloatTensor<Self>) {
+        let Heads { heads, kv_heads, head_dim, rope_dims } = h;
         check_f32(&qkv, "qkv");
         let (qkv, cos, sin) = (contiguous(qkv), contiguous(cos), contiguous(sin));
         // The caches are written in place: they must be plain contiguous buffers of their own.
@@ -717,15 +533,8 @@ impl LlmKernels for CubeBackend {
         (q, k_cache, v_cache)
     }
 
-    fn attention(
-        q: FloatTensor<Self>,
-        k_cache: FloatTensor<Self>,
-        v_cache: FloatTensor<Self>,
-        start: usize,
-        heads: usize,
-        kv_heads: usize,
-        head_dim: usize,
-    ) -> FloatTensor<Self> {
+    fn attention(q: FloatTensor<Self>, k_cache: FloatTensor<Self>, v_cache: FloatTensor<Self>, start: usize, h: Heads) -> FloatTensor<Self> {
+        let Heads { heads, kv_heads, head_dim, .. } = h;
         check_f32(&q, "queries");
         let q = contiguous(q);
         let capacity = k_cache.meta.shape()[1];

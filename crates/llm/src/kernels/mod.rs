@@ -1,0 +1,96 @@
+//! The seam between the model and the hardware: the operations of a llama forward pass that
+//! burn has no fast built-in for, and the fused steps that keep a token cheap. Every backend
+//! implements [`LlmKernels`] once, so the model file reads the same for all of them:
+//!
+//! - `cube`: GPUs through CubeCL: WebGPU in browsers, Vulkan (Metal, DX12) natively;
+//! - `cpu`: burn's Flex CPU backend, with SIMD integer kernels over the same quantized
+//!   blocks (crates/cpu-kernels) and threads through rayon.
+//!
+//! Quantized weights have one layout on every backend (see [`crate::weights`]): values packed
+//! into 32-bit words, eight 4-bit or four 8-bit values each, element `e` of a word at bit
+//! `e × bits`; each group of `group` values of a row has an f32 scale and offset, interleaved,
+//! `w = scale × q + offset`. Activations, norms and caches are f32.
+
+use burn::backend::{Backend, backend_extension, tensor::FloatTensor, tensor::IntTensor};
+
+#[cfg(feature = "cpu")]
+mod cpu;
+#[cfg(any(feature = "wgpu", feature = "webgpu"))]
+mod cube;
+
+/// A quantized `[rows, cols]` weight matrix as the kernels read it (used as `y = x · Wᵀ`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct QuantLayout {
+    pub rows: usize,
+    pub cols: usize,
+    /// 4 or 8: values per 32-bit word are `32 / bits`.
+    pub bits: u32,
+    /// Values sharing one (scale, offset) pair: 16 or 32.
+    pub group: usize,
+    /// Unpacked from a K-quant type (Q4_K, Q5_K, Q6_K). llama.cpp multiplies those with
+    /// activations quantized per 256 values (Q8_K) rather than per 32; the CPU path does the same.
+    pub k_quant: bool,
+}
+
+impl QuantLayout {
+    /// Bytes of packed values plus f32 scale/offset pairs.
+    pub fn bytes(&self) -> usize {
+        self.rows * self.cols * self.bits as usize / 8 + 8 * self.rows * self.cols / self.group
+    }
+}
+
+/// Shapes of the attention heads.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Heads {
+    pub heads: usize,
+    pub kv_heads: usize,
+    pub head_dim: usize,
+    /// Leading dimensions of each head that are rotated (the rest pass through).
+    pub rope_dims: usize,
+}
+
+/// Operations of the forward pass on a backend's own tensors.
+#[backend_extension(Cube: cfg(any(feature = "wgpu", feature = "webgpu")), Flex: cfg(feature = "cpu"))]
+pub trait LlmKernels: Backend {
+    /// `x [m, w.cols] · wᵀ → [m, w.rows]` for a quantized `w`.
+    fn quant_matmul(x: FloatTensor<Self>, packed: IntTensor<Self>, scales: FloatTensor<Self>, w: QuantLayout) -> FloatTensor<Self>;
+
+    /// `residual + x · wᵀ`, the projection back into the residual stream in one pass.
+    fn quant_matmul_add(
+        x: FloatTensor<Self>,
+        packed: IntTensor<Self>,
+        scales: FloatTensor<Self>,
+        residual: FloatTensor<Self>,
+        w: QuantLayout,
+    ) -> FloatTensor<Self>;
+
+    /// `silu(x · gateᵀ) * (x · upᵀ) → [m, w.rows / 2]`, the SwiGLU feed-forward's first half in
+    /// one pass: `w` holds `gate` stacked on `up`, each `[w.rows / 2, w.cols]`.
+    fn quant_swiglu(x: FloatTensor<Self>, packed: IntTensor<Self>, scales: FloatTensor<Self>, w: QuantLayout) -> FloatTensor<Self>;
+
+    /// Rows `ids` of `w`, dequantized: `[ids.len(), w.cols]` (the embedding look-up).
+    fn quant_rows(ids: IntTensor<Self>, packed: IntTensor<Self>, scales: FloatTensor<Self>, w: QuantLayout) -> FloatTensor<Self>;
+
+    /// RMSNorm of each row of `x [m, d]`, times `weight [d]`.
+    fn rms_norm(x: FloatTensor<Self>, weight: FloatTensor<Self>, eps: f32) -> FloatTensor<Self>;
+
+    /// Split `qkv [t, (heads + 2 kv_heads) × head_dim]` into queries, keys and values; rotate
+    /// adjacent pairs `(x[2i], x[2i+1])` of the first `rope_dims` dimensions of each query and
+    /// key head by the angle whose cos and sin are `[t, rope_dims / 2]`; write keys and values
+    /// into the caches `[kv_heads, capacity, head_dim]` at positions `start..start + t`.
+    /// Returns the rotated queries `[t, heads × head_dim]` and the caches.
+    fn rope_and_cache(
+        qkv: FloatTensor<Self>,
+        cos: FloatTensor<Self>,
+        sin: FloatTensor<Self>,
+        k_cache: FloatTensor<Self>,
+        v_cache: FloatTensor<Self>,
+        start: usize,
+        heads: Heads,
+    ) -> (FloatTensor<Self>, FloatTensor<Self>, FloatTensor<Self>);
+
+    /// Causal attention of queries `[t, heads × head_dim]` at positions `start..start + t` over
+    /// the cached keys and values `[kv_heads, capacity, head_dim]` of positions `0..start + t`.
+    /// Query head `h` reads key/value head `h / (heads / kv_heads)`. Returns `[t, heads × head_dim]`.
+    fn attention(q: FloatTensor<Self>, k_cache: FloatTensor<Self>, v_cache: FloatTensor<Self>, start: usize, heads: Heads) -> FloatTensor<Self>;
+}
