@@ -14,6 +14,8 @@ if [ ${#need_apt[@]} -gt 0 ]; then
 fi
 
 rustup target list --installed | grep -q wasm32-unknown-unknown || rustup target add wasm32-unknown-unknown
+# The multi-threaded wasm build rebuilds std with atomics (pkg/build.sh): std's sources.
+rustup component list --installed | grep -q '^rust-src' || rustup component add rust-src
 
 # wasm-bindgen-cli must match the wasm-bindgen crate in Cargo.lock exactly.
 if grep -q '^name = "wasm-bindgen"$' Cargo.lock; then

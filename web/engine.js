@@ -1,4 +1,5 @@
-// The engine check page: load the GGUF from this origin, generate greedily on WebGPU.
+// The engine check page: load the GGUF from this origin, generate greedily on WebGPU (or on the
+// CPU with `?backend=cpu`, single-threaded: this page loads the single-threaded build).
 // `window.confidantCheck` exposes the same steps to the browser tests.
 import init, { Engine, inspectModel } from './pkg/confidant_web.js';
 
@@ -6,16 +7,20 @@ const MODEL_URL = '/models/SmolLM2-135M-Instruct-Q4_1.gguf';
 const status = document.getElementById('status');
 const output = document.getElementById('output');
 
+const backend = new URLSearchParams(location.search).get('backend') === 'cpu' ? 'cpu' : 'webgpu';
+
 async function loadEngine() {
   await init();
-  if (!navigator.gpu) throw Object.assign(new Error('This browser has no WebGPU (Chrome and Edge 113+, Safari 26+, Firefox 141+ on Windows have it).'), { code: 'webgpu_unavailable' });
+  if (backend === 'webgpu' && !navigator.gpu) {
+    throw Object.assign(new Error('This browser has no WebGPU (Chrome and Edge 113+, Safari 26+, Firefox 141+ on Windows have it); try ?backend=cpu.'), { code: 'webgpu_unavailable' });
+  }
   status.textContent = 'Downloading the model…';
   const response = await fetch(MODEL_URL);
   if (!response.ok) throw new Error(`model download failed: HTTP ${response.status}`);
   const bytes = new Uint8Array(await response.arrayBuffer());
   const info = inspectModel(bytes.subarray(0, Math.min(bytes.length, 4 << 20)), bytes.length);
-  status.textContent = `Loading ${info.name} (${info.quant}) onto the GPU…`;
-  return Engine.load(bytes, 2048);
+  status.textContent = `Loading ${info.name} (${info.quant}) onto the ${backend === 'cpu' ? 'CPU' : 'GPU'}…`;
+  return Engine.load(bytes, 2048, backend);
 }
 
 async function generate(engine, prompt, { raw = true, maxTokens = 24, onText } = {}) {

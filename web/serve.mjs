@@ -2,7 +2,8 @@
 // the built site (web/dist) at /, the models at /models/ and the engine check page at /engine/;
 // the tests pick their own roots (default: web/ at /, models/ at /models/).
 // No dependencies. Supports HTTP Range requests (resumable model downloads) and sends a
-// Content-Security-Policy that allows network access to this origin only.
+// Content-Security-Policy that allows network access to this origin only; the demo is also
+// served cross-origin isolated, so the engine can run on several threads.
 //
 //   node web/serve.mjs [--port 8080] [--host 127.0.0.1]
 
@@ -35,6 +36,8 @@ const types = {
   '.safetensors': 'application/octet-stream',
   '.webmanifest': 'application/manifest+json',
 };
+/** COOP + COEP: a cross-origin isolated page may share memory with its workers (the engine's CPU threads). */
+export const isolation = { 'Cross-Origin-Opener-Policy': 'same-origin', 'Cross-Origin-Embedder-Policy': 'require-corp' };
 export const csp = "default-src 'self'; script-src 'self' 'wasm-unsafe-eval'; style-src 'self'; img-src 'self' data: blob:; connect-src 'self'; worker-src 'self' blob:; object-src 'none'; base-uri 'none'";
 
 function resolvePath(roots, urlPath) {
@@ -136,7 +139,7 @@ if (process.argv[1] === fileURLToPath(import.meta.url)) {
   };
   const port = Number(arg('--port', 8080));
   const host = arg('--host', '127.0.0.1');
-  await startServer({ port, host, log: process.argv.includes('--log'), roots: siteRoots });
+  await startServer({ port, host, log: process.argv.includes('--log'), roots: siteRoots, headers: isolation });
   const origin = `http://${host === '0.0.0.0' ? 'localhost' : host}:${port}`;
   console.log(`Confidant demo on ${origin}/ (engine check page: ${origin}/engine/engine.html)`);
 }

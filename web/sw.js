@@ -19,18 +19,32 @@ self.addEventListener('activate', (event) => {
   );
 });
 
+/**
+ * The response with the headers that make the page cross-origin isolated (COOP + COEP), which
+ * the engine needs for its multi-threaded CPU build (shared memory). Static hosts that cannot
+ * set headers (GitHub Pages, …) get them from here, from the second load on.
+ */
+function isolated(response) {
+  if (response.type === 'opaque' || response.type === 'opaqueredirect') return response;
+  const headers = new Headers(response.headers);
+  headers.set('Cross-Origin-Opener-Policy', 'same-origin');
+  headers.set('Cross-Origin-Embedder-Policy', 'require-corp');
+  return new Response(response.body, { status: response.status, statusText: response.statusText, headers });
+}
+
 self.addEventListener('fetch', (event) => {
   const request = event.request;
   const url = new URL(request.url);
   if (request.method !== 'GET' || url.origin !== self.location.origin) return;
   const scope = new URL(self.registration.scope);
-  // Model files go to the network untouched (range requests, resumable downloads).
+  // Model files go to the network untouched (range requests, resumable downloads); they are
+  // same-origin, which COEP always allows.
   if (url.pathname.startsWith(`${scope.pathname}models/`)) return;
   event.respondWith(
     (async () => {
       const cache = await caches.open(VERSION);
       const hit = request.mode === 'navigate' ? await cache.match(new URL('index.html', scope).href) : await cache.match(request, { ignoreSearch: true });
-      return hit ?? fetch(request);
+      return isolated(hit ?? (await fetch(request)));
     })(),
   );
 });

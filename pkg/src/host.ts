@@ -1,23 +1,72 @@
 // The engine host: owns the wasm engine, serves one request at a time. It runs in a dedicated
 // Web Worker by default (worker.ts), or on the calling thread when asked.
 
-import init, { ChatEngine, Engine, MemoryEngine, inspectModel } from './wasm/confidant_web.js';
-import { ConfidantError, WEBGPU_BROWSERS, serializeError } from './errors.js';
+import type { ChatEngine, Engine, MemoryEngine } from './wasm/confidant_web.js';
+import { type BackendChoice, chooseBackend, describeChoice } from './backend.js';
+import { ConfidantError, serializeError } from './errors.js';
 import { loadModelBytes } from './download.js';
 import type { EmbedderPayload, GenerationResult, HostRequest, HostResponse, ModelPayload } from './protocol.js';
 import type { EngineInfo, FinishReason, Progress } from './types.js';
 
 type Post = (message: HostResponse) => void;
 
+/** The wasm engine's bindings: both builds export the same API. */
+type Wasm = typeof import('./wasm/confidant_web.js');
+/** The multi-threaded build adds the rayon thread pool (Web Workers over shared memory). */
+type ThreadedWasm = Wasm & { initThreadPool(threads: number): Promise<void> };
+
+/**
+ * Load the wasm build `choice` needs: the multi-threaded one (CPU only) when it runs on
+ * threads, else the single-threaded one (WebGPU and CPU). Literal import paths, so bundlers
+ * see both.
+ */
+async function loadWasm(
+  choice: BackendChoice,
+  urls: { wasmUrl: string; threadsWasmUrl: string },
+  onProgress: (p: Progress) => void,
+): Promise<{ wasm: Wasm; choice: BackendChoice }> {
+  if (choice.threads > 0) {
+    try {
+      const wasm = (await import('./wasm-threads/confidant_web.js')) as unknown as ThreadedWasm;
+      await wasm.default({ module_or_path: await fetchWithProgress(urls.threadsWasmUrl, onProgress) });
+      await wasm.initThreadPool(choice.threads);
+      return { wasm, choice };
+    } catch (e) {
+      // A host that drops the threaded files, or a browser that refuses the workers: the
+      // single-threaded build still runs.
+      choice = { ...choice, threads: 0, noThreads: `the multi-threaded build did not start: ${serializeError(e).message}` };
+    }
+  }
+  const wasm = await import('./wasm/confidant_web.js');
+  await wasm.default({ module_or_path: await fetchWithProgress(urls.wasmUrl, onProgress) });
+  return { wasm, choice };
+}
+
 interface WasmError {
   code?: string;
   needed?: number;
 }
 
+/**
+ * Let queued messages (aborts, new requests) in between two tokens. On the CPU a step finishes
+ * without waiting on anything, so a loop of awaits would never leave the microtask queue; a
+ * message to ourselves is a task, behind those already queued, and costs microseconds (unlike
+ * setTimeout, which browsers clamp to 4 ms).
+ */
+const yieldChannel = typeof MessageChannel === 'function' ? new MessageChannel() : null;
+function yieldToEvents(): Promise<void> {
+  const channel = yieldChannel;
+  if (!channel) return new Promise((resolve) => setTimeout(resolve, 0));
+  return new Promise((resolve) => {
+    channel.port1.onmessage = () => resolve();
+    channel.port2.postMessage(null);
+  });
+}
+
 /** Throws for a model the engine cannot run; false while the header is still incomplete. */
-function checkHeader(prefix: Uint8Array, fileLength: number): boolean {
+function checkHeader(wasm: Wasm, prefix: Uint8Array, fileLength: number): boolean {
   try {
-    inspectModel(prefix, fileLength);
+    wasm.inspectModel(prefix, fileLength);
     return true;
   } catch (e) {
     if ((e as WasmError).code === 'need_more_bytes') return false;
@@ -51,20 +100,6 @@ async function fetchWithProgress(url: string, onProgress: (p: Progress) => void)
   return bytes;
 }
 
-async function requireWebGpu(backend: string): Promise<void> {
-  if (backend === 'cpu') {
-    throw new ConfidantError('bad_request', "The 'cpu' backend is not available yet; use 'webgpu' or 'auto'.");
-  }
-  const gpu = (navigator as Navigator & { gpu?: { requestAdapter(): Promise<unknown> } }).gpu;
-  const adapter = gpu ? await gpu.requestAdapter().catch(() => null) : null;
-  if (!adapter) {
-    throw new ConfidantError(
-      'webgpu_unavailable',
-      `This browser offers no WebGPU adapter, which Confidant needs to run the model on your GPU. ${WEBGPU_BROWSERS}`,
-    );
-  }
-}
-
 export class EngineHost {
   private engine: Engine | null = null;
   private memory: MemoryEngine | null = null;
@@ -78,7 +113,9 @@ export class EngineHost {
   private memoryStale = false;
   /** Index upkeep (rebuild when the exact segment grew, save changed indexes) once idle. */
   private maintainTimer: ReturnType<typeof setTimeout> | null = null;
-  private wasmReady: Promise<unknown> | null = null;
+  private wasm: Wasm | null = null;
+  /** The backend the engine and the embedder run on, once chosen. */
+  private choice: BackendChoice | null = null;
   private readonly queue: HostRequest[] = [];
   private readonly aborted = new Set<number>();
   private busy = false;
@@ -144,21 +181,29 @@ export class EngineHost {
 
   private async load(request: Extract<HostRequest, { type: 'load' }>): Promise<void> {
     const progress = (p: Progress) => this.post({ type: 'progress', id: request.id, progress: p });
-    await requireWebGpu(request.backend);
-    this.wasmReady ??= fetchWithProgress(request.wasmUrl, progress).then((bytes) => init({ module_or_path: bytes }));
-    await this.wasmReady;
+    // One wasm build per worker: the first load chooses it.
+    if (!this.wasm || !this.choice) {
+      const loaded = await loadWasm(await chooseBackend(request.backend, request.threads), request, progress);
+      this.wasm = loaded.wasm;
+      this.choice = loaded.choice;
+    }
+    const wasm = this.wasm;
+    const choice = this.choice;
     const bytes = await this.modelBytes(request.model, progress, request.id);
     progress({ stage: 'load', loaded: 0, total: bytes.byteLength });
     this.engine?.free();
     this.engine = null;
-    this.engine = await Engine.load(bytes, request.contextLength);
-    const info = this.engine.info() as EngineInfo;
+    this.engine = await wasm.Engine.load(bytes, request.contextLength, choice.backend);
+    const info: EngineInfo = { ...(this.engine.info() as EngineInfo), backendReason: describeChoice(choice), threads: Math.max(1, choice.threads) };
     this.modelName = info.model.name;
     progress({ stage: 'load', loaded: bytes.byteLength, total: bytes.byteLength });
     this.post({ type: 'loaded', id: request.id, info });
   }
 
-  private async modelBytes(model: ModelPayload, progress: (p: Progress) => void, id: number, check = checkHeader): Promise<Uint8Array> {
+  private async modelBytes(model: ModelPayload, progress: (p: Progress) => void, id: number, checkModel = true): Promise<Uint8Array> {
+    const wasm = this.wasm;
+    if (!wasm) throw new ConfidantError('bad_request', 'The engine is not loaded yet.');
+    const check = (prefix: Uint8Array, length: number) => !checkModel || checkHeader(wasm, prefix, length);
     let bytes: Uint8Array;
     if ('url' in model) {
       const controller = new AbortController();
@@ -171,13 +216,13 @@ export class EngineHost {
     } else if ('file' in model) {
       progress({ stage: 'download', loaded: 0, total: model.file.size });
       // Check the header before reading the rest of a large file.
-      checkHeader(new Uint8Array(await model.file.slice(0, Math.min(model.file.size, 16 << 20)).arrayBuffer()), model.file.size);
+      check(new Uint8Array(await model.file.slice(0, Math.min(model.file.size, 16 << 20)).arrayBuffer()), model.file.size);
       bytes = new Uint8Array(await model.file.arrayBuffer());
     } else {
       bytes = new Uint8Array(model.bytes);
     }
     progress({ stage: 'download', loaded: bytes.byteLength, total: bytes.byteLength });
-    checkHeader(bytes, bytes.byteLength);
+    check(bytes, bytes.byteLength);
     return bytes;
   }
 
@@ -194,6 +239,7 @@ export class EngineHost {
       for (;;) {
         // Messages (aborts) are handled while the GPU works on each step.
         const step = (await engine.step()) as { token: number; text: string } | null;
+        await yieldToEvents();
         if (this.aborted.has(request.id)) {
           engine.abort();
           throw new ConfidantError('aborted', 'The generation was aborted.');
@@ -230,7 +276,7 @@ export class EngineHost {
   /** Load the embedding model (cached like the language model) and open the memory database. */
   private async openMemory(embedder: EmbedderPayload | null, database: string, progress: (p: Progress) => void, id: number): Promise<MemoryEngine> {
     if (this.memory) return this.memory;
-    if (!this.wasmReady || !this.engine) throw new ConfidantError('bad_request', 'No model is loaded (was the engine disposed?).');
+    if (!this.wasm || !this.engine || !this.choice) throw new ConfidantError('bad_request', 'No model is loaded (was the engine disposed?).');
     if (!embedder) {
       throw new ConfidantError('bad_request', 'Memory needs an embedding model: pass embedder: { url } to Confidant.create.');
     }
@@ -238,11 +284,11 @@ export class EngineHost {
     const files: Uint8Array[] = [];
     for (const name of ['model.safetensors', 'tokenizer.json', 'config.json']) {
       const report = (p: Progress) => progress({ ...p, what: 'embedder', file: name });
-      files.push(await this.modelBytes({ url: new URL(name, folder).href }, report, id, () => true));
+      files.push(await this.modelBytes({ url: new URL(name, folder).href }, report, id, false));
     }
     const total = files.reduce((n, f) => n + f.byteLength, 0);
     progress({ stage: 'load', loaded: 0, total, what: 'embedder' });
-    this.memory = await MemoryEngine.open(database, files[0], files[1], files[2]);
+    this.memory = await this.wasm.MemoryEngine.open(database, files[0], files[1], files[2], this.choice.backend);
     if (typeof BroadcastChannel === 'function') {
       this.memoryNews = new BroadcastChannel(`confidant-memory:${database}`);
       this.memoryNews.onmessage = () => {
@@ -306,7 +352,9 @@ export class EngineHost {
       await memory.unload();
     }
     if (!this.engine) throw new ConfidantError('bad_request', 'No model is loaded (was the engine disposed?).');
-    this.chat ??= (await ChatEngine.open(this.engine, memory, request.database)) as ChatEngine;
+    const wasm = this.wasm;
+    if (!wasm) throw new ConfidantError('bad_request', 'No model is loaded (was the engine disposed?).');
+    this.chat ??= (await wasm.ChatEngine.open(this.engine, memory, request.database)) as ChatEngine;
     const chat = this.chat;
     const a = request.args as any[];
     let value: unknown = null;
@@ -356,6 +404,7 @@ export class EngineHost {
           // An abort ends the reply at the next token; what was written is kept.
           if (this.aborted.delete(request.id)) chat.abort();
           const event = await chat.nextEvent();
+          await yieldToEvents();
           if (!event) break;
           this.post({ type: 'event', id: request.id, event });
         }
@@ -385,7 +434,7 @@ export class EngineHost {
       case 'background':
         // One token at a time, while nothing else is asked for.
         while (this.queue.length === 0 && (await chat.backgroundStep())) {
-          /* keep going */
+          await yieldToEvents();
         }
         break;
       default:

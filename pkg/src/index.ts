@@ -151,8 +151,15 @@ export class ChunkStream<T> implements AsyncIterable<T> {
   private finished = false;
   private rejectWaiting: ((e: ConfidantError) => void) | null = null;
 
-  /** @internal */
-  constructor(private readonly stop: () => void) {}
+  /**
+   * @internal `stop` asks the engine to stop. With `endOnAbort` (completion streams) an abort ends
+   * the loop at once; without it (chat turns) the stream goes on to the engine's last event,
+   * which reports the stop and keeps what was written.
+   */
+  constructor(
+    private readonly stop: () => void,
+    private readonly endOnAbort = true,
+  ) {}
 
   /** @internal */
   push(chunk: T): void {
@@ -177,9 +184,17 @@ export class ChunkStream<T> implements AsyncIterable<T> {
     }
   }
 
-  /** Stop generating; the loop then ends with an `aborted` ConfidantError. */
+  /**
+   * Stop generating; the loop then ends with an `aborted` ConfidantError at once. Chunks that
+   * arrived but were not read yet are dropped: a fast backend may have produced them all
+   * before the abort, and the caller asked for no more.
+   */
   abort(): void {
+    if (this.failed?.code === 'aborted') return;
     if (!this.finished) this.stop();
+    if (!this.endOnAbort) return;
+    this.buffered.length = 0;
+    this.end(new ConfidantError('aborted', 'The generation was aborted.'));
   }
 
   [Symbol.asyncIterator](): AsyncIterator<T> {
@@ -266,7 +281,7 @@ export class Confidant {
     private readonly onProgress: ((p: Progress) => void) | undefined,
   ) {}
 
-  /** Download (or read from the browser's cache) and load a model onto the GPU. */
+  /** Download (or read from the browser's cache) and load a model onto the GPU or the CPU. */
   static async create(options: CreateOptions): Promise<Confidant> {
     const source = options?.model;
     let payload: ModelPayload;
@@ -302,8 +317,15 @@ export class Confidant {
 
     const channel = await Channel.open(options.worker ?? true);
     const wasmUrl = new URL('./wasm/confidant_web_bg.wasm', import.meta.url).href;
+    const threadsWasmUrl = new URL('./wasm-threads/confidant_web_bg.wasm', import.meta.url).href;
+    const threads = options.threads;
+    if (threads !== undefined && (!Number.isInteger(threads) || threads < 1)) throw new ConfidantError('bad_request', 'threads must be a positive integer.');
     try {
-      const { done } = channel.request({ type: 'load', model: payload, backend, contextLength, wasmUrl }, { onProgress: options.onProgress }, transfer);
+      const { done } = channel.request(
+        { type: 'load', model: payload, backend, threads, contextLength, wasmUrl, threadsWasmUrl },
+        { onProgress: options.onProgress },
+        transfer,
+      );
       const info = (await done) as EngineInfo;
       return new Confidant(channel, info, embedder, database, options.onProgress);
     } catch (e) {
@@ -320,7 +342,7 @@ export class Confidant {
     delete: (url: string): Promise<boolean> => deleteModel(new URL(url, globalThis.location?.href).href),
   };
 
-  /** The backend, GPU adapter and model this engine runs. */
+  /** The backend (and why it was chosen), the adapter and the model this engine runs. */
   info(): EngineInfo {
     return structuredClone(this.engineInfo);
   }
@@ -585,7 +607,7 @@ export class TurnStream implements AsyncIterable<ChatEvent>, PromiseLike<DoneEve
   constructor(engine: Confidant, op: 'send' | 'regenerate', args: unknown[], signal: AbortSignal | undefined) {
     let requestId = 0;
     let done: DoneEvent | null = null;
-    this.events = new ChunkStream<ChatEvent>(() => engine.abortRequest(requestId));
+    this.events = new ChunkStream<ChatEvent>(() => engine.abortRequest(requestId), false);
     if (signal?.aborted) {
       const error = new ConfidantError('aborted', 'The request was aborted before it started.');
       this.events.end(error);

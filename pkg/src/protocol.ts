@@ -1,7 +1,7 @@
 // Messages between the API (main thread) and the engine host (a Web Worker by default).
 
 import type { SerializedError } from './errors.js';
-import type { ChatMessage, EngineInfo, FinishReason, Progress, SamplingOptions, Timings, Usage } from './types.js';
+import type { Backend, ChatMessage, EngineInfo, FinishReason, Progress, SamplingOptions, Timings, Usage } from './types.js';
 
 export type ModelPayload =
   | { url: string; sha256?: string; revalidate?: boolean }
@@ -42,7 +42,18 @@ export type ChatOp =
   | 'background';
 
 export type HostRequest =
-  | { type: 'load'; id: number; model: ModelPayload; backend: string; contextLength: number; wasmUrl: string }
+  | {
+      type: 'load';
+      id: number;
+      model: ModelPayload;
+      backend: Backend;
+      /** CPU threads asked for (undefined: one per core). */
+      threads?: number;
+      contextLength: number;
+      /** The single-threaded build (WebGPU and CPU) and the multi-threaded one (CPU). */
+      wasmUrl: string;
+      threadsWasmUrl: string;
+    }
   | { type: 'generate'; id: number; prompt: string | ChatMessage[]; options: HostOptions }
   | { type: 'memory'; id: number; op: MemoryOp; args: unknown[]; embedder: EmbedderPayload | null; database: string }
   | { type: 'chat'; id: number; op: ChatOp; args: unknown[]; embedder: EmbedderPayload | null; database: string }

@@ -29,8 +29,17 @@ export interface Progress {
 
 export interface CreateOptions {
   model: ModelSource;
-  /** 'auto' (default): WebGPU when the browser has an adapter. 'cpu' arrives in a later release. */
+  /**
+   * 'auto' (default): WebGPU on a real GPU; the CPU when the browser has no WebGPU adapter or only a
+   * software one (SwiftShader, lavapipe: slower than the CPU path). 'webgpu' or 'cpu' force one.
+   */
   backend?: Backend;
+  /**
+   * CPU threads for the CPU backend (default: one per logical core, at most 8). Threads need a
+   * cross-origin isolated page (COOP `same-origin` + COEP `require-corp` headers) and the default
+   * `worker: true`; otherwise the engine runs single-threaded.
+   */
+  threads?: number;
   onProgress?: (progress: Progress) => void;
   /** Largest prompt + reply in tokens (caps GPU memory for the KV cache). Default 4096. */
   contextLength?: number;
@@ -67,6 +76,10 @@ export interface AdapterInfo {
 
 export interface EngineInfo {
   backend: 'webgpu' | 'cpu';
+  /** Why that backend: "the WebGPU adapter (google swiftshader) is a software renderer; CPU with wasm SIMD, 2 threads". */
+  backendReason: string;
+  /** Threads the CPU backend computes on (1 on WebGPU or without cross-origin isolation). */
+  threads: number;
   adapter: AdapterInfo;
   model: ModelInfo;
   /** The context this engine was created with (prompt + reply). */

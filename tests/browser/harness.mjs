@@ -24,6 +24,9 @@ export const chromiumArgs = [
   '--no-first-run',
 ];
 
+/** The headers that make a page cross-origin isolated, so the package runs its multi-threaded build. */
+export { isolation } from '../../web/serve.mjs';
+
 /**
  * Start a server (`serverOptions` as web/serve.mjs takes them) and headless Chromium with
  * WebGPU (`webgpu: false` leaves WebGPU off, as in browsers without it).
@@ -54,11 +57,12 @@ export async function launch({ needs = ['web/pkg/confidant_web_bg.wasm'], server
   };
 }
 
-/// The native CLI's greedy output for the same prompt, as JSON.
-export function nativeGreedy(prompt, maxTokens, { raw = true } = {}) {
+/// The native CLI's greedy output for the same prompt, as JSON, on `backend` ('gpu' or 'cpu':
+/// compare a browser backend with the native one of the same arithmetic).
+export function nativeGreedy(prompt, maxTokens, { raw = true, backend = 'cpu' } = {}) {
   const cli = join(root, 'target/release/confidant');
   if (!existsSync(cli)) throw new Error(`${cli} is missing: run \`cargo build --release -p confidant-cli\``);
-  const args = ['generate', '--model', modelPath, '--prompt', prompt, '--max-tokens', String(maxTokens), '--temperature', '0', '--json'];
+  const args = ['generate', '--model', modelPath, '--backend', backend, '--prompt', prompt, '--max-tokens', String(maxTokens), '--temperature', '0', '--json'];
   if (raw) args.push('--raw');
   const out = execFileSync(cli, args, { encoding: 'utf8', stdio: ['ignore', 'pipe', 'ignore'] });
   return JSON.parse(out.trim().split('\n').pop());
@@ -66,6 +70,18 @@ export function nativeGreedy(prompt, maxTokens, { raw = true } = {}) {
 
 export function reference() {
   return JSON.parse(readFileSync(join(root, 'tests/fixtures/llama_reference.json'), 'utf8'));
+}
+
+/**
+ * How many greedy tokens of llama.cpp's Q4_1 run of `prompt` come before its first near-tie
+ * (top-2 gap under 0.5, as in crates/llm/tests/llama_cpp_reference.rs): beyond it two CPU
+ * builds that sum in another order (wasm SIMD128, native AVX2) may rightly pick different tokens.
+ */
+export function agreedSteps(prompt) {
+  const run = reference().runs.q4_1.find((r) => r.prompt === prompt);
+  if (!run) throw new Error(`no Q4_1 reference run for ${JSON.stringify(prompt)}`);
+  const tie = run.steps.findIndex((s) => s.gap < 0.5);
+  return tie < 0 ? run.steps.length : tie;
 }
 
 /**
@@ -95,20 +111,21 @@ export async function okInPage(page, fn, arg) {
 
 /**
  * Open the test page that loads the npm package and create `window.engine` there (model from
- * `modelUrl`). `contextLength` is passed on when given; `recordProgress` collects the progress
- * events in `window.progress`.
+ * `modelUrl`). `contextLength` and `backend` are passed on when given; `recordProgress` collects
+ * the progress events in `window.progress`.
  */
-export async function createPkgEngine(h, modelUrl, { contextLength, recordProgress = false } = {}) {
+export async function createPkgEngine(h, modelUrl, { contextLength, backend, recordProgress = false } = {}) {
   await h.page.goto(`${h.base}/pkg.html`);
   await h.page.waitForFunction(() => window.pkgReady === true);
   await h.page.evaluate(
-    async ({ url, contextLength, recordProgress }) => {
+    async ({ url, contextLength, backend, recordProgress }) => {
       window.progress = [];
       const options = { model: { url } };
       if (contextLength) options.contextLength = contextLength;
+      if (backend) options.backend = backend;
       if (recordProgress) options.onProgress = (p) => window.progress.push(p);
       window.engine = await window.pkg.Confidant.create(options);
     },
-    { url: modelUrl, contextLength, recordProgress },
+    { url: modelUrl, contextLength, backend, recordProgress },
   );
 }

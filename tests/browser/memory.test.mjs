@@ -1,6 +1,7 @@
-// engine.memory in headless Chromium: all-MiniLM-L6-v2 on WebGPU (SwiftShader) against the
-// sentence-transformers fixture, records in real IndexedDB through add / search / list / update /
-// forget / stats, persistence across a reload, and a quota refusal that loses nothing.
+// engine.memory in headless Chromium: all-MiniLM-L6-v2 on the CPU (wasm SIMD128, what 'auto'
+// picks beside SwiftShader) and on WebGPU against the sentence-transformers fixture, records in
+// real IndexedDB through add / search / list / update / forget / stats, persistence across a
+// reload, and a quota refusal that loses nothing.
 
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
@@ -50,8 +51,9 @@ const cosine = (a, b) => {
   return dot / Math.sqrt(na * nb);
 };
 
-test('embeddings on WebGPU match sentence-transformers, loaded with progress on first use', async () => {
-  const sentences = reference.sentences.slice(0, 4);
+test('embeddings on the CPU match sentence-transformers, loaded with progress on first use', async () => {
+  assert.equal(await h.page.evaluate(() => window.engine.info().backend), 'cpu');
+  const sentences = reference.sentences;
   const vectors = await ok((engine, texts) => engine.memory.embed(texts).then((vs) => vs.map((v) => [v.constructor.name, Array.from(v)])), sentences.map((s) => s.text));
   assert.equal(vectors.length, sentences.length);
   sentences.forEach((s, i) => {
@@ -65,6 +67,25 @@ test('embeddings on WebGPU match sentence-transformers, loaded with progress on 
   const embedder = progress.filter((p) => p.what === 'embedder');
   assert.ok(embedder.some((p) => p.file === 'model.safetensors' && p.stage === 'download'), JSON.stringify(embedder.slice(0, 5)));
   assert.ok(embedder.some((p) => p.stage === 'load' && p.loaded === p.total && p.total > 80e6));
+});
+
+test('embeddings on WebGPU match sentence-transformers', async () => {
+  const sentences = reference.sentences.slice(0, 2);
+  const vectors = await h.page.evaluate(
+    async ({ url, texts }) => {
+      const engine = await window.pkg.Confidant.create({ model: { url }, backend: 'webgpu', database: 'webgpu-embeddings' });
+      const vs = await engine.memory.embed(texts);
+      const backend = engine.info().backend;
+      await engine.dispose();
+      return { backend, vs: vs.map((v) => Array.from(v)) };
+    },
+    { url: MODEL_URL, texts: sentences.map((s) => s.text) },
+  );
+  assert.equal(vectors.backend, 'webgpu');
+  sentences.forEach((s, i) => {
+    const c = cosine(vectors.vs[i], s.embedding);
+    assert.ok(c >= 0.999, `${JSON.stringify(s.text)}: cosine ${c}`);
+  });
 });
 
 const FACTS = [

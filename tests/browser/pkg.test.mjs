@@ -1,13 +1,15 @@
-// The npm package (pkg/dist, built by `npm run build` in pkg/) in headless Chromium on WebGPU
-// (SwiftShader): loading with progress and caching, the OpenAI-style API, streaming, aborts,
-// queueing, errors, resumable downloads. SwiftShader is slow, so token counts stay small.
+// The npm package (pkg/dist, built by `npm run build` in pkg/) in headless Chromium: loading with
+// progress and caching, the OpenAI-style API, streaming, aborts, queueing, errors, resumable
+// downloads. The page is cross-origin isolated and the only WebGPU adapter is SwiftShader (a
+// software renderer), so `backend: 'auto'` runs the multi-threaded CPU build; one test asks for
+// WebGPU, one runs without WebGPU and without isolation (the single-threaded CPU build).
 
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { copyFileSync, mkdtempSync, readFileSync, rmSync, statSync, utimesSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { launch, modelPath, nativeGreedy, root } from './harness.mjs';
+import { agreedSteps, isolation, launch, modelPath, nativeGreedy, root } from './harness.mjs';
 
 const MODEL_URL = '/models/SmolLM2-135M-Instruct-Q4_1.gguf';
 const MODEL_SHA256 = readFileSync(join(root, 'models/checksums.sha256'), 'utf8')
@@ -15,6 +17,8 @@ const MODEL_SHA256 = readFileSync(join(root, 'models/checksums.sha256'), 'utf8')
   .find((l) => l.endsWith(' SmolLM2-135M-Instruct-Q4_1.gguf'))
   .split(' ')[0];
 const PROMPT = 'The capital of France is';
+// Greedy tokens the CPU builds must agree on (5: the reference's sixth is a near-tie).
+const AGREED = agreedSteps(PROMPT);
 
 let h;
 let fixtures;
@@ -49,6 +53,7 @@ before(async () => {
         ['/fixtures/', fixtures],
         ['/', join(root, 'tests/browser/pages')],
       ],
+      headers: isolation,
       onRequest: (req) => requests.push({ method: req.method, url: req.url, range: req.headers.range ?? null }),
       // Break the connection once, where a test asks for it.
       cutAfter: (req) => {
@@ -88,22 +93,27 @@ async function tryCreate(model, extra = {}) {
 }
 
 test('loads with progress; greedy text equals the native CLI; the main thread keeps running', async () => {
-  const native = nativeGreedy(PROMPT, 6);
+  const native = nativeGreedy(PROMPT, AGREED);
   const r = await h.page.evaluate(
-    async ({ url, prompt }) => {
+    async ({ url, prompt, agreed }) => {
       const { Confidant } = window.pkg;
       const stages = [];
       const engine = await Confidant.create({ model: { url }, onProgress: (p) => stages.push(p.stage) });
       window.engine = engine;
       const framesBefore = window.pkg.frames();
       const started = performance.now();
-      const c = await engine.completions.create({ prompt, max_tokens: 6, temperature: 0 });
-      return { stages: [...new Set(stages)], info: engine.info(), c, frames: window.pkg.frames() - framesBefore, ms: performance.now() - started };
+      const c = await engine.completions.create({ prompt, max_tokens: agreed, temperature: 0 });
+      const frames = window.pkg.frames() - framesBefore;
+      return { stages: [...new Set(stages)], info: engine.info(), c, frames, ms: performance.now() - started, cores: navigator.hardwareConcurrency };
     },
-    { url: MODEL_URL, prompt: PROMPT },
+    { url: MODEL_URL, prompt: PROMPT, agreed: AGREED },
   );
   assert.deepEqual(r.stages, ['compile', 'download', 'cache', 'load']);
-  assert.equal(r.info.backend, 'webgpu');
+  // SwiftShader is a software renderer: 'auto' takes the CPU, on threads (the page is isolated).
+  assert.equal(r.info.backend, 'cpu');
+  assert.match(r.info.backendReason, /software renderer/);
+  assert.equal(r.info.threads, Math.min(8, r.cores));
+  assert.equal(r.info.adapter.deviceType, 'cpu');
   assert.equal(r.info.model.arch, 'llama');
   assert.equal(r.info.model.quant, 'Q4_1');
   assert.equal(r.info.model.contextLength, 8192);
@@ -111,7 +121,7 @@ test('loads with progress; greedy text equals the native CLI; the main thread ke
   assert.equal(r.c.object, 'text_completion');
   assert.equal(r.c.choices[0].text, native.text);
   assert.equal(r.c.choices[0].finish_reason, 'length');
-  assert.deepEqual(r.c.usage, { prompt_tokens: native.prompt_tokens.length, completion_tokens: 6, total_tokens: native.prompt_tokens.length + 6 });
+  assert.deepEqual(r.c.usage, { prompt_tokens: native.prompt_tokens.length, completion_tokens: AGREED, total_tokens: native.prompt_tokens.length + AGREED });
   assert.ok(r.c.timings.decode_tok_s > 0);
   // requestAnimationFrame kept firing while the worker computed (several frames a second).
   assert.ok(r.frames >= (r.ms / 1000) * 5, `${r.frames} frames in ${Math.round(r.ms)} ms`);
@@ -156,10 +166,11 @@ test('abort stops a stream within a token and the next call succeeds', async () 
     } catch (e) {
       error = { code: e.code, message: e.message };
     }
-    // A non-streaming call aborted by its signal rejects the same way.
+    // A non-streaming call aborted by its signal rejects the same way (long enough that even
+    // the CPU path is still generating when the abort arrives).
     const second = new AbortController();
-    const pending = engine.completions.create({ prompt, max_tokens: 40, temperature: 0, signal: second.signal });
-    setTimeout(() => second.abort(), 200);
+    const pending = engine.completions.create({ prompt, max_tokens: 400, ignore_eos: true, temperature: 0, signal: second.signal });
+    setTimeout(() => second.abort(), 20);
     let secondError = null;
     await pending.catch((e) => (secondError = e.code));
     const after = await engine.completions.create({ prompt, max_tokens: 2, temperature: 0 });
@@ -304,21 +315,52 @@ test('a changed file is detected: revalidate re-downloads it, a wrong sha256 is 
   assert.ok(!deleted.left.includes(url));
 });
 
-test('without WebGPU, creating an engine fails with webgpu_unavailable', async () => {
+test("backend: 'webgpu' runs on the GPU adapter even when it is a software one", async () => {
+  const r = await h.page.evaluate(
+    async ({ url, prompt }) => {
+      const engine = await window.pkg.Confidant.create({ model: { url }, backend: 'webgpu' });
+      const c = await engine.completions.create({ prompt, max_tokens: 2, temperature: 0 });
+      const info = engine.info();
+      await engine.dispose();
+      return { info, text: c.choices[0].text };
+    },
+    { url: MODEL_URL, prompt: PROMPT },
+  );
+  assert.equal(r.info.backend, 'webgpu');
+  assert.equal(r.info.threads, 1);
+  assert.match(r.info.backendReason, /swiftshader/i);
+  assert.equal(r.text, nativeGreedy(PROMPT, 2, { backend: 'gpu' }).text);
+});
+
+test('without WebGPU and without isolation: auto runs single-threaded on the CPU, webgpu fails with webgpu_unavailable', async () => {
   const plain = await launch({ needs: ['pkg/dist/index.js'], webgpu: false, serverOptions: { roots: [['/confidant/', join(root, 'pkg/dist')], ['/models/', join(root, 'models')], ['/', join(root, 'tests/browser/pages')]] } });
   try {
     await plain.page.goto(`${plain.base}/pkg.html`);
     await plain.page.waitForFunction(() => window.pkgReady === true);
-    const r = await plain.page.evaluate(async (url) => {
-      try {
-        await window.pkg.Confidant.create({ model: { url } });
-        return { code: 'no error' };
-      } catch (e) {
-        return { code: e.code, message: e.message };
-      }
-    }, MODEL_URL);
-    assert.equal(r.code, 'webgpu_unavailable');
-    assert.match(r.message, /Chrome/);
+    const r = await plain.page.evaluate(
+      async ({ url, prompt, agreed }) => {
+        let webgpu;
+        try {
+          await window.pkg.Confidant.create({ model: { url }, backend: 'webgpu' });
+          webgpu = { code: 'no error' };
+        } catch (e) {
+          webgpu = { code: e.code, message: e.message };
+        }
+        const engine = await window.pkg.Confidant.create({ model: { url } });
+        const c = await engine.completions.create({ prompt, max_tokens: agreed, temperature: 0 });
+        const info = engine.info();
+        await engine.dispose();
+        return { webgpu, info, text: c.choices[0].text, isolated: crossOriginIsolated };
+      },
+      { url: MODEL_URL, prompt: PROMPT, agreed: AGREED },
+    );
+    assert.equal(r.webgpu.code, 'webgpu_unavailable');
+    assert.match(r.webgpu.message, /Chrome/);
+    assert.equal(r.isolated, false);
+    assert.equal(r.info.backend, 'cpu');
+    assert.equal(r.info.threads, 1);
+    assert.match(r.info.backendReason, /no WebGPU adapter.*one thread \(the page is not cross-origin isolated\)/);
+    assert.equal(r.text, nativeGreedy(PROMPT, AGREED).text);
   } finally {
     await plain.close();
   }

@@ -1,15 +1,16 @@
-// The demo site (web/dist) as a person uses it, in headless Chromium with WebGPU through
-// SwiftShader: first visit with progress, a demo character, three short turns (one stopped),
-// regenerate, forgetting a memory, reload, export → wipe → import; every network request
-// recorded (none after the assets, none to another origin); offline start through the service
-// worker; a card made of HTML and script tags shown as text; no-WebGPU message. Screenshots of
-// the main screens go to tests/out/site/. Replies are a few tokens: SwiftShader is slow.
+// The demo site (web/dist) as a person uses it, in headless Chromium, served as `make demo`
+// serves it (cross-origin isolated). The only WebGPU adapter here is SwiftShader, a software
+// renderer, so the site runs on the CPU (threads): first visit with progress, a demo character,
+// three short turns (one stopped), regenerate, forgetting a memory, reload, export → wipe →
+// import; every network request recorded (none after the assets, none to another origin);
+// offline start through the service worker; a card made of HTML and script tags shown as text;
+// a browser without WebGPU. Screenshots of the main screens go to tests/out/site/.
 
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { mkdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { launch, root } from './harness.mjs';
+import { isolation, launch, root } from './harness.mjs';
 import { siteRoots } from '../../web/serve.mjs';
 
 const shots = join(root, 'tests/out/site');
@@ -24,7 +25,7 @@ const requested = [];
 before(async () => {
   h = await launch({
     needs: ['web/dist/index.html', 'web/dist/sw.js'],
-    serverOptions: { roots: siteRoots, onRequest: (req) => served.push([Date.now(), new URL(req.url, 'http://x').pathname]) },
+    serverOptions: { roots: siteRoots, headers: isolation, onRequest: (req) => served.push([Date.now(), new URL(req.url, 'http://x').pathname]) },
   });
   h.page.context().on('request', (r) => requested.push(r.url()));
   h.page.setDefaultTimeout(120_000);
@@ -84,13 +85,16 @@ test('journey: first visit, demo character, three turns, stop, regenerate, forge
   await page.evaluate(() => navigator.serviceWorker.ready);
   await shot('gallery');
 
-  // Short replies: SwiftShader is slow (12 tokens: SmolLM2 often spends the first few on writing
+  // Short replies keep the test quick (12 tokens: SmolLM2 often spends the first few on writing
   // "Wren Okafor:", which the engine drops).
-  await openSettings();
-  await page.fill('[data-setting="max_tokens"]', '12');
-  await page.press('[data-setting="max_tokens"]', 'Tab');
-  await shot('settings');
-  await closeDialog();
+  const setMaxTokens = async (n, screenshot) => {
+    await openSettings();
+    await page.fill('[data-setting="max_tokens"]', String(n));
+    await page.press('[data-setting="max_tokens"]', 'Tab');
+    if (screenshot) await shot('settings');
+    await closeDialog();
+  };
+  await setMaxTokens(12, true);
 
   const quietFrom = Date.now();
   await page.click('[data-demo="wren"] button');
@@ -112,12 +116,15 @@ test('journey: first visit, demo character, three turns, stop, regenerate, forge
   assert.deepEqual(messages.map((m) => m.role), ['assistant', 'user', 'assistant', 'user', 'assistant']);
   assert.match(await page.textContent('.stats'), /tok\/s · context \d+ \/ 4096/);
 
-  // Third message, stopped as soon as the reply starts.
-  await page.fill('.composer textarea', 'What is your favourite plant?');
+  // Third message, stopped as soon as the reply starts: allowed to run long, so it is still
+  // streaming when the click lands (the CPU path writes tens of tokens a second).
+  await setMaxTokens(400);
+  await page.fill('.composer textarea', 'What is your favourite plant? Tell me everything about it.');
   await page.press('.composer textarea', 'Enter');
   await page.waitForSelector('.message.streaming .body p');
   await page.click('.composer .send.stop');
   await waitIdle();
+  await setMaxTokens(12);
   assert.match(await page.textContent('.stats'), /stopped/);
   messages = await history();
   assert.equal(messages.length, 7);
@@ -322,13 +329,28 @@ test('offline after the first visit: the site loads and chats', async () => {
   }
 });
 
-test('without WebGPU the site says which browsers have it', async () => {
+test('without WebGPU the site runs on the processor; settings that ask for the GPU explain and offer it', async () => {
+  // A plain static host: no isolation headers (the service worker adds them from the next load).
   const plain = await launch({ needs: ['web/dist/index.html'], serverOptions: { roots: siteRoots }, webgpu: false });
   try {
-    await plain.page.goto(`${plain.base}/`);
-    await plain.page.waitForSelector('h1:has-text("needs WebGPU")');
-    assert.match(await plain.page.textContent('main'), /Chrome or Edge/);
-    await plain.page.screenshot({ path: join(shots, 'no-webgpu.png') });
+    const { page } = plain;
+    page.setDefaultTimeout(120_000);
+    await page.goto(`${plain.base}/`);
+    await page.evaluate(() => localStorage.setItem('confidant.settings', JSON.stringify({ backend: 'webgpu', welcomed: true })));
+    await page.reload();
+    await page.waitForSelector('h1:has-text("No WebGPU")');
+    assert.match(await page.textContent('main'), /Chrome or Edge/);
+    await page.screenshot({ path: join(shots, 'no-webgpu.png') });
+    await page.getByRole('button', { name: 'Run on the processor' }).click();
+    await page.waitForFunction(() => window.confidantDemo?.ready === true, null, { timeout: 300_000 });
+    const info = await page.evaluate(() => window.confidantDemo.app.engine.info());
+    assert.equal(info.backend, 'cpu');
+    assert.match(info.backendReason, /no WebGPU adapter/);
+    assert.equal(JSON.parse(await page.evaluate(() => localStorage.getItem('confidant.settings'))).backend, 'auto');
+    await page.click('.sidebar-foot button');
+    await page.waitForSelector('dialog[open] .storage');
+    assert.match(await page.textContent('dialog[open]'), /on the processor/);
+    await page.screenshot({ path: join(shots, 'settings-cpu.png') });
   } finally {
     await plain.close();
   }

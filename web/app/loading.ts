@@ -16,20 +16,22 @@ export async function hasWebGpu(): Promise<boolean> {
   }
 }
 
-export function showNoWebGpu(root: HTMLElement): void {
+/** The settings ask for the GPU and this browser has none to give: explain, offer the CPU. */
+export function showNoWebGpu(root: HTMLElement, useCpu: () => void): void {
   replace(
     root,
     h(
       'main',
       { class: 'splash' },
-      h('h1', {}, 'Confidant needs WebGPU'),
-      h('p', {}, 'Confidant runs its language model on your graphics card through WebGPU, so that nothing you write leaves this device. This browser does not offer WebGPU (or has it turned off).'),
+      h('h1', {}, 'No WebGPU in this browser'),
+      h('p', {}, 'Your settings ask Confidant to run its language model on your graphics card through WebGPU, which this browser does not offer (or has turned off).'),
       h(
         'p',
         {},
-        'Open this page in Chrome or Edge 113 or newer on Windows, macOS or ChromeOS (Chrome 121+ on Android), or Safari 26 on macOS, iOS and iPadOS. On Linux, Chrome needs WebGPU enabled in chrome://flags. Firefox 141+ has it on Windows.',
+        'WebGPU is in Chrome or Edge 113 or newer on Windows, macOS or ChromeOS (Chrome 121+ on Android), and Safari 26 on macOS, iOS and iPadOS. On Linux, Chrome needs WebGPU enabled in chrome://flags. Firefox 141+ has it on Windows.',
       ),
-      h('p', { class: 'muted' }, 'A version that runs on the processor, more slowly, is planned.'),
+      h('p', {}, 'The processor works too, everywhere, and nothing you write leaves this device either way.'),
+      h('button', { type: 'button', class: 'primary', onclick: useCpu }, 'Run on the processor'),
     ),
   );
 }

@@ -23,14 +23,22 @@ declare global {
   }
 }
 
-async function registerServiceWorker(): Promise<void> {
-  if (!('serviceWorker' in navigator)) return;
-  try {
-    await navigator.serviceWorker.register('sw.js');
-  } catch (e) {
-    // Offline start is a convenience; the app works without it.
-    console.warn('service worker not registered', e);
-  }
+/**
+ * The service worker keeps the site for offline starts and adds the headers that make the page
+ * cross-origin isolated (for the engine's threads) where the host does not send them. Returns
+ * true when this page should load once more to get those headers: it is controlled by the
+ * worker but came without them (the first visit's page came from the network before the worker
+ * existed, and runs single-threaded).
+ */
+function registerServiceWorker(): boolean {
+  if (!('serviceWorker' in navigator)) return false;
+  // Offline start and threads are conveniences; the app works without them.
+  navigator.serviceWorker.register('sw.js').catch((e) => console.warn('service worker not registered', e));
+  if (crossOriginIsolated || !navigator.serviceWorker.controller) return false;
+  // Once per tab session, so a browser that ignores the headers cannot loop.
+  if (sessionStorage.getItem('confidant.isolationReload') === '1') return false;
+  sessionStorage.setItem('confidant.isolationReload', '1');
+  return true;
 }
 
 /** Ask for a GGUF file when the settings say the model is a local file (a File cannot be kept). */
@@ -51,9 +59,16 @@ async function start(): Promise<void> {
   const settings = loadSettings();
   applyTheme(settings.theme);
   window.confidantDemo = { stages: [], ready: false };
-  void registerServiceWorker();
-  if (!(await hasWebGpu())) {
-    showNoWebGpu(root);
+  if (registerServiceWorker()) {
+    location.reload();
+    return;
+  }
+  if (settings.backend === 'webgpu' && !(await hasWebGpu())) {
+    showNoWebGpu(root, () => {
+      settings.backend = 'auto';
+      saveSettings(settings);
+      void start();
+    });
     return;
   }
   let model: Parameters<typeof Confidant.create>[0]['model'] = { url: DEFAULT_MODEL_URL };
@@ -78,7 +93,7 @@ async function load(settings: Settings, model: Parameters<typeof Confidant.creat
   const onProgress = (p: Progress) => progress.report(p);
   let engine: Confidant;
   try {
-    engine = await Confidant.create({ model, onProgress, embedder: { url: EMBEDDER_URL } });
+    engine = await Confidant.create({ model, backend: settings.backend, onProgress, embedder: { url: EMBEDDER_URL } });
     // Open memory now (it loads the embedding model), so the first message does not wait.
     await engine.memory.stats({});
   } catch (e) {
@@ -119,7 +134,7 @@ class Shell implements App {
       h('button', { type: 'button', class: 'nav-button', onclick: () => this.editCharacter(null) }, '+ New character'),
       h('h2', { class: 'nav-heading' }, 'Chats'),
       this.list,
-      h('div', { class: 'sidebar-foot' }, h('button', { type: 'button', class: 'nav-button', onclick: () => this.openSettings() }, '⚙ Settings'), h('p', { class: 'muted small' }, 'Runs on your GPU. Nothing leaves this device.')),
+      h('div', { class: 'sidebar-foot' }, h('button', { type: 'button', class: 'nav-button', onclick: () => this.openSettings() }, '⚙ Settings'), h('p', { class: 'muted small' }, 'Runs on this device. Nothing leaves it.')),
     );
     this.layout = h('div', { class: 'layout' }, sidebar, this.content, this.toasts);
     document.addEventListener('keydown', (e) => {

@@ -27,7 +27,7 @@ export function openSettingsPanel(app: App): void {
     'fieldset',
     {},
     h('legend', {}, 'Model'),
-    h('p', { class: 'muted small' }, `Running ${info.model.name} (${info.model.arch}, ${(info.model.params / 1e6).toFixed(0)}M weights, ${info.model.quant}) on ${info.adapter.name || info.adapter.vendor || 'the GPU'} through ${info.backend === 'webgpu' ? 'WebGPU' : 'the CPU'}.`),
+    h('p', { class: 'muted small' }, `Running ${info.model.name} (${info.model.arch}, ${(info.model.params / 1e6).toFixed(0)}M weights, ${info.model.quant}) on ${info.backend === 'webgpu' ? `${info.adapter.name || info.adapter.vendor || 'the graphics card'} through WebGPU` : 'the processor'}: ${info.backendReason}.`),
     choice('default', 'SmolLM2 135M Instruct (default, 98 MB)'),
     choice('file', 'A GGUF file on this computer (asked for at each start)'),
     choice('url', 'A GGUF file on this site:'),
@@ -54,6 +54,26 @@ export function openSettingsPanel(app: App): void {
     } else {
       s.model = kind === 'file' ? { kind: 'file' } : { kind: 'default' };
     }
+    app.saveSettings();
+    location.reload();
+  });
+
+  // Where the model runs.
+  const backendChoice = (value: string, label: string) =>
+    h('label', { class: 'check' }, h('input', { type: 'radio', name: 'backend', value, checked: s.backend === value }), ` ${label}`);
+  const applyBackend = h('button', { type: 'button' }, 'Use this (reloads)');
+  const backendSection = h(
+    'fieldset',
+    {},
+    h('legend', {}, 'Where the model runs'),
+    backendChoice('auto', 'Automatic: the graphics card when it is a real one, else the processor'),
+    backendChoice('webgpu', 'The graphics card, through WebGPU'),
+    backendChoice('cpu', 'The processor'),
+    applyBackend,
+  );
+  applyBackend.addEventListener('click', () => {
+    const value = (backendSection.querySelector('input[name=backend]:checked') as HTMLInputElement | null)?.value;
+    s.backend = value === 'webgpu' || value === 'cpu' ? value : 'auto';
     app.saveSettings();
     location.reload();
   });
@@ -139,6 +159,7 @@ export function openSettingsPanel(app: App): void {
 
   const dialog = openDialog('Settings', [
     modelSection,
+    backendSection,
     h('fieldset', {}, h('legend', {}, 'Replies'), h('div', { class: 'grid2' }, inputs), resetSampling),
     h('fieldset', {}, h('legend', {}, 'You'), field('Your name in new chats', userName), field('Theme', theme)),
     h(

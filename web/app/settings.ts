@@ -11,8 +11,12 @@ export interface Sampling {
   max_tokens: number;
 }
 
+/** Where the model runs: 'auto' is a real GPU through WebGPU, else the CPU. */
+export type BackendChoice = 'auto' | 'webgpu' | 'cpu';
+
 export interface Settings {
   model: ModelChoice;
+  backend: BackendChoice;
   sampling: Sampling;
   userName: string;
   theme: 'system' | 'light' | 'dark';
@@ -32,7 +36,7 @@ export const EMBEDDER_URL = 'models/all-MiniLM-L6-v2/';
 export const defaultSampling: Sampling = { temperature: 0.5, top_p: 0.9, top_k: 40, min_p: 0.05, repeat_penalty: 1.1, max_tokens: 200 };
 
 export function defaults(): Settings {
-  return { model: { kind: 'default' }, sampling: { ...defaultSampling }, userName: 'User', theme: 'system', showThoughts: true, characterId: null, sessionId: null, welcomed: false };
+  return { model: { kind: 'default' }, backend: 'auto', sampling: { ...defaultSampling }, userName: 'User', theme: 'system', showThoughts: true, characterId: null, sessionId: null, welcomed: false };
 }
 
 export function loadSettings(): Settings {

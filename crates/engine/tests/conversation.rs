@@ -1,11 +1,10 @@
 //! A real five-turn conversation with SmolLM2-135M and all-MiniLM-L6-v2 through the engine
-//! (greedy decoding, native wgpu: lavapipe here): the greeting comes from the card, a lore
+//! (greedy decoding, on the CPU backend: the engine's logic, not the kernels, is under test here;
+//! crates/llm's tests check both backends' kernels): the greeting comes from the card, a lore
 //! entry is in the prompt exactly when its key is mentioned, a fact planted in turn 1 is
 //! retrieved into the prompt of turn 5, the second turn prefills only what changed; then
 //! regenerate, edit and delete with their memory records, a background summary, and
 //! export → wipe → import.
-
-use std::sync::OnceLock;
 
 use llm::Device;
 use engine::{ChatEngine, EngineSettings, InMemoryChatStore, ReplyOptions, Speaker, TurnEvent};
@@ -15,10 +14,7 @@ use persona::SectionKind;
 use serde_json::json;
 
 fn device() -> Device {
-    static DEVICE: OnceLock<Device> = OnceLock::new();
-    DEVICE
-        .get_or_init(|| llm::device::init_native().expect("a Vulkan adapter (lavapipe: apt install mesa-vulkan-drivers)").0)
-        .clone()
+    llm::device::init_cpu().0
 }
 
 fn read(relative: &str) -> Vec<u8> {

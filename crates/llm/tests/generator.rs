@@ -1,12 +1,13 @@
 //! The generator as callers use it: prompt-prefix reuse, stopping, aborting, bad requests and
-//! seeded sampling, on the real SmolLM2 model.
+//! seeded sampling, on the real SmolLM2 model (on the CPU backend: the generator's logic is under
+//! test; kernels.rs and the reference tests check both backends).
 
 mod common;
 
 use llm::{ChatMessage, FinishReason, GenerateOptions, Generator, LlmError, SamplingParams};
 
 fn generator() -> Generator {
-    Generator::from_gguf(common::model_bytes(), &common::device(), 256).unwrap()
+    Generator::from_gguf(common::model_bytes(), &common::cpu(), 256).unwrap()
 }
 
 fn run(g: &mut Generator, prompt: Vec<u32>, options: GenerateOptions) -> (Vec<u32>, String) {
@@ -94,7 +95,7 @@ fn bad_requests_are_errors() {
 
 #[test]
 fn context_limit_ends_generation() {
-    let mut g = Generator::from_gguf(common::model_bytes(), &common::device(), 16).unwrap();
+    let mut g = Generator::from_gguf(common::model_bytes(), &common::cpu(), 16).unwrap();
     let prompt = g.encode_raw("One two three four five six").unwrap();
     let (tokens, _) = run(&mut g, prompt.clone(), GenerateOptions { ignore_eos: true, ..greedy(100) });
     assert_eq!(g.stats().finish_reason, Some(FinishReason::Length));

@@ -2,7 +2,9 @@
 //! against an exact scan at 1k, 10k and 100k records, restore time, bytes stored per record.
 //!
 //!     cargo run --release -p confidant-memory --example memory_bench [-- --sizes 1000,10000 --queries 200 --no-embed
-//!         --ef-construction 100 --ef-search 100 --no-heuristic]
+//!         --cpu --ef-construction 100 --ef-search 100 --no-heuristic]
+//!
+//! The embedder runs on the native GPU, or with `--cpu` on burn's CPU backend.
 //!
 //! The index workload (synthetic clustered unit vectors) is `memory::bench`, which the wasm
 //! build runs too (`tests/bench/memory-bench.mjs`).
@@ -14,14 +16,18 @@ use memory::record::encode_record;
 use memory::bench::{Rng, index_bench, normalize};
 use memory::{EMBEDDING_DIM, Embedder, IndexConfig, MemoryKind, MemoryRecord};
 
-fn bench_embedder() {
+fn bench_embedder(cpu: bool) {
     let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../models/all-MiniLM-L6-v2");
     let read = |name: &str| std::fs::read(dir.join(name)).unwrap_or_else(|e| panic!("{}: {e}; run models/fetch.sh", dir.join(name).display()));
-    let (device, setup) = match Device::wgpu_options().init_with_setup() {
-        Ok(d) => d,
-        Err(e) => {
-            println!("embedder: no GPU adapter ({e}); skipped");
-            return;
+    let (device, adapter) = if cpu {
+        (Device::flex(), "the CPU (burn Flex)".to_string())
+    } else {
+        match Device::wgpu_options().init_with_setup() {
+            Ok((device, setup)) => (device, format!("{} ({:?})", setup.adapter.get_info().name, setup.backend)),
+            Err(e) => {
+                println!("embedder: no GPU adapter ({e}); skipped");
+                return;
+            }
         }
     };
     let started = Instant::now();
@@ -32,7 +38,7 @@ fn bench_embedder() {
             return;
         }
     };
-    println!("embedder: all-MiniLM-L6-v2 on {} ({:?}), loaded in {:.2} s", setup.adapter.get_info().name, setup.backend, started.elapsed().as_secs_f64());
+    println!("embedder: all-MiniLM-L6-v2 on {adapter}, loaded in {:.2} s", started.elapsed().as_secs_f64());
     let words = ["I", "really", "enjoyed", "the", "walk", "by", "river", "this", "morning", "and", "my", "sister", "called", "about", "dinner", "plans"];
     let mut rng = Rng(11);
     let messages: Vec<String> = (0..256)
@@ -111,7 +117,7 @@ fn main() {
     let queries: usize = value("--queries").and_then(|q| q.parse().ok()).unwrap_or(200);
     println!("threads available to rayon: {}", std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1));
     if !args.iter().any(|a| a == "--no-embed") {
-        bench_embedder();
+        bench_embedder(args.iter().any(|a| a == "--cpu"));
     }
     bytes_per_record();
     let mut config = IndexConfig::default();

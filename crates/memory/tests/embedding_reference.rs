@@ -1,10 +1,10 @@
-//! all-MiniLM-L6-v2 on burn against sentence-transformers (fixture made by
-//! `fixtures/make_embedding_fixture.py`): same token ids, cosine ≥ 0.999 per sentence, and
-//! batching changes nothing.
+//! all-MiniLM-L6-v2 on burn, on the GPU and on the CPU, against sentence-transformers (fixture
+//! made by `fixtures/make_embedding_fixture.py`): same token ids, cosine ≥ 0.999 per sentence,
+//! and batching changes nothing.
 
 mod common;
 
-use common::{cosine, embedder};
+use common::{cosine, embedder, embedder_on};
 use memory::EMBEDDING_DIM;
 use serde::Deserialize;
 
@@ -27,9 +27,17 @@ fn fixture() -> Fixture {
 }
 
 #[test]
-fn matches_sentence_transformers() {
+fn matches_sentence_transformers_on_the_gpu() {
+    matches_sentence_transformers(&embedder_on(&common::device()));
+}
+
+#[test]
+fn matches_sentence_transformers_on_the_cpu() {
+    matches_sentence_transformers(&embedder());
+}
+
+fn matches_sentence_transformers(model: &memory::Embedder) {
     let fixture = fixture();
-    let model = embedder();
     assert_eq!(model.max_tokens(), fixture.max_seq_length);
     for s in &fixture.sentences {
         assert_eq!(model.tokenize(&s.text).unwrap(), s.token_ids, "token ids of {:?}", s.text);
@@ -76,7 +84,7 @@ fn batching_changes_nothing() {
 
 #[test]
 fn rejects_broken_model_files() {
-    let device = common::device();
+    let device = common::cpu();
     let config = std::fs::read(common::repo_path("models/all-MiniLM-L6-v2/config.json")).unwrap();
     let tokenizer = std::fs::read(common::repo_path("models/all-MiniLM-L6-v2/tokenizer.json")).unwrap();
     let err = memory::Embedder::load(b"not safetensors", &tokenizer, &config, &device).err().expect("garbage weights fail");

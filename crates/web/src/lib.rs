@@ -1,5 +1,6 @@
-//! The engine for JavaScript: load a GGUF from bytes, generate on the browser's WebGPU one token
-//! per call. The npm package (pkg/) wraps this in a Web Worker; nothing else binds to JS.
+//! The engine for JavaScript: load a GGUF from bytes, generate one token per call on the
+//! browser's WebGPU or on the CPU (wasm SIMD, and threads in the multi-threaded build). The npm
+//! package (pkg/) wraps this in a Web Worker; nothing else binds to JS.
 //!
 //! Errors reach JS as `Error` objects with a `code` property (`model_format`,
 //! `unsupported_model`, `webgpu_unavailable`, `device_lost`, `bad_request`) and a readable
@@ -7,6 +8,10 @@
 
 mod bench;
 mod chat_js;
+
+/// `initThreadPool(n)` in JS: start `n` Web Workers sharing this module's memory for rayon.
+#[cfg(feature = "threads")]
+pub use wasm_bindgen_rayon::init_thread_pool;
 mod idb_store;
 mod memory_js;
 
@@ -133,18 +138,53 @@ struct StatsJs {
     finish_reason: Option<&'static str>,
 }
 
-thread_local! {
-    /// The WebGPU device, acquired once per page or worker: burn's runtime cannot be set up twice.
-    static DEVICE: RefCell<Option<(llm::Device, AdapterInfo)>> = const { RefCell::new(None) };
+/// Where the model and the embedder run. The package resolves `'auto'` before it picks the
+/// wasm build, so this side only ever sees a concrete choice.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Backend {
+    WebGpu,
+    Cpu,
 }
 
-pub(crate) async fn device() -> Result<(llm::Device, AdapterInfo), JsValue> {
-    if let Some(found) = DEVICE.with(|d| d.borrow().clone()) {
-        return Ok(found);
+impl Backend {
+    pub(crate) fn parse(name: &str) -> Result<Self, JsValue> {
+        match name {
+            "webgpu" => Ok(Self::WebGpu),
+            "cpu" => Ok(Self::Cpu),
+            other => Err(js_error("bad_request", &format!("unknown backend {other:?}: expected 'webgpu' or 'cpu'"))),
+        }
     }
-    let acquired = llm::device::init_webgpu().await.map_err(|e| js_error("webgpu_unavailable", &e.to_string()))?;
-    DEVICE.with(|d| *d.borrow_mut() = Some(acquired.clone()));
-    Ok(acquired)
+
+    pub(crate) fn name(self) -> &'static str {
+        match self {
+            Self::WebGpu => "webgpu",
+            Self::Cpu => "cpu",
+        }
+    }
+}
+
+thread_local! {
+    /// The WebGPU device, acquired once per page or worker: burn's runtime cannot be set up twice.
+    #[cfg(feature = "webgpu")]
+    static WEBGPU: RefCell<Option<(llm::Device, AdapterInfo)>> = const { RefCell::new(None) };
+}
+
+/// The device of `backend`, acquired on first use.
+pub(crate) async fn device(backend: Backend) -> Result<(llm::Device, AdapterInfo), JsValue> {
+    match backend {
+        Backend::Cpu => Ok(llm::device::init_cpu()),
+        #[cfg(feature = "webgpu")]
+        Backend::WebGpu => {
+            if let Some(found) = WEBGPU.with(|d| d.borrow().clone()) {
+                return Ok(found);
+            }
+            let acquired = llm::device::init_webgpu().await.map_err(|e| js_error("webgpu_unavailable", &e.to_string()))?;
+            WEBGPU.with(|d| *d.borrow_mut() = Some(acquired.clone()));
+            Ok(acquired)
+        }
+        #[cfg(not(feature = "webgpu"))]
+        Backend::WebGpu => Err(js_error("webgpu_unavailable", "this build of the engine runs on the CPU only")),
+    }
 }
 
 /// Describe a GGUF from its first bytes and check that the engine can run it. `fileLength` is
@@ -170,11 +210,12 @@ pub fn inspect_model(prefix: &[u8], file_length: f64) -> Result<JsValue, JsValue
 
 pub(crate) struct Inner {
     pub(crate) generator: Generator,
+    backend: Backend,
     adapter: AdapterInfo,
     model: ModelInfo,
 }
 
-/// A loaded model on the GPU. Calls must not overlap: wait for each promise before the next.
+/// A loaded model. Calls must not overlap: wait for each promise before the next.
 #[wasm_bindgen]
 pub struct Engine {
     pub(crate) inner: Rc<RefCell<Inner>>,
@@ -182,14 +223,16 @@ pub struct Engine {
 
 #[wasm_bindgen]
 impl Engine {
-    /// Load a GGUF held in `bytes` onto the WebGPU device. `maxContext` caps prompt + reply.
-    pub async fn load(bytes: Vec<u8>, max_context: usize) -> Result<Engine, JsValue> {
+    /// Load a GGUF held in `bytes` on `backend` (`'webgpu'` or `'cpu'`). `maxContext` caps
+    /// prompt + reply.
+    pub async fn load(bytes: Vec<u8>, max_context: usize, backend: String) -> Result<Engine, JsValue> {
         console_error_panic_hook::set_once();
+        let backend = Backend::parse(&backend)?;
         let header = gguf::Gguf::parse(&bytes).map_err(|e| llm_error(e.into()))?;
         let model = ModelInfo::from_gguf(&header).map_err(llm_error)?;
-        let (device, adapter) = device().await?;
+        let (device, adapter) = device(backend).await?;
         let generator = Generator::from_gguf(&bytes, &device, max_context.max(16)).map_err(llm_error)?;
-        Ok(Engine { inner: Rc::new(RefCell::new(Inner { generator, adapter, model })) })
+        Ok(Engine { inner: Rc::new(RefCell::new(Inner { generator, backend, adapter, model })) })
     }
 
     /// `{ backend, adapter, model: { name, arch, params, quant, contextLength, … } }`
@@ -204,7 +247,7 @@ impl Engine {
         }
         let inner = self.inner.borrow();
         to_js(&Info {
-            backend: "webgpu",
+            backend: inner.backend.name(),
             adapter: (&inner.adapter).into(),
             model: (&inner.model).into(),
             context_length: inner.generator.context_length(),

@@ -1,4 +1,4 @@
-//! Long-term memory for JavaScript: all-MiniLM-L6-v2 on the page's WebGPU device, records and
+//! Long-term memory for JavaScript: all-MiniLM-L6-v2 on the engine's device (WebGPU or CPU), records and
 //! indexes in IndexedDB ([`crate::idb_store`]). The npm package exposes it as `engine.memory`.
 //!
 //! Errors carry the memory crate's codes (`storage_quota`, `storage`, `storage_corrupt`,
@@ -12,7 +12,7 @@ use serde::{Deserialize, Serialize};
 use wasm_bindgen::prelude::*;
 
 use crate::idb_store::IdbStore;
-use crate::{device, from_js, js_error};
+use crate::{Backend, device, from_js, js_error};
 
 fn memory_error(e: MemoryError) -> JsValue {
     js_error(e.code(), &e.to_string())
@@ -109,10 +109,16 @@ macro_rules! with_memory {
 #[wasm_bindgen(js_class = MemoryEngine)]
 impl MemoryEngine {
     /// Load all-MiniLM-L6-v2 (its `model.safetensors`, `tokenizer.json` and `config.json`) on
-    /// the WebGPU device and open the IndexedDB database `databaseName`.
-    pub async fn open(database_name: String, safetensors: Vec<u8>, tokenizer_json: Vec<u8>, config_json: Vec<u8>) -> Result<MemoryEngine, JsValue> {
+    /// `backend` (`'webgpu'` or `'cpu'`) and open the IndexedDB database `databaseName`.
+    pub async fn open(
+        database_name: String,
+        safetensors: Vec<u8>,
+        tokenizer_json: Vec<u8>,
+        config_json: Vec<u8>,
+        backend: String,
+    ) -> Result<MemoryEngine, JsValue> {
         console_error_panic_hook::set_once();
-        let (device, _) = device().await?;
+        let (device, _) = device(Backend::parse(&backend)?).await?;
         let embedder = Embedder::load(&safetensors, &tokenizer_json, &config_json, &device).map_err(memory_error)?;
         let store = IdbStore::open(&database_name).await.map_err(memory_error)?;
         let embedder = CountingEmbedder { embedder, texts: Cell::new(0) };

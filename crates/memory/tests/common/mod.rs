@@ -1,5 +1,5 @@
-//! Shared set-up: the GPU device (lavapipe natively), the model files, synthetic vectors and a
-//! stand-in embedder.
+//! Shared set-up: the devices (the GPU, lavapipe here; the CPU), the model files, synthetic
+//! vectors and a stand-in embedder.
 
 #![allow(dead_code)]
 
@@ -23,6 +23,11 @@ pub fn device() -> Device {
         .clone()
 }
 
+/// burn's CPU backend, where 'auto' runs the embedder without a real GPU.
+pub fn cpu() -> Device {
+    Device::flex()
+}
+
 pub fn repo_path(relative: &str) -> std::path::PathBuf {
     std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../..").join(relative)
 }
@@ -32,10 +37,14 @@ fn model_file(name: &str) -> Vec<u8> {
     std::fs::read(&path).unwrap_or_else(|e| panic!("{}: {e}; run models/fetch.sh first", path.display()))
 }
 
-/// all-MiniLM-L6-v2 from `models/`, on the test device.
+/// all-MiniLM-L6-v2 from `models/`, on the CPU (fast; the GPU is checked against the reference too).
 pub fn embedder() -> Embedder {
-    Embedder::load(&model_file("model.safetensors"), &model_file("tokenizer.json"), &model_file("config.json"), &device())
-        .expect("the model loads")
+    embedder_on(&cpu())
+}
+
+/// all-MiniLM-L6-v2 from `models/`, on `device`.
+pub fn embedder_on(device: &Device) -> Embedder {
+    Embedder::load(&model_file("model.safetensors"), &model_file("tokenizer.json"), &model_file("config.json"), device).expect("the model loads")
 }
 
 pub fn cosine(a: &[f32], b: &[f32]) -> f32 {
