@@ -28,4 +28,5 @@ demo: build
 	node web/serve.mjs --port 8080
 
 bench: build
-	target/release/confidant bench --model models/SmolLM2-135M-Instruct-Q4_1.gguf
+	target/release/confidant bench --backend gpu --model models/SmolLM2-135M-Instruct-Q4_1.gguf
+	target/release/confidant bench --backend cpu --model models/SmolLM2-135M-Instruct-Q4_1.gguf
