@@ -1,9 +1,11 @@
 // Memory benchmark in the browser (not a test): embeddings/s through the npm package's
-// `engine.memory.embed` (all-MiniLM-L6-v2 on WebGPU), then the HNSW index in wasm — build time,
+// `engine.memory.embed` (all-MiniLM-L6-v2 on `--backend`, default the CPU on every core of a
+// cross-origin isolated page; `--no-isolation` for one thread), then the HNSW index in wasm — build time,
 // search p50/p99 and recall@10 against an exact scan, index bytes per record — with the same
 // workload as the native `memory_bench` example (`memory::bench`). Prints JSON lines.
 //
 //   node tests/bench/memory-bench.mjs [--sizes 1000,10000,100000] [--queries 200] [--no-embed] [--no-index]
+//       [--backend cpu|webgpu|auto] [--no-isolation]
 //
 // The index part runs in a module worker (a build of 100k records takes minutes and would
 // block a page).
@@ -13,7 +15,7 @@
 // then fails with "Target page, context or browser has been closed" (no crash involved).
 
 import { join } from 'node:path';
-import { launch, root } from '../browser/harness.mjs';
+import { isolation, launch, root } from '../browser/harness.mjs';
 
 const value = (name, fallback) => {
   const i = process.argv.indexOf(name);
@@ -22,10 +24,12 @@ const value = (name, fallback) => {
 const sizes = process.argv.includes('--no-index') ? [] : value('--sizes', '1000,10000,100000').split(',').map(Number);
 const queries = Number(value('--queries', '200'));
 const embed = !process.argv.includes('--no-embed');
+const backend = value('--backend', 'cpu');
+const headers = process.argv.includes('--no-isolation') ? {} : isolation;
 
 const h = await launch({
   needs: ['pkg/dist/index.js', 'pkg/dist/wasm/confidant_web_bg.wasm', 'models/all-MiniLM-L6-v2/model.safetensors'],
-  serverOptions: { roots: [['/confidant/', join(root, 'pkg/dist')], ['/models/', join(root, 'models')], ['/', join(root, 'tests/browser/pages')]] },
+  serverOptions: { headers, roots: [['/confidant/', join(root, 'pkg/dist')], ['/models/', join(root, 'models')], ['/', join(root, 'tests/browser/pages')]] },
 });
 h.page.setDefaultTimeout(0);
 h.page.on('crash', () => console.error('the page crashed'));
@@ -37,8 +41,8 @@ try {
   await h.page.goto(`${h.base}/pkg.html`);
   await h.page.waitForFunction(() => window.pkgReady === true);
   if (embed) {
-    const result = await h.page.evaluate(async () => {
-      const engine = await window.pkg.Confidant.create({ model: { url: '/models/SmolLM2-135M-Instruct-Q4_1.gguf' } });
+    const result = await h.page.evaluate(async (backend) => {
+      const engine = await window.pkg.Confidant.create({ model: { url: '/models/SmolLM2-135M-Instruct-Q4_1.gguf' }, backend });
       const words = ['I', 'really', 'enjoyed', 'the', 'walk', 'by', 'river', 'this', 'morning', 'and', 'my', 'sister', 'called', 'about', 'dinner', 'plans'];
       let seed = 11;
       const rand = (n) => ((seed = (seed * 1103515245 + 12345) % 2147483648), seed % n);
@@ -55,8 +59,8 @@ try {
       const single = 16 / ((performance.now() - t) / 1000);
       const info = engine.info();
       await engine.dispose();
-      return { adapter: info.adapter, embedderLoadSeconds: loadSeconds, batchOf64PerSecond: batched, oneAtATimePerSecond: single };
-    });
+      return { backend: info.backend, threads: info.threads, adapter: info.adapter, embedderLoadSeconds: loadSeconds, batchOf64PerSecond: batched, oneAtATimePerSecond: single };
+    }, backend);
     console.log(JSON.stringify({ embedder: result }));
   }
   for (const records of sizes) {
