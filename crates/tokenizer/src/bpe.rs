@@ -13,6 +13,7 @@ use tokenizers::pre_tokenizers::sequence::Sequence;
 use tokenizers::pre_tokenizers::split::{Split, SplitPattern};
 
 use crate::error::{Result, TokenizerError};
+use crate::limits::MAX_MERGES;
 use crate::vocab::Vocab;
 
 // The regexes are llama.cpp's (src/llama-vocab.cpp, `llm_tokenizer_bpe`), with C string
@@ -127,6 +128,13 @@ impl BpeModel {
     pub fn new(g: &Gguf, vocab: &Vocab, pre: PreTokenizer) -> Result<Self> {
         const KEY: &str = "tokenizer.ggml.merges";
         let raw_merges = g.get_strings(KEY)?;
+        if raw_merges.len() > MAX_MERGES {
+            return Err(TokenizerError::TooLarge {
+                what: "entries in tokenizer.ggml.merges",
+                size: raw_merges.len() as u64,
+                limit: MAX_MERGES as u64,
+            });
+        }
 
         let mut bpe_vocab = BpeVocab::default();
         for (id, text) in vocab.texts.iter().enumerate() {

@@ -41,6 +41,19 @@ pub enum TokenizerError {
     /// this is exactly `msg`.
     #[error("chat template: {0}")]
     Template(String),
+
+    /// Tokenizer metadata or a chat template larger than this crate accepts (see
+    /// [`crate::limits`]).
+    #[error("{what}: {size} is more than the limit of {limit}")]
+    TooLarge { what: &'static str, size: u64, limit: u64 },
+
+    /// The chat template ran more than [`crate::limits::TEMPLATE_FUEL`] instructions.
+    #[error("chat template: rendering took more than {0} instructions")]
+    TemplateTooExpensive(u64),
+
+    /// The chat template wrote more than the rendered-length cap allows.
+    #[error("chat template: the rendered prompt is longer than {0} bytes")]
+    TemplateOutputTooLong(usize),
 }
 
 pub type Result<T, E = TokenizerError> = core::result::Result<T, E>;

@@ -11,14 +11,21 @@
 //!   SPM tokenizer.
 //!
 //! [`Tokenizer::decode`] and [`StreamDecoder`] join the tokens' pieces as llama.cpp's
-//! `token_to_piece` spells them. [`ChatTemplate`] renders `tokenizer.chat_template`.
+//! `token_to_piece` spells them. [`ChatTemplate`] renders `tokenizer.chat_template`, and
+//! [`Tokenizer::encode_chat`] tokenizes a rendered chat so that only the template's own text
+//! can write control tokens (a message containing `<|im_start|>` cannot open a turn).
+//!
+//! Hostile metadata is bounded by [`limits`]: vocabulary, token, merge and template sizes,
+//! and the work and output of one template render.
 //!
 //! Everything builds for `wasm32-unknown-unknown`: the `tokenizers` crate is used with
 //! `fancy-regex` instead of Oniguruma.
 
 mod bpe;
+mod chat;
 mod decode;
 mod error;
+pub mod limits;
 mod special;
 mod spm;
 mod stream;
@@ -109,14 +116,24 @@ impl Tokenizer {
     /// `tokenizer.ggml.add_eos_token` is true. `parse_special` lets control tokens written in
     /// the text (`<|im_start|>`) become their ids; without it they are tokenized as text.
     pub fn encode(&self, text: &str, add_special: bool, parse_special: bool) -> Result<Vec<u32>> {
+        self.encode_fragments(special::partition(&self.vocab, text, parse_special), text.len(), add_special)
+    }
+
+    /// Ids of text already cut into special tokens and the text between them.
+    fn encode_fragments<'a>(
+        &self,
+        fragments: impl IntoIterator<Item = Fragment<'a>>,
+        text_len: usize,
+        add_special: bool,
+    ) -> Result<Vec<u32>> {
         let vocab = &self.vocab;
-        let mut out = Vec::with_capacity(text.len() / 3 + 2);
+        let mut out = Vec::with_capacity(text_len / 3 + 2);
         if add_special && vocab.add_bos {
             out.extend(vocab.bos);
         }
         // SentencePiece: a space goes before text at the start or after a special token.
         let mut after_special = true;
-        for fragment in special::partition(vocab, text, parse_special) {
+        for fragment in fragments {
             match fragment {
                 Fragment::Token(id) => {
                     out.push(id);

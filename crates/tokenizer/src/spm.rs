@@ -9,6 +9,7 @@ use std::cmp::Ordering;
 use std::collections::BinaryHeap;
 
 use crate::error::{Result, TokenizerError};
+use crate::limits::MAX_TOKEN_BYTES;
 use crate::vocab::Vocab;
 
 /// A run of the input: one character at first, growing as merges absorb right neighbours.
@@ -63,6 +64,10 @@ pub(crate) fn tokenize(vocab: &Vocab, text: &str, out: &mut Vec<u32>) -> Result<
     let try_add = |queue: &mut BinaryHeap<Bigram>, symbols: &[Symbol], left: Option<usize>, right: Option<usize>| {
         let (Some(left), Some(right)) = (left, right) else { return };
         let (l, r) = (symbols[left], symbols[right]);
+        // No token is longer than MAX_TOKEN_BYTES, which keeps each look-up short.
+        if l.len + r.len > MAX_TOKEN_BYTES {
+            return;
+        }
         let merged = &text[l.start..l.start + l.len + r.len];
         if let Some(&id) = vocab.ids.get(merged) {
             queue.push(Bigram { left, right, score: vocab.scores[id as usize], len: merged.len() });

@@ -10,6 +10,7 @@ use minijinja::value::{Kwargs, Value, ValueKind};
 use minijinja::{Environment, ErrorKind, context};
 
 use crate::error::{Result, TokenizerError};
+use crate::limits::{MAX_RENDERED_OVERHEAD_BYTES, MAX_TEMPLATE_BYTES, TEMPLATE_FUEL};
 use crate::vocab::optional_str;
 
 /// One turn of a conversation.
@@ -86,8 +87,21 @@ impl ChatTemplate {
     }
 
     /// Compiles `source`; syntax errors are reported here rather than at render time.
+    /// Sources over [`MAX_TEMPLATE_BYTES`] are refused; every render runs on
+    /// [`TEMPLATE_FUEL`] instructions and a capped output (see [`Self::render`]).
     pub fn new(source: impl Into<String>, bos_token: impl Into<String>, eos_token: impl Into<String>) -> Result<Self> {
+        let source = source.into();
+        if source.len() > MAX_TEMPLATE_BYTES {
+            return Err(TokenizerError::TooLarge {
+                what: "tokenizer.chat_template bytes",
+                size: source.len() as u64,
+                limit: MAX_TEMPLATE_BYTES as u64,
+            });
+        }
         let mut env = Environment::new();
+        // A hostile template's loops stop here rather than hang the engine: rendering is
+        // synchronous, so nothing else could interrupt it.
+        env.set_fuel(Some(TEMPLATE_FUEL));
         // Hugging Face renders with these on; templates are written for them.
         env.set_trim_blocks(true);
         env.set_lstrip_blocks(true);
@@ -95,7 +109,6 @@ impl ChatTemplate {
         env.add_function("raise_exception", raise_exception);
         env.add_function("strftime_now", strftime_now);
         env.add_filter("tojson", tojson);
-        let source = source.into();
         env.add_template_owned(TEMPLATE_NAME, source.clone()).map_err(template_error)?;
         Ok(Self { env, source, bos_token: bos_token.into(), eos_token: eos_token.into(), is_fallback: false })
     }
@@ -105,26 +118,75 @@ impl ChatTemplate {
         &self.source
     }
 
+    /// The text `bos_token` stands for in the template.
+    pub fn bos_token(&self) -> &str {
+        &self.bos_token
+    }
+
+    /// The text `eos_token` stands for in the template.
+    pub fn eos_token(&self) -> &str {
+        &self.eos_token
+    }
+
     /// Whether the GGUF had no template and ChatML is used instead.
     pub fn is_fallback(&self) -> bool {
         self.is_fallback
     }
 
     /// The prompt text for `messages`; with `add_generation_prompt`, ending with the header
-    /// of the assistant's turn. Tokenize the result with special tokens parsed, and without
-    /// adding BOS when the template already writes it.
+    /// of the assistant's turn.
+    ///
+    /// Rendering stops with [`TokenizerError::TemplateTooExpensive`] after [`TEMPLATE_FUEL`]
+    /// instructions, and with [`TokenizerError::TemplateOutputTooLong`] once the output is
+    /// longer than four times the messages' text plus [`MAX_RENDERED_OVERHEAD_BYTES`].
+    ///
+    /// The result mixes the template's text with the messages' contents: tokenizing it with
+    /// special tokens parsed lets a message write control tokens. Use
+    /// [`crate::Tokenizer::encode_chat`] for the prompt's token ids.
     pub fn render(&self, messages: &[ChatMessage], add_generation_prompt: bool) -> Result<String> {
+        let text_bytes = messages.iter().fold(0usize, |n, m| n.saturating_add(m.content.len()).saturating_add(m.role.len()));
+        let limit = text_bytes.saturating_mul(4).saturating_add(MAX_RENDERED_OVERHEAD_BYTES);
         let messages: Vec<Value> =
             messages.iter().map(|m| context! { role => m.role.as_str(), content => m.content.as_str() }).collect();
         let template = self.env.get_template(TEMPLATE_NAME).map_err(template_error)?;
-        template
-            .render(context! {
+        let mut out = CappedWriter { bytes: Vec::new(), limit, overflowed: false };
+        let rendered = template.render_captured_to(
+            context! {
                 messages => messages,
                 add_generation_prompt => add_generation_prompt,
                 bos_token => self.bos_token.as_str(),
                 eos_token => self.eos_token.as_str(),
-            })
-            .map_err(template_error)
+            },
+            &mut out,
+        );
+        match rendered {
+            Ok(_) => String::from_utf8(out.bytes).map_err(|_| TokenizerError::Template("the output is not UTF-8".into())),
+            Err(_) if out.overflowed => Err(TokenizerError::TemplateOutputTooLong(limit)),
+            Err(e) if e.kind() == ErrorKind::OutOfFuel => Err(TokenizerError::TemplateTooExpensive(TEMPLATE_FUEL)),
+            Err(e) => Err(template_error(e)),
+        }
+    }
+}
+
+/// Collects the rendered text and fails the render once it passes `limit` bytes.
+struct CappedWriter {
+    bytes: Vec<u8>,
+    limit: usize,
+    overflowed: bool,
+}
+
+impl std::io::Write for CappedWriter {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        if buf.len() > self.limit - self.bytes.len() {
+            self.overflowed = true;
+            return Err(std::io::Error::other("the rendered prompt is too long"));
+        }
+        self.bytes.extend_from_slice(buf);
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
     }
 }
 

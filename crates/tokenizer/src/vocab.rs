@@ -7,6 +7,7 @@ use std::collections::{BTreeSet, HashMap};
 use gguf::{Array, Gguf, Value};
 
 use crate::error::{Result, TokenizerError};
+use crate::limits::{MAX_SPECIAL_TOKENS, MAX_TOKEN_BYTES, MAX_VOCAB_TOKENS};
 
 /// Token attribute bits, as llama.cpp's `llama_token_attr`.
 pub(crate) mod attr {
@@ -147,6 +148,10 @@ const EOG_TEXTS: &[&str] = &[
     "[e~[",
 ];
 
+fn too_large(what: &'static str, size: usize, limit: usize) -> TokenizerError {
+    TokenizerError::TooLarge { what, size: size as u64, limit: limit as u64 }
+}
+
 fn bad(key: &str, reason: impl Into<String>) -> TokenizerError {
     TokenizerError::BadMetadata { key: key.into(), reason: reason.into() }
 }
@@ -208,8 +213,14 @@ impl Vocab {
     pub fn load(g: &Gguf, kind: ModelKind, defaults: Defaults) -> Result<Self> {
         let tokens = g.get_strings("tokenizer.ggml.tokens")?;
         let n_tokens = tokens.len();
-        if n_tokens == 0 || n_tokens > u32::MAX as usize {
-            return Err(bad("tokenizer.ggml.tokens", format!("{n_tokens} tokens")));
+        if n_tokens == 0 {
+            return Err(bad("tokenizer.ggml.tokens", "no tokens"));
+        }
+        if n_tokens > MAX_VOCAB_TOKENS {
+            return Err(too_large("tokens in tokenizer.ggml.tokens", n_tokens, MAX_VOCAB_TOKENS));
+        }
+        if let Some(long) = tokens.iter().map(String::len).find(|&len| len > MAX_TOKEN_BYTES) {
+            return Err(too_large("bytes of a token in tokenizer.ggml.tokens", long, MAX_TOKEN_BYTES));
         }
         let scores = read_scores(g, n_tokens)?;
         let mut attrs = read_attrs(g, n_tokens)?;
@@ -312,6 +323,9 @@ impl Vocab {
         let mut specials: Vec<u32> = (0..n_tokens as u32)
             .filter(|&id| attrs[id as usize] & (attr::CONTROL | attr::USER_DEFINED | attr::UNKNOWN) != 0)
             .collect();
+        if specials.len() > MAX_SPECIAL_TOKENS {
+            return Err(too_large("special tokens in tokenizer.ggml.token_type", specials.len(), MAX_SPECIAL_TOKENS));
+        }
         // Longest first, so that a token is never cut out of a longer one that contains it.
         specials.sort_by_key(|&id| std::cmp::Reverse(texts[id as usize].len()));
 

@@ -164,3 +164,44 @@ fn wrong_metadata_types_are_errors() {
     let err = Tokenizer::from_gguf(&Gguf::parse(&w.to_bytes()).unwrap()).unwrap_err();
     assert!(matches!(&err, TokenizerError::BadMetadata { key, .. } if key == "tokenizer.ggml.add_bos_token"), "{err}");
 }
+
+/// A byte-level BPE GGUF with `extra` tokens after the 256 byte tokens (of type `extra_type`)
+/// and `merges`.
+fn with_tokens(extra: Vec<String>, extra_type: i32, merges: Vec<String>) -> Result<Tokenizer, TokenizerError> {
+    let mut tokens = byte_chars();
+    let mut types = vec![1i32; tokens.len()];
+    types.extend(std::iter::repeat_n(extra_type, extra.len()));
+    tokens.extend(extra);
+    let mut w = GgufWriter::new();
+    w.metadata("general.architecture", Value::String("llama".into()))
+        .metadata("tokenizer.ggml.model", Value::String("gpt2".into()))
+        .metadata("tokenizer.ggml.tokens", Value::Array(Array::String(tokens)))
+        .metadata("tokenizer.ggml.token_type", Value::Array(Array::I32(types)))
+        .metadata("tokenizer.ggml.merges", Value::Array(Array::String(merges)));
+    Tokenizer::from_gguf(&Gguf::parse(&w.to_bytes()).unwrap())
+}
+
+fn too_large(result: Result<Tokenizer, TokenizerError>) -> (u64, u64) {
+    match result {
+        Err(TokenizerError::TooLarge { size, limit, .. }) => (size, limit),
+        other => panic!("expected TooLarge, got {other:?}"),
+    }
+}
+
+#[test]
+fn tokenizer_metadata_is_bounded() {
+    use confidant_tokenizer::limits::{MAX_MERGES, MAX_SPECIAL_TOKENS, MAX_TOKEN_BYTES, MAX_VOCAB_TOKENS};
+    // Within every limit, a vocabulary builds.
+    assert!(with_tokens(vec!["x".repeat(MAX_TOKEN_BYTES)], 1, vec![]).is_ok());
+    let specials: Vec<String> = (0..MAX_SPECIAL_TOKENS - 8).map(|i| format!("<s{i}>")).collect();
+    assert!(with_tokens(specials, 3, vec![]).is_ok());
+
+    let (size, limit) = too_large(with_tokens(vec!["x".repeat(MAX_TOKEN_BYTES + 1)], 1, vec![]));
+    assert_eq!((size, limit), (MAX_TOKEN_BYTES as u64 + 1, MAX_TOKEN_BYTES as u64));
+    let specials: Vec<String> = (0..=MAX_SPECIAL_TOKENS).map(|i| format!("<s{i}>")).collect();
+    assert_eq!(too_large(with_tokens(specials, 3, vec![])).1, MAX_SPECIAL_TOKENS as u64);
+    let many: Vec<String> = (0..MAX_VOCAB_TOKENS).map(|i| format!("t{i}")).collect();
+    assert_eq!(too_large(with_tokens(many, 1, vec![])).1, MAX_VOCAB_TOKENS as u64);
+    let merges = vec!["Ġ t".to_string(); MAX_MERGES + 1];
+    assert_eq!(too_large(with_tokens(vec!["Ġt".into()], 1, merges)).1, MAX_MERGES as u64);
+}

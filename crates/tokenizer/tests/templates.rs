@@ -74,3 +74,62 @@ fn python_methods_and_filters_work() {
     let out = ChatTemplate::new(source, "", "").unwrap().render(&conversation(), false).unwrap();
     assert_eq!(out, r#"yes x 2 y {"role": "system", "content": "Be kind."}"#);
 }
+
+#[test]
+fn endless_loops_run_out_of_fuel() {
+    let started = std::time::Instant::now();
+    let source = "{% for i in range(100000) %}{% for j in range(100000) %}{{ '' }}{% endfor %}{% endfor %}";
+    let template = ChatTemplate::new(source, "", "").unwrap();
+    assert!(matches!(template.render(&conversation(), true), Err(TokenizerError::TemplateTooExpensive(_))));
+    // Recursion through a macro is stopped as well.
+    let source = "{% macro f(n) %}{{ f(n + 1) }}{{ f(n + 1) }}{% endmacro %}{{ f(0) }}";
+    let template = ChatTemplate::new(source, "", "").unwrap();
+    assert!(template.render(&conversation(), true).is_err());
+    assert!(started.elapsed().as_secs() < 10, "stopped after {:?}", started.elapsed());
+}
+
+#[test]
+fn rendered_output_is_capped() {
+    let source = "{% for i in range(100000) %}{{ 'x' * 1000 }}{% endfor %}";
+    let template = ChatTemplate::new(source, "", "").unwrap();
+    match template.render(&conversation(), true) {
+        Err(TokenizerError::TemplateOutputTooLong(limit)) => {
+            assert!(limit >= confidant_tokenizer::limits::MAX_RENDERED_OVERHEAD_BYTES)
+        }
+        other => panic!("{other:?}"),
+    }
+    // Long messages are not the template's fault: the cap grows with them.
+    let long = "y".repeat(3 * confidant_tokenizer::limits::MAX_RENDERED_OVERHEAD_BYTES);
+    let chatml = ChatTemplate::new(confidant_tokenizer::CHATML_TEMPLATE, "", "").unwrap();
+    let rendered = chatml.render(&[ChatMessage::new("user", long.as_str())], true).unwrap();
+    assert!(rendered.len() > long.len());
+}
+
+#[test]
+fn oversized_template_sources_are_refused() {
+    let source = format!("{{# {} #}}", "x".repeat(confidant_tokenizer::limits::MAX_TEMPLATE_BYTES));
+    assert!(matches!(ChatTemplate::new(source, "", ""), Err(TokenizerError::TooLarge { .. })));
+}
+
+/// A template in the style of the larger real ones (Llama 3.1's): a namespace, loops over the
+/// messages with conditions, filters and string methods.
+const BUSY_TEMPLATE: &str = r#"{{ bos_token }}{% set ns = namespace(system='', count=0) %}{% for m in messages %}{% if m['role'] == 'system' %}{% set ns.system = ns.system + (m['content'] | trim) + '\n' %}{% endif %}{% endfor %}<|start_header_id|>system<|end_header_id|>
+
+Cutting Knowledge Date: December 2023
+Today Date: 26 Jul 2024
+
+{{ ns.system | trim }}<|eot_id|>{% for m in messages %}{% if m['role'] != 'system' %}{% set ns.count = ns.count + 1 %}{% if m['content'] is string and m['content'].startswith('/') %}{% set content = m['content'][1:] %}{% else %}{% set content = m['content'] %}{% endif %}<|start_header_id|>{{ m['role'] }}<|end_header_id|>
+
+{{ content | trim }}<|eot_id|>{% endif %}{% endfor %}{% if add_generation_prompt %}<|start_header_id|>assistant<|end_header_id|>
+
+{% endif %}"#;
+
+#[test]
+fn long_real_chats_fit_the_fuel() {
+    let template = ChatTemplate::new(BUSY_TEMPLATE, "<|begin_of_text|>", "<|eot_id|>").unwrap();
+    let messages: Vec<ChatMessage> = (0..20_000)
+        .map(|i| ChatMessage::new(["system", "user", "assistant"][i % 3], format!("message {i} with some words")))
+        .collect();
+    let rendered = template.render(&messages, true).unwrap();
+    assert!(rendered.contains("message 19999 with some words"));
+}
