@@ -146,12 +146,11 @@ impl Generator {
     }
 
     /// Tokens of a conversation rendered through the model's chat template, ready for the
-    /// assistant's reply.
+    /// assistant's reply. Control tokens come from the template's own text only: special-token
+    /// text inside a message (`<|im_end|>`) is tokenized as plain text
+    /// (see [`Tokenizer::encode_chat`]).
     pub fn encode_chat(&self, messages: &[ChatMessage]) -> Result<Vec<u32>> {
-        let text = self.template.render(messages, true)?;
-        // Templates that write the BOS token themselves must not get a second one.
-        let writes_bos = self.tokenizer.bos_id().and_then(|b| self.tokenizer.token_text(b)).is_some_and(|b| text.starts_with(b));
-        Ok(self.tokenizer.encode(&text, !writes_bos, true)?)
+        Ok(self.tokenizer.encode_chat(&self.template, messages, true)?)
     }
 
     /// Start generating after `prompt`. Nothing runs on the device until [`Self::step`].
