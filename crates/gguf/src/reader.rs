@@ -54,6 +54,10 @@ pub struct Gguf {
     pub alignment: u64,
     /// Absolute file offset of the tensor data section.
     pub data_offset: u64,
+    /// Length of the whole file: the bytes parsed, or the length given to
+    /// [`Gguf::parse_prefix`]. Sizes read from the header can be checked against it before
+    /// the tensor data is at hand.
+    pub file_len: u64,
 }
 
 struct Cursor<'a> {
@@ -127,7 +131,12 @@ impl<'a> Cursor<'a> {
                 available: self.bytes.len() as u64,
             });
         }
-        let bytes = self.take(len as usize, what)?;
+        let len = usize::try_from(len).map_err(|_| GgufError::Truncated {
+            what: what.to_string(),
+            needed: (self.pos as u64).saturating_add(len),
+            available: self.bytes.len() as u64,
+        })?;
+        let bytes = self.take(len, what)?;
         String::from_utf8(bytes.to_vec()).map_err(|_| GgufError::BadUtf8 { what: what.to_string() })
     }
 }
@@ -233,14 +242,11 @@ impl Gguf {
             let count = cur.u64("tensor count")?;
             // The metadata count comes first in the remaining bytes, so bound loosely here and
             // exactly once metadata has been read.
+            let absurd = || GgufError::AbsurdCount { what: "tensor count".into(), count, available: cur.remaining_in_file() };
             if count.saturating_mul(32) > cur.remaining_in_file() {
-                return Err(GgufError::AbsurdCount {
-                    what: "tensor count".into(),
-                    count,
-                    available: cur.remaining_in_file(),
-                });
+                return Err(absurd());
             }
-            count as usize
+            usize::try_from(count).map_err(|_| absurd())?
         };
         // A key-value pair is at least key length (8) + value type (4) + one byte.
         let kv_count = cur.count(13, "metadata count")?;
@@ -289,7 +295,7 @@ impl Gguf {
         }
 
         let data_offset = (cur.pos as u64).next_multiple_of(alignment);
-        Ok(Self { version, metadata, index, tensors, tensor_index, alignment, data_offset })
+        Ok(Self { version, metadata, index, tensors, tensor_index, alignment, data_offset, file_len })
     }
 
     pub fn get(&self, key: &str) -> Option<&Value> {
@@ -309,7 +315,14 @@ impl Gguf {
         let start = self.data_offset.checked_add(info.offset);
         let end = start.and_then(|s| s.checked_add(size));
         match (start, end) {
-            (Some(start), Some(end)) if end <= file_len => Ok(start as usize..end as usize),
+            (Some(start), Some(end)) if end <= file_len => match (usize::try_from(start), usize::try_from(end)) {
+                (Ok(start), Ok(end)) => Ok(start..end),
+                // Only where a file is longer than the address space (wasm32): it cannot be held.
+                _ => Err(GgufError::BadTensor {
+                    name: info.name.clone(),
+                    reason: format!("its data ends at byte {end}, past what this machine can address"),
+                }),
+            },
             _ => Err(GgufError::Truncated {
                 what: format!("tensor {:?}", info.name),
                 needed: end.unwrap_or(u64::MAX),

@@ -28,7 +28,8 @@ impl ModelInfo {
         confidant_tokenizer::Tokenizer::check_supported(g)?;
         let mut by_type: HashMap<String, u64> = HashMap::new();
         for t in g.tensors.iter().filter(|t| t.dims.len() == 2) {
-            *by_type.entry(t.ty.to_string()).or_default() += t.element_count();
+            let count = by_type.entry(t.ty.to_string()).or_default();
+            *count = count.saturating_add(t.element_count());
         }
         let quantization = by_type.into_iter().max_by_key(|(ty, n)| (*n, ty.clone())).map(|(ty, _)| ty).unwrap_or_default();
         Ok(Self {

@@ -16,6 +16,15 @@ use crate::error::{LlmError, Result};
 use crate::ops::{self, Heads};
 use crate::weights::{Linear, WeightLoader, is_loadable};
 
+/// The tensors of one block, `blk.N.{part}.weight`, in the order `check_tensors` checks them.
+const BLOCK_TENSORS: [&str; 9] =
+    ["attn_norm", "attn_q", "attn_k", "attn_v", "attn_output", "ffn_norm", "ffn_gate", "ffn_up", "ffn_down"];
+
+/// A header value that is present but makes no sense for the model (a format error).
+fn bad_metadata(key: &str, reason: String) -> LlmError {
+    LlmError::Format(gguf::GgufError::BadMetadata { key: key.into(), reason })
+}
+
 /// Hyper-parameters, read from the GGUF's `llama.*` metadata.
 #[derive(Debug, Clone, PartialEq)]
 pub struct LlamaConfig {
@@ -41,6 +50,11 @@ impl LlamaConfig {
     /// Read and check the configuration. Fails with [`LlmError::Unsupported`] for any
     /// architecture other than llama and for tensor types this engine cannot run, so a caller
     /// holding only the header can refuse a model before downloading the rest.
+    ///
+    /// Hostile headers fail with [`LlmError::Format`] before anything is sized by them: the
+    /// block count must be backed by the tensor count, and every tensor the model uses must
+    /// have the shape the dimensions give it and its data inside [`Gguf::file_len`], so no
+    /// dimension can claim more than the file holds.
     pub fn from_gguf(g: &Gguf) -> Result<Self> {
         let arch = g.architecture()?;
         if arch != "llama" {
@@ -75,7 +89,7 @@ impl LlamaConfig {
         }
         let head_dim = int_or("attention.key_length", embedding_length / head_count)?;
         let value_dim = int_or("attention.value_length", head_dim)?;
-        if value_dim != head_dim || head_dim % 2 != 0 {
+        if value_dim != head_dim || head_dim == 0 || head_dim % 2 != 0 {
             return Err(LlmError::Unsupported(format!("head sizes key {head_dim} / value {value_dim}")));
         }
         let rope_dimensions = int_or("rope.dimension_count", head_dim)?;
@@ -84,25 +98,58 @@ impl LlamaConfig {
         }
         let rope_freq_scale = match g.get("llama.rope.scaling.type").and_then(|v| v.as_str()) {
             None | Some("none") => 1.0,
-            Some("linear") => 1.0 / float_or("rope.scaling.factor", 1.0)?.max(1e-6),
+            Some("linear") => {
+                let factor = float_or("rope.scaling.factor", 1.0)?;
+                if !(factor.is_finite() && factor > 0.0) {
+                    return Err(bad_metadata("llama.rope.scaling.factor", format!("{factor} is not a positive number")));
+                }
+                1.0 / factor.max(1e-6)
+            }
             Some(other) => return Err(LlmError::Unsupported(format!("rope scaling {other:?}"))),
         };
+        let rope_freq_base = float_or("rope.freq_base", 10_000.0)?;
+        if !(rope_freq_base.is_finite() && rope_freq_base > 0.0) {
+            return Err(bad_metadata("llama.rope.freq_base", format!("{rope_freq_base} is not a positive number")));
+        }
+        let rms_norm_eps = float_or("attention.layer_norm_rms_epsilon", 1e-5)?;
+        if !(rms_norm_eps.is_finite() && rms_norm_eps >= 0.0) {
+            return Err(bad_metadata("llama.attention.layer_norm_rms_epsilon", format!("{rms_norm_eps} is not a number ≥ 0")));
+        }
         let vocab_size = match g.get("llama.vocab_size") {
             Some(_) => int("vocab_size")?,
             None => g.get_array("tokenizer.ggml.tokens")?.len(),
         };
+        let feed_forward_length = int("feed_forward_length")?;
+        if vocab_size == 0 || feed_forward_length == 0 {
+            return Err(LlmError::Unsupported("zero vocabulary size or zero feed-forward length".into()));
+        }
+        // The products the model allocates by; each is bounded by a tensor's size below.
+        if head_count.checked_mul(head_dim).is_none() || vocab_size.checked_mul(embedding_length).is_none() {
+            return Err(bad_metadata("llama.attention.head_count", "the model's dimensions overflow".into()));
+        }
+
+        // Every block has its tensors listed in the header: a block count that the tensor count
+        // cannot back is refused before anything loops over the blocks.
+        let block_count = int("block_count")?;
+        let tensors_needed = block_count.checked_mul(BLOCK_TENSORS.len()).and_then(|n| n.checked_add(2));
+        if tensors_needed.is_none_or(|n| n > g.tensors.len()) {
+            return Err(bad_metadata(
+                "llama.block_count",
+                format!("{block_count} blocks need {} tensors each; the file has {} tensors", BLOCK_TENSORS.len(), g.tensors.len()),
+            ));
+        }
 
         let config = Self {
-            block_count: int("block_count")?,
+            block_count,
             embedding_length,
-            feed_forward_length: int("feed_forward_length")?,
+            feed_forward_length,
             head_count,
             head_count_kv,
             head_dim,
             rope_dimensions,
-            rope_freq_base: float_or("rope.freq_base", 10_000.0)?,
+            rope_freq_base,
             rope_freq_scale,
-            rms_norm_eps: float_or("attention.layer_norm_rms_epsilon", 1e-5)?,
+            rms_norm_eps,
             context_length: int_or("context_length", 2048)?,
             vocab_size,
             tied_embeddings: g.tensor("output.weight").is_none(),
@@ -111,36 +158,65 @@ impl LlamaConfig {
         Ok(config)
     }
 
-    /// Every tensor the forward pass needs exists, with a type this engine can run.
+    /// Every tensor the forward pass needs exists, with a type this engine can run, the shape
+    /// this configuration gives it, and its data inside the file ([`Gguf::file_len`]). Every
+    /// dimension is thereby bounded by the file's size.
     fn check_tensors(&self, g: &Gguf) -> Result<()> {
-        let mut names = vec!["token_embd.weight".to_string(), "output_norm.weight".to_string()];
-        if !self.tied_embeddings {
-            names.push("output.weight".into());
-        }
-        for i in 0..self.block_count {
-            for part in ["attn_norm", "attn_q", "attn_k", "attn_v", "attn_output", "ffn_norm", "ffn_gate", "ffn_up", "ffn_down"] {
-                names.push(format!("blk.{i}.{part}.weight"));
-            }
-        }
-        for name in names {
-            let info = g.tensor(&name).ok_or_else(|| LlmError::Unsupported(format!("missing tensor {name}")))?;
+        let (d, f, v) = (self.embedding_length, self.feed_forward_length, self.vocab_size);
+        // Checked in `from_gguf` (kv_dim ≤ q_dim, as head_count_kv divides head_count).
+        let (q_dim, kv_dim) = (self.head_count * self.head_dim, self.head_count_kv * self.head_dim);
+        let check = |name: &str, dims: &[usize]| -> Result<()> {
+            let info = g.tensor(name).ok_or_else(|| LlmError::Unsupported(format!("missing tensor {name}")))?;
             if !is_loadable(info.ty) {
                 return Err(LlmError::Unsupported(format!(
                     "tensor {name} is {}; supported types are F32, F16, BF16, Q4_0, Q4_1, Q5_0, Q5_1, Q8_0, Q4_K, Q5_K, Q6_K",
                     info.ty
                 )));
             }
+            WeightLoader::check_shape(info, dims)?;
+            g.tensor_range(info, g.file_len)?;
+            Ok(())
+        };
+        check("token_embd.weight", &[v, d])?;
+        check("output_norm.weight", &[d])?;
+        if !self.tied_embeddings {
+            check("output.weight", &[v, d])?;
+        }
+        for i in 0..self.block_count {
+            for (part, dims) in BLOCK_TENSORS.iter().zip([
+                &[d][..],
+                &[q_dim, d],
+                &[kv_dim, d],
+                &[kv_dim, d],
+                &[d, q_dim],
+                &[d],
+                &[f, d],
+                &[f, d],
+                &[d, f],
+            ]) {
+                check(&format!("blk.{i}.{part}.weight"), dims)?;
+            }
+        }
+        if let Some(info) = g.tensor("rope_freqs.weight") {
+            if !info.ty.can_dequantize() {
+                return Err(LlmError::Unsupported(format!("tensor rope_freqs.weight is {}", info.ty)));
+            }
+            WeightLoader::check_shape(info, &[self.rope_dimensions / 2])?;
+            g.tensor_range(info, g.file_len)?;
         }
         Ok(())
     }
 
     /// Number of weights, for display.
     pub fn parameter_count(&self) -> u64 {
-        let (d, f, kv) = (self.embedding_length as u64, self.feed_forward_length as u64, (self.head_count_kv * self.head_dim) as u64);
-        let q = (self.head_count * self.head_dim) as u64;
-        let block = d * q + 2 * d * kv + q * d + 3 * d * f + 2 * d;
-        let embed = self.vocab_size as u64 * d;
-        embed * if self.tied_embeddings { 1 } else { 2 } + self.block_count as u64 * block + d
+        let n = |x: usize| x as u64;
+        let (d, f) = (n(self.embedding_length), n(self.feed_forward_length));
+        let q = n(self.head_count).saturating_mul(n(self.head_dim));
+        let kv = n(self.head_count_kv).saturating_mul(n(self.head_dim));
+        // q, k, v and output projections, gate, up and down, two norms.
+        let block = d.saturating_mul(q.saturating_mul(2).saturating_add(kv.saturating_mul(2)).saturating_add(f.saturating_mul(3)).saturating_add(2));
+        let embed = n(self.vocab_size).saturating_mul(d).saturating_mul(if self.tied_embeddings { 1 } else { 2 });
+        embed.saturating_add(n(self.block_count).saturating_mul(block)).saturating_add(d)
     }
 }
 

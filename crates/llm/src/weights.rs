@@ -185,7 +185,7 @@ impl WeightLoader<'_> {
         Ok(self.gguf.tensor_data(self.file, info)?)
     }
 
-    fn check_shape(info: &TensorInfo, dims: &[usize]) -> Result<()> {
+    pub(crate) fn check_shape(info: &TensorInfo, dims: &[usize]) -> Result<()> {
         // GGUF lists dims innermost first; callers give them outermost first.
         let want: Vec<u64> = dims.iter().rev().map(|&d| d as u64).collect();
         if info.dims != want {
