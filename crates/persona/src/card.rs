@@ -24,7 +24,7 @@ use serde_json::{Map, Value};
 
 use crate::error::{CardError, Result};
 use crate::fields::{FieldReader, FieldWriter};
-use crate::limits::{MAX_CARD_JSON_BYTES, MAX_GREETINGS};
+use crate::limits::{MAX_CARD_JSON_BYTES, MAX_GREETINGS, MAX_NAME_BYTES};
 use crate::lorebook::Lorebook;
 
 /// The card spec a file was written in.
@@ -236,8 +236,17 @@ impl Character {
                 .collect::<BTreeMap<_, _>>()),
             other => Err(other),
         });
+        let name = f.string("name").unwrap_or_default();
+        let nickname = f.string("nickname");
+        for (what, value) in [("character name", Some(&name)), ("character nickname", nickname.as_ref())] {
+            if let Some(value) = value
+                && value.len() > MAX_NAME_BYTES
+            {
+                return Err(CardError::TooLarge { what, size: value.len(), limit: MAX_NAME_BYTES });
+            }
+        }
         Ok(Self {
-            name: f.string("name").unwrap_or_default(),
+            name,
             description: f.string("description").unwrap_or_default(),
             personality: f.string("personality").unwrap_or_default(),
             scenario: f.string("scenario").unwrap_or_default(),
@@ -253,7 +262,7 @@ impl Character {
             character_version: f.string("character_version").unwrap_or_default(),
             extensions: f.object("extensions").unwrap_or_default(),
             assets,
-            nickname: f.string("nickname"),
+            nickname,
             creator_notes_multilingual,
             source: f.strings("source"),
             group_only_greetings,

@@ -27,19 +27,25 @@
 //!    the V3 `@@depth`/`@@role` decorators). SillyTavern's author's-note and example-message
 //!    positions (2, 3, 5, 6) have no counterpart here and count as after the character.
 //!
+//! Bounded for hostile books (see [`crate::limits`]): one copy of the latest
+//! [`MAX_LORE_CHAT_BYTES`] of the chat serves every scan depth; the content kept from all
+//! entries (after macros) stops at [`MAX_LORE_TEXT_BYTES`]; regex keys are compiled with
+//! growing size limits charged to [`MAX_REGEX_TOTAL_BYTES`]; and key matching stops at
+//! [`MAX_LORE_SCAN_WORK`] bytes examined. Each cut adds a warning.
+//!
 //! Not done: probability (`useProbability`), inclusion groups, timed effects (sticky,
 //! cooldown, delay), `@@activate_only_after`/`@@activate_only_every` and the other V3
 //! decorators: they need state across turns or randomness, and the turn is deterministic.
 
-use std::collections::HashMap;
+use std::cell::Cell;
 
 use regex::{Regex, RegexBuilder};
 use serde_json::Value;
 
 use crate::chat::{Role, TokenCounter};
 use crate::limits::{
-    MAX_LORE_RECURSION, MAX_RECURSION_BUFFER_BYTES, MAX_REGEX_COMPILED_BYTES, MAX_REGEX_KEYS_PER_SCAN,
-    MAX_REGEX_PATTERN_BYTES,
+    MAX_LORE_CHAT_BYTES, MAX_LORE_RECURSION, MAX_LORE_SCAN_WORK, MAX_LORE_TEXT_BYTES, MAX_RECURSION_BUFFER_BYTES,
+    MAX_REGEX_COMPILED_BYTES, MAX_REGEX_KEYS_PER_SCAN, MAX_REGEX_PATTERN_BYTES, MAX_REGEX_TOTAL_BYTES, REGEX_WORK_FACTOR,
 };
 use crate::lorebook::{LoreEntry, Lorebook};
 use crate::macros::MacroContext;
@@ -152,32 +158,38 @@ pub fn activate_lore(
     macros: &MacroContext,
     counter: &dyn TokenCounter,
 ) -> LoreActivation {
-    let mut diagnostics = Diagnostics { warnings: Vec::new(), regex_budget: MAX_REGEX_KEYS_PER_SCAN };
+    let mut diagnostics = Diagnostics {
+        warnings: Vec::new(),
+        regex_budget: MAX_REGEX_KEYS_PER_SCAN,
+        regex_bytes: MAX_REGEX_TOTAL_BYTES,
+        text_budget: MAX_LORE_TEXT_BYTES,
+        over_text_budget: 0,
+    };
     let mut compiled = Vec::new();
     for (source, book) in books {
         let recursive = options.recursive.or(book.recursive_scanning).unwrap_or(false);
         let book_depth = book.scan_depth.and_then(|d| usize::try_from(d).ok()).unwrap_or(options.scan_depth);
         for (index, entry) in book.entries.iter().enumerate() {
-            if entry.enabled {
-                compiled.push(CompiledEntry::new(
-                    *source,
-                    index,
-                    entry,
-                    book_depth,
-                    recursive,
-                    options,
-                    macros,
-                    &mut diagnostics,
-                ));
+            if entry.enabled
+                && let Some(entry) =
+                    CompiledEntry::new(*source, index, entry, book_depth, recursive, options, macros, &mut diagnostics)
+            {
+                compiled.push(entry);
             }
         }
     }
 
-    let mut chat_cache: HashMap<usize, Haystack> = HashMap::new();
-    let chat = |depth: usize| -> Haystack {
-        let start = messages.len().saturating_sub(depth);
-        Haystack::new(messages[start..].join("\n"))
-    };
+    if diagnostics.over_text_budget > 0 {
+        diagnostics.warnings.push(format!(
+            "{} lorebook entries ignored: the books hold more than {MAX_LORE_TEXT_BYTES} bytes of content",
+            diagnostics.over_text_budget
+        ));
+    }
+
+    // One copy of the latest messages serves every scan depth: each depth's text is a suffix.
+    let deepest = compiled.iter().map(|e| e.scan_depth).max().unwrap_or(0);
+    let chat = ChatText::new(messages, deepest);
+    let work = Work { left: Cell::new(MAX_LORE_SCAN_WORK), exhausted: Cell::new(false) };
     let mut activated: Vec<(usize, Trigger)> = Vec::new();
     let mut is_active = vec![false; compiled.len()];
 
@@ -189,8 +201,7 @@ pub fn activate_lore(
         let trigger = if entry.always {
             Some(Trigger::Constant)
         } else {
-            let hay: &Haystack = chat_cache.entry(entry.scan_depth).or_insert_with(|| chat(entry.scan_depth));
-            entry.matches(&[hay]).map(Trigger::Key)
+            entry.matches(&[chat.hay(entry.scan_depth)], &work).map(Trigger::Key)
         };
         if let Some(t) = trigger {
             is_active[i] = true;
@@ -215,14 +226,14 @@ pub fn activate_lore(
         if buffer_text.is_empty() {
             break;
         }
-        let buffer = Haystack::new(buffer_text.clone());
+        let buffer_lower = buffer_text.to_lowercase();
+        let buffer = Haystack { raw: &buffer_text, lower: &buffer_lower };
         let mut new = Vec::new();
         for (i, entry) in compiled.iter().enumerate() {
             if is_active[i] || entry.never || !entry.recursive || entry.exclude_recursion {
                 continue;
             }
-            let hay: &Haystack = chat_cache.entry(entry.scan_depth).or_insert_with(|| chat(entry.scan_depth));
-            if let Some(key) = entry.matches(&[hay, &buffer]) {
+            if let Some(key) = entry.matches(&[chat.hay(entry.scan_depth), buffer], &work) {
                 new.push((i, Trigger::Recursion { key, pass }));
             }
         }
@@ -272,7 +283,13 @@ pub fn activate_lore(
         }
     }
     kept.sort_by_key(|a| (a.insertion_order, a.source, a.entry));
-    LoreActivation { entries: kept, dropped, tokens: used, warnings: diagnostics.warnings }
+    let mut warnings = diagnostics.warnings;
+    if work.exhausted.get() {
+        warnings.push(format!(
+            "the lorebook scan reached its work limit ({MAX_LORE_SCAN_WORK} bytes examined); the remaining keys were not checked"
+        ));
+    }
+    LoreActivation { entries: kept, dropped, tokens: used, warnings }
 }
 
 /// Sort key: the entry to keep first sorts first.
@@ -281,21 +298,95 @@ pub(crate) fn rank_key(a: &ActivatedLore) -> (std::cmp::Reverse<i64>, LoreSource
 }
 
 /// Text to scan, with a lowercase copy for case-insensitive plain keys.
-struct Haystack {
-    raw: String,
-    lower: String,
+#[derive(Clone, Copy)]
+struct Haystack<'a> {
+    raw: &'a str,
+    lower: &'a str,
 }
 
-impl Haystack {
-    fn new(raw: String) -> Self {
-        let lower = raw.to_lowercase();
-        Self { raw, lower }
+/// The latest messages joined by newlines (at most [`MAX_LORE_CHAT_BYTES`] of them, the
+/// oldest one cut at its start if need be), with where each message starts, so that the
+/// text of the last `depth` messages is a suffix.
+struct ChatText {
+    raw: String,
+    lower: String,
+    /// Per message kept, oldest first: its start in `raw` and in `lower`.
+    starts: Vec<(usize, usize)>,
+}
+
+impl ChatText {
+    fn new(messages: &[&str], depth: usize) -> Self {
+        let recent = &messages[messages.len() - depth.min(messages.len())..];
+        // The newest messages that fit, and how much of the one before them.
+        let mut kept = 0;
+        let mut bytes = 0usize;
+        for message in recent.iter().rev() {
+            if bytes + message.len() > MAX_LORE_CHAT_BYTES {
+                break;
+            }
+            bytes += message.len() + 1;
+            kept += 1;
+        }
+        let mut parts: Vec<&str> = recent[recent.len() - kept..].to_vec();
+        if kept < recent.len() && bytes < MAX_LORE_CHAT_BYTES {
+            let cut = recent[recent.len() - kept - 1];
+            let mut at = cut.len() - (MAX_LORE_CHAT_BYTES - bytes).min(cut.len());
+            while !cut.is_char_boundary(at) {
+                at += 1;
+            }
+            parts.insert(0, &cut[at..]);
+        }
+        let (mut raw, mut lower) = (String::with_capacity(bytes), String::with_capacity(bytes));
+        let mut starts = Vec::with_capacity(parts.len());
+        for (i, part) in parts.iter().enumerate() {
+            if i > 0 {
+                raw.push('\n');
+                lower.push('\n');
+            }
+            starts.push((raw.len(), lower.len()));
+            raw.push_str(part);
+            lower.push_str(&part.to_lowercase());
+        }
+        Self { raw, lower, starts }
+    }
+
+    /// The last `depth` messages.
+    fn hay(&self, depth: usize) -> Haystack<'_> {
+        let (raw, lower) = match depth {
+            0 => (self.raw.len(), self.lower.len()),
+            d => self.starts.get(self.starts.len().saturating_sub(d)).copied().unwrap_or((0, 0)),
+        };
+        Haystack { raw: &self.raw[raw..], lower: &self.lower[lower..] }
+    }
+}
+
+/// What is left of a scan's work budget ([`MAX_LORE_SCAN_WORK`]).
+struct Work {
+    left: Cell<u64>,
+    exhausted: Cell<bool>,
+}
+
+impl Work {
+    /// Takes `cost` from the budget; false (and the scan marked as cut short) when it is spent.
+    fn spend(&self, cost: u64) -> bool {
+        match self.left.get().checked_sub(cost) {
+            Some(left) => {
+                self.left.set(left);
+                true
+            }
+            None => {
+                self.left.set(0);
+                self.exhausted.set(true);
+                false
+            }
+        }
     }
 }
 
 enum KeyMatcher {
     Plain { text: String, needle: String, case_sensitive: bool, whole_word: bool },
-    Regex { text: String, regex: Regex },
+    /// `cost_per_byte`: work charged per byte examined (see [`MAX_LORE_SCAN_WORK`]).
+    Regex { text: String, regex: Regex, cost_per_byte: u64 },
 }
 
 impl KeyMatcher {
@@ -305,11 +396,16 @@ impl KeyMatcher {
         }
     }
 
-    fn is_match(&self, hay: &Haystack) -> bool {
+    fn is_match(&self, hay: &Haystack, work: &Work) -> bool {
         match self {
-            KeyMatcher::Regex { regex, .. } => regex.is_match(&hay.raw),
+            KeyMatcher::Regex { regex, cost_per_byte, .. } => {
+                work.spend((hay.raw.len() as u64).saturating_mul(*cost_per_byte)) && regex.is_match(hay.raw)
+            }
             KeyMatcher::Plain { needle, case_sensitive, whole_word, .. } => {
-                let h = if *case_sensitive { &hay.raw } else { &hay.lower };
+                if !work.spend(hay.raw.len() as u64) {
+                    return false;
+                }
+                let h = if *case_sensitive { hay.raw } else { hay.lower };
                 if !*whole_word || needle.chars().any(char::is_whitespace) {
                     return h.contains(needle.as_str());
                 }
@@ -364,16 +460,28 @@ impl<'a> CompiledEntry<'a> {
         options: &LoreScanOptions,
         macros: &MacroContext,
         diagnostics: &mut Diagnostics,
-    ) -> Self {
+    ) -> Option<Self> {
         let ext = &entry.extensions;
         let (decorators, body) = parse_decorators(&entry.content);
+        let label = entry.label();
+        // The scan keeps every entry's content: bounded in total. Past the bound, no entry is
+        // expanded any more (an expansion may add up to MAX_MACRO_GROWTH_BYTES).
+        let body = body.trim();
+        let body = (body.len() <= diagnostics.text_budget)
+            .then(|| macros.apply(body))
+            .filter(|expanded| expanded.len() <= diagnostics.text_budget);
+        let Some(body) = body else {
+            diagnostics.text_budget = 0;
+            diagnostics.over_text_budget += 1;
+            return None;
+        };
+        diagnostics.text_budget -= body.len();
         let case_sensitive = entry
             .case_sensitive
             .or_else(|| ext.get("case_sensitive").and_then(Value::as_bool))
             .unwrap_or(options.case_sensitive);
         let whole_word = ext.get("match_whole_words").and_then(Value::as_bool).unwrap_or(options.match_whole_words);
         let use_regex = entry.use_regex.unwrap_or(false);
-        let label = entry.label();
         let mut compile = |keys: &mut dyn Iterator<Item = &String>| -> Vec<KeyMatcher> {
             keys.filter_map(|k| compile_key(k, use_regex, case_sensitive, whole_word, &label, diagnostics)).collect()
         };
@@ -412,7 +520,7 @@ impl<'a> CompiledEntry<'a> {
                 },
             }
         };
-        Self {
+        Some(Self {
             source,
             index,
             entry,
@@ -427,13 +535,13 @@ impl<'a> CompiledEntry<'a> {
             exclude_recursion: ext.get("exclude_recursion").and_then(Value::as_bool).unwrap_or(false),
             prevent_recursion: ext.get("prevent_recursion").and_then(Value::as_bool).unwrap_or(false),
             position,
-            body: macros.apply(body.trim()),
-        }
+            body,
+        })
     }
 
     /// The primary key that activated the entry, if it does against these texts.
-    fn matches(&self, hays: &[&Haystack]) -> Option<String> {
-        let found = |k: &KeyMatcher| hays.iter().any(|h| k.is_match(h));
+    fn matches(&self, hays: &[Haystack], work: &Work) -> Option<String> {
+        let found = |k: &KeyMatcher| hays.iter().any(|h| k.is_match(h, work));
         if self.exclude.iter().any(found) {
             return None;
         }
@@ -458,6 +566,12 @@ impl<'a> CompiledEntry<'a> {
 struct Diagnostics {
     warnings: Vec<String>,
     regex_budget: usize,
+    /// Compiled-regex bytes that may still be spent ([`MAX_REGEX_TOTAL_BYTES`]).
+    regex_bytes: usize,
+    /// Bytes of entry content that may still be kept ([`MAX_LORE_TEXT_BYTES`]).
+    text_budget: usize,
+    /// Entries left out because the content budget was spent.
+    over_text_budget: usize,
 }
 
 fn compile_key(
@@ -491,7 +605,7 @@ fn compile_key(
         return None;
     }
     let mut builder = RegexBuilder::new(pattern);
-    builder.size_limit(MAX_REGEX_COMPILED_BYTES).dfa_size_limit(MAX_REGEX_COMPILED_BYTES).nest_limit(64);
+    builder.nest_limit(64);
     match flags {
         // `/…/flags`: JavaScript semantics, case-sensitive unless `i`.
         Some(flags) => {
@@ -504,15 +618,38 @@ fn compile_key(
             builder.case_insensitive(!case_sensitive);
         }
     }
-    match builder.build() {
-        Ok(regex) => Some(KeyMatcher::Regex { text: trimmed.to_owned(), regex }),
-        Err(e) => {
-            let first_line = e.to_string().lines().last().unwrap_or_default().to_owned();
-            warnings.push(format!("entry {label:?}: regex key {trimmed:?} ignored: {first_line}"));
-            None
+    // Small size limits first: real keys fit the first or second, and each attempt's limit is
+    // charged to the scan's regex budget, which bounds both compile time and memory (the
+    // compiled program and its lazy DFA cache each stay under the limit that built them).
+    for limit in REGEX_SIZE_TIERS {
+        if limit > diagnostics.regex_bytes {
+            warnings.push(format!(
+                "entry {label:?}: regex key {trimmed:?} ignored: the scan's regex keys already use {MAX_REGEX_TOTAL_BYTES} bytes"
+            ));
+            return None;
+        }
+        diagnostics.regex_bytes -= limit;
+        builder.size_limit(limit).dfa_size_limit(limit);
+        match builder.build() {
+            Ok(regex) => {
+                // Matching costs more per byte the larger the program (when its DFA gives up).
+                let cost_per_byte = REGEX_WORK_FACTOR * (limit / REGEX_SIZE_TIERS[0]) as u64;
+                return Some(KeyMatcher::Regex { text: trimmed.to_owned(), regex, cost_per_byte });
+            }
+            Err(regex::Error::CompiledTooBig(_)) => continue,
+            Err(e) => {
+                let first_line = e.to_string().lines().last().unwrap_or_default().to_owned();
+                warnings.push(format!("entry {label:?}: regex key {trimmed:?} ignored: {first_line}"));
+                return None;
+            }
         }
     }
+    warnings.push(format!("entry {label:?}: regex key {trimmed:?} ignored: it compiles to more than {MAX_REGEX_COMPILED_BYTES} bytes"));
+    None
 }
+
+/// Size limits tried in turn for a regex key, smallest first.
+const REGEX_SIZE_TIERS: [usize; 4] = [16 * 1024, 64 * 1024, 256 * 1024, MAX_REGEX_COMPILED_BYTES];
 
 /// `/pattern/flags` → (pattern, flags), as SillyTavern recognises regex keys.
 fn slash_regex(key: &str) -> Option<(&str, &str)> {

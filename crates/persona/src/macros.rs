@@ -3,6 +3,8 @@
 //! only when text goes into a prompt or a greeting is shown, because the user's name can change
 //! between chats.
 
+use crate::limits::MAX_MACRO_GROWTH_BYTES;
+
 /// What the macros stand for.
 #[derive(Clone, Copy, Debug)]
 pub struct MacroContext<'a> {
@@ -25,8 +27,10 @@ impl<'a> MacroContext<'a> {
     }
 
     /// `text` with every macro replaced. Replacement text is not scanned again, so a name that
-    /// itself contains `{{user}}` stays as it is.
+    /// itself contains `{{user}}` stays as it is. The result is at most
+    /// [`MAX_MACRO_GROWTH_BYTES`] longer than `text`: macros past that point are left as written.
     pub fn apply(&self, text: &str) -> String {
+        let limit = text.len().saturating_add(MAX_MACRO_GROWTH_BYTES);
         let table: [(&str, &str); 5] = [
             ("{{char}}", self.char_name),
             ("{{user}}", self.user_name),
@@ -45,6 +49,10 @@ impl<'a> MacroContext<'a> {
                     bytes.len() - i >= p.len() && bytes[i..i + p.len()].eq_ignore_ascii_case(p.as_bytes())
                 })
             {
+                // What is left of `text`, plus this replacement, must fit under the limit.
+                if out.len() + (i - copied) + replacement.len() + (text.len() - i - pattern.len()) > limit {
+                    break;
+                }
                 // Patterns are ASCII, so `i` and `i + len` are char boundaries.
                 out.push_str(&text[copied..i]);
                 out.push_str(replacement);

@@ -224,3 +224,126 @@ fn hostile_charx() {
         assert!(matches!(err, CardError::Charx(_) | CardError::Json(_)), "len {len}: {err:?}");
     }
 }
+
+fn scan(books: &[&Lorebook], messages: &[&str], macros: &persona::MacroContext) -> persona::LoreActivation {
+    let books: Vec<(persona::LoreSource, &Lorebook)> =
+        books.iter().enumerate().map(|(i, b)| (persona::LoreSource::Global(i), *b)).collect();
+    persona::activate_lore(&books, messages, &persona::LoreScanOptions::default(), macros, &persona::ApproxTokenCounter)
+}
+
+#[test]
+fn long_names_are_refused() {
+    let card = |name: &str, nickname: &str| {
+        let card = serde_json::json!({"spec": "chara_card_v3", "data": {"name": name, "nickname": nickname}});
+        import_card(&serde_json::to_vec(&card).unwrap())
+    };
+    let longest = "n".repeat(limits::MAX_NAME_BYTES);
+    assert!(card(&longest, &longest).is_ok());
+    let long = "n".repeat(limits::MAX_NAME_BYTES + 1);
+    assert!(matches!(card(&long, "x"), Err(CardError::TooLarge { what: "character name", .. })));
+    assert!(matches!(card("x", &long), Err(CardError::TooLarge { what: "character nickname", .. })));
+    // V1 cards too.
+    let v1 = serde_json::json!({"name": long});
+    assert!(matches!(import_card(&serde_json::to_vec(&v1).unwrap()), Err(CardError::TooLarge { .. })));
+}
+
+#[test]
+fn macro_expansion_is_capped() {
+    let name = "N".repeat(limits::MAX_NAME_BYTES);
+    let macros = persona::MacroContext::new(&name, "Sam");
+    // A greeting of 100k `{{char}}`: 800 KB that would expand to 100 MB.
+    let greeting = "{{char}}".repeat(100_000);
+    let started = std::time::Instant::now();
+    let out = macros.apply(&greeting);
+    assert!(out.len() <= greeting.len() + limits::MAX_MACRO_GROWTH_BYTES, "{} bytes", out.len());
+    assert!(out.starts_with(&name), "the first macros are replaced");
+    assert!(out.ends_with("{{char}}"), "the rest are left as written");
+    assert!(started.elapsed().as_secs() < 2);
+    // `{{original}}` standing for a long text, many times over.
+    let original = "o".repeat(1 << 20);
+    let out = macros.with_original(&original).apply(&"{{original}}".repeat(1000));
+    assert!(out.len() <= 12_000 + limits::MAX_MACRO_GROWTH_BYTES);
+    // Ordinary text is expanded in full.
+    assert_eq!(macros.apply("Hi {{user}}, <BOT> here."), format!("Hi Sam, {name} here."));
+}
+
+#[test]
+fn lore_content_kept_by_a_scan_is_capped() {
+    // Ten thousand constant entries, each 1 KB of `<bot>` with a 1 KB name: 640 MB expanded.
+    let name = "N".repeat(limits::MAX_NAME_BYTES);
+    let macros = persona::MacroContext::new(&name, "Sam");
+    let mut entry = persona::LoreEntry::new(&["k"], "<bot>".repeat(200));
+    entry.constant = Some(true);
+    let book = Lorebook { entries: vec![entry; limits::MAX_LORE_ENTRIES], ..Lorebook::default() };
+    let started = std::time::Instant::now();
+    let a = scan(&[&book], &["hello"], &macros);
+    assert!(started.elapsed().as_secs() < 5, "{:?}", started.elapsed());
+    let kept: usize = a.entries.iter().chain(&a.dropped).map(|e| e.content.len()).sum();
+    assert!(kept <= limits::MAX_LORE_TEXT_BYTES, "{kept}");
+    assert!(!a.entries.is_empty());
+    assert!(a.warnings.iter().any(|w| w.contains("entries ignored")), "{:?}", a.warnings);
+}
+
+#[test]
+fn lore_scanning_work_is_capped() {
+    // Four books at the key limit, over a long chat with an entry scanning all of it.
+    let entries: Vec<persona::LoreEntry> = (0..limits::MAX_KEYS_PER_BOOK / 10)
+        .map(|i| {
+            let keys: Vec<String> = (0..10).map(|k| format!("never-said-{i}-{k}")).collect();
+            let keys: Vec<&str> = keys.iter().map(String::as_str).collect();
+            persona::LoreEntry::new(&keys, "c")
+        })
+        .collect();
+    let mut book = Lorebook { entries, ..Lorebook::default() };
+    book.scan_depth = Some(1_000_000);
+    let message = "word ".repeat(20_000);
+    let messages: Vec<&str> = (0..200).map(|_| message.as_str()).collect();
+    let started = std::time::Instant::now();
+    let a = scan(&[&book, &book, &book, &book], &messages, &persona::MacroContext::new("a", "b"));
+    assert!(started.elapsed().as_secs() < 5, "{:?}", started.elapsed());
+    assert!(a.entries.is_empty());
+    assert!(a.warnings.iter().any(|w| w.contains("work limit")), "{:?}", a.warnings);
+}
+
+#[test]
+fn deep_scans_see_only_the_latest_text() {
+    let book = Lorebook {
+        entries: vec![persona::LoreEntry::new(&["oldkey"], "old"), persona::LoreEntry::new(&["newkey"], "new")],
+        scan_depth: Some(1_000_000),
+        ..Lorebook::default()
+    };
+    let filler = "x".repeat(limits::MAX_LORE_CHAT_BYTES);
+    let a = scan(&[&book], &["oldkey", &filler, "newkey"], &persona::MacroContext::new("a", "b"));
+    let contents: Vec<&str> = a.entries.iter().map(|e| e.content.as_str()).collect();
+    assert_eq!(contents, ["new"]);
+    // Within the limit, a deep scan sees every message (one copy of the chat serves all depths).
+    let a = scan(&[&book], &["oldkey", "filler", "newkey"], &persona::MacroContext::new("a", "b"));
+    assert_eq!(a.entries.len(), 2);
+}
+
+#[test]
+fn regex_keys_share_a_compile_budget() {
+    // Patterns that fail every size limit, and patterns that compile to a megabyte each.
+    for pattern in [r"\w{30}\d{30}[a-z]{30}\W{20}", r"(?:\w+\s+){5,20}x"] {
+        let book = Lorebook {
+            entries: (0..limits::MAX_REGEX_KEYS_PER_SCAN)
+                .map(|i| persona::LoreEntry::new(&[format!("/{pattern}{i}/").as_str()], "c"))
+                .collect(),
+            ..Lorebook::default()
+        };
+        let started = std::time::Instant::now();
+        let text = "word ".repeat(10_000);
+        let a = scan(&[&book], &[&text], &persona::MacroContext::new("a", "b"));
+        assert!(started.elapsed().as_secs() < 5, "{pattern}: {:?}", started.elapsed());
+        assert!(a.entries.is_empty());
+        assert!(a.warnings.iter().any(|w| w.contains("regex keys already use")), "{pattern}: {:?}", &a.warnings[..3]);
+    }
+    // Ordinary regex keys are unaffected.
+    let book = Lorebook {
+        entries: (0..200).map(|i| persona::LoreEntry::new(&[format!(r"/\bdragon{i}s?\b/i").as_str()], "c")).collect(),
+        ..Lorebook::default()
+    };
+    let a = scan(&[&book], &["The DRAGON7s flew."], &persona::MacroContext::new("a", "b"));
+    assert_eq!(a.entries.len(), 1);
+    assert!(a.warnings.is_empty(), "{:?}", a.warnings);
+}
