@@ -190,3 +190,13 @@ fn parameter_count_saturates() {
     };
     assert_eq!(config.parameter_count(), u64::MAX);
 }
+
+#[test]
+fn oversized_tokenizer_metadata_is_refused_from_the_header() {
+    let template = "x".repeat(confidant_tokenizer::limits::MAX_TEMPLATE_BYTES + 1);
+    let bytes = tiny_model(|m| m.push(("tokenizer.chat_template", Value::String(template.clone()))));
+    let err = ModelInfo::from_gguf(&Gguf::parse(&bytes).unwrap()).unwrap_err();
+    assert_eq!(err.code(), "model_format", "{err}");
+    let bytes = tiny_model(|m| m.push(("tokenizer.chat_template", Value::String("{{ x }}".into()))));
+    assert!(ModelInfo::from_gguf(&Gguf::parse(&bytes).unwrap()).is_ok());
+}

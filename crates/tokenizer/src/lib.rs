@@ -72,15 +72,29 @@ impl std::fmt::Debug for Tokenizer {
 }
 
 impl Tokenizer {
-    /// Builds the tokenizer described by the `tokenizer.ggml.*` keys.
-    /// Whether [`Tokenizer::from_gguf`] knows this file's tokenizer model, without building it.
+    /// Whether [`Tokenizer::from_gguf`] knows this file's tokenizer model, without building it;
+    /// also refuses vocabularies and chat templates over [`limits`], so that a model can be
+    /// refused from its header before it is downloaded.
     pub fn check_supported(g: &Gguf) -> Result<()> {
         match g.get_str("tokenizer.ggml.model")? {
-            "gpt2" | "llama" => Ok(()),
-            other => Err(TokenizerError::Unsupported(other.to_string())),
+            "gpt2" | "llama" => {}
+            other => return Err(TokenizerError::Unsupported(other.to_string())),
         }
+        let tokens = g.get_array("tokenizer.ggml.tokens")?.len();
+        if tokens > limits::MAX_VOCAB_TOKENS {
+            let (size, limit) = (tokens as u64, limits::MAX_VOCAB_TOKENS as u64);
+            return Err(TokenizerError::TooLarge { what: "tokens in tokenizer.ggml.tokens", size, limit });
+        }
+        if let Some(template) = optional_str(g, "tokenizer.chat_template")?
+            && template.len() > limits::MAX_TEMPLATE_BYTES
+        {
+            let (size, limit) = (template.len() as u64, limits::MAX_TEMPLATE_BYTES as u64);
+            return Err(TokenizerError::TooLarge { what: "tokenizer.chat_template bytes", size, limit });
+        }
+        Ok(())
     }
 
+    /// Builds the tokenizer described by the `tokenizer.ggml.*` keys.
     pub fn from_gguf(g: &Gguf) -> Result<Self> {
         let model = g.get_str("tokenizer.ggml.model")?;
         let (vocab, model, pre_tokenizer, known) = match model {
