@@ -23,11 +23,12 @@
 // of --repeats. Each engine measures itself: llama.cpp's own timings for wllama, Confidant's
 // `timings`, and llama_decode wall time in llamacpp_bench.py.
 //
-// Two cores are easily disturbed: the table's header prints the load average before and after;
-// numbers taken beside a build are a floor, not a measurement.
+// Two cores are easily disturbed: each row reports how much CPU other processes (and the
+// hypervisor, as steal) took while it ran; a row marked ⚠ was measured beside other work
+// (a build, say) and is a floor, not a measurement.
 
 import { spawnSync } from 'node:child_process';
-import { existsSync, readFileSync } from 'node:fs';
+import { existsSync, readFileSync, readdirSync } from 'node:fs';
 import { cpus, loadavg, totalmem } from 'node:os';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
@@ -89,6 +90,42 @@ function machineInfo() {
   };
 }
 
+// CPU time in clock ticks: the whole machine from /proc/stat, this process and its descendants
+// (Chromium, python, the CLI) from /proc/PID/stat, so the rest is other processes' work.
+function cpuTicks() {
+  const [, ...f] = readFileSync('/proc/stat', 'utf8').split('\n')[0].trim().split(/\s+/).map(Number);
+  const [user, nice, system, idle, iowait, irq, softirq, steal] = f;
+  const procs = new Map();
+  for (const pid of readdirSync('/proc').filter((d) => /^\d+$/.test(d))) {
+    try {
+      const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+      const rest = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+      // ppid; utime + stime + cutime + cstime (children already waited for count in the parent)
+      procs.set(Number(pid), { ppid: Number(rest[1]), ticks: Number(rest[11]) + Number(rest[12]) + Number(rest[13]) + Number(rest[14]) });
+    } catch {
+      // gone meanwhile
+    }
+  }
+  const mine = new Set([process.pid]);
+  for (let grew = true; grew; ) {
+    grew = false;
+    for (const [pid, p] of procs) if (!mine.has(pid) && mine.has(p.ppid)) mine.add(pid), (grew = true);
+  }
+  let own = 0;
+  for (const pid of mine) own += procs.get(pid)?.ticks ?? 0;
+  return { busy: user + nice + system + irq + softirq, steal, total: user + nice + system + idle + iowait + irq + softirq + steal, own };
+}
+/** Start watching; the returned function gives { others, steal } in cores, averaged since. */
+function watchCpu() {
+  const a = cpuTicks();
+  return () => {
+    const b = cpuTicks();
+    const cores = (ticks) => (Math.max(0, ticks) / Math.max(1, b.total - a.total)) * cpus().length;
+    return { others: cores(b.busy - a.busy - (b.own - a.own)), steal: cores(b.steal - a.steal) };
+  };
+}
+const DISTURBED = 0.1; // cores taken by others above which a row is marked
+
 // Rows are { engine, where, threads, available, reason?, prompt_tokens, prefill_tok_s, decode_tok_s, ... }.
 const unavailable = (base, reason) => ({ ...base, available: false, reason });
 /** A row from the counted runs (warm-up already dropped), each { prompt_tokens, decode_tokens, prefill_tok_s, decode_tok_s }. */
@@ -105,13 +142,11 @@ function summarize(base, counted, extra = {}) {
   };
 }
 
-/** llama.cpp natively; also the prompt ids and text for the others. Null when llama-cpp-python is missing. */
+const haveLlamaCpp = () => spawnSync(opt.python, ['-c', 'import llama_cpp']).status === 0;
+/** llamacpp_bench.py: the prompt (ids and text) and, for `threads` ('' for none), llama.cpp's timings. */
 function runLlamaCpp(threads) {
-  const probe = spawnSync(opt.python, ['-c', 'import llama_cpp'], { encoding: 'utf8' });
-  if (probe.status !== 0) return null;
-  log(`llama.cpp (native): ${threads.length ? `threads ${threads.join(', ')}` : 'tokenizing the prompt'}…`);
   const script = join(root, 'tests/bench/llamacpp_bench.py');
-  const args = [script, '--model', modelPath, '--prompt-tokens', String(promptTokens), '--decode-tokens', String(decodeTokens), '--repeats', String(repeats), '--threads', threads.join(',')];
+  const args = [script, '--model', modelPath, '--prompt-tokens', String(promptTokens), '--decode-tokens', String(decodeTokens), '--repeats', String(repeats), '--threads', threads];
   const out = spawnSync(opt.python, args, { encoding: 'utf8', stdio: ['ignore', 'pipe', 'inherit'], maxBuffer: 1 << 26 });
   if (out.status !== 0) throw new Error(`${script} failed (exit ${out.status})`);
   return JSON.parse(lastLine(out.stdout));
@@ -130,7 +165,9 @@ function runNative() {
   if (!existsSync(cli)) return unavailable(base, `${cli} is not built (cargo build --release -p confidant-cli)`);
   log('Confidant (native CLI, --backend cpu)…');
   const args = ['bench', '--model', modelPath, '--backend', 'cpu', '--prompt-tokens', String(promptTokens), '--decode-tokens', String(decodeTokens), '--repeats', String(repeats), '--json'];
+  const watch = watchCpu();
   const out = spawnSync(cli, args, { encoding: 'utf8', maxBuffer: 1 << 24 });
+  const cpu = watch();
   if (out.status !== 0) {
     // A CLI without the flag (or without the value) is "not yet"; any other error is a failure.
     if (/unexpected argument '--backend'/.test(out.stderr)) return unavailable(base, '`confidant bench` has no `--backend` flag yet');
@@ -140,7 +177,7 @@ function runNative() {
   const r = JSON.parse(lastLine(out.stdout));
   // Guard against a GPU adapter (lavapipe counts as one) ending up in a CPU row.
   if (r.backend !== undefined && !/cpu/i.test(String(r.backend))) return unavailable(base, `it ran on backend ${r.backend} (${r.adapter}), not the CPU`);
-  return { ...base, threads: adapterThreads(r.adapter), available: true, prompt_tokens: r.prompt_tokens, decode_tokens: r.decode_tokens, prefill_tok_s: r.prefill_tok_s, decode_tok_s: r.decode_tok_s, report: r };
+  return { ...base, threads: adapterThreads(r.adapter), available: true, prompt_tokens: r.prompt_tokens, decode_tokens: r.decode_tokens, prefill_tok_s: r.prefill_tok_s, decode_tok_s: r.decode_tok_s, cpu, report: r };
 }
 
 /** wllama and the npm package in one cross-origin isolated Chromium page. */
@@ -169,8 +206,9 @@ async function runBrowser(prompt) {
     }
     const nCtx = promptTokens + decodeTokens + 64; // the browser prompt may tokenize a few tokens longer
     const pageRun = async (fn, args) => {
+      const watch = watchCpu();
       try {
-        return await h.page.evaluate(([fn, args]) => window.bench[fn](args), [fn, args]);
+        return { ...(await h.page.evaluate(([fn, args]) => window.bench[fn](args), [fn, args])), cpu: watch() };
       } catch (e) {
         log(h.console.slice(-10).join('\n'));
         return { failed: e.message.split('\n')[0] };
@@ -183,7 +221,7 @@ async function runBrowser(prompt) {
         log(`wllama, ${threads} thread${threads > 1 ? 's' : ''}…`);
         const r = await pageRun('runWllama', { modelUrl, threads, prompt, decodeTokens, nCtx, runs: repeats + 1 });
         // timings[0] is the warm-up.
-        rows.push(r.failed ? unavailable({ ...base, failed: true }, r.failed) : summarize(base, r.timings.slice(1), { libllama: r.libllama, load_s: r.loadSeconds }));
+        rows.push(r.failed ? unavailable({ ...base, failed: true }, r.failed) : summarize(base, r.timings.slice(1), { libllama: r.libllama, load_s: r.loadSeconds, cpu: r.cpu }));
       }
     }
     if (only.has('confidant')) {
@@ -196,7 +234,7 @@ async function runBrowser(prompt) {
         if (r.failed) rows.push(unavailable({ ...base, failed: true }, r.failed));
         else if (r.unavailable) rows.push(unavailable(base, r.unavailable));
         else if (r.info?.backend !== 'cpu') rows.push(unavailable(base, `it ran on backend ${r.info?.backend}, not the CPU`));
-        else rows.push(summarize({ ...base, threads: adapterThreads(r.info.adapter?.name) }, r.timings.slice(1), { load_s: r.loadSeconds }));
+        else rows.push(summarize({ ...base, threads: adapterThreads(r.info.adapter?.name) }, r.timings.slice(1), { load_s: r.loadSeconds, cpu: r.cpu }));
       }
     }
     return { browser, rows };
@@ -211,12 +249,16 @@ const machine = machineInfo();
 const rows = [];
 let prompt = null;
 
-const llamaCpp = only.has('llamacpp') || only.has('wllama') || only.has('confidant') ? runLlamaCpp(only.has('llamacpp') ? threadCounts : []) : null;
+const llamaCpp = haveLlamaCpp() ? runLlamaCpp('') : null;
 if (llamaCpp) {
   prompt = { text: llamaCpp.text, text_tokens: llamaCpp.text_tokens, ids: llamaCpp.ids };
-  for (const r of llamaCpp.results) {
-    const base = { engine: `llama.cpp (llama-cpp-python ${llamaCpp.llama_cpp_python})`, where: 'native', threads: r.threads };
-    rows.push(summarize(base, r.runs.map((x) => ({ ...x, prompt_tokens: r.prompt_tokens, decode_tokens: r.decode_tokens }))));
+  // One call per thread count, so that each row has its own CPU watch.
+  for (const threads of only.has('llamacpp') ? threadCounts : []) {
+    log(`llama.cpp (native), ${threads} thread${threads > 1 ? 's' : ''}…`);
+    const watch = watchCpu();
+    const [r] = runLlamaCpp(String(threads)).results;
+    const base = { engine: `llama.cpp (llama-cpp-python ${llamaCpp.llama_cpp_python})`, where: 'native', threads };
+    rows.push(summarize(base, r.runs.map((x) => ({ ...x, prompt_tokens: r.prompt_tokens, decode_tokens: r.decode_tokens })), { cpu: watch() }));
   }
 } else {
   if (only.has('llamacpp')) {
@@ -267,15 +309,21 @@ if (opt.json) {
   const f1 = (x) => (x == null ? 'n/a' : x.toFixed(1));
   const missing = (r) => (r.failed ? 'failed' : 'not available');
   const ratio = (r, key) => (!r.engine.startsWith('Confidant') ? '—' : r.ratio[key] == null ? 'n/a' : `${r.ratio[key].toFixed(2)}×`);
+  const others = ({ cpu }) => {
+    if (!cpu) return '—';
+    const steal = cpu.steal > DISTURBED ? ` + ${cpu.steal.toFixed(2)} steal` : '';
+    return `${cpu.others.toFixed(2)}${steal}${cpu.others > DISTURBED || cpu.steal > DISTURBED ? ' ⚠' : ''}`;
+  };
   const lines = [
     `CPU, SmolLM2-135M-Instruct Q4_1, ${promptTokens}-token prompt, ${decodeTokens} decoded tokens (EOS ignored), median of ${repeats} after a warm-up; ${new Date().toISOString().slice(0, 10)}.`,
     `Machine: ${machine.cpu}, ${machine.cores} cores (${machine.simd.join(', ') || 'no AVX2'}), ${machine.memoryGiB} GiB; Chromium ${browser}; load average ${machine.loadStart.toFixed(2)} before, ${machine.loadEnd.toFixed(2)} after.`,
     '',
-    '| engine | where | threads | prompt tokens | prefill tok/s | decode tok/s | prefill vs peer | decode vs peer |',
-    '| --- | --- | --- | --- | --- | --- | --- | --- |',
-    ...rows.map((r) => `| ${r.engine} | ${r.where} | ${r.threads} | ${r.available ? r.prompt_tokens : 'n/a'} | ${r.available ? f1(r.prefill_tok_s) : missing(r)} | ${r.available ? f1(r.decode_tok_s) : missing(r)} | ${ratio(r, 'prefill_tok_s')} | ${ratio(r, 'decode_tok_s')} |`),
+    '| engine | where | threads | prompt tokens | prefill tok/s | decode tok/s | prefill vs peer | decode vs peer | other processes (cores) |',
+    '| --- | --- | --- | --- | --- | --- | --- | --- | --- |',
+    ...rows.map((r) => `| ${r.engine} | ${r.where} | ${r.threads} | ${r.available ? r.prompt_tokens : 'n/a'} | ${r.available ? f1(r.prefill_tok_s) : missing(r)} | ${r.available ? f1(r.decode_tok_s) : missing(r)} | ${ratio(r, 'prefill_tok_s')} | ${ratio(r, 'decode_tok_s')} | ${others(r)} |`),
     '',
     "Peers: Confidant in Chromium ÷ wllama's best thread count per column; native Confidant ÷ llama.cpp with 2 threads.",
+    `Other processes: CPU that processes outside this benchmark took while the row ran, in cores; ⚠ above ${DISTURBED} (then the row is a floor).`,
     ...(builds.length ? [`Builds: ${builds.join('; ')}.`] : []),
     ...rows.filter((r) => !r.available).map((r) => `- ${r.engine}, ${r.where}, threads ${r.threads}: ${missing(r)}: ${r.reason}`),
   ];

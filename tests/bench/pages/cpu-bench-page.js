@@ -31,11 +31,13 @@ async function runWllama({ modelUrl, threads, prompt, decodeTokens, nCtx, runs }
       const t = r.timings;
       if (!t) throw new Error('wllama returned no timings');
       if (t.cache_n !== 0) throw new Error(`wllama reused ${t.cache_n} cached prompt tokens`);
+      // llama-server starts the generation clock when the first token is sampled, so
+      // predicted_ms spans predicted_n - 1 forward passes (as Confidant counts decode steps).
       timings.push({
         prompt_tokens: t.prompt_n,
         decode_tokens: t.predicted_n,
         prefill_tok_s: t.prompt_per_second,
-        decode_tok_s: t.predicted_per_second,
+        decode_tok_s: (t.predicted_n - 1) / (t.predicted_ms / 1000),
       });
     }
     return { loadSeconds, libllama: Wllama.getLibllamaVersion(), timings };
