@@ -1,41 +1,27 @@
-//! The chat turn, and the characters and sessions it works on.
-//!
-//! One turn, in the order [`ChatEngine::begin_send`] and [`ChatEngine::next_event`] run it:
-//!
-//! 1. the user's message is stored with the session, and written to memory together with the
-//!    facts it states ([`crate::facts`]);
-//! 2. memories are retrieved for it (leaving out messages the prompt shows anyway) and the
-//!    lorebooks scanned, inside [`persona::assemble_prompt`], which lays the prompt out with a
-//!    long stable prefix;
-//! 3. the prompt goes through the model's chat template; the generator keeps the KV cache of
-//!    the prefix it shares with the last prompt and prefills only the rest;
-//! 4. tokens stream out as events, split into thought / action / speech by
-//!    [`persona::ThoughtParser`];
-//! 5. the reply is stored, written to memory with its facts, and the session is queued for a
-//!    rolling summary, which [`ChatEngine::background_step`] writes with the model itself when
-//!    nothing else runs ([`crate::summary`]).
+//! Characters, sessions and the chat turn ([`turn`]: [`ChatEngine::begin_send`],
+//! [`ChatEngine::next_event`]), and the rolling summaries written in the background.
 //!
 //! The model and the memory are passed into each call rather than owned: the browser bindings
 //! share them with the plain completion and memory APIs.
 
-use std::collections::{BTreeSet, HashMap, HashSet, VecDeque};
+mod turn;
 
-use llm::{GenerateOptions, Generator, SamplingParams};
+use std::collections::{BTreeSet, HashMap};
+
+use llm::Generator;
 use memory::record::new_id;
-use memory::{Memory, MemoryKind, NewMemory, SearchHit, SearchQuery, Store, TextEmbedder};
-use persona::{
-    AssembledPrompt, Character, ChatMessage, ExportSpec, HistorySummary, Lorebook, MacroContext, MemoryItem, PromptInput,
-    PromptOptions, PromptSection, Role, SegmentDelta, SegmentKind, ThoughtParser, assemble_prompt, export_card_json,
-    export_card_png, import_card,
-};
-use serde::{Deserialize, Serialize};
+use memory::{Memory, MemoryKind, NewMemory, Store, TextEmbedder};
+use persona::{Character, ExportSpec, Lorebook, MacroContext, PromptOptions, PromptSection, Role, export_card_json, export_card_png, import_card};
+use serde::Serialize;
 use serde_json::Value;
 
 use crate::error::{EngineError, Result};
-use crate::facts::{fact_sentences, fact_text};
 use crate::store::ChatStore;
 use crate::summary::SummaryJob;
 use crate::types::{Message, Session, SessionSummary, Speaker, StoredCharacter};
+
+pub use turn::{ReplyOptions, Timings, TurnEvent, Usage};
+use turn::PendingTurn;
 
 /// Longest user message accepted, in bytes.
 pub const MAX_MESSAGE_BYTES: usize = 16 * 1024;
@@ -74,51 +60,6 @@ impl Default for EngineSettings {
     }
 }
 
-/// Per-reply generation settings.
-#[derive(Clone, Debug)]
-pub struct ReplyOptions {
-    pub max_tokens: usize,
-    pub sampling: SamplingParams,
-}
-
-impl Default for ReplyOptions {
-    fn default() -> Self {
-        // SmolLM2's card suggests a low temperature; role-play wants a little more variety.
-        Self { max_tokens: 200, sampling: SamplingParams { temperature: 0.5, top_p: 0.9, repeat_penalty: 1.1, ..SamplingParams::default() } }
-    }
-}
-
-/// Token counts of a reply.
-#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
-pub struct Usage {
-    pub prompt_tokens: usize,
-    /// Prompt tokens whose keys and values came from the cache.
-    pub cached_tokens: usize,
-    pub completion_tokens: usize,
-}
-
-#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
-pub struct Timings {
-    pub prefill_tok_s: f64,
-    pub decode_tok_s: f64,
-    pub prefill_seconds: f64,
-    pub decode_seconds: f64,
-}
-
-/// What a turn streams, in order: `Memory` once, then thought / action / text pieces, then
-/// `Done`.
-#[derive(Clone, Debug, PartialEq)]
-pub enum TurnEvent {
-    /// The memories put into the prompt (embeddings left out).
-    Memory { hits: Vec<SearchHit> },
-    /// A piece of the reply; `opens` starts a new segment.
-    Thought { text: String, opens: bool },
-    Action { text: String, opens: bool },
-    Text { text: String, opens: bool },
-    /// The reply as stored (`None` if it came out empty and nothing was stored).
-    /// `finish_reason`: "stop", "length" or "abort".
-    Done { message: Option<Message>, usage: Usage, timings: Timings, finish_reason: String },
-}
 
 /// The prompt assembled for a session's latest reply (`engine.debug.prompt`).
 #[derive(Clone, Debug, PartialEq, Serialize)]
@@ -143,24 +84,6 @@ pub enum CardFormat {
     Png,
 }
 
-/// A reply being generated.
-struct PendingTurn {
-    session: Session,
-    parser: ThoughtParser,
-    /// Everything the model wrote.
-    raw: String,
-    /// How much of `raw` went to the parser (the rest may be the start of a stop string).
-    parsed_len: usize,
-    /// Speaker lines that end the reply: a small model goes on writing the user's part.
-    stops: Vec<String>,
-    /// "Name:" — small models often open the reply with their own speaker label; it is dropped.
-    /// Empty once the start of the reply has been checked.
-    own_label: String,
-    queue: VecDeque<TurnEvent>,
-    aborted: bool,
-    stopped_early: bool,
-    finished: bool,
-}
 
 /// Characters, sessions and the chat turn; see the module docs.
 pub struct ChatEngine<C: ChatStore> {
@@ -174,14 +97,14 @@ pub struct ChatEngine<C: ChatStore> {
     last_prompts: HashMap<String, PromptDebug>,
 }
 
-fn speaker_role(speaker: Speaker) -> Role {
+pub(crate) fn speaker_role(speaker: Speaker) -> Role {
     match speaker {
         Speaker::User => Role::User,
         Speaker::Assistant => Role::Assistant,
     }
 }
 
-fn non_empty(s: String) -> Option<String> {
+pub(crate) fn non_empty(s: String) -> Option<String> {
     (!s.trim().is_empty()).then_some(s)
 }
 
@@ -430,340 +353,6 @@ impl<C: ChatStore> ChatEngine<C> {
         self.last_prompts.get(session_id)
     }
 
-    // ---- the turn ---------------------------------------------------------------------
-
-    /// Memory records for a message: the message itself and the facts it states.
-    async fn remember_message<E: TextEmbedder, S: Store>(
-        &self,
-        memory: &mut Memory<E, S>,
-        session: &Session,
-        character: &Character,
-        message: &Message,
-    ) -> Result<Vec<String>> {
-        if message.text.trim().is_empty() || message.greeting {
-            return Ok(Vec::new());
-        }
-        let (speaker, kind) = match message.role {
-            Speaker::User => (session.user_name.as_str(), MemoryKind::UserFact),
-            Speaker::Assistant => (character.display_name(), MemoryKind::CharacterFact),
-        };
-        let mut new = vec![NewMemory {
-            id: Some(message.id.clone()),
-            session_id: Some(session.id.clone()),
-            source_message_ids: vec![message.id.clone()],
-            created_at: Some(message.created_at),
-            ..NewMemory::new(&session.character_id, MemoryKind::Message, format!("{speaker}: {}", message.text.trim()))
-        }];
-        for sentence in fact_sentences(&message.text) {
-            new.push(NewMemory {
-                session_id: Some(session.id.clone()),
-                source_message_ids: vec![message.id.clone()],
-                importance: Some(self.settings.fact_importance),
-                created_at: Some(message.created_at),
-                ..NewMemory::new(&session.character_id, kind, fact_text(speaker, &sentence))
-            });
-        }
-        Ok(memory.add_many(new).await?.into_iter().map(|r| r.id).collect())
-    }
-
-    /// Send the user's message and start the reply; then call [`Self::next_event`] until it
-    /// returns `None`. The message is stored (with its memories) before anything is generated.
-    pub async fn begin_send<E: TextEmbedder, S: Store>(
-        &mut self,
-        model: &mut Generator,
-        memory: &mut Memory<E, S>,
-        session_id: &str,
-        text: &str,
-        options: &ReplyOptions,
-    ) -> Result<Message> {
-        self.ensure_idle()?;
-        check_text(text)?;
-        self.cancel_background(model);
-        let mut session = self.session(session_id).await?;
-        let character = self.character(&session.character_id).await?.character()?;
-        let now = self.now();
-        let mut message = Message {
-            id: new_id(),
-            role: Speaker::User,
-            text: text.to_string(),
-            thought: None,
-            action: None,
-            raw: text.to_string(),
-            created_at: now,
-            greeting: false,
-            memory_ids: Vec::new(),
-        };
-        message.memory_ids = self.remember_message(memory, &session, &character, &message).await?;
-        session.messages.push(message.clone());
-        session.updated_at = now;
-        self.store.put_session(&session).await?;
-        self.begin_reply(model, memory, session, character, options).await?;
-        Ok(message)
-    }
-
-    /// Replace the latest reply with a new one (a swipe). While the greeting is the only
-    /// reply, this shows the next of the card's greetings instead.
-    pub async fn begin_regenerate<E: TextEmbedder, S: Store>(
-        &mut self,
-        model: &mut Generator,
-        memory: &mut Memory<E, S>,
-        session_id: &str,
-        options: &ReplyOptions,
-    ) -> Result<()> {
-        self.ensure_idle()?;
-        self.cancel_background(model);
-        let mut session = self.session(session_id).await?;
-        let character = self.character(&session.character_id).await?.character()?;
-        match session.messages.last() {
-            Some(last) if last.greeting => {
-                let count = character.greetings().len().max(1);
-                let message = self.set_greeting(session_id, (session.greeting_index + 1) % count).await?;
-                let mut queue = VecDeque::new();
-                queue.push_back(TurnEvent::Text { text: message.text.clone(), opens: true });
-                queue.push_back(TurnEvent::Done { message: Some(message), usage: Usage::default(), timings: Timings::default(), finish_reason: "stop".into() });
-                self.turn = Some(PendingTurn {
-                    session,
-                    parser: ThoughtParser::new(),
-                    raw: String::new(),
-                    parsed_len: 0,
-                    stops: Vec::new(),
-                    own_label: String::new(),
-                    queue,
-                    aborted: false,
-                    stopped_early: false,
-                    finished: true,
-                });
-                return Ok(());
-            }
-            Some(last) if last.role == Speaker::Assistant => {
-                let removed = session.messages.pop().map(|m| m.memory_ids).unwrap_or_default();
-                memory.forget_many(&removed).await?;
-                session.updated_at = self.now();
-                self.store.put_session(&session).await?;
-            }
-            Some(_) => {} // the last message is the user's (a reply failed or was empty): answer it
-            None => return Err(EngineError::BadRequest("the session has no messages to reply to".into())),
-        }
-        self.begin_reply(model, memory, session, character, options).await
-    }
-
-    fn prompt_input<'a>(
-        &'a self,
-        session: &'a Session,
-        character: &'a Character,
-        history: &'a [ChatMessage],
-        summaries: &'a [HistorySummary],
-        memories: &'a [MemoryItem],
-    ) -> PromptInput<'a> {
-        PromptInput {
-            character,
-            user_name: &session.user_name,
-            history,
-            summaries,
-            memories,
-            global_lorebooks: &self.settings.global_lorebooks,
-            global_system_prompt: self.settings.global_system_prompt.as_deref(),
-        }
-    }
-
-    async fn begin_reply<E: TextEmbedder, S: Store>(
-        &mut self,
-        model: &mut Generator,
-        memory: &mut Memory<E, S>,
-        session: Session,
-        character: Character,
-        options: &ReplyOptions,
-    ) -> Result<()> {
-        let history: Vec<ChatMessage> = session.messages.iter().map(|m| ChatMessage::new(speaker_role(m.role), m.raw.clone())).collect();
-        let summaries: Vec<HistorySummary> =
-            session.latest_summary().map(|(i, s)| HistorySummary { start: 0, end: i + 1, text: s.text.clone() }).into_iter().collect();
-        let mut prompt_options = self.settings.prompt.clone();
-        prompt_options.context_tokens = prompt_options.context_tokens.min(model.context_length());
-        prompt_options.reply_tokens = options.max_tokens.min(prompt_options.context_tokens / 2);
-        let tokenizer = model.tokenizer();
-        let counter = |text: &str| tokenizer.encode(text, false, false).map(|t| t.len()).unwrap_or(text.len().div_ceil(3));
-
-        // Which messages the prompt shows anyway: their verbatim memories would only repeat them.
-        let without_memories = assemble_prompt(&self.prompt_input(&session, &character, &history, &summaries, &[]), &prompt_options, &counter);
-        let visible: HashSet<&str> = session.messages[without_memories.history_start.min(session.messages.len())..].iter().map(|m| m.id.as_str()).collect();
-        let latest = session.messages.last().map(|m| m.id.as_str()).unwrap_or_default();
-        let query = session.messages.iter().rev().find(|m| m.role == Speaker::User).map(|m| m.text.clone()).unwrap_or_default();
-        let hits: Vec<SearchHit> = if query.trim().is_empty() {
-            Vec::new()
-        } else {
-            memory
-                .search(SearchQuery::new(&session.character_id, &query, self.settings.memories_searched))
-                .await?
-                .into_iter()
-                .filter(|h| {
-                    let sources = &h.record.source_message_ids;
-                    // Nothing from the message being answered; no visible message twice.
-                    !sources.iter().any(|s| s == latest) && !(h.record.kind == MemoryKind::Message && sources.iter().all(|s| visible.contains(s.as_str())) && !sources.is_empty())
-                })
-                .take(prompt_options.max_memories)
-                .map(|mut h| {
-                    h.record.embedding = Vec::new();
-                    h
-                })
-                .collect()
-        };
-        let items: Vec<MemoryItem> = hits.iter().map(|h| MemoryItem { label: date_label(h.record.created_at), text: h.record.text.clone() }).collect();
-        let assembled: AssembledPrompt = assemble_prompt(&self.prompt_input(&session, &character, &history, &summaries, &items), &prompt_options, &counter);
-        if assembled.over_budget {
-            return Err(EngineError::BadRequest(format!(
-                "the character and the latest message need {} tokens, more than the {} the context leaves",
-                assembled.total_tokens, assembled.budget
-            )));
-        }
-        let messages: Vec<llm::ChatMessage> = assembled.messages.iter().map(|m| llm::ChatMessage::new(m.role.as_str(), m.content.clone())).collect();
-        let rendered = model.template().render(&messages, true).map_err(llm::LlmError::from)?;
-        let tokens = model.encode_chat(&messages)?;
-        let hits: Vec<SearchHit> = hits.into_iter().take(assembled.memories_used).collect();
-        self.last_prompts.insert(
-            session.id.clone(),
-            PromptDebug {
-                text: assembled.debug_view(),
-                sections: assembled.sections.clone(),
-                rendered,
-                total_tokens: assembled.total_tokens,
-                budget: assembled.budget,
-                stable_messages: assembled.stable_messages,
-                memories_used: assembled.memories_used,
-                lore_entries: assembled.lore.entries.iter().map(|e| e.label.clone()).collect(),
-            },
-        );
-        model.begin(tokens, GenerateOptions { max_tokens: options.max_tokens, sampling: options.sampling.clone(), ignore_eos: false, cache_prompt: true })?;
-        let char_name = character.display_name().to_string();
-        let stops = vec![format!("\n{}:", session.user_name), format!("\n{char_name}:"), format!("{}:", session.user_name)];
-        let mut queue = VecDeque::new();
-        queue.push_back(TurnEvent::Memory { hits });
-        self.turn = Some(PendingTurn {
-            session,
-            parser: ThoughtParser::new(),
-            raw: String::new(),
-            parsed_len: 0,
-            stops,
-            own_label: format!("{char_name}:"),
-            queue,
-            aborted: false,
-            stopped_early: false,
-            finished: false,
-        });
-        Ok(())
-    }
-
-    /// Whether a reply is under way.
-    pub fn is_generating(&self) -> bool {
-        self.turn.is_some()
-    }
-
-    /// Stop the reply: the next [`Self::next_event`] stores what was written so far and
-    /// reports `Done` with finish reason "abort".
-    pub fn abort(&mut self, model: &mut Generator) {
-        if let Some(turn) = &mut self.turn
-            && !turn.finished
-        {
-            turn.aborted = true;
-            model.abort();
-        }
-    }
-
-    /// The next event of the reply under way; `None` when there is none (any more).
-    pub async fn next_event<E: TextEmbedder, S: Store>(&mut self, model: &mut Generator, memory: &mut Memory<E, S>) -> Result<Option<TurnEvent>> {
-        loop {
-            let Some(turn) = &mut self.turn else { return Ok(None) };
-            if let Some(event) = turn.queue.pop_front() {
-                return Ok(Some(event));
-            }
-            if turn.finished {
-                self.turn = None;
-                return Ok(None);
-            }
-            let step = if turn.aborted || turn.stopped_early {
-                None
-            } else {
-                match model.step().await {
-                    Ok(step) => step,
-                    Err(e) => {
-                        // The user's message is stored; the reply is not. The turn is over.
-                        self.turn = None;
-                        return Err(e.into());
-                    }
-                }
-            };
-            match step {
-                Some(step) => {
-                    turn.raw.push_str(&step.text);
-                    feed_parser(turn, false);
-                }
-                None => {
-                    feed_parser(turn, true);
-                    let result = self.finish_turn(model, memory).await;
-                    if result.is_err() {
-                        self.turn = None;
-                    }
-                    result?;
-                }
-            }
-        }
-    }
-
-    async fn finish_turn<E: TextEmbedder, S: Store>(&mut self, model: &mut Generator, memory: &mut Memory<E, S>) -> Result<()> {
-        let now = self.now();
-        let Some(turn) = &mut self.turn else { return Ok(()) };
-        turn.finished = true;
-        let parser = std::mem::take(&mut turn.parser);
-        let reply = parser.finish();
-        let stats = model.stats().clone();
-        let finish_reason = if turn.aborted {
-            "abort".to_string()
-        } else if turn.stopped_early {
-            "stop".to_string()
-        } else {
-            stats.finish_reason.map(|r| r.as_str()).unwrap_or("stop").to_string()
-        };
-        let usage = Usage { prompt_tokens: stats.prompt_tokens, cached_tokens: stats.prompt_tokens - stats.prefilled_tokens, completion_tokens: stats.completion_tokens };
-        let timings = Timings {
-            prefill_tok_s: stats.prefill_tok_s(),
-            decode_tok_s: stats.decode_tok_s(),
-            prefill_seconds: stats.prefill_seconds,
-            decode_seconds: stats.decode_seconds,
-        };
-        let speech = reply.speech();
-        if speech.trim().is_empty() && reply.thought().trim().is_empty() && reply.action().trim().is_empty() {
-            turn.queue.push_back(TurnEvent::Done { message: None, usage, timings, finish_reason });
-            return Ok(());
-        }
-        let mut message = Message {
-            id: new_id(),
-            role: Speaker::Assistant,
-            text: speech,
-            thought: non_empty(reply.thought()),
-            action: non_empty(reply.action()),
-            raw: reply.to_text(true),
-            created_at: now,
-            greeting: false,
-            memory_ids: Vec::new(),
-        };
-        let mut session = turn.session.clone();
-        // Stored first, so a refused memory write cannot lose the reply.
-        session.messages.push(message.clone());
-        self.store.put_session(&session).await?;
-        let character = self.character(&session.character_id).await?.character()?;
-        message.memory_ids = self.remember_message(memory, &session, &character, &message).await?;
-        if let Some(last) = session.messages.last_mut() {
-            last.memory_ids = message.memory_ids.clone();
-        }
-        self.store.put_session(&session).await?;
-        if self.wants_summary(&session) {
-            self.summary_wanted.insert(session.id.clone());
-        }
-        if let Some(turn) = &mut self.turn {
-            turn.queue.push_back(TurnEvent::Done { message: Some(message), usage, timings, finish_reason });
-        }
-        Ok(())
-    }
-
     // ---- background summaries ---------------------------------------------------------
 
     /// The messages a new summary would cover: from the first to `end` (exclusive).
@@ -878,7 +467,7 @@ impl<C: ChatStore> ChatEngine<C> {
     }
 }
 
-fn check_text(text: &str) -> Result<()> {
+pub(crate) fn check_text(text: &str) -> Result<()> {
     if text.trim().is_empty() {
         return Err(EngineError::BadRequest("the message is empty".into()));
     }
@@ -886,146 +475,4 @@ fn check_text(text: &str) -> Result<()> {
         return Err(EngineError::BadRequest(format!("the message is {} bytes; at most {MAX_MESSAGE_BYTES} are accepted", text.len())));
     }
     Ok(())
-}
-
-/// Pass newly generated text to the parser, holding back a tail that may be the start of a
-/// stop string; a complete stop string ends the reply there.
-fn feed_parser(turn: &mut PendingTurn, at_end: bool) {
-    if !turn.own_label.is_empty() {
-        let trimmed = turn.raw.trim_start();
-        if trimmed.starts_with(turn.own_label.as_str()) {
-            // Skip the label and the spaces after it.
-            let after = turn.raw.len() - trimmed.len() + turn.own_label.len();
-            turn.parsed_len = turn.raw.len() - turn.raw[after..].trim_start().len();
-            if turn.parsed_len == turn.raw.len() && !at_end {
-                return;
-            }
-        } else if turn.own_label.starts_with(trimmed) && !at_end {
-            // Could still become the label: wait for more text.
-            return;
-        }
-        turn.own_label.clear();
-    }
-    let pending = &turn.raw[turn.parsed_len..];
-    let mut cut = None;
-    for stop in &turn.stops {
-        // "Sam:" only counts at the very start or after a line break.
-        let found = if stop.starts_with('\n') {
-            turn.raw.find(stop.as_str())
-        } else if turn.raw.trim_start().starts_with(stop.as_str()) {
-            Some(0)
-        } else {
-            None
-        };
-        if let Some(at) = found {
-            cut = Some(cut.map_or(at, |c: usize| c.min(at)));
-        }
-    }
-    let upto = if let Some(at) = cut {
-        turn.stopped_early = true;
-        at.max(turn.parsed_len)
-    } else if at_end {
-        turn.raw.len()
-    } else {
-        // Hold back the longest tail that could begin a stop string.
-        let mut hold = 0;
-        for stop in &turn.stops {
-            for len in (1..stop.len().min(pending.len()) + 1).rev() {
-                if pending.is_char_boundary(pending.len() - len) && stop.starts_with(&pending[pending.len() - len..]) {
-                    hold = hold.max(len);
-                    break;
-                }
-            }
-        }
-        turn.raw.len() - hold
-    };
-    if upto > turn.parsed_len && turn.raw.is_char_boundary(upto) {
-        let chunk = turn.raw[turn.parsed_len..upto].to_string();
-        turn.parsed_len = upto;
-        for delta in turn.parser.push(&chunk) {
-            turn.queue.push_back(delta_event(delta));
-        }
-    }
-    if cut.is_some() {
-        turn.raw.truncate(turn.parsed_len);
-    }
-}
-
-fn delta_event(delta: SegmentDelta) -> TurnEvent {
-    let SegmentDelta { kind, text, opens } = delta;
-    match kind {
-        SegmentKind::Thought => TurnEvent::Thought { text, opens },
-        SegmentKind::Action => TurnEvent::Action { text, opens },
-        SegmentKind::Speech => TurnEvent::Text { text, opens },
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn turn() -> PendingTurn {
-        let session = Session {
-            id: "s".into(),
-            character_id: "c".into(),
-            user_name: "Sam".into(),
-            created_at: 0,
-            updated_at: 0,
-            greeting_index: 0,
-            messages: Vec::new(),
-            summaries: Vec::new(),
-        };
-        PendingTurn {
-            session,
-            parser: ThoughtParser::new(),
-            raw: String::new(),
-            parsed_len: 0,
-            stops: vec!["\nSam:".into(), "\nWren Okafor:".into(), "Sam:".into()],
-            own_label: "Wren Okafor:".into(),
-            queue: VecDeque::new(),
-            aborted: false,
-            stopped_early: false,
-            finished: false,
-        }
-    }
-
-    /// Feed the pieces one by one as the model would write them; the streamed speech.
-    fn speech(pieces: &[&str]) -> String {
-        let mut turn = turn();
-        for piece in pieces {
-            // As next_event: no more steps once a stop string ended the reply.
-            if turn.stopped_early {
-                break;
-            }
-            turn.raw.push_str(piece);
-            feed_parser(&mut turn, false);
-        }
-        feed_parser(&mut turn, true);
-        turn.queue
-            .iter()
-            .map(|e| match e {
-                TurnEvent::Text { text, .. } | TurnEvent::Action { text, .. } | TurnEvent::Thought { text, .. } => text.as_str(),
-                _ => "",
-            })
-            .collect()
-    }
-
-    #[test]
-    fn the_characters_own_speaker_label_is_dropped_from_the_start() {
-        assert_eq!(speech(&[" Wren", " Ok", "afor", ":", " Hello", " there."]).trim(), "Hello there.");
-        assert_eq!(speech(&["Wren Okafor: Hi."]).trim(), "Hi.");
-    }
-
-    #[test]
-    fn a_reply_that_only_begins_like_the_label_is_kept() {
-        assert_eq!(speech(&["Wren", " is", " here."]).trim(), "Wren is here.");
-        assert_eq!(speech(&["Wr"]).trim(), "Wr");
-        // Later in the reply the label is ordinary text (a line starting with it stops the reply).
-        assert_eq!(speech(&["Yes. Wren Okafor: that's me."]).trim(), "Yes. Wren Okafor: that's me.");
-    }
-
-    #[test]
-    fn the_users_label_still_ends_the_reply() {
-        assert_eq!(speech(&["Fine.", "\nSam:", " more"]).trim(), "Fine.");
-    }
 }
