@@ -1,17 +1,18 @@
-// Confidant: a llama-family language model running in the browser on WebGPU, with an
-// OpenAI-style API. The engine lives in a dedicated Web Worker; this module is the page's side.
+// Confidant: a llama-family language model running in the browser on WebGPU or the CPU, with an
+// OpenAI-style API. The engine lives in a dedicated Web Worker; this module is the page's side
+// (the link to the worker in channel.ts, the streams calls return in streams.ts).
 
-import { ConfidantError, deserializeError } from './errors.js';
+import { Channel } from './channel.js';
+import { ConfidantError } from './errors.js';
 import { deleteModel, listModels } from './model-store.js';
-import type { ChatOp, EmbedderPayload, GenerationResult, HostRequest, HostResponse, MemoryOp, ModelPayload } from './protocol.js';
+import type { ChatOp, EmbedderPayload, GenerationResult, MemoryOp, ModelPayload } from './protocol.js';
+import { ChunkStream, TurnStream } from './streams.js';
 import type {
   CachedModel,
   CardExportOptions,
   CardInput,
   Character,
   CharacterPatch,
-  ChatEvent,
-  DoneEvent,
   HistoryMessage,
   ImportCounts,
   PromptDebug,
@@ -40,183 +41,7 @@ import type {
 export { ConfidantError } from './errors.js';
 export type { ConfidantErrorCode } from './errors.js';
 export type * from './types.js';
-
-/** `Omit` applied to each member of a union. */
-type OmitEach<T, K extends PropertyKey> = T extends unknown ? Omit<T, K> : never;
-
-type Handlers = {
-  onProgress?: (p: Progress) => void;
-  onToken?: (text: string, token: number) => void;
-  onEvent?: (event: unknown) => void;
-  resolve: (value: unknown) => void;
-  reject: (error: ConfidantError) => void;
-};
-
-/** Talks to the engine host: a Web Worker, or the host itself on this thread. */
-class Channel {
-  private nextId = 1;
-  private readonly pending = new Map<number, Handlers>();
-  private readonly send: (request: HostRequest, transfer?: Transferable[]) => void;
-  private readonly terminate: () => void;
-
-  private constructor(send: Channel['send'], terminate: () => void) {
-    this.send = send;
-    this.terminate = terminate;
-  }
-
-  static async open(useWorker: boolean): Promise<Channel> {
-    if (useWorker) {
-      const worker = new Worker(new URL('./worker.js', import.meta.url), { type: 'module', name: 'confidant-engine' });
-      const channel = new Channel(
-        (request, transfer) => worker.postMessage(request, transfer ?? []),
-        () => worker.terminate(),
-      );
-      worker.addEventListener('message', (event: MessageEvent<HostResponse>) => channel.receive(event.data));
-      worker.addEventListener('error', (event) => channel.failAll(new ConfidantError('device_lost', `The engine worker failed: ${event.message}`)));
-      return channel;
-    }
-    const { EngineHost } = await import('./host.js');
-    let host: InstanceType<typeof EngineHost> | null = null;
-    const channel = new Channel(
-      (request) => host?.receive(request),
-      () => {},
-    );
-    host = new EngineHost((message) => channel.receive(message));
-    return channel;
-  }
-
-  request(request: OmitEach<HostRequest, 'id'>, handlers: Omit<Handlers, 'resolve' | 'reject'> = {}, transfer?: Transferable[]): { id: number; done: Promise<unknown> } {
-    const id = this.nextId++;
-    const done = new Promise((resolve, reject) => this.pending.set(id, { ...handlers, resolve, reject }));
-    this.send({ ...request, id } as HostRequest, transfer);
-    return { id, done };
-  }
-
-  abort(id: number): void {
-    this.send({ type: 'abort', id });
-  }
-
-  private receive(message: HostResponse): void {
-    const handlers = this.pending.get(message.id);
-    if (!handlers) return;
-    switch (message.type) {
-      case 'progress':
-        handlers.onProgress?.(message.progress);
-        break;
-      case 'token':
-        handlers.onToken?.(message.text, message.token);
-        break;
-      case 'event':
-        handlers.onEvent?.(message.event);
-        break;
-      case 'loaded':
-        this.pending.delete(message.id);
-        handlers.resolve(message.info);
-        break;
-      case 'done':
-        this.pending.delete(message.id);
-        handlers.resolve(message.result);
-        break;
-      case 'result':
-        this.pending.delete(message.id);
-        handlers.resolve(message.value);
-        break;
-      case 'disposed':
-        this.pending.delete(message.id);
-        handlers.resolve(undefined);
-        break;
-      case 'error':
-        this.pending.delete(message.id);
-        handlers.reject(deserializeError(message.error));
-        break;
-    }
-  }
-
-  failAll(error: ConfidantError): void {
-    for (const handlers of this.pending.values()) handlers.reject(error);
-    this.pending.clear();
-  }
-
-  close(): void {
-    this.failAll(new ConfidantError('bad_request', 'The engine was disposed.'));
-    this.terminate();
-  }
-}
-
-/** Streamed chunks. Iterate with `for await`; `abort()` (or leaving the loop early) stops generation. */
-export class ChunkStream<T> implements AsyncIterable<T> {
-  private readonly buffered: T[] = [];
-  private waiting: ((r: IteratorResult<T>) => void) | null = null;
-  private failed: ConfidantError | null = null;
-  private finished = false;
-  private rejectWaiting: ((e: ConfidantError) => void) | null = null;
-
-  /**
-   * @internal `stop` asks the engine to stop. With `endOnAbort` (completion streams) an abort ends
-   * the loop at once; without it (chat turns) the stream goes on to the engine's last event,
-   * which reports the stop and keeps what was written.
-   */
-  constructor(
-    private readonly stop: () => void,
-    private readonly endOnAbort = true,
-  ) {}
-
-  /** @internal */
-  push(chunk: T): void {
-    if (this.waiting) {
-      const resolve = this.waiting;
-      this.waiting = this.rejectWaiting = null;
-      resolve({ value: chunk, done: false });
-    } else {
-      this.buffered.push(chunk);
-    }
-  }
-
-  /** @internal */
-  end(error?: ConfidantError): void {
-    this.finished = true;
-    this.failed = error ?? null;
-    if (this.waiting) {
-      const [resolve, reject] = [this.waiting, this.rejectWaiting];
-      this.waiting = this.rejectWaiting = null;
-      if (error) reject?.(error);
-      else resolve({ value: undefined, done: true });
-    }
-  }
-
-  /**
-   * Stop generating; the loop then ends with an `aborted` ConfidantError at once. Chunks that
-   * arrived but were not read yet are dropped: a fast backend may have produced them all
-   * before the abort, and the caller asked for no more.
-   */
-  abort(): void {
-    if (this.failed?.code === 'aborted') return;
-    if (!this.finished) this.stop();
-    if (!this.endOnAbort) return;
-    this.buffered.length = 0;
-    this.end(new ConfidantError('aborted', 'The generation was aborted.'));
-  }
-
-  [Symbol.asyncIterator](): AsyncIterator<T> {
-    return {
-      next: () => {
-        const chunk = this.buffered.shift();
-        if (chunk !== undefined) return Promise.resolve({ value: chunk, done: false });
-        if (this.failed) return Promise.reject(this.failed);
-        if (this.finished) return Promise.resolve({ value: undefined, done: true });
-        return new Promise((resolve, reject) => {
-          this.waiting = resolve;
-          this.rejectWaiting = reject;
-        });
-      },
-      return: () => {
-        // Leaving a for-await loop early stops the generation.
-        this.abort();
-        return Promise.resolve({ value: undefined, done: true });
-      },
-    };
-  }
-}
+export { ChunkStream, TurnStream } from './streams.js';
 
 function hostOptions(request: SamplingOptions): Record<string, unknown> {
   const { signal: _signal, ...rest } = request;
@@ -594,62 +419,6 @@ function replyOptions(options: ReplyOptions): Record<string, unknown> {
   return hostOptions(options);
 }
 
-/**
- * A reply being generated: iterate it for events (`for await (const ev of s.send('Hi'))`), or
- * await it for the final `done` event. `abort()` (or the `signal` option) ends it early; what
- * was written is kept.
- */
-export class TurnStream implements AsyncIterable<ChatEvent>, PromiseLike<DoneEvent> {
-  private readonly events: ChunkStream<ChatEvent>;
-  private readonly result: Promise<DoneEvent>;
-
-  /** @internal */
-  constructor(engine: Confidant, op: 'send' | 'regenerate', args: unknown[], signal: AbortSignal | undefined) {
-    let requestId = 0;
-    let done: DoneEvent | null = null;
-    this.events = new ChunkStream<ChatEvent>(() => engine.abortRequest(requestId), false);
-    if (signal?.aborted) {
-      const error = new ConfidantError('aborted', 'The request was aborted before it started.');
-      this.events.end(error);
-      this.result = Promise.reject(error);
-      this.result.catch(() => {});
-      return;
-    }
-    const pending = engine.chatRequest(op, args, undefined, (event) => {
-      const e = event as ChatEvent;
-      if (e.type === 'done') done = e;
-      this.events.push(e);
-    });
-    requestId = pending.id;
-    const onAbort = () => this.events.abort();
-    signal?.addEventListener('abort', onAbort, { once: true });
-    this.result = pending.done.then(
-      () => {
-        this.events.end();
-        if (!done) throw new ConfidantError('bad_request', 'The reply ended without a done event.');
-        return done;
-      },
-      (e: ConfidantError) => {
-        this.events.end(e);
-        throw e;
-      },
-    );
-    this.result.catch(() => {}).finally(() => signal?.removeEventListener('abort', onAbort));
-  }
-
-  [Symbol.asyncIterator](): AsyncIterator<ChatEvent> {
-    return this.events[Symbol.asyncIterator]();
-  }
-
-  then<A = DoneEvent, B = never>(onfulfilled?: ((value: DoneEvent) => A | PromiseLike<A>) | null, onrejected?: ((reason: unknown) => B | PromiseLike<B>) | null): Promise<A | B> {
-    return this.result.then(onfulfilled, onrejected);
-  }
-
-  /** End the reply at the next token. */
-  abort(): void {
-    this.events.abort();
-  }
-}
 
 /** A chat session with one character (from `engine.sessions.create / get / list`). */
 export class Session implements SessionInfo {
