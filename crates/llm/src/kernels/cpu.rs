@@ -46,8 +46,9 @@ fn with_last(t: &FlexTensor, n: usize) -> Vec<usize> {
     dims
 }
 
-/// `x · wᵀ` for every row of `x`: `[m, w.rows]`. Activations are quantized to 8 bits per block
-/// of 32, as llama.cpp's CPU kernels do, and meet the weights in integer dot products.
+/// `x · wᵀ` for every row of `x`: `[m, w.rows]`. Activations are quantized to 8 bits as
+/// llama.cpp's CPU kernels quantize them for the same weights (blocks of 32; super-blocks of 256
+/// for K-quants) and meet the weights in integer dot products.
 fn product(x: &FlexTensor, packed: &FlexTensor, scales: &FlexTensor, w: QuantLayout) -> Vec<f32> {
     let (m, k) = matrix_dims(x);
     let weights = QuantMatrix::new(words(packed), f32s(scales), w.rows, w.cols, w.bits, w.group).unwrap_or_else(|e| panic!("weights: {e}"));
