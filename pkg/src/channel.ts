@@ -11,6 +11,7 @@ type OmitEach<T, K extends PropertyKey> = T extends unknown ? Omit<T, K> : never
 type Handlers = {
   onProgress?: (p: Progress) => void;
   onToken?: (text: string, token: number) => void;
+  onPrefill?: (done: number, total: number) => void;
   onEvent?: (event: unknown) => void;
   resolve: (value: unknown) => void;
   reject: (error: ConfidantError) => void;
@@ -69,6 +70,9 @@ export class Channel {
         break;
       case 'token':
         handlers.onToken?.(message.text, message.token);
+        break;
+      case 'prefill':
+        handlers.onPrefill?.(message.done, message.total);
         break;
       case 'event':
         handlers.onEvent?.(message.event);

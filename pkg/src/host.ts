@@ -42,6 +42,9 @@ async function loadWasm(
   return { wasm, choice };
 }
 
+/** Prompt tokens read per step: a long prompt reports progress, and can be stopped, between chunks. */
+const PREFILL_CHUNK = 64;
+
 interface WasmError {
   code?: string;
   needed?: number;
@@ -236,6 +239,18 @@ export class EngineHost {
     engine.begin(ids, options);
     let text = '';
     try {
+      const start = engine.prefillProgress() as { done: number; total: number } | null;
+      if (start && start.total > PREFILL_CHUNK) this.post({ type: 'prefill', id: request.id, done: start.done, total: start.total });
+      for (;;) {
+        const read = (await engine.prefill(PREFILL_CHUNK)) as { done: number; total: number } | null;
+        await yieldToEvents();
+        if (this.aborted.has(request.id)) {
+          engine.abort();
+          throw new ConfidantError('aborted', 'The generation was aborted.');
+        }
+        if (!read) break;
+        this.post({ type: 'prefill', id: request.id, done: read.done, total: read.total });
+      }
       for (;;) {
         // Messages (aborts) are handled while the GPU works on each step.
         const step = (await engine.step()) as { token: number; text: string } | null;

@@ -41,7 +41,7 @@ import type {
 export { ConfidantError } from './errors.js';
 export type { ConfidantErrorCode } from './errors.js';
 export type * from './types.js';
-export { ChunkStream, TurnStream } from './streams.js';
+export { ChunkStream, ProgressEventTarget, PromptProgressEvent, TurnStream } from './streams.js';
 
 function hostOptions(request: SamplingOptions): Record<string, unknown> {
   const { signal: _signal, ...rest } = request;
@@ -390,7 +390,10 @@ export class Confidant {
       }
       return { id, object: 'text_completion', created, model, choices: [{ index: 0, text: text ?? '', finish_reason }], ...extra };
     };
-    const pending = this.channel.request(message, { onToken: (text) => text && stream.push(chunk(text, null)) });
+    const pending = this.channel.request(message, {
+      onToken: (text) => text && stream.push(chunk(text, null)),
+      onPrefill: (done, total) => stream.progress(done, total),
+    });
     requestId = pending.id;
     const onAbort = () => stream.abort();
     signal?.addEventListener('abort', onAbort, { once: true });

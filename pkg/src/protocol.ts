@@ -71,6 +71,8 @@ export type HostResponse =
   | { type: 'progress'; id: number; progress: Progress }
   | { type: 'loaded'; id: number; info: EngineInfo }
   | { type: 'token'; id: number; text: string; token: number }
+  /** The prompt is being read: `done` of `total` tokens (a generation's, before its first token). */
+  | { type: 'prefill'; id: number; done: number; total: number }
   | { type: 'done'; id: number; result: GenerationResult }
   | { type: 'result'; id: number; value: unknown }
   | { type: 'event'; id: number; event: unknown }

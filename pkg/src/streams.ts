@@ -11,8 +11,43 @@ export interface TurnRequester {
   abortRequest(id: number): void;
 }
 
-/** Streamed chunks. Iterate with `for await`; `abort()` (or leaving the loop early) stops generation. */
-export class ChunkStream<T> implements AsyncIterable<T> {
+/**
+ * The `progress` event of a stream: the model is reading the prompt, `done` of `total` tokens
+ * (those not reused from the cache). A prompt longer than one chunk (64 tokens) reports when
+ * reading starts and after each chunk; the first token follows the last report.
+ */
+export class PromptProgressEvent extends Event {
+  constructor(
+    readonly done: number,
+    readonly total: number,
+  ) {
+    super('progress');
+  }
+}
+
+type Listener<E extends Event> = ((event: E) => void) | { handleEvent(event: E): void } | null;
+
+/** An EventTarget whose `progress` listeners receive a {@link PromptProgressEvent}. */
+export class ProgressEventTarget extends EventTarget {
+  override addEventListener(type: 'progress', listener: Listener<PromptProgressEvent>, options?: boolean | AddEventListenerOptions): void;
+  override addEventListener(type: string, listener: EventListenerOrEventListenerObject | null, options?: boolean | AddEventListenerOptions): void;
+  override addEventListener(type: string, listener: Listener<never>, options?: boolean | AddEventListenerOptions): void {
+    super.addEventListener(type, listener as EventListenerOrEventListenerObject | null, options);
+  }
+
+  override removeEventListener(type: 'progress', listener: Listener<PromptProgressEvent>, options?: boolean | EventListenerOptions): void;
+  override removeEventListener(type: string, listener: EventListenerOrEventListenerObject | null, options?: boolean | EventListenerOptions): void;
+  override removeEventListener(type: string, listener: Listener<never>, options?: boolean | EventListenerOptions): void {
+    super.removeEventListener(type, listener as EventListenerOrEventListenerObject | null, options);
+  }
+}
+
+/**
+ * Streamed chunks. Iterate with `for await`; `abort()` (or leaving the loop early) stops
+ * generation. `addEventListener('progress', (e) => e.done / e.total)` follows the reading of a
+ * long prompt, before the first chunk.
+ */
+export class ChunkStream<T> extends ProgressEventTarget implements AsyncIterable<T> {
   private readonly buffered: T[] = [];
   private waiting: ((r: IteratorResult<T>) => void) | null = null;
   private failed: ConfidantError | null = null;
@@ -27,7 +62,14 @@ export class ChunkStream<T> implements AsyncIterable<T> {
   constructor(
     private readonly stop: () => void,
     private readonly endOnAbort = true,
-  ) {}
+  ) {
+    super();
+  }
+
+  /** @internal */
+  progress(done: number, total: number): void {
+    if (!this.finished) this.dispatchEvent(new PromptProgressEvent(done, total));
+  }
 
   /** @internal */
   push(chunk: T): void {
@@ -89,14 +131,16 @@ export class ChunkStream<T> implements AsyncIterable<T> {
 /**
  * A reply being generated: iterate it for events (`for await (const ev of s.send('Hi'))`), or
  * await it for the final `done` event. `abort()` (or the `signal` option) ends it early; what
- * was written is kept.
+ * was written is kept. While a long prompt is read, `progress` events come both ways: in the
+ * iteration (`{ type: 'progress', done, total }`) and to `addEventListener('progress', …)`.
  */
-export class TurnStream implements AsyncIterable<ChatEvent>, PromiseLike<DoneEvent> {
+export class TurnStream extends ProgressEventTarget implements AsyncIterable<ChatEvent>, PromiseLike<DoneEvent> {
   private readonly events: ChunkStream<ChatEvent>;
   private readonly result: Promise<DoneEvent>;
 
   /** @internal */
   constructor(engine: TurnRequester, op: 'send' | 'regenerate', args: unknown[], signal: AbortSignal | undefined) {
+    super();
     let requestId = 0;
     let done: DoneEvent | null = null;
     this.events = new ChunkStream<ChatEvent>(() => engine.abortRequest(requestId), false);
@@ -111,6 +155,7 @@ export class TurnStream implements AsyncIterable<ChatEvent>, PromiseLike<DoneEve
       const e = event as ChatEvent;
       if (e.type === 'done') done = e;
       this.events.push(e);
+      if (e.type === 'progress') this.dispatchEvent(new PromptProgressEvent(e.done, e.total));
     });
     requestId = pending.id;
     const onAbort = () => this.events.abort();

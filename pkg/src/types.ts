@@ -405,10 +405,14 @@ export interface ChatTimings {
   decode_seconds: number;
 }
 
-/** What `session.send()` and `session.regenerate()` stream. */
+/** What `session.send()` and `session.regenerate()` stream, in this order. */
 export type ChatEvent =
+  /** The user's message, as stored (at once: its memories are written after the reply). */
   | { type: 'user'; message: HistoryMessage }
+  /** The memories put into the prompt. */
   | { type: 'memory'; records: MemoryHit[] }
+  /** The model is reading a long prompt: `done` of `total` tokens (not counting those reused from the cache); at the start and after each chunk of 64. */
+  | { type: 'progress'; done: number; total: number }
   | { type: 'thought' | 'action' | 'text'; text: string; opens: boolean }
   | { type: 'done'; message: HistoryMessage | null; usage: ChatUsage; timings: ChatTimings; finishReason: 'stop' | 'length' | 'abort' };
 

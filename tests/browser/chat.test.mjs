@@ -81,12 +81,17 @@ test('import a PNG card, chat three turns, stop one mid-reply', async () => {
       const out = { sessionId: s.id, greeting, turns: [] };
       for (const text of ['Hi Orla! My dog is called Rex.', 'Was there a storm here?']) {
         const types = [];
+        const progress = [];
         let done = null;
-        for await (const ev of s.send(text, { max_tokens: 3, temperature: 0 })) {
+        let heard = 0;
+        const stream = s.send(text, { max_tokens: 3, temperature: 0 });
+        stream.addEventListener('progress', () => heard++);
+        for await (const ev of stream) {
           types.push(ev.type);
           if (ev.type === 'done') done = ev;
+          if (ev.type === 'progress') progress.push([ev.done, ev.total]);
         }
-        out.turns.push({ types, done, prompt: await engine.debug.prompt(s.id) });
+        out.turns.push({ types, done, progress, heard, prompt: await engine.debug.prompt(s.id) });
       }
       // Stop the third reply at its first piece of text; what was written is kept.
       const controller = new AbortController();
@@ -110,7 +115,13 @@ test('import a PNG card, chat three turns, stop one mid-reply', async () => {
     assert.equal(t.types.at(-1), 'done');
   }
   const [first, second, third] = turns.turns;
-  assert.ok(first.done.usage.prompt_tokens > 0);
+  // The first prompt is read in chunks of 64, reported from 0, before the reply's first piece.
+  const total = first.done.usage.prompt_tokens;
+  assert.ok(total > 64, `the first prompt has ${total} tokens`);
+  assert.deepEqual(first.progress, Array.from({ length: Math.floor((total - 1) / 64) + 1 }, (_, i) => [64 * i, total]));
+  assert.equal(first.heard, first.progress.length, 'the same reports reach progress listeners');
+  const lastProgress = first.types.lastIndexOf('progress');
+  assert.ok(first.types.slice(0, lastProgress).every((t) => ['user', 'memory', 'progress'].includes(t)), first.types.join(' '));
   assert.equal(second.prompt.sections.some((s) => s.kind === 'lore' && s.text.includes('storm')), true, 'the lore entry is in the prompt when its key is mentioned');
   assert.equal(first.prompt.sections.some((s) => s.kind === 'lore'), false, 'and not before');
   assert.ok(second.done.usage.cached_tokens > 0, `the second turn reuses the cached prefix: ${JSON.stringify(second.done.usage)}`);

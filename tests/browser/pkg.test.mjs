@@ -182,6 +182,58 @@ test('abort stops a stream within a token and the next call succeeds', async () 
   assert.ok(r.after.startsWith(' Paris'), r.after);
 });
 
+test('a long prompt is read in chunks: progress events before the first chunk, and an abort lands between them', async () => {
+  const r = await h.page.evaluate(async () => {
+    const engine = window.engine;
+    const prompt = 'The lighthouse keeper climbed the stairs every evening to light the lamp. '.repeat(30);
+    const stream = await engine.completions.create({ prompt, max_tokens: 3, temperature: 0, cache_prompt: false, stream: true });
+    // Everything in arrival order: progress events and chunks.
+    const order = [];
+    const listener = (e) => order.push({ done: e.done, total: e.total, isEvent: e instanceof window.pkg.PromptProgressEvent });
+    stream.addEventListener('progress', listener);
+    let text = '';
+    let usage = null;
+    for await (const chunk of stream) {
+      order.push({ chunk: chunk.choices[0].text });
+      text += chunk.choices[0].text;
+      usage = chunk.usage ?? usage;
+    }
+    const plain = await engine.completions.create({ prompt, max_tokens: 3, temperature: 0, cache_prompt: false });
+
+    // Aborted after the second report: no chunk comes, and the engine goes on working.
+    const controller = new AbortController();
+    const aborted = await engine.completions.create({ prompt, max_tokens: 3, temperature: 0, cache_prompt: false, stream: true, signal: controller.signal });
+    let reports = 0;
+    aborted.addEventListener('progress', () => ++reports === 2 && controller.abort());
+    const chunks = [];
+    let error = null;
+    try {
+      for await (const chunk of aborted) chunks.push(chunk);
+    } catch (e) {
+      error = e.code;
+    }
+    // What the aborted call left in the cache: the chunks read before the abort, not the prompt.
+    const resumed = await engine.completions.create({ prompt, max_tokens: 1, temperature: 0 });
+    const kept = resumed.usage.prompt_tokens - resumed.timings.prefilled_tokens;
+    const after = await engine.completions.create({ prompt: 'The capital of France is', max_tokens: 2, temperature: 0 });
+    return { order, text, usage, plain: plain.choices[0].text, reports, chunks: chunks.length, error, kept, after: after.choices[0].text };
+  });
+  const progress = r.order.filter((o) => 'done' in o);
+  const firstChunk = r.order.findIndex((o) => 'chunk' in o);
+  const total = r.usage.prompt_tokens;
+  assert.ok(total > 5 * 64, `a prompt of ${total} tokens`);
+  // From 0, one report per chunk of 64 but the last (read together with the first token).
+  assert.deepEqual(progress.map((p) => [p.done, p.total]), Array.from({ length: Math.floor((total - 1) / 64) + 1 }, (_, i) => [64 * i, total]));
+  assert.ok(progress.every((p) => p.isEvent));
+  assert.equal(firstChunk, progress.length, 'every report comes before the first chunk');
+  assert.equal(r.text, r.plain, 'reading in chunks changes nothing in the text');
+  assert.equal(r.error, 'aborted');
+  assert.equal(r.chunks, 0, 'the abort landed before the first token');
+  assert.equal(r.reports, 2, 'no report after the abort');
+  assert.ok(r.kept % 64 === 0 && r.kept >= 64 && r.kept < total - 64, `the engine stopped between chunks: ${r.kept} of ${total} tokens read`);
+  assert.ok(r.after.startsWith(' Paris'), r.after);
+});
+
 test('calls made while one runs wait their turn', async () => {
   const r = await h.page.evaluate(async () => {
     const engine = window.engine;

@@ -55,7 +55,7 @@ async function ensureApp() {
 async function waitIdle() {
   await h.page.waitForFunction(() => {
     const b = document.querySelector('.composer .send');
-    return b && b.textContent === 'Send' && !document.querySelector('.message.streaming');
+    return b && b.textContent === 'Send' && !document.querySelector('.message.streaming, .message.typing');
   }, null, { timeout: 300_000 });
 }
 
@@ -74,6 +74,22 @@ async function openSettings() {
 }
 const closeDialog = () => h.page.click('dialog[open] .panel-head button');
 
+/** Replies of at most `n` tokens keep the tests quick. */
+async function setMaxTokens(n, screenshot) {
+  await openSettings();
+  await h.page.fill('[data-setting="max_tokens"]', String(n));
+  await h.page.press('[data-setting="max_tokens"]', 'Tab');
+  if (screenshot) await shot(screenshot);
+  await closeDialog();
+}
+
+/** Import a card (an object) through the gallery and wait for its chat. */
+async function importCard(card, file) {
+  await h.page.click('.sidebar .nav-button');
+  await h.page.setInputFiles('#card-file', { name: file, mimeType: 'application/json', buffer: Buffer.from(JSON.stringify(card)) });
+  await h.page.waitForSelector(`.chat-head h1:has-text("${card.data.name}")`);
+}
+
 test('journey: first visit, demo character, three turns, stop, regenerate, forget, reload, export → wipe → import', async () => {
   const { page, base } = h;
   await page.goto(`${base}/`);
@@ -87,14 +103,7 @@ test('journey: first visit, demo character, three turns, stop, regenerate, forge
 
   // Short replies keep the test quick (12 tokens: SmolLM2 often spends the first few on writing
   // "Wren Okafor:", which the engine drops).
-  const setMaxTokens = async (n, screenshot) => {
-    await openSettings();
-    await page.fill('[data-setting="max_tokens"]', String(n));
-    await page.press('[data-setting="max_tokens"]', 'Tab');
-    if (screenshot) await shot('settings');
-    await closeDialog();
-  };
-  await setMaxTokens(12, true);
+  await setMaxTokens(12, 'settings');
 
   const quietFrom = Date.now();
   await page.click('[data-demo="wren"] button');
@@ -225,6 +234,71 @@ test('mobile width and dark theme screenshots; a character with inner thoughts',
   assert.equal(await page.inputValue('#trait-neuroticism'), '78');
   assert.equal(await page.locator('.lore li').count(), 3);
   await shot('editor');
+});
+
+test('after Send: the message and a typing bubble at once, reading progress for a long prompt, the right count in the header', async () => {
+  const { page } = h;
+  await ensureApp();
+  await setMaxTokens(8);
+  // A long card: its first prompt takes many chunks of 64 tokens to read.
+  const lore = Array.from({ length: 40 }, (_, i) => `In her ${i + 1}th year at the observatory {{char}} catalogued comet ${i + 1}, a faint smudge near the star Vega that returned every ${i + 3} winters.`).join(' ');
+  const card = { spec: 'chara_card_v2', spec_version: '2.0', data: { name: 'Vesna Long', description: lore, personality: 'patient, precise', scenario: '', first_mes: 'The dome is open. Come and look.', mes_example: '', alternate_greetings: [] } };
+  await importCard(card, 'vesna.json');
+  const text = 'Which comet do you like best?';
+  // Everything is measured in the page, from the click to the DOM change.
+  const watched = page.evaluate(
+    (text) =>
+      new Promise((resolve) => {
+        const list = document.querySelector('.messages');
+        const log = { shownAt: null, storedAt: null, firstPieceAt: null, statuses: [], count: null, bubbles: null };
+        let t0 = 0;
+        const check = () => {
+          const now = performance.now() - t0;
+          const last = [...list.querySelectorAll('.message.user')].at(-1);
+          const mine = last?.querySelector('.body').textContent === text;
+          if (log.shownAt === null && mine && list.querySelector('.message.typing')) log.shownAt = now;
+          if (log.storedAt === null && mine && last.dataset.id) log.storedAt = now;
+          const status = list.querySelector('.message.typing .status')?.textContent;
+          if (status && status !== log.statuses.at(-1)) log.statuses.push(status);
+          if (log.firstPieceAt === null && list.querySelector('.message.streaming .body p')) {
+            log.firstPieceAt = now;
+            // While the reply streams: the header's count and the messages on screen.
+            log.count = document.querySelector('.session-select').selectedOptions[0].textContent;
+            log.bubbles = list.querySelectorAll('.message:not(.typing)').length;
+          }
+          const idle = document.querySelector('.composer .send').textContent === 'Send' && !list.querySelector('.message.typing, .message.streaming');
+          if (idle && log.shownAt !== null) {
+            observer.disconnect();
+            resolve(log);
+          }
+        };
+        const observer = new MutationObserver(check);
+        observer.observe(document.querySelector('.chat-view'), { childList: true, subtree: true, characterData: true });
+        document.querySelector('.composer textarea').value = text;
+        t0 = performance.now();
+        document.querySelector('.composer .send').click();
+        check();
+      }),
+    text,
+  );
+  // A screenshot mid-way through the reading.
+  await page.waitForFunction(() => {
+    const status = document.querySelector('.message.typing .status');
+    return !status || Number(/(\d+) %/.exec(status.textContent)?.[1]) >= 30;
+  });
+  await shot('chat-prefill');
+  const log = await watched;
+  console.log(`shown after ${log.shownAt.toFixed(0)} ms, stored after ${log.storedAt?.toFixed(0)} ms, first piece after ${log.firstPieceAt?.toFixed(0)} ms; ${log.statuses.length} reports: ${log.statuses.join(' | ')}`);
+  assert.ok(log.shownAt < 1000, `the message and a typing bubble ${log.shownAt} ms after the click`);
+  assert.ok(log.storedAt !== null && log.firstPieceAt !== null && log.storedAt < log.firstPieceAt, 'the message was stored before the reply began');
+  const percents = log.statuses.map((s) => Number(/reading the conversation… (\d+) %/.exec(s)?.[1]));
+  assert.ok(percents.length >= 3 && percents.every((p, i) => Number.isInteger(p) && (i === 0 || p > percents[i - 1])), `progress advances: ${log.statuses.join(' | ')}`);
+  assert.ok(log.statuses.slice(1).some((s) => /about .+ left/.test(s)), 'with the time left');
+  assert.match(log.count, new RegExp(` ${log.bubbles} messages$`), `the header counts what is on screen (${log.bubbles})`);
+  assert.equal(log.bubbles, 3, 'greeting, message, reply');
+  const stored = await history();
+  assert.deepEqual(stored.map((m) => m.role), ['assistant', 'user', 'assistant']);
+  assert.match(await page.textContent('.session-select option:checked'), / 3 messages$/);
 });
 
 test('a card made of HTML and script tags is shown as text and runs nothing', async () => {

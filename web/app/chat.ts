@@ -1,13 +1,12 @@
-// One chat: the history, the composer, the streamed reply with its thoughts and actions,
-// regenerate / edit / delete, alternate greetings, the sessions of this character, and the
-// speed and context use of the last reply.
+// One chat: the history, the composer, the streamed reply (reply.ts), regenerate / edit /
+// delete, alternate greetings, the sessions of this character, and the speed and context use of
+// the last reply.
 
 import type { Character, ChatEvent, DoneEvent, HistoryMessage, MemoryHit, Session, TurnStream } from 'confidant';
 import type { App } from './app.js';
 import { h, replace } from './dom.js';
 import { plural, when } from './format.js';
-
-type Piece = 'thought' | 'action' | 'text';
+import { PendingReply } from './reply.js';
 
 export class ChatView {
   /** The memories the engine used for the last reply (for the memory panel). */
@@ -92,7 +91,10 @@ export class ChatView {
     const sessions = await this.app.engine.sessions.list({ characterId: this.character.id });
     replace(
       this.sessionSelect,
-      sessions.map((s, i) => h('option', { value: s.id, selected: s.id === this.session.id }, `${i === 0 ? 'Latest chat' : 'Chat'} · ${when(s.updatedAt)} · ${plural(s.messageCount, 'message', 'messages')}`)),
+      sessions.map((s, i) => {
+        const prefix = `${i === 0 ? 'Latest chat' : 'Chat'} · ${when(s.updatedAt)} · `;
+        return h('option', { value: s.id, selected: s.id === this.session.id, 'data-prefix': prefix }, `${prefix}${plural(s.messageCount, 'message', 'messages')}`);
+      }),
     );
     this.thoughtsToggle.hidden &&= !this.history.some((m) => m.thought);
   }
@@ -129,7 +131,14 @@ export class ChatView {
       if (m.action) body.append(h('p', { class: 'action' }, m.action));
       if (m.text || role === 'user') body.append(h('p', { class: 'text' }, m.text));
     }
-    return h('li', { class: `message ${role}`, 'data-id': m?.id }, h('div', { class: 'meta' }, h('span', { class: 'name' }, name), m ? h('time', {}, when(m.createdAt)) : null), body, h('div', { class: 'tools' }, tools));
+    return h('li', { class: `message ${role}`, 'data-id': m?.id || undefined }, h('div', { class: 'meta' }, h('span', { class: 'name' }, name), m ? h('time', {}, when(m.createdAt)) : null), body, h('div', { class: 'tools' }, tools));
+  }
+
+  /** The header's message count for what is on screen: the history, and the reply once it has begun. */
+  private updateCount(replying: boolean): void {
+    const option = this.sessionSelect.selectedOptions[0];
+    if (option?.dataset.prefix === undefined) return;
+    option.textContent = `${option.dataset.prefix}${plural(this.history.length + (replying ? 1 : 0), 'message', 'messages')}`;
   }
 
   private scroll(): void {
@@ -148,7 +157,9 @@ export class ChatView {
     const text = this.input.value.trim();
     if (!text) return;
     this.input.value = '';
-    await this.run(() => this.session.send(text, this.app.settings.sampling));
+    // Shown at once; the stored message replaces it a moment later.
+    const shown: HistoryMessage = { id: '', role: 'user', text, raw: text, createdAt: Date.now(), memoryIds: [] };
+    await this.run(() => this.session.send(text, this.app.settings.sampling), shown);
   }
 
   private async regenerate(): Promise<void> {
@@ -157,41 +168,54 @@ export class ChatView {
     await this.run(() => this.session.regenerate(this.app.settings.sampling));
   }
 
-  /** Stream one reply into a new bubble, then re-read the history (the stored truth). */
-  private async run(start: () => TurnStream): Promise<void> {
+  /**
+   * Stream one reply into a new bubble, then re-read the history (the stored truth). `shown`: the
+   * user's message, put on screen before the engine has stored it.
+   */
+  private async run(start: () => TurnStream, shown: HistoryMessage | null = null): Promise<void> {
     let stream: TurnStream;
     try {
       stream = start();
     } catch (e) {
       this.app.toast(this.app.describe(e), 'error');
+      if (shown) this.input.value = shown.text;
       return;
     }
     this.stream = stream;
+    // The message and a typing bubble at once, before the engine has answered anything.
+    let userBubble: HTMLLIElement | null = null;
+    if (shown) {
+      this.history.push(shown);
+      userBubble = this.bubble('user', shown, []);
+      userBubble.classList.add('pending');
+      this.messages.append(userBubble);
+    }
+    const reply = new PendingReply(this.bubble('assistant', null, []), this.character.name, null);
+    this.messages.append(reply.element);
     this.setBusy(true);
-    let reply: HTMLLIElement | null = null;
-    let current: { kind: Piece; el: HTMLElement } | null = null;
+    this.updateCount(false);
+    this.scroll();
+    let stored = !shown;
     let done: DoneEvent | null = null;
     try {
       for await (const event of stream as AsyncIterable<ChatEvent>) {
         if (this.detached) break;
         if (event.type === 'user') {
-          this.history.push(event.message);
-          this.messages.append(this.bubble('user', event.message, []));
+          stored = true;
+          this.history[this.history.indexOf(shown!)] = event.message;
+          const bubble = this.bubble('user', event.message, []);
+          userBubble?.replaceWith(bubble);
+          userBubble = bubble;
         } else if (event.type === 'memory') {
           this.lastMemories = event.records;
+        } else if (event.type === 'progress') {
+          reply.progress(event.done, event.total);
         } else if (event.type === 'done') {
           done = event;
-        } else {
-          if (!reply) {
-            reply = this.bubble('assistant', null, []);
-            reply.classList.add('streaming');
-            this.messages.append(reply);
-          }
-          if (!current || event.opens || current.kind !== event.type) {
-            current = { kind: event.type, el: h('p', { class: event.type }) };
-            reply.querySelector('.body')!.append(current.el);
-          }
-          current.el.textContent += event.text;
+        } else if (event.type === 'thought' || event.type === 'action' || event.type === 'text') {
+          const first = !reply.started;
+          reply.piece(event.type, event.text, event.opens);
+          if (first) this.updateCount(true);
         }
         this.scroll();
       }
@@ -201,6 +225,8 @@ export class ChatView {
       this.stream = null;
     }
     if (this.detached) return;
+    // A message the engine never stored goes back into the composer.
+    if (!stored && shown && !this.input.value) this.input.value = shown.text;
     this.setBusy(false);
     if (done) this.showStats(done);
     if (done && !done.message && done.finishReason !== 'abort') this.app.toast(`${this.character.name} had nothing to say that time. Send again, or raise the longest reply in the settings.`);

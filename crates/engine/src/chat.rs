@@ -42,6 +42,9 @@ pub struct EngineSettings {
     pub summary_importance: f32,
     pub global_lorebooks: Vec<Lorebook>,
     pub global_system_prompt: Option<String>,
+    /// Prompt tokens read per step: a long prompt reports progress, and can be stopped, between
+    /// chunks ([`TurnEvent::Progress`]).
+    pub prefill_chunk: usize,
 }
 
 impl Default for EngineSettings {
@@ -56,6 +59,7 @@ impl Default for EngineSettings {
             summary_importance: 0.7,
             global_lorebooks: Vec::new(),
             global_system_prompt: None,
+            prefill_chunk: 64,
         }
     }
 }

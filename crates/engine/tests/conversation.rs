@@ -109,9 +109,25 @@ fn five_turns_with_memory_lore_and_prefix_reuse() {
         assert!(session.messages[0].greeting);
 
         // Turn 1: a fact about the user; no lore key.
-        let sent = chat.begin_send(&mut model, &mut mem, &sid, "Hi Mira! My sister is called Ana and she lives in Lisbon.", &greedy(16)).await.expect("send");
+        let sent = chat.begin_send(&mut model, &sid, "Hi Mira! My sister is called Ana and she lives in Lisbon.", &greedy(16)).await.expect("send");
+        // Sending only stores the message: its memories are written once the reply is out.
+        let stored = chat.session(&sid).await.expect("session").messages;
+        assert_eq!(stored.last().map(|m| (m.id.clone(), m.memory_ids.len())), Some((sent.id.clone(), 0)));
+        let facts = mem.list(ListFilter { character_id: Some(character.id.clone()), kind: Some(MemoryKind::UserFact), ..Default::default() }).await.expect("list");
+        assert!(facts.is_empty(), "no memory written before the reply: {facts:?}");
         let turn1 = drain(&mut chat, &mut model, &mut mem).await;
         let (reply1, usage1) = done(&turn1);
+        // The whole prompt is read in chunks, each reported before the reply's first piece.
+        let chunk = chat.settings().prefill_chunk;
+        assert!(usage1.prompt_tokens > 2 * chunk, "a prompt long enough for chunks: {usage1:?}");
+        let progress: Vec<(usize, usize)> = turn1.events.iter().filter_map(|e| if let TurnEvent::Progress { done, total } = e { Some((*done, *total)) } else { None }).collect();
+        let expected: Vec<(usize, usize)> = (0..=(usage1.prompt_tokens - 1) / chunk).map(|i| (i * chunk, usage1.prompt_tokens)).collect();
+        assert_eq!(progress, expected);
+        assert!(matches!(turn1.events.get(1), Some(TurnEvent::Progress { done: 0, .. })));
+        let first_piece = turn1.events.iter().position(|e| matches!(e, TurnEvent::Text { .. } | TurnEvent::Thought { .. } | TurnEvent::Action { .. }));
+        assert!(first_piece > Some(expected.len()), "progress before any text: {:?}", turn1.events);
+        let stored = chat.session(&sid).await.expect("session").messages;
+        assert!(!stored[stored.len() - 2].memory_ids.is_empty(), "the user's message has its memories after the reply");
         assert!(!has_lore(&chat, &sid), "no lore without its key:\n{}", chat.debug_prompt(&sid).unwrap().text);
         assert!(matches!(turn1.events.first(), Some(TurnEvent::Memory { .. })));
         assert_eq!(usage1.cached_tokens, 0, "a fresh generator has nothing cached");
@@ -124,7 +140,7 @@ fn five_turns_with_memory_lore_and_prefix_reuse() {
         eprintln!("turn 1 reply: {:?}", reply1.raw);
 
         // Turn 2: the lore key; the prompt's stable prefix comes from the cache.
-        chat.begin_send(&mut model, &mut mem, &sid, "Can you tell me about the lighthouse?", &greedy(16)).await.expect("send");
+        chat.begin_send(&mut model, &sid, "Can you tell me about the lighthouse?", &greedy(16)).await.expect("send");
         let turn2 = drain(&mut chat, &mut model, &mut mem).await;
         let (_, usage2) = done(&turn2);
         assert!(has_lore(&chat, &sid), "the lore entry when its key is mentioned:\n{}", chat.debug_prompt(&sid).unwrap().text);
@@ -135,14 +151,14 @@ fn five_turns_with_memory_lore_and_prefix_reuse() {
 
         // Turns 3 and 4: no key, no lore.
         for text in ["What is your favourite bread to bake?", "It is very cold and windy outside today."] {
-            chat.begin_send(&mut model, &mut mem, &sid, text, &greedy(16)).await.expect("send");
+            chat.begin_send(&mut model, &sid, text, &greedy(16)).await.expect("send");
             let turn = drain(&mut chat, &mut model, &mut mem).await;
             done(&turn);
             assert!(!has_lore(&chat, &sid), "no lore in a turn without its key ({text})");
         }
 
         // Turn 5: the fact from turn 1 comes back from memory.
-        chat.begin_send(&mut model, &mut mem, &sid, "Do you remember what my sister's name is?", &greedy(16)).await.expect("send");
+        chat.begin_send(&mut model, &sid, "Do you remember what my sister's name is?", &greedy(16)).await.expect("send");
         let turn5 = drain(&mut chat, &mut model, &mut mem).await;
         let (reply5, _) = done(&turn5);
         let used = memories_section(&chat, &sid);

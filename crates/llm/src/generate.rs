@@ -52,6 +52,14 @@ pub struct Step {
     pub text: String,
 }
 
+/// How much of the prompt under way has been run: `done` of `total` tokens (those not reused
+/// from the cache).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PrefillProgress {
+    pub done: usize,
+    pub total: usize,
+}
+
 /// Counts and timings of the latest generation.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct GenerationStats {
@@ -187,6 +195,38 @@ impl Generator {
         self.run.is_some()
     }
 
+    /// Where the prompt of the generation under way stands; `None` once its first token is out.
+    pub fn prefill_progress(&self) -> Option<PrefillProgress> {
+        let run = self.run.as_ref().filter(|r| r.produced.is_empty())?;
+        let reused = run.stats.prompt_tokens - run.stats.prefilled_tokens;
+        Some(PrefillProgress { done: self.cached.len().saturating_sub(reused), total: run.stats.prefilled_tokens })
+    }
+
+    /// Run the next `chunk` prompt tokens, if more than `chunk` are left (a caller can then
+    /// report progress, or abort, between chunks); `None` when what is left goes with the next
+    /// [`Self::step`], which runs it and samples the first token. Optional: `step` alone runs the
+    /// whole prompt at once.
+    pub async fn prefill(&mut self, chunk: usize) -> Result<Option<PrefillProgress>> {
+        let chunk = chunk.max(1);
+        let Some(run) = self.run.as_ref().filter(|r| r.produced.is_empty()) else { return Ok(None) };
+        let at = self.cached.len();
+        if run.prompt.len() - at <= chunk {
+            return Ok(None);
+        }
+        let input = run.prompt[at..at + chunk].to_vec();
+        let started = Instant::now();
+        if let Err(e) = self.run_model(&input).await {
+            if let Some(run) = self.run.take() {
+                self.last_stats = run.stats;
+            }
+            return Err(e);
+        }
+        if let Some(run) = &mut self.run {
+            run.stats.prefill_seconds += started.elapsed().as_secs_f64();
+        }
+        Ok(self.prefill_progress())
+    }
+
     /// Generate the next token. `None` once the generation has finished; its stats are then in
     /// [`Self::stats`].
     pub async fn step(&mut self) -> Result<Option<Step>> {
@@ -209,7 +249,7 @@ impl Generator {
         let mut logits = logits;
         let elapsed = started.elapsed().as_secs_f64();
         if prefill {
-            run.stats.prefill_seconds = elapsed;
+            run.stats.prefill_seconds += elapsed;
         } else {
             run.stats.decode_seconds += elapsed;
             run.stats.decoded_tokens += 1;

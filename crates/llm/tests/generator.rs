@@ -117,3 +117,47 @@ fn seeded_sampling_repeats_and_seeds_differ() {
     let others: Vec<Vec<u32>> = (2..5).map(|seed| run(&mut g, prompt.clone(), sampled(seed)).0).collect();
     assert!(others.iter().any(|o| o != &a), "different seeds gave identical samples");
 }
+
+#[test]
+fn a_prompt_prefilled_in_chunks_reports_progress_and_gives_the_same_tokens() {
+    let mut g = generator();
+    let text = "The lighthouse keeper climbed the stairs every evening to light the lamp. ".repeat(8);
+    let prompt = g.encode_raw(&text).unwrap();
+    assert!(prompt.len() > 100, "{} tokens", prompt.len());
+    let (whole, _) = run(&mut g, prompt.clone(), GenerateOptions { cache_prompt: false, ..greedy(4) });
+
+    g.begin(prompt.clone(), GenerateOptions { cache_prompt: false, ..greedy(4) }).unwrap();
+    assert_eq!(g.prefill_progress(), Some(llm::PrefillProgress { done: 0, total: prompt.len() }));
+    let mut seen = Vec::new();
+    while let Some(p) = pollster::block_on(g.prefill(32)).unwrap() {
+        seen.push(p);
+    }
+    let (chunked, _) = {
+        let (mut tokens, mut text) = (Vec::new(), String::new());
+        while let Some(step) = pollster::block_on(g.step()).unwrap() {
+            tokens.push(step.token);
+            text.push_str(&step.text);
+        }
+        (tokens, text)
+    };
+    // Every chunk but the last (run by `step`, which samples) reports; the count only grows.
+    assert_eq!(seen.len(), (prompt.len() - 1) / 32, "{seen:?}");
+    assert!(seen.iter().enumerate().all(|(i, p)| p.done == 32 * (i + 1) && p.total == prompt.len()), "{seen:?}");
+    assert_eq!(g.prefill_progress(), None);
+    assert_eq!(chunked, whole);
+    assert_eq!(g.stats().prefilled_tokens, prompt.len());
+    assert!(g.stats().prefill_seconds > 0.0);
+
+    // A cached prefix is not counted; an abort between chunks leaves the generator usable.
+    let mut longer = prompt.clone();
+    longer.extend(g.encode_raw(&text).unwrap());
+    g.begin(longer.clone(), greedy(2)).unwrap();
+    let reused = longer.len() - g.stats().prefilled_tokens;
+    assert!(reused > 0);
+    assert_eq!(g.prefill_progress().map(|p| (p.done, p.total)), Some((0, longer.len() - reused)));
+    assert_eq!(pollster::block_on(g.prefill(16)).unwrap().map(|p| p.done), Some(16));
+    g.abort();
+    assert!(pollster::block_on(g.prefill(16)).unwrap().is_none());
+    let (after, _) = run(&mut g, prompt, greedy(4));
+    assert_eq!(after, whole);
+}

@@ -25,12 +25,14 @@ fn engine_error(e: EngineError) -> JsValue {
     js_error(e.code(), &e.to_string())
 }
 
-/// A turn event as JS sees it: `{ type: 'memory', records }`, `{ type: 'thought' | 'action' |
-/// 'text', text, opens }`, `{ type: 'done', message, usage, timings, finishReason }`.
+/// A turn event as JS sees it: `{ type: 'memory', records }`, `{ type: 'progress', done, total }`,
+/// `{ type: 'thought' | 'action' | 'text', text, opens }`, `{ type: 'done', message, usage,
+/// timings, finishReason }`.
 #[derive(Serialize)]
 #[serde(tag = "type", rename_all = "lowercase")]
 enum EventJs {
     Memory { records: Vec<HitJs> },
+    Progress { done: usize, total: usize },
     Thought { text: String, opens: bool },
     Action { text: String, opens: bool },
     Text { text: String, opens: bool },
@@ -61,6 +63,7 @@ impl From<TurnEvent> for EventJs {
                     .map(|h| HitJs { record: h.record, score: h.score, relevance: h.relevance, recency: h.recency, importance: h.importance })
                     .collect(),
             },
+            TurnEvent::Progress { done, total } => EventJs::Progress { done, total },
             TurnEvent::Thought { text, opens } => EventJs::Thought { text, opens },
             TurnEvent::Action { text, opens } => EventJs::Action { text, opens },
             TurnEvent::Text { text, opens } => EventJs::Text { text, opens },
@@ -233,11 +236,12 @@ impl ChatEngineJs {
         with_chat!(self, |c| to_js(&c.session(&session_id).await.map_err(engine_error)?.messages))
     }
 
-    /// Store the user's message and start the reply → the stored user message. Then call
-    /// `nextEvent()` until `null`.
+    /// Store the user's message and start the reply → the stored user message (at once: the
+    /// prompt is assembled by the first `nextEvent()`, the message's memories are written after
+    /// the reply). Then call `nextEvent()` until `null`.
     pub fn send(&self, session_id: String, text: String, options: JsValue) -> js_sys::Promise {
         let options = reply_options(options);
-        with_chat!(self, |c, m, mem| to_js(&c.begin_send(m, mem, &session_id, &text, &options?).await.map_err(engine_error)?))
+        with_chat!(self, |c, m, _mem| to_js(&c.begin_send(m, &session_id, &text, &options?).await.map_err(engine_error)?))
     }
 
     /// Replace the latest reply (or show the next greeting); then `nextEvent()` until `null`.

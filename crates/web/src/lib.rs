@@ -128,6 +128,12 @@ struct StepJs {
 }
 
 #[derive(Serialize)]
+struct ProgressJs {
+    done: usize,
+    total: usize,
+}
+
+#[derive(Serialize)]
 #[serde(rename_all = "camelCase")]
 struct StatsJs {
     prompt_tokens: usize,
@@ -296,6 +302,30 @@ impl Engine {
     pub fn begin(&self, prompt: Vec<u32>, options: JsValue) -> Result<(), JsValue> {
         let options: OptionsJs = if options.is_undefined() || options.is_null() { OptionsJs::default() } else { from_js(options, "options")? };
         self.inner.borrow_mut().generator.begin(prompt, options.into_options()).map_err(llm_error)
+    }
+
+    /// Where the prompt under way stands: `{ done, total }` tokens (those not reused from the
+    /// cache), or `null` once its first token is out.
+    #[wasm_bindgen(js_name = prefillProgress)]
+    pub fn prefill_progress(&self) -> Result<JsValue, JsValue> {
+        match self.inner.borrow().generator.prefill_progress() {
+            Some(p) => to_js(&ProgressJs { done: p.done, total: p.total }),
+            None => Ok(JsValue::NULL),
+        }
+    }
+
+    /// Run the next `chunk` prompt tokens when more than `chunk` are left: resolves to
+    /// `{ done, total }`, or to `null` when the rest goes with the next `step()`. Optional:
+    /// `step()` alone runs the whole prompt.
+    pub fn prefill(&self, chunk: usize) -> js_sys::Promise {
+        let inner = self.inner.clone();
+        wasm_bindgen_futures::future_to_promise(async move {
+            let mut inner = inner.try_borrow_mut().map_err(|_| js_error("bad_request", "a step is already running"))?;
+            match inner.generator.prefill(chunk).await.map_err(llm_error)? {
+                Some(p) => to_js(&ProgressJs { done: p.done, total: p.total }),
+                None => Ok(JsValue::NULL),
+            }
+        })
     }
 
     /// The next token: resolves to `{ token, text }`, or `null` when the generation is over.

@@ -1,6 +1,6 @@
 // Exposes the built npm package (served at /confidant/) to the browser tests, plus a frame
 // counter that shows whether the main thread keeps running.
-import { Confidant, ConfidantError } from '/confidant/index.js';
+import { Confidant, ConfidantError, PromptProgressEvent } from '/confidant/index.js';
 
 let frames = 0;
 const counter = document.getElementById('frames');
@@ -11,5 +11,5 @@ const tick = () => {
 };
 requestAnimationFrame(tick);
 
-window.pkg = { Confidant, ConfidantError, frames: () => frames };
+window.pkg = { Confidant, ConfidantError, PromptProgressEvent, frames: () => frames };
 window.pkgReady = true;

@@ -60,12 +60,16 @@ pub struct Timings {
     pub decode_seconds: f64,
 }
 
-/// What a turn streams, in order: `Memory` once, then thought / action / text pieces, then
-/// `Done`.
+/// What a turn streams, in order: `Memory` once, `Progress` while a long prompt is read, then
+/// thought / action / text pieces, then `Done`.
 #[derive(Clone, Debug, PartialEq)]
 pub enum TurnEvent {
     /// The memories put into the prompt (embeddings left out).
     Memory { hits: Vec<SearchHit> },
+    /// The model is reading the prompt: `done` of `total` tokens (those not reused from the
+    /// cache). Sent at the start and after each chunk when the prompt takes more than one chunk
+    /// ([`super::EngineSettings::prefill_chunk`]); the first piece of the reply follows the last.
+    Progress { done: usize, total: usize },
     /// A piece of the reply; `opens` starts a new segment.
     Thought { text: String, opens: bool },
     Action { text: String, opens: bool },
@@ -78,6 +82,14 @@ pub enum TurnEvent {
 /// A reply being generated.
 pub(super) struct PendingTurn {
     session: Session,
+    character: Character,
+    options: ReplyOptions,
+    /// Whether the prompt is assembled and the generator started: the first
+    /// [`ChatEngine::next_event`] does it, so sending returns as soon as the message is stored.
+    started: bool,
+    /// The user's message whose memories (its embedding, the facts it states) are still to be
+    /// written: that waits for the end of the reply, which does not need them.
+    unremembered: Option<String>,
     parser: ThoughtParser,
     /// Everything the model wrote.
     raw: String,
@@ -92,6 +104,27 @@ pub(super) struct PendingTurn {
     aborted: bool,
     stopped_early: bool,
     finished: bool,
+}
+
+impl PendingTurn {
+    fn new(session: Session, character: Character, options: ReplyOptions, unremembered: Option<String>) -> Self {
+        Self {
+            session,
+            character,
+            options,
+            started: false,
+            unremembered,
+            parser: ThoughtParser::new(),
+            raw: String::new(),
+            parsed_len: 0,
+            stops: Vec::new(),
+            own_label: String::new(),
+            queue: VecDeque::new(),
+            aborted: false,
+            stopped_early: false,
+            finished: false,
+        }
+    }
 }
 
 impl<C: ChatStore> ChatEngine<C> {
@@ -129,23 +162,18 @@ impl<C: ChatStore> ChatEngine<C> {
         Ok(memory.add_many(new).await?.into_iter().map(|r| r.id).collect())
     }
 
-    /// Send the user's message and start the reply; then call [`Self::next_event`] until it
-    /// returns `None`. The message is stored (with its memories) before anything is generated.
-    pub async fn begin_send<E: TextEmbedder, S: Store>(
-        &mut self,
-        model: &mut Generator,
-        memory: &mut Memory<E, S>,
-        session_id: &str,
-        text: &str,
-        options: &ReplyOptions,
-    ) -> Result<Message> {
+    /// Store the user's message and start a reply to it; then call [`Self::next_event`] until
+    /// it returns `None`. Only the session is written here, so the message can be shown at once:
+    /// the first `next_event` assembles the prompt (retrieving memories) and starts the model,
+    /// and the message's own memories are written when the reply ends.
+    pub async fn begin_send(&mut self, model: &mut Generator, session_id: &str, text: &str, options: &ReplyOptions) -> Result<Message> {
         self.ensure_idle()?;
         check_text(text)?;
         self.cancel_background(model);
         let mut session = self.session(session_id).await?;
         let character = self.character(&session.character_id).await?.character()?;
         let now = self.now();
-        let mut message = Message {
+        let message = Message {
             id: new_id(),
             role: Speaker::User,
             text: text.to_string(),
@@ -156,16 +184,16 @@ impl<C: ChatStore> ChatEngine<C> {
             greeting: false,
             memory_ids: Vec::new(),
         };
-        message.memory_ids = self.remember_message(memory, &session, &character, &message).await?;
         session.messages.push(message.clone());
         session.updated_at = now;
         self.store.put_session(&session).await?;
-        self.begin_reply(model, memory, session, character, options).await?;
+        self.turn = Some(PendingTurn::new(session, character, options.clone(), Some(message.id.clone())));
         Ok(message)
     }
 
-    /// Replace the latest reply with a new one (a swipe). While the greeting is the only
-    /// reply, this shows the next of the card's greetings instead.
+    /// Replace the latest reply with a new one (a swipe); then call [`Self::next_event`] until
+    /// it returns `None`. While the greeting is the only reply, this shows the next of the card's
+    /// greetings instead.
     pub async fn begin_regenerate<E: TextEmbedder, S: Store>(
         &mut self,
         model: &mut Generator,
@@ -181,21 +209,12 @@ impl<C: ChatStore> ChatEngine<C> {
             Some(last) if last.greeting => {
                 let count = character.greetings().len().max(1);
                 let message = self.set_greeting(session_id, (session.greeting_index + 1) % count).await?;
-                let mut queue = VecDeque::new();
-                queue.push_back(TurnEvent::Text { text: message.text.clone(), opens: true });
-                queue.push_back(TurnEvent::Done { message: Some(message), usage: Usage::default(), timings: Timings::default(), finish_reason: "stop".into() });
-                self.turn = Some(PendingTurn {
-                    session,
-                    parser: ThoughtParser::new(),
-                    raw: String::new(),
-                    parsed_len: 0,
-                    stops: Vec::new(),
-                    own_label: String::new(),
-                    queue,
-                    aborted: false,
-                    stopped_early: false,
-                    finished: true,
-                });
+                let mut turn = PendingTurn::new(session, character, options.clone(), None);
+                turn.started = true;
+                turn.finished = true;
+                turn.queue.push_back(TurnEvent::Text { text: message.text.clone(), opens: true });
+                turn.queue.push_back(TurnEvent::Done { message: Some(message), usage: Usage::default(), timings: Timings::default(), finish_reason: "stop".into() });
+                self.turn = Some(turn);
                 return Ok(());
             }
             Some(last) if last.role == Speaker::Assistant => {
@@ -207,8 +226,12 @@ impl<C: ChatStore> ChatEngine<C> {
             Some(_) => {} // the last message is the user's (a reply failed or was empty): answer it
             None => return Err(EngineError::BadRequest("the session has no messages to reply to".into())),
         }
-        self.begin_reply(model, memory, session, character, options).await
+        // A user message left without memories (its reply failed) gets them with this reply.
+        let unremembered = session.messages.last().filter(|m| m.role == Speaker::User && m.memory_ids.is_empty()).map(|m| m.id.clone());
+        self.turn = Some(PendingTurn::new(session, character, options.clone(), unremembered));
+        Ok(())
     }
+
 
     fn prompt_input<'a>(
         &'a self,
@@ -229,14 +252,19 @@ impl<C: ChatStore> ChatEngine<C> {
         }
     }
 
-    async fn begin_reply<E: TextEmbedder, S: Store>(
-        &mut self,
-        model: &mut Generator,
-        memory: &mut Memory<E, S>,
-        session: Session,
-        character: Character,
-        options: &ReplyOptions,
-    ) -> Result<()> {
+    /// Assemble the prompt of the turn under way (memories retrieved, lorebooks scanned) and
+    /// start the model on it.
+    async fn start_reply<E: TextEmbedder, S: Store>(&mut self, model: &mut Generator, memory: &mut Memory<E, S>) -> Result<()> {
+        let Some(mut turn) = self.turn.take() else { return Ok(()) };
+        let result = self.start_model(model, memory, &mut turn).await;
+        // Back in place either way: a failed start ends the turn through `fail_turn`.
+        self.turn = Some(turn);
+        result
+    }
+
+    async fn start_model<E: TextEmbedder, S: Store>(&mut self, model: &mut Generator, memory: &mut Memory<E, S>, turn: &mut PendingTurn) -> Result<()> {
+        let (session, character, options) = (&turn.session, &turn.character, &turn.options);
+
         let history: Vec<ChatMessage> = session.messages.iter().map(|m| ChatMessage::new(speaker_role(m.role), m.raw.clone())).collect();
         let summaries: Vec<HistorySummary> =
             session.latest_summary().map(|(i, s)| HistorySummary { start: 0, end: i + 1, text: s.text.clone() }).into_iter().collect();
@@ -297,21 +325,13 @@ impl<C: ChatStore> ChatEngine<C> {
         );
         model.begin(tokens, GenerateOptions { max_tokens: options.max_tokens, sampling: options.sampling.clone(), ignore_eos: false, cache_prompt: true })?;
         let char_name = character.display_name().to_string();
-        let stops = vec![format!("\n{}:", session.user_name), format!("\n{char_name}:"), format!("{}:", session.user_name)];
-        let mut queue = VecDeque::new();
-        queue.push_back(TurnEvent::Memory { hits });
-        self.turn = Some(PendingTurn {
-            session,
-            parser: ThoughtParser::new(),
-            raw: String::new(),
-            parsed_len: 0,
-            stops,
-            own_label: format!("{char_name}:"),
-            queue,
-            aborted: false,
-            stopped_early: false,
-            finished: false,
-        });
+        turn.stops = vec![format!("\n{}:", session.user_name), format!("\n{char_name}:"), format!("{}:", session.user_name)];
+        turn.own_label = format!("{char_name}:");
+        turn.started = true;
+        turn.queue.push_back(TurnEvent::Memory { hits });
+        if let Some(p) = model.prefill_progress().filter(|p| p.total > self.settings.prefill_chunk) {
+            turn.queue.push_back(TurnEvent::Progress { done: p.done, total: p.total });
+        }
         Ok(())
     }
 
@@ -327,11 +347,14 @@ impl<C: ChatStore> ChatEngine<C> {
             && !turn.finished
         {
             turn.aborted = true;
-            model.abort();
+            if turn.started {
+                model.abort();
+            }
         }
     }
 
-    /// The next event of the reply under way; `None` when there is none (any more).
+    /// The next event of the reply under way; `None` when there is none (any more). Each call
+    /// does one step of work: assembling the prompt, reading a chunk of it, or one token.
     pub async fn next_event<E: TextEmbedder, S: Store>(&mut self, model: &mut Generator, memory: &mut Memory<E, S>) -> Result<Option<TurnEvent>> {
         loop {
             let Some(turn) = &mut self.turn else { return Ok(None) };
@@ -342,16 +365,23 @@ impl<C: ChatStore> ChatEngine<C> {
                 self.turn = None;
                 return Ok(None);
             }
+            if !turn.started && !turn.aborted {
+                if let Err(e) = self.start_reply(model, memory).await {
+                    return Err(self.fail_turn(memory, e).await);
+                }
+                continue;
+            }
             let step = if turn.aborted || turn.stopped_early {
                 None
             } else {
+                match model.prefill(self.settings.prefill_chunk).await {
+                    Ok(Some(p)) => return Ok(Some(TurnEvent::Progress { done: p.done, total: p.total })),
+                    Ok(None) => {}
+                    Err(e) => return Err(self.fail_turn(memory, e.into()).await),
+                }
                 match model.step().await {
                     Ok(step) => step,
-                    Err(e) => {
-                        // The user's message is stored; the reply is not. The turn is over.
-                        self.turn = None;
-                        return Err(e.into());
-                    }
+                    Err(e) => return Err(self.fail_turn(memory, e.into()).await),
                 }
             };
             match step {
@@ -371,13 +401,35 @@ impl<C: ChatStore> ChatEngine<C> {
         }
     }
 
+    /// The turn cannot go on: it ends with the user's message stored (and its memories written,
+    /// if they can be) and no reply. Returns `error`.
+    async fn fail_turn<E: TextEmbedder, S: Store>(&mut self, memory: &mut Memory<E, S>, error: EngineError) -> EngineError {
+        if let Some(mut turn) = self.turn.take()
+            && let Some(id) = turn.unremembered.take()
+            && self.remember_stored(memory, &mut turn.session, &turn.character, &id).await.is_ok()
+        {
+            // Best effort: the turn's own error is the one to report.
+            let _ = self.store.put_session(&turn.session).await;
+        }
+        error
+    }
+
+    /// Write the memories of message `id` of `session` and note their ids on it.
+    async fn remember_stored<E: TextEmbedder, S: Store>(&self, memory: &mut Memory<E, S>, session: &mut Session, character: &Character, id: &str) -> Result<()> {
+        let Some(index) = session.message_index(id) else { return Ok(()) };
+        let ids = self.remember_message(memory, session, character, &session.messages[index]).await?;
+        session.messages[index].memory_ids = ids;
+        Ok(())
+    }
+
     async fn finish_turn<E: TextEmbedder, S: Store>(&mut self, model: &mut Generator, memory: &mut Memory<E, S>) -> Result<()> {
         let now = self.now();
         let Some(turn) = &mut self.turn else { return Ok(()) };
         turn.finished = true;
         let parser = std::mem::take(&mut turn.parser);
         let reply = parser.finish();
-        let stats = model.stats().clone();
+        // Stopped before the model started: nothing ran.
+        let stats = if turn.started { model.stats().clone() } else { llm::GenerationStats::default() };
         let finish_reason = if turn.aborted {
             "abort".to_string()
         } else if turn.stopped_early {
@@ -392,12 +444,11 @@ impl<C: ChatStore> ChatEngine<C> {
             prefill_seconds: stats.prefill_seconds,
             decode_seconds: stats.decode_seconds,
         };
+        let mut session = turn.session.clone();
+        let character = turn.character.clone();
+        let unremembered = turn.unremembered.take();
         let speech = reply.speech();
-        if speech.trim().is_empty() && reply.thought().trim().is_empty() && reply.action().trim().is_empty() {
-            turn.queue.push_back(TurnEvent::Done { message: None, usage, timings, finish_reason });
-            return Ok(());
-        }
-        let mut message = Message {
+        let mut message = (!(speech.trim().is_empty() && reply.thought().trim().is_empty() && reply.action().trim().is_empty())).then(|| Message {
             id: new_id(),
             role: Speaker::Assistant,
             text: speech,
@@ -407,22 +458,28 @@ impl<C: ChatStore> ChatEngine<C> {
             created_at: now,
             greeting: false,
             memory_ids: Vec::new(),
-        };
-        let mut session = turn.session.clone();
-        // Stored first, so a refused memory write cannot lose the reply.
-        session.messages.push(message.clone());
-        self.store.put_session(&session).await?;
-        let character = self.character(&session.character_id).await?.character()?;
-        message.memory_ids = self.remember_message(memory, &session, &character, &message).await?;
-        if let Some(last) = session.messages.last_mut() {
-            last.memory_ids = message.memory_ids.clone();
+        });
+        if let Some(message) = &message {
+            // Stored first, so a refused memory write cannot lose the reply.
+            session.messages.push(message.clone());
+            self.store.put_session(&session).await?;
         }
-        self.store.put_session(&session).await?;
-        if self.wants_summary(&session) {
+        // Then the memories: the user's message's (left until now, out of the reply's way), the reply's.
+        if let Some(id) = &unremembered {
+            self.remember_stored(memory, &mut session, &character, id).await?;
+        }
+        if let Some(message) = &mut message {
+            self.remember_stored(memory, &mut session, &character, &message.id).await?;
+            message.memory_ids = session.messages.last().map(|m| m.memory_ids.clone()).unwrap_or_default();
+        }
+        if unremembered.is_some() || message.is_some() {
+            self.store.put_session(&session).await?;
+        }
+        if message.is_some() && self.wants_summary(&session) {
             self.summary_wanted.insert(session.id.clone());
         }
         if let Some(turn) = &mut self.turn {
-            turn.queue.push_back(TurnEvent::Done { message: Some(message), usage, timings, finish_reason });
+            turn.queue.push_back(TurnEvent::Done { message, usage, timings, finish_reason });
         }
         Ok(())
     }
@@ -515,18 +572,11 @@ mod tests {
             messages: Vec::new(),
             summaries: Vec::new(),
         };
-        PendingTurn {
-            session,
-            parser: ThoughtParser::new(),
-            raw: String::new(),
-            parsed_len: 0,
-            stops: vec!["\nSam:".into(), "\nWren Okafor:".into(), "Sam:".into()],
-            own_label: "Wren Okafor:".into(),
-            queue: VecDeque::new(),
-            aborted: false,
-            stopped_early: false,
-            finished: false,
-        }
+        let mut turn = PendingTurn::new(session, Character::default(), ReplyOptions::default(), None);
+        turn.stops = vec!["\nSam:".into(), "\nWren Okafor:".into(), "Sam:".into()];
+        turn.own_label = "Wren Okafor:".into();
+        turn.started = true;
+        turn
     }
 
     /// Feed the pieces one by one as the model would write them; the streamed speech.
