@@ -3,11 +3,13 @@
 // because the choice also picks which wasm build to load.
 
 import { ConfidantError, WEBGPU_BROWSERS } from './errors.js';
-import type { Backend } from './types.js';
+import type { Backend, GpuInfo } from './types.js';
 
 /** What `create` asked for, resolved. */
 export interface BackendChoice {
   backend: 'webgpu' | 'cpu';
+  /** The WebGPU adapter the browser offers (used or not); null without one. */
+  gpu: GpuInfo | null;
   /** Why this backend, in words. */
   why: string;
   /** Worker threads for the CPU kernels; 0 runs them on the engine's own thread (single-threaded build). */
@@ -28,15 +30,30 @@ interface GpuAdapterLike {
   isFallbackAdapter?: boolean;
 }
 
-/** Adapters that run WebGPU on the CPU: slower than the CPU path itself. */
-const SOFTWARE_ADAPTER = /swiftshader|llvmpipe|lavapipe|softpipe|microsoft basic render|\bwarp\b/i;
+/** Adapters that run WebGPU on the CPU (slower than the CPU path itself), by the names people know them by. */
+const SOFTWARE_ADAPTERS: [RegExp, string][] = [
+  [/swiftshader/i, 'SwiftShader'],
+  [/lavapipe/i, 'lavapipe'],
+  [/llvmpipe/i, 'llvmpipe'],
+  [/softpipe/i, 'softpipe'],
+  [/microsoft basic render|\bwarp\b/i, 'Microsoft Basic Render Driver'],
+];
 
-/** A short name for an adapter, and whether it is a software renderer. */
-export function describeAdapter(adapter: GpuAdapterLike): { name: string; software: boolean } {
+const VENDORS: Record<string, string> = { nvidia: 'NVIDIA', amd: 'AMD', ati: 'AMD', intel: 'Intel', apple: 'Apple', qualcomm: 'Qualcomm', arm: 'Arm', google: 'Google', microsoft: 'Microsoft', mesa: 'Mesa', 'img-tec': 'Imagination' };
+
+/**
+ * An adapter as people would name it ("SwiftShader (software)", "NVIDIA ampere"), and whether it
+ * is a software renderer. Browsers reveal little: often a vendor and an architecture only.
+ */
+export function describeAdapter(adapter: GpuAdapterLike): GpuInfo {
   const info = adapter.info ?? {};
-  const name = [info.vendor, info.architecture, info.device, info.description].filter((s) => s && s.length > 0).join(' ') || 'unnamed adapter';
-  const software = Boolean(info.isFallbackAdapter ?? adapter.isFallbackAdapter) || SOFTWARE_ADAPTER.test(name);
-  return { name, software };
+  const raw = [info.vendor, info.architecture, info.device, info.description].filter((s) => s && s.length > 0).join(' ');
+  const known = SOFTWARE_ADAPTERS.find(([pattern]) => pattern.test(raw));
+  const fallback = Boolean(info.isFallbackAdapter ?? adapter.isFallbackAdapter);
+  if (known || fallback) return { name: `${known?.[1] ?? (info.description || raw || 'a fallback adapter')} (software)`, software: true };
+  if (info.description) return { name: info.description, software: false };
+  const vendor = info.vendor ? (VENDORS[info.vendor.toLowerCase()] ?? info.vendor) : '';
+  return { name: [vendor, info.architecture, info.device].filter(Boolean).join(' ') || 'an unnamed graphics adapter', software: false };
 }
 
 async function requestAdapter(): Promise<GpuAdapterLike | null> {
@@ -59,23 +76,23 @@ function threadCount(requested: number | undefined): number {
   return Math.max(1, Math.min(16, Math.floor(wanted)));
 }
 
-function cpu(why: string, threads: number | undefined): BackendChoice {
+function cpu(why: string, threads: number | undefined, gpu: GpuInfo | null): BackendChoice {
   const n = threadCount(threads);
-  return { backend: 'cpu', why, threads: n, noThreads: n > 0 ? undefined : threadsAvailable() ? undefined : 'the page is not cross-origin isolated' };
+  return { backend: 'cpu', gpu, why, threads: n, noThreads: n > 0 ? undefined : threadsAvailable() ? undefined : 'the page is not cross-origin isolated' };
 }
 
 /** Resolve `'auto'`: WebGPU on a real GPU; the CPU without WebGPU or on a software adapter. */
 export async function chooseBackend(requested: Backend, threads?: number): Promise<BackendChoice> {
-  if (requested === 'cpu') return cpu('asked for the CPU', threads);
   const adapter = await requestAdapter();
+  const gpu = adapter ? describeAdapter(adapter) : null;
+  if (requested === 'cpu') return cpu('asked for the CPU', threads, gpu);
   if (requested === 'webgpu') {
-    if (!adapter) {
+    if (!gpu) {
       throw new ConfidantError('webgpu_unavailable', `This browser offers no WebGPU adapter. ${WEBGPU_BROWSERS} Or use backend: 'cpu'.`);
     }
-    return { backend: 'webgpu', why: `asked for WebGPU (${describeAdapter(adapter).name})`, threads: 0 };
+    return { backend: 'webgpu', gpu, why: `asked for WebGPU, on ${gpu.name}`, threads: 0 };
   }
-  if (!adapter) return cpu('no WebGPU adapter in this browser', threads);
-  const { name, software } = describeAdapter(adapter);
-  if (software) return cpu(`the WebGPU adapter (${name}) is a software renderer`, threads);
-  return { backend: 'webgpu', why: `WebGPU on ${name}`, threads: 0 };
+  if (!gpu) return cpu('no WebGPU adapter in this browser', threads, null);
+  if (gpu.software) return cpu(`the only WebGPU adapter, ${gpu.name.replace(/ \(software\)$/, '')}, is a software renderer, slower than the CPU`, threads, gpu);
+  return { backend: 'webgpu', gpu, why: `WebGPU on ${gpu.name}`, threads: 0 };
 }

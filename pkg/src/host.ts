@@ -6,7 +6,7 @@ import { type BackendChoice, chooseBackend, describeChoice } from './backend.js'
 import { ConfidantError, serializeError } from './errors.js';
 import { loadModelBytes } from './download.js';
 import type { EmbedderPayload, GenerationResult, HostRequest, HostResponse, ModelPayload } from './protocol.js';
-import type { EngineInfo, FinishReason, Progress } from './types.js';
+import type { EngineInfo, FinishReason, MeasuredSpeed, Progress } from './types.js';
 
 type Post = (message: HostResponse) => void;
 
@@ -103,6 +103,33 @@ async function fetchWithProgress(url: string, onProgress: (p: Progress) => void)
   return bytes;
 }
 
+/**
+ * Time a short greedy generation: a prompt of up to 32 tokens, then five more tokens, each timed
+ * (the median: the first tokens on a GPU also compile its kernels). Half a second or so on a CPU.
+ */
+async function measureSpeed(engine: Engine): Promise<MeasuredSpeed | null> {
+  const { contextLength } = engine.info() as EngineInfo;
+  const ids = engine.encodeRaw('The lighthouse keeper climbed the stairs every evening to light the lamp for the ships. '.repeat(3)).slice(0, Math.min(32, contextLength - 8));
+  if (ids.length < 2) return null;
+  try {
+    engine.begin(ids, { max_tokens: 6, temperature: 0, ignore_eos: true, cache_prompt: false });
+    let started = performance.now();
+    if (!(await engine.step())) return null;
+    const prefillTokS = ids.length / Math.max(1e-3, (performance.now() - started) / 1000);
+    const steps: number[] = [];
+    for (;;) {
+      started = performance.now();
+      if (!(await engine.step())) break;
+      steps.push(performance.now() - started);
+    }
+    steps.sort((a, b) => a - b);
+    const median = steps[Math.floor(steps.length / 2)];
+    return median === undefined ? null : { prefillTokS, decodeTokS: 1000 / Math.max(1e-3, median) };
+  } finally {
+    engine.abort();
+  }
+}
+
 export class EngineHost {
   private engine: Engine | null = null;
   private memory: MemoryEngine | null = null;
@@ -197,7 +224,8 @@ export class EngineHost {
     this.engine?.free();
     this.engine = null;
     this.engine = await wasm.Engine.load(bytes, request.contextLength, choice.backend);
-    const info: EngineInfo = { ...(this.engine.info() as EngineInfo), backendReason: describeChoice(choice), threads: Math.max(1, choice.threads) };
+    const speed = request.measureSpeed ? await measureSpeed(this.engine) : null;
+    const info: EngineInfo = { ...(this.engine.info() as EngineInfo), backendReason: describeChoice(choice), threads: Math.max(1, choice.threads), gpu: choice.gpu, speed };
     this.modelName = info.model.name;
     progress({ stage: 'load', loaded: bytes.byteLength, total: bytes.byteLength });
     this.post({ type: 'loaded', id: request.id, info });

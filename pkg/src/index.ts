@@ -147,7 +147,7 @@ export class Confidant {
     if (threads !== undefined && (!Number.isInteger(threads) || threads < 1)) throw new ConfidantError('bad_request', 'threads must be a positive integer.');
     try {
       const { done } = channel.request(
-        { type: 'load', model: payload, backend, threads, contextLength, wasmUrl, threadsWasmUrl },
+        { type: 'load', model: payload, backend, threads, contextLength, measureSpeed: options.measureSpeed !== false, wasmUrl, threadsWasmUrl },
         { onProgress: options.onProgress },
         transfer,
       );

@@ -50,6 +50,7 @@ export type HostRequest =
       /** CPU threads asked for (undefined: one per core). */
       threads?: number;
       contextLength: number;
+      measureSpeed: boolean;
       /** The single-threaded build (WebGPU and CPU) and the multi-threaded one (CPU). */
       wasmUrl: string;
       threadsWasmUrl: string;

@@ -49,12 +49,17 @@ export interface CreateOptions {
   embedder?: { url: string };
   /** IndexedDB database holding memories. Default 'confidant'. */
   database?: string;
+  /** Time a short warm-up generation after loading, for `info().speed` (default true; about half a second on a CPU). */
+  measureSpeed?: boolean;
   /** Run the engine in a dedicated Web Worker (default true). With false it runs on the calling thread, which then blocks while a token is computed. */
   worker?: boolean;
 }
 
 export interface ModelInfo {
+  /** `general.name` as written in the file (often a training run's name). */
   name: string;
+  /** A name for people: curated for known models ("SmolLM2 135M Instruct"), else the file's base name and size ("smollm2 135M"). */
+  displayName: string;
   arch: string;
   /** Number of weights. */
   params: number;
@@ -74,12 +79,32 @@ export interface AdapterInfo {
   deviceType: string;
 }
 
+/** A WebGPU adapter, as people would name it. */
+export interface GpuInfo {
+  /** "SwiftShader (software)", "NVIDIA ampere", or the browser's description of it. */
+  name: string;
+  /** A software renderer (SwiftShader, lavapipe, WARP…): WebGPU on the CPU, slower than the CPU path. */
+  software: boolean;
+}
+
+/** Speed measured right after loading, on a short warm-up generation. */
+export interface MeasuredSpeed {
+  /** Prompt tokens read per second (a short prompt: long ones read faster per token). */
+  prefillTokS: number;
+  /** Tokens written per second. */
+  decodeTokS: number;
+}
+
 export interface EngineInfo {
   backend: 'webgpu' | 'cpu';
-  /** Why that backend: "the WebGPU adapter (google swiftshader) is a software renderer; CPU with wasm SIMD, 2 threads". */
+  /** Why that backend: "the only WebGPU adapter, SwiftShader (software), is a software renderer, slower than the CPU; CPU with wasm SIMD, 2 threads". */
   backendReason: string;
   /** Threads the CPU backend computes on (1 on WebGPU or without cross-origin isolation). */
   threads: number;
+  /** The WebGPU adapter this browser offers, whether it runs the model or not; null without WebGPU. */
+  gpu: GpuInfo | null;
+  /** What a generation on this device runs at, measured after loading; null with `measureSpeed: false`. */
+  speed: MeasuredSpeed | null;
   adapter: AdapterInfo;
   model: ModelInfo;
   /** The context this engine was created with (prompt + reply). */

@@ -111,7 +111,13 @@ test('loads with progress; greedy text equals the native CLI; the main thread ke
   assert.deepEqual(r.stages, ['compile', 'download', 'cache', 'load']);
   // SwiftShader is a software renderer: 'auto' takes the CPU, on threads (the page is isolated).
   assert.equal(r.info.backend, 'cpu');
-  assert.match(r.info.backendReason, /software renderer/);
+  assert.match(r.info.backendReason, /^the only WebGPU adapter, SwiftShader, is a software renderer/);
+  // The adapter it did not use is named for people, and said to be a software one.
+  assert.deepEqual(r.info.gpu, { name: 'SwiftShader (software)', software: true });
+  assert.equal(r.info.model.displayName, 'SmolLM2 135M Instruct');
+  // Speed measured after loading, on a short warm-up.
+  assert.ok(r.info.speed.decodeTokS > 1 && r.info.speed.prefillTokS > 1, JSON.stringify(r.info.speed));
+  console.log(`measured at load: ${r.info.speed.prefillTokS.toFixed(0)} tok/s reading, ${r.info.speed.decodeTokS.toFixed(1)} tok/s writing; this generation: ${r.c.timings.decode_tok_s.toFixed(1)}`);
   assert.equal(r.info.threads, Math.min(8, r.cores));
   assert.equal(r.info.adapter.deviceType, 'cpu');
   assert.equal(r.info.model.arch, 'llama');
@@ -380,7 +386,9 @@ test("backend: 'webgpu' runs on the GPU adapter even when it is a software one",
   );
   assert.equal(r.info.backend, 'webgpu');
   assert.equal(r.info.threads, 1);
-  assert.match(r.info.backendReason, /swiftshader/i);
+  assert.equal(r.info.backendReason, 'asked for WebGPU, on SwiftShader (software)');
+  assert.deepEqual(r.info.gpu, { name: 'SwiftShader (software)', software: true });
+  assert.ok(r.info.speed.decodeTokS > 0, JSON.stringify(r.info.speed));
   assert.equal(r.text, nativeGreedy(PROMPT, 2, { backend: 'gpu' }).text);
 });
 
@@ -412,6 +420,7 @@ test('without WebGPU and without isolation: auto runs single-threaded on the CPU
     assert.equal(r.info.backend, 'cpu');
     assert.equal(r.info.threads, 1);
     assert.match(r.info.backendReason, /no WebGPU adapter.*one thread \(the page is not cross-origin isolated\)/);
+    assert.equal(r.info.gpu, null);
     assert.equal(r.text, nativeGreedy(PROMPT, AGREED).text);
   } finally {
     await plain.close();

@@ -104,10 +104,18 @@ test('journey: first visit, demo character, three turns, stop, regenerate, forge
   // Short replies keep the test quick (12 tokens: SmolLM2 often spends the first few on writing
   // "Wren Okafor:", which the engine drops).
   await setMaxTokens(12, 'settings');
+  // The settings say plainly which backend runs the model, why, and how fast it measured.
+  await openSettings();
+  const about = await page.textContent('dialog[open] fieldset');
+  assert.match(about, /SmolLM2 135M Instruct runs on the processor \(\d+ threads?\): the only WebGPU adapter, SwiftShader, is a software renderer, slower than the CPU/);
+  assert.match(about, /Measured when it loaded: it writes about [\d.]+ tokens a second \(a reply of 100 tokens, some 75 words, in about \d+/);
+  assert.doesNotMatch(about, /Smollm2 135M 8k/, 'not the raw name from the file');
+  await closeDialog();
 
   const quietFrom = Date.now();
   await page.click('[data-demo="wren"] button');
   await page.waitForSelector('.message.assistant .text');
+  assert.match(await page.textContent('.stats'), /^SmolLM2 135M Instruct on the processor \(\d+ threads?\) · about [\d.]+ tok\/s$/);
   const greeting = await history();
   assert.equal(greeting.length, 1);
   assert.match(greeting[0].text, /Rain drums on the glass roof/);

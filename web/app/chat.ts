@@ -6,6 +6,7 @@ import type { Character, ChatEvent, DoneEvent, HistoryMessage, MemoryHit, Sessio
 import type { App } from './app.js';
 import { h, replace } from './dom.js';
 import { plural, when } from './format.js';
+import { shortSummary } from './device.js';
 import { PendingReply } from './reply.js';
 
 export class ChatView {
@@ -15,7 +16,8 @@ export class ChatView {
   private stream: TurnStream | null = null;
   private greetingIndex = 0;
   private readonly messages = h('ol', { class: 'messages', 'aria-label': 'Messages', 'aria-live': 'polite', 'aria-relevant': 'additions' });
-  private readonly stats = h('p', { class: 'stats', 'aria-label': 'Speed and context use of the last reply' });
+  /** Where the model runs and how fast, then the speed and context use of the last reply. */
+  private readonly stats = h('p', { class: 'stats' });
   private readonly input = h('textarea', { rows: 2, placeholder: 'Write a message…', 'aria-label': 'Message', autocomplete: 'off' });
   private readonly sendButton = h('button', { type: 'submit', class: 'primary send' }, 'Send');
   private readonly sessionSelect = h('select', { 'aria-label': 'Chat', class: 'session-select' });
@@ -34,6 +36,9 @@ export class ChatView {
     // Only characters written with inner thoughts have any to show.
     this.thoughtsToggle.hidden = !character.innerThoughts?.enabled;
     this.messages.classList.toggle('hide-thoughts', !app.settings.showThoughts);
+    const info = app.engine.info();
+    this.stats.textContent = shortSummary(info);
+    this.stats.title = info.backendReason;
     this.sessionSelect.addEventListener('change', () => void app.openCharacter(character.id, this.sessionSelect.value));
     const form = h('form', { class: 'composer' }, this.input, this.sendButton);
     form.addEventListener('submit', (e) => {
@@ -190,7 +195,7 @@ export class ChatView {
       userBubble.classList.add('pending');
       this.messages.append(userBubble);
     }
-    const reply = new PendingReply(this.bubble('assistant', null, []), this.character.name, null);
+    const reply = new PendingReply(this.bubble('assistant', null, []), this.character.name, this.app.engine.info().speed?.prefillTokS ?? null);
     this.messages.append(reply.element);
     this.setBusy(true);
     this.updateCount(false);

@@ -50,7 +50,7 @@ export function showWelcome(root: HTMLElement, { cached }: { cached: boolean }):
         h(
           'ul',
           { class: 'points' },
-          h('li', {}, 'A small language model runs on your own graphics card (WebGPU).'),
+          h('li', {}, 'A small language model runs on this device: on its graphics card (WebGPU), or on its processor where that is faster.'),
           h('li', {}, 'Characters remember you: their memory is kept in this browser only.'),
           h('li', {}, 'Nothing you type is sent anywhere. After the first visit it works offline.'),
         ),

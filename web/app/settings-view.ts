@@ -4,6 +4,7 @@
 import type { App } from './app.js';
 import { download, field, h, openDialog } from './dom.js';
 import { bytes, plural } from './format.js';
+import { expectations } from './device.js';
 import { applyTheme, defaultSampling, type Sampling } from './settings.js';
 
 const SAMPLING: [key: keyof Sampling, label: string, min: number, max: number, step: number, hint: string][] = [
@@ -27,7 +28,8 @@ export function openSettingsPanel(app: App): void {
     'fieldset',
     {},
     h('legend', {}, 'Model'),
-    h('p', { class: 'muted small' }, `Running ${info.model.name} (${info.model.arch}, ${(info.model.params / 1e6).toFixed(0)}M weights, ${info.model.quant}) on ${info.backend === 'webgpu' ? `${info.adapter.name || info.adapter.vendor || 'the graphics card'} through WebGPU` : 'the processor'}: ${info.backendReason}.`),
+    expectations(info).map((line) => h('p', { class: 'device-note' }, line)),
+    h('p', { class: 'muted small' }, `${info.model.arch}, ${(info.model.params / 1e6).toFixed(0)}M weights, ${info.model.quant}.`),
     choice('default', 'SmolLM2 135M Instruct (default, 98 MB)'),
     choice('file', 'A GGUF file on this computer (asked for at each start)'),
     choice('url', 'A GGUF file on this site:'),

@@ -10,7 +10,11 @@ use crate::llama::LlamaConfig;
 /// A model's description, for display and for refusing a model before it is downloaded.
 #[derive(Debug, Clone, PartialEq)]
 pub struct ModelInfo {
+    /// `general.name` as the file has it (often a training run's name).
     pub name: String,
+    /// A name for people: curated for known models ("SmolLM2 135M Instruct"), else
+    /// `general.basename` and the size label ("smollm2 135M").
+    pub display_name: String,
     pub architecture: String,
     pub parameters: u64,
     /// The type holding most of the weights ("Q4_1", "Q4_K", …).
@@ -32,8 +36,19 @@ impl ModelInfo {
             *count = count.saturating_add(t.element_count());
         }
         let quantization = by_type.into_iter().max_by_key(|(ty, n)| (*n, ty.clone())).map(|(ty, _)| ty).unwrap_or_default();
+        let name = g.get("general.name").and_then(|v| v.as_str()).unwrap_or("unnamed model").to_string();
+        let text = |key: &str| g.get(key).and_then(|v| v.as_str()).map(str::trim).filter(|s| !s.is_empty());
+        let display_name = display_name(
+            text("general.basename"),
+            text("general.size_label"),
+            text("general.finetune"),
+            text("general.name"),
+            g.architecture()?,
+            config.parameter_count(),
+        );
         Ok(Self {
-            name: g.get("general.name").and_then(|v| v.as_str()).unwrap_or("unnamed model").to_string(),
+            name,
+            display_name,
             architecture: g.architecture()?.to_string(),
             parameters: config.parameter_count(),
             quantization,
@@ -41,5 +56,48 @@ impl ModelInfo {
             vocab_size: config.vocab_size,
             layers: config.block_count,
         })
+    }
+}
+
+/// Models this project ships or suggests, by `general.basename`, `general.size_label` and
+/// `general.finetune`: their files carry a training run's name in `general.name`.
+const CURATED: &[(&str, &str, &str, &str)] = &[("smollm2", "135M", "8k-lc100k-mix1-ep2", "SmolLM2 135M Instruct")];
+
+/// "135M", "1.2B": a parameter count as model names write it.
+fn size_label(parameters: u64) -> String {
+    match parameters {
+        p if p >= 1_000_000_000 => format!("{:.1}B", p as f64 / 1e9).replace(".0B", "B"),
+        p if p >= 1_000_000 => format!("{}M", (p as f64 / 1e6).round()),
+        p => format!("{}K", (p as f64 / 1e3).round()),
+    }
+}
+
+/// The name to show: curated, else the base name (or the file's name, or the architecture) with
+/// the size, which `general.name` alone often lacks.
+fn display_name(basename: Option<&str>, size: Option<&str>, finetune: Option<&str>, name: Option<&str>, architecture: &str, parameters: u64) -> String {
+    if let (Some(b), Some(s)) = (basename, size)
+        && let Some((.., curated)) = CURATED.iter().find(|(cb, cs, cf, _)| cb.eq_ignore_ascii_case(b) && cs.eq_ignore_ascii_case(s) && Some(*cf) == finetune)
+    {
+        return curated.to_string();
+    }
+    let base = basename.or(name).unwrap_or(architecture);
+    let size = size.map(str::to_string).unwrap_or_else(|| size_label(parameters));
+    if base.to_lowercase().contains(&size.to_lowercase()) { base.to_string() } else { format!("{base} {size}") }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn display_names() {
+        let d = display_name;
+        assert_eq!(d(Some("smollm2"), Some("135M"), Some("8k-lc100k-mix1-ep2"), Some("Smollm2 135M 8k Lc100K Mix1 Ep2"), "llama", 134_515_008), "SmolLM2 135M Instruct");
+        assert_eq!(d(Some("smollm2"), Some("135M"), None, Some("Smollm2 135M"), "llama", 134_515_008), "smollm2 135M");
+        assert_eq!(d(Some("Llama-3.2"), Some("1B"), Some("Instruct"), Some("Llama 3.2 1B Instruct"), "llama", 1_235_814_400), "Llama-3.2 1B");
+        assert_eq!(d(None, None, None, Some("My Tiny Model"), "llama", 15_200_000), "My Tiny Model 15M");
+        assert_eq!(d(None, None, None, Some("tiny 15M"), "llama", 15_200_000), "tiny 15M");
+        assert_eq!(d(None, None, None, None, "llama", 2_500_000_000), "llama 2.5B");
+        assert_eq!(size_label(7_000_000_000), "7B");
     }
 }

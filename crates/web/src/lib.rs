@@ -47,6 +47,7 @@ pub(crate) fn from_js<T: for<'de> Deserialize<'de>>(value: JsValue, what: &str) 
 #[serde(rename_all = "camelCase")]
 struct ModelInfoJs {
     name: String,
+    display_name: String,
     arch: String,
     params: u64,
     quant: String,
@@ -59,6 +60,7 @@ impl From<&ModelInfo> for ModelInfoJs {
     fn from(m: &ModelInfo) -> Self {
         Self {
             name: m.name.clone(),
+            display_name: m.display_name.clone(),
             arch: m.architecture.clone(),
             params: m.parameters,
             quant: m.quantization.clone(),
