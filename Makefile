@@ -1,6 +1,6 @@
-# `make demo`: build everything, fetch the models, serve the demo on http://localhost:8080
+# `make demo`: build the wasm package and the site only, fetch the models, serve the demo on http://localhost:8080
 # `make test`: install what is missing, then run every test (Rust, then the browser tests)
-.PHONY: setup build test test-rust test-browser demo bench
+.PHONY: setup build build-web test test-rust test-browser demo bench
 
 # wgpu's Vulkan loader complains on every start without it.
 export XDG_RUNTIME_DIR ?= /tmp/confidant-xdg
@@ -24,7 +24,10 @@ test-rust:
 test-browser:
 	cd tests && npm test
 
-demo: build
+# Only what the demo needs: the npm package (both wasm builds) and the site, no native targets.
+demo:
+	scripts/setup.sh demo
+	scripts/build-web.sh
 	node web/serve.mjs --port 8080
 
 bench: build

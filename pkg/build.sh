@@ -39,13 +39,25 @@ cd "$here"
 [ -d node_modules/typescript ] || npm ci --no-audit --no-fund
 # wasm-opt from the npm package binaryen (Debian's is too old for wasm-bindgen's externref
 # table).
+# It takes minutes, so its output is kept by the input's hash: a rebuild with no engine change
+# (a TypeScript edit, `make demo` again) skips it.
 if [ "${WASM_OPT:-1}" = 1 ]; then
+  opt_cache="$root/target/wasm-opt-cache"
+  mkdir -p "$opt_cache"
   for wasm in dist/wasm/confidant_web_bg.wasm dist/wasm-threads/confidant_web_bg.wasm; do
     [ -f "$wasm" ] || continue
+    cached="$opt_cache/$(sha256sum "$wasm" | cut -c1-32).wasm"
+    if [ -f "$cached" ]; then
+      cp "$cached" "$wasm"
+      continue
+    fi
     npx wasm-opt -O2 --enable-bulk-memory --enable-nontrapping-float-to-int --enable-sign-ext \
       --enable-mutable-globals --enable-reference-types --enable-multivalue --enable-simd --enable-threads \
       "$wasm" -o "$wasm"
+    cp "$wasm" "$cached.tmp" && mv "$cached.tmp" "$cached"
   done
+  # Keep the latest few.
+  ls -t "$opt_cache"/*.wasm 2>/dev/null | tail -n +7 | xargs -r rm -f
 fi
 # tsc resolves ./wasm/confidant_web.js (and the threads build, same API plus initThreadPool)
 # through their declaration files.

@@ -1,12 +1,18 @@
 #!/usr/bin/env bash
 # Install what the build and the tests need, skipping what is already there. Idempotent.
+# `scripts/setup.sh demo` installs only what building and serving the demo needs (no browser, no
+# Vulkan, no test packages).
 set -euo pipefail
 cd "$(dirname "$0")/.."
+for_demo=false
+[ "${1:-}" = demo ] && for_demo=true
 
 need_apt=()
-command -v chromium >/dev/null || need_apt+=(chromium)
-[ -e /usr/share/vulkan/icd.d/lvp_icd.x86_64.json ] || [ -e /usr/share/vulkan/icd.d/lvp_icd.json ] || need_apt+=(mesa-vulkan-drivers)
-command -v vulkaninfo >/dev/null || need_apt+=(vulkan-tools)
+if ! $for_demo; then
+  command -v chromium >/dev/null || need_apt+=(chromium)
+  [ -e /usr/share/vulkan/icd.d/lvp_icd.x86_64.json ] || [ -e /usr/share/vulkan/icd.d/lvp_icd.json ] || need_apt+=(mesa-vulkan-drivers)
+  command -v vulkaninfo >/dev/null || need_apt+=(vulkan-tools)
+fi
 if [ ${#need_apt[@]} -gt 0 ]; then
   SUDO=""; [ "$(id -u)" = 0 ] || SUDO=sudo
   $SUDO apt-get update -q
@@ -27,7 +33,10 @@ if grep -q '^name = "wasm-bindgen"$' Cargo.lock; then
   fi
 fi
 
-for dir in tests pkg; do
+dirs=(tests pkg web)
+$for_demo && dirs=(pkg web)
+for dir in "${dirs[@]}"; do
+  [ -f "$dir/package.json" ] || continue
   if [ ! -d "$dir/node_modules" ]; then
     (cd "$dir" && npm ci --no-audit --no-fund)
   fi
