@@ -4,12 +4,14 @@
 //! The generator keeps the KV cache between requests together with the tokens it holds; a new
 //! prompt that starts with the same tokens only prefills what differs.
 
+use std::sync::Arc;
+
 use confidant_tokenizer::{ChatMessage, ChatTemplate, StreamDecoder, Tokenizer};
 use web_time::Instant;
 
 use crate::error::{LlmError, Result};
 use crate::llama::{KvCache, Llama};
-use crate::sampler::{Sampler, SamplingParams};
+use crate::sampler::{Sampler, SamplingParams, SequenceBreakers};
 
 #[derive(Debug, Clone)]
 pub struct GenerateOptions {
@@ -109,13 +111,26 @@ pub struct Generator {
     last_stats: GenerationStats,
     /// Logits that chose the latest token, before penalties: for checks against references.
     last_logits: Vec<f32>,
+    /// DRY's latest sequence breakers and their token forms: matching them scans the
+    /// vocabulary, so it is done once per list rather than once per reply.
+    breakers: Option<(Vec<String>, Arc<SequenceBreakers>)>,
 }
 
 impl Generator {
     /// `max_context` caps the KV cache (and so device memory) below the model's own context.
     pub fn new(model: Llama, tokenizer: Tokenizer, template: ChatTemplate, max_context: usize) -> Self {
         let cache = model.new_cache(max_context);
-        Self { model, tokenizer, template, cache, cached: Vec::new(), run: None, last_stats: GenerationStats::default(), last_logits: Vec::new() }
+        Self {
+            model,
+            tokenizer,
+            template,
+            cache,
+            cached: Vec::new(),
+            run: None,
+            last_stats: GenerationStats::default(),
+            last_logits: Vec::new(),
+            breakers: None,
+        }
     }
 
     /// Load everything from a GGUF held in memory.
@@ -176,7 +191,7 @@ impl Generator {
         if let Some(&bad) = prompt.iter().find(|&&t| t as usize >= self.model.config.vocab_size) {
             return Err(LlmError::BadRequest(format!("token id {bad} is outside the vocabulary")));
         }
-        let sampler = Sampler::new(options.sampling.clone())?;
+        let sampler = Sampler::with_breakers(options.sampling.clone(), self.sequence_breakers(&options.sampling)?)?;
         // Reuse the common prefix, but always run at least the last prompt token to get logits.
         let reuse = if options.cache_prompt {
             self.cached.iter().zip(&prompt).take_while(|(a, b)| a == b).count().min(prompt.len() - 1)
@@ -188,6 +203,23 @@ impl Generator {
         let stats = GenerationStats { prompt_tokens: prompt.len(), prefilled_tokens: prompt.len() - reuse, ..Default::default() };
         self.run = Some(Run { sampler, prompt, produced: Vec::new(), options, stream: StreamDecoder::new(true), stats });
         Ok(())
+    }
+
+    /// DRY's sequence breakers for `sampling` in token form (none while DRY is off).
+    pub fn sequence_breakers(&mut self, sampling: &SamplingParams) -> Result<Arc<SequenceBreakers>> {
+        let wanted = &sampling.dry.sequence_breakers;
+        if !sampling.dry.is_enabled() || wanted.is_empty() {
+            return Ok(Arc::default());
+        }
+        if let Some((strings, tokens)) = &self.breakers
+            && strings == wanted
+        {
+            return Ok(tokens.clone());
+        }
+        sampling.dry.validate()?;
+        let tokens = Arc::new(SequenceBreakers::from_strings(&self.tokenizer, wanted)?);
+        self.breakers = Some((wanted.clone(), tokens.clone()));
+        Ok(tokens)
     }
 
     /// Whether a generation is under way.

@@ -14,7 +14,7 @@ pub mod weights;
 pub use error::{LlmError, Result};
 pub use llama::{KvCache, Llama, LlamaConfig};
 pub use generate::{FinishReason, GenerateOptions, GenerationStats, Generator, PrefillProgress, Step};
-pub use sampler::{Sampler, SamplingParams};
+pub use sampler::{DryParams, Sampler, SamplingParams, SequenceBreakers};
 pub use confidant_tokenizer::{ChatMessage, ChatTemplate, Tokenizer};
 pub use info::ModelInfo;
 pub use burn::tensor::Device;

@@ -1,11 +1,18 @@
 //! Choosing the next token from logits.
 //!
-//! The chain runs in llama.cpp's default order: repetition penalty, top-k, top-p, min-p,
-//! temperature, then a draw. Temperature 0 (or below) is greedy: the highest logit wins, the
-//! lowest id on ties, after the repetition penalty.
+//! The chain runs in llama.cpp's default order: penalties (repetition, frequency, presence),
+//! DRY ([`dry`]), top-k, top-p, min-p, temperature, then a draw. Temperature 0 (or below) is
+//! greedy: the highest logit wins, the lowest id on ties, after the penalties.
+
+pub mod dry;
+
+use std::collections::HashMap;
+use std::sync::Arc;
 
 use rand_chacha::ChaCha8Rng;
 use rand_core::{RngCore, SeedableRng};
+
+pub use dry::{DryParams, SequenceBreakers};
 
 use crate::error::{LlmError, Result};
 
@@ -21,14 +28,33 @@ pub struct SamplingParams {
     pub min_p: f32,
     /// Divide positive logits (multiply negative ones) of recently seen tokens; 1 is off.
     pub repeat_penalty: f32,
-    /// How many of the latest tokens the penalty looks at.
+    /// How many of the latest tokens the repetition, frequency and presence penalties look at.
     pub repeat_last_n: usize,
+    /// Subtracted from the logit of every token seen in the latest `repeat_last_n`, once
+    /// (OpenAI's `presence_penalty`, applied as llama.cpp does); 0 is off.
+    pub presence_penalty: f32,
+    /// Subtracted from the logit of a token seen in the latest `repeat_last_n` once per time it
+    /// was seen; 0 is off.
+    pub frequency_penalty: f32,
+    /// The DRY sampler; off by default.
+    pub dry: DryParams,
     pub seed: u64,
 }
 
 impl Default for SamplingParams {
     fn default() -> Self {
-        Self { temperature: 0.8, top_k: 40, top_p: 0.95, min_p: 0.05, repeat_penalty: 1.0, repeat_last_n: 64, seed: 0 }
+        Self {
+            temperature: 0.8,
+            top_k: 40,
+            top_p: 0.95,
+            min_p: 0.05,
+            repeat_penalty: 1.0,
+            repeat_last_n: 64,
+            presence_penalty: 0.0,
+            frequency_penalty: 0.0,
+            dry: DryParams::default(),
+            seed: 0,
+        }
     }
 }
 
@@ -51,21 +77,45 @@ impl SamplingParams {
         if !(self.repeat_penalty.is_finite() && self.repeat_penalty > 0.0) {
             return bad("repeat_penalty must be a positive number");
         }
-        Ok(())
+        if !self.presence_penalty.is_finite() {
+            return bad("presence_penalty must be a finite number");
+        }
+        if !self.frequency_penalty.is_finite() {
+            return bad("frequency_penalty must be a finite number");
+        }
+        self.dry.validate()
+    }
+
+    fn has_penalties(&self) -> bool {
+        self.repeat_last_n > 0 && (self.repeat_penalty != 1.0 || self.presence_penalty != 0.0 || self.frequency_penalty != 0.0)
     }
 }
 
 /// A seeded sampler: the same seed, logits and history give the same tokens on every platform.
 pub struct Sampler {
     params: SamplingParams,
+    /// DRY's sequence breakers as token sequences.
+    breakers: Arc<SequenceBreakers>,
     rng: ChaCha8Rng,
 }
 
 impl Sampler {
+    /// A sampler whose DRY has no sequence breakers. Breakers are text, matched against the
+    /// vocabulary: with DRY on and breakers given, use [`Self::with_breakers`] (the generator
+    /// does).
     pub fn new(params: SamplingParams) -> Result<Self> {
+        if params.dry.is_enabled() && !params.dry.sequence_breakers.is_empty() {
+            return Err(LlmError::BadRequest("DRY sequence breakers need the vocabulary: use Sampler::with_breakers".into()));
+        }
+        Self::with_breakers(params, Arc::default())
+    }
+
+    /// A sampler with DRY's sequence breakers already matched against the vocabulary
+    /// ([`SequenceBreakers::from_strings`]).
+    pub fn with_breakers(params: SamplingParams, breakers: Arc<SequenceBreakers>) -> Result<Self> {
         params.validate()?;
         let rng = ChaCha8Rng::seed_from_u64(params.seed);
-        Ok(Self { params, rng })
+        Ok(Self { params, breakers, rng })
     }
 
     pub fn params(&self) -> &SamplingParams {
@@ -76,17 +126,10 @@ impl Sampler {
     /// tokens so far, prompt included.
     pub fn sample(&mut self, logits: &mut [f32], history: &[u32]) -> u32 {
         let p = &self.params;
-        if p.repeat_penalty != 1.0 {
-            let recent = &history[history.len().saturating_sub(p.repeat_last_n)..];
-            let mut seen: Vec<u32> = recent.to_vec();
-            seen.sort_unstable();
-            seen.dedup();
-            for id in seen {
-                if let Some(l) = logits.get_mut(id as usize) {
-                    *l = if *l > 0.0 { *l / p.repeat_penalty } else { *l * p.repeat_penalty };
-                }
-            }
+        if p.has_penalties() {
+            apply_penalties(p, logits, &history[history.len().saturating_sub(p.repeat_last_n)..]);
         }
+        dry::apply(&p.dry, &self.breakers, logits, history);
         if p.temperature <= 0.0 {
             return argmax(logits);
         }
@@ -137,6 +180,22 @@ impl Sampler {
     }
 }
 
+/// Repetition, frequency and presence penalties on the tokens of `recent`, as llama.cpp's
+/// `penalties` sampler: the repetition penalty divides a positive logit (multiplies a negative
+/// one), then `count · frequency + presence` is subtracted.
+fn apply_penalties(p: &SamplingParams, logits: &mut [f32], recent: &[u32]) {
+    let mut counts: HashMap<u32, u32> = HashMap::new();
+    for &id in recent {
+        *counts.entry(id).or_insert(0) += 1;
+    }
+    for (id, count) in counts {
+        if let Some(l) = logits.get_mut(id as usize) {
+            *l = if *l > 0.0 { *l / p.repeat_penalty } else { *l * p.repeat_penalty };
+            *l -= count as f32 * p.frequency_penalty + p.presence_penalty;
+        }
+    }
+}
+
 /// Index of the largest logit; the lowest index on ties.
 pub fn argmax(logits: &[f32]) -> u32 {
     let mut best = 0;
@@ -182,6 +241,49 @@ mod tests {
     }
 
     #[test]
+    fn frequency_and_presence_penalties_by_hand() {
+        // Token 1 seen three times, token 2 once; frequency 0.5, presence 1.0:
+        // 1: 4 − 3·0.5 − 1 = 1.5; 2: 3 − 0.5 − 1 = 1.5; 0 unseen stays 2 and now wins.
+        let params = SamplingParams { frequency_penalty: 0.5, presence_penalty: 1.0, ..SamplingParams::greedy() };
+        let mut logits = [2.0, 4.0, 3.0];
+        assert_eq!(sampler(params.clone()).sample(&mut logits, &[1, 2, 1, 1]), 0);
+        assert_eq!(logits, [2.0, 1.5, 1.5]);
+        // Only the latest `repeat_last_n` tokens count: with 2, token 1 is seen once.
+        let mut logits = [2.0, 4.0, 3.0];
+        sampler(SamplingParams { repeat_last_n: 2, ..params.clone() }).sample(&mut logits, &[1, 2, 1, 1]);
+        assert_eq!(logits, [2.0, 2.0, 3.0]);
+        // Repetition penalty first, then the subtraction: (4 / 2) − 3·0.5 − 1 = −0.5.
+        let mut logits = [2.0, 4.0, 3.0];
+        sampler(SamplingParams { repeat_penalty: 2.0, ..params }).sample(&mut logits, &[1, 1, 1]);
+        assert_eq!(logits, [2.0, -0.5, 3.0]);
+    }
+
+    #[test]
+    fn negative_presence_penalty_favours_seen_tokens() {
+        let params = SamplingParams { presence_penalty: -2.0, ..SamplingParams::greedy() };
+        assert_eq!(sampler(params).sample(&mut [3.0, 2.0], &[1]), 1);
+    }
+
+    #[test]
+    fn dry_changes_the_greedy_choice() {
+        // "0 1 2 3 0 1 2": DRY (multiplier 1, base 2, allowed 2) takes 2 off token 3, so 4 wins.
+        let dry = DryParams { multiplier: 1.0, base: 2.0, allowed_length: 2, penalty_last_n: -1, sequence_breakers: Vec::new() };
+        let params = SamplingParams { dry, ..SamplingParams::greedy() };
+        let mut logits = [0.0, 0.0, 0.0, 5.0, 4.0];
+        assert_eq!(sampler(params.clone()).sample(&mut logits, &[0, 1, 2, 3, 0, 1, 2]), 4);
+        assert_eq!(logits[3], 3.0);
+        // Off by default: the same logits keep token 3.
+        assert_eq!(sampler(SamplingParams::greedy()).sample(&mut [0.0, 0.0, 0.0, 5.0, 4.0], &[0, 1, 2, 3, 0, 1, 2]), 3);
+        // Token breakers are given as sequences to `with_breakers`; text breakers need a vocabulary.
+        let breakers = Arc::new(SequenceBreakers::from_token_sequences([vec![0]]));
+        let mut logits = [0.0, 0.0, 0.0, 5.0, 4.0];
+        Sampler::with_breakers(params.clone(), breakers).unwrap().sample(&mut logits, &[0, 1, 2, 3, 0, 1, 2]);
+        assert_eq!(logits[3], 4.0); // only "1 2" counts after the breaker: 2^0 = 1
+        let with_text = SamplingParams { dry: DryParams { sequence_breakers: vec!["\n".into()], ..params.dry.clone() }, ..params };
+        assert!(Sampler::new(with_text).is_err());
+    }
+
+    #[test]
     fn top_k_one_is_greedy_whatever_the_seed() {
         for seed in 0..20 {
             let params = SamplingParams { temperature: 5.0, top_k: 1, top_p: 1.0, min_p: 0.0, seed, ..Default::default() };
@@ -219,5 +321,7 @@ mod tests {
         assert!(Sampler::new(SamplingParams { top_p: 0.0, ..Default::default() }).is_err());
         assert!(Sampler::new(SamplingParams { temperature: f32::NAN, ..Default::default() }).is_err());
         assert!(Sampler::new(SamplingParams { repeat_penalty: 0.0, ..Default::default() }).is_err());
+        assert!(Sampler::new(SamplingParams { presence_penalty: f32::INFINITY, ..Default::default() }).is_err());
+        assert!(Sampler::new(SamplingParams { frequency_penalty: f32::NAN, ..Default::default() }).is_err());
     }
 }

@@ -196,6 +196,12 @@ impl Tokenizer {
         Ok(piece)
     }
 
+    /// The bytes of one token decoded alone with special tokens rendered, as llama.cpp's
+    /// `detokenize({id}, true)` gives them (SentencePiece's leading space dropped).
+    pub fn token_piece(&self, id: u32) -> Result<&[u8]> {
+        self.piece(id, false, true)
+    }
+
     /// The beginning-of-sequence token, if the vocabulary has one.
     pub fn bos_id(&self) -> Option<u32> {
         self.vocab.bos
