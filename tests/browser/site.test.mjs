@@ -411,15 +411,32 @@ test('offline after the first visit: the site loads and chats', async () => {
   }
 });
 
-test('without WebGPU the site runs on the processor; settings that ask for the GPU explain and offer it', async () => {
-  // A plain static host: no isolation headers (the service worker adds them from the next load).
-  const plain = await launch({ needs: ['web/dist/index.html'], serverOptions: { roots: siteRoots }, webgpu: false });
+test('on a plain static host without WebGPU: the service worker sends the policy (worker covered, no framing) and keeps to its own caches; the site runs on the processor; settings that ask for the GPU explain and offer it', async () => {
+  // A plain static host: no headers at all, neither isolation nor a Content-Security-Policy (the
+  // service worker adds them from the next load).
+  const plain = await launch({ needs: ['web/dist/index.html'], serverOptions: { roots: siteRoots, csp: false }, webgpu: false });
   try {
     const { page } = plain;
     page.setDefaultTimeout(120_000);
-    await page.goto(`${plain.base}/`);
+    // Caches already on the origin: another app's, another copy of the site's (another path),
+    // and an older version of this copy's.
+    const origin = plain.base;
+    const others = ['other-app-v1', `confidant ${origin}/elsewhere/ 0123456789abcdef`];
+    await page.goto(`${origin}/icon.svg`);
+    await page.evaluate(async (names) => {
+      for (const name of names) await caches.open(name);
+    }, [...others, `confidant ${origin}/ 0000000000000000`]);
+    await page.goto(`${origin}/`);
     await page.evaluate(() => localStorage.setItem('confidant.settings', JSON.stringify({ backend: 'webgpu', welcomed: true })));
-    await page.reload();
+    await page.evaluate(() => navigator.serviceWorker.ready);
+    const cacheNames = await page.evaluate(() => caches.keys());
+    for (const name of others) assert.ok(cacheNames.includes(name), `${name} kept: ${cacheNames}`);
+    assert.equal(cacheNames.filter((c) => c.startsWith(`confidant ${origin}/ `)).length, 1, `only this version of this copy: ${cacheNames}`);
+    const response = await page.reload();
+    assert.ok(response.fromServiceWorker());
+    const policy = response.headers()['content-security-policy'] ?? '';
+    assert.match(policy, /connect-src 'self'/);
+    assert.match(policy, /frame-ancestors 'none'/);
     await page.waitForSelector('h1:has-text("No WebGPU")');
     assert.match(await page.textContent('main'), /Chrome or Edge/);
     await page.screenshot({ path: join(shots, 'no-webgpu.png') });
@@ -427,6 +444,19 @@ test('without WebGPU the site runs on the processor; settings that ask for the G
     await page.waitForFunction(() => window.confidantDemo?.ready === true, null, { timeout: 300_000 });
     const info = await page.evaluate(() => window.confidantDemo.app.engine.info());
     assert.equal(info.backend, 'cpu');
+    // The engine's worker (which makes every fetch) is under the same policy: a request to
+    // another origin is refused by it, not merely failed.
+    const engineWorker = page.workers().find((w) => /confidant\/worker\.js/.test(w.url()));
+    assert.ok(engineWorker, `the engine worker: ${page.workers().map((w) => w.url())}`);
+    const violated = await engineWorker.evaluate(
+      () =>
+        new Promise((resolve) => {
+          self.addEventListener('securitypolicyviolation', (e) => resolve(e.effectiveDirective), { once: true });
+          fetch('http://127.0.0.1:9/elsewhere').catch(() => {});
+          setTimeout(() => resolve('no violation'), 5000);
+        }),
+    );
+    assert.equal(violated, 'connect-src');
     assert.match(info.backendReason, /no WebGPU adapter/);
     assert.equal(JSON.parse(await page.evaluate(() => localStorage.getItem('confidant.settings'))).backend, 'auto');
     await page.click('.sidebar-foot button');
