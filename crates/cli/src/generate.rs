@@ -1,0 +1,103 @@
+//! `confidant generate`: text after a prompt, streamed or as one JSON object.
+
+use std::io::Write;
+
+use clap::Args;
+use llm::{ChatMessage, GenerateOptions, LlmError, SamplingParams};
+use serde_json::json;
+
+use crate::{Backend, load};
+
+#[derive(Args)]
+pub(crate) struct GenerateArgs {
+    /// GGUF model file.
+    #[arg(long)]
+    model: std::path::PathBuf,
+    #[arg(long, value_enum, default_value_t = Backend::Auto)]
+    backend: Backend,
+    /// The user's message (rendered through the model's chat template), or with --raw the
+    /// exact prompt text; special tokens such as <|im_start|> written in it are recognised.
+    #[arg(long)]
+    prompt: String,
+    /// Use the prompt verbatim instead of as a chat message.
+    #[arg(long)]
+    raw: bool,
+    #[arg(long, default_value_t = 128)]
+    max_tokens: usize,
+    /// 0 is greedy.
+    #[arg(long, default_value_t = 0.8)]
+    temperature: f32,
+    #[arg(long, default_value_t = 40)]
+    top_k: usize,
+    #[arg(long, default_value_t = 0.95)]
+    top_p: f32,
+    #[arg(long, default_value_t = 0.05)]
+    min_p: f32,
+    #[arg(long, default_value_t = 1.0)]
+    repeat_penalty: f32,
+    #[arg(long, default_value_t = 0)]
+    seed: u64,
+    /// Largest context (prompt + reply) in tokens; caps KV-cache memory.
+    #[arg(long, default_value_t = 4096)]
+    context: usize,
+    /// Print one JSON object instead of streaming text.
+    #[arg(long)]
+    json: bool,
+}
+
+pub(crate) fn generate(args: GenerateArgs) -> Result<(), LlmError> {
+    let (mut generator, adapter, _) = load(&args.model, args.backend, args.context)?;
+    let prompt = if args.raw {
+        generator.encode_raw(&args.prompt)?
+    } else {
+        generator.encode_chat(&[ChatMessage::new("user", args.prompt.as_str())])?
+    };
+    let sampling = SamplingParams {
+        temperature: args.temperature,
+        top_k: args.top_k,
+        top_p: args.top_p,
+        min_p: args.min_p,
+        repeat_penalty: args.repeat_penalty,
+        seed: args.seed,
+        ..SamplingParams::default()
+    };
+    generator.begin(prompt.clone(), GenerateOptions { max_tokens: args.max_tokens, sampling, ..Default::default() })?;
+    if !args.json {
+        eprintln!("adapter: {}", adapter.summary());
+    }
+    let mut tokens = Vec::new();
+    let mut text = String::new();
+    let mut out = std::io::stdout().lock();
+    while let Some(step) = pollster::block_on(generator.step())? {
+        tokens.push(step.token);
+        text.push_str(&step.text);
+        if !args.json {
+            let _ = out.write_all(step.text.as_bytes());
+            let _ = out.flush();
+        }
+    }
+    let stats = generator.stats();
+    if args.json {
+        let report = json!({
+            "prompt_tokens": prompt,
+            "tokens": tokens,
+            "text": text,
+            "prefill_tok_s": stats.prefill_tok_s(),
+            "decode_tok_s": stats.decode_tok_s(),
+            "finish_reason": stats.finish_reason.map(|r| r.as_str()),
+            "backend": adapter.backend,
+            "adapter": adapter.name,
+        });
+        println!("{report}");
+    } else {
+        println!();
+        eprintln!(
+            "{} prompt tokens at {:.1} tok/s, {} generated at {:.1} tok/s",
+            stats.prompt_tokens,
+            stats.prefill_tok_s(),
+            stats.completion_tokens,
+            stats.decode_tok_s()
+        );
+    }
+    Ok(())
+}
