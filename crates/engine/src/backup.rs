@@ -29,14 +29,21 @@ pub(crate) async fn export_all<C: ChatStore, E: TextEmbedder, S: Store>(store: &
     let mut records = memory.export_records(None).await?;
     records.sort_by(|a, b| a.id.cmp(&b.id));
     let memories = records.iter().map(encode_record).collect::<memory::Result<Vec<Value>>>()?;
-    Ok(json!({
+    let mut backup = json!({
         "format": BACKUP_FORMAT,
         "version": BACKUP_VERSION,
         "exportedAt": now,
         "characters": characters,
         "sessions": sessions,
         "memories": memories,
-    }))
+    });
+    // Records that could not be read go along as they were stored, for a later recovery; an
+    // import leaves them out.
+    let unreadable = store.unreadable().await?;
+    if !unreadable.is_empty() {
+        backup["unreadable"] = serde_json::to_value(&unreadable).map_err(|e| EngineError::Storage(format!("unreadable records: {e}")))?;
+    }
+    Ok(backup)
 }
 
 fn list<'a>(backup: &'a Value, key: &str) -> Result<&'a [Value]> {
@@ -47,7 +54,12 @@ fn list<'a>(backup: &'a Value, key: &str) -> Result<&'a [Value]> {
     }
 }
 
-pub(crate) async fn import_all<C: ChatStore, E: TextEmbedder, S: Store>(store: &C, memory: &mut Memory<E, S>, backup: &Value) -> Result<ImportCounts> {
+pub(crate) async fn import_all<C: ChatStore, E: TextEmbedder, S: Store>(
+    store: &C,
+    memory: &mut Memory<E, S>,
+    backup: &Value,
+    replace_newer: bool,
+) -> Result<ImportCounts> {
     if backup.get("format").and_then(Value::as_str) != Some(BACKUP_FORMAT) {
         return Err(EngineError::BadRequest("not a Confidant backup (no \"format\": \"confidant-backup\")".into()));
     }
@@ -73,8 +85,27 @@ pub(crate) async fn import_all<C: ChatStore, E: TextEmbedder, S: Store>(store: &
         .iter()
         .map(|r| decode_record(r.clone()).map_err(|e| EngineError::BadRequest(format!("backup: a memory: {e}"))))
         .collect::<Result<Vec<_>>>()?;
+    memory::check_import(&records).map_err(|e| EngineError::BadRequest(format!("backup: {e}")))?;
+    if !replace_newer {
+        let mut newer = 0;
+        for c in &characters {
+            newer += usize::from(store.get_character(&c.id).await?.is_some_and(|here| here.updated_at > c.updated_at));
+        }
+        for s in &sessions {
+            newer += usize::from(store.get_session(&s.id).await?.is_some_and(|here| here.updated_at > s.updated_at));
+        }
+        if newer > 0 {
+            return Err(EngineError::NewerData { count: newer });
+        }
+    }
     let counts = ImportCounts { characters: characters.len(), sessions: sessions.len(), memories: records.len() };
-    store.put_all(&characters, &sessions).await?;
-    memory.import_records(records).await?;
+    if store.holds_memories() {
+        // One transaction: characters, sessions and memories, all or nothing.
+        store.put_all(&characters, &sessions, &records).await?;
+        memory.unload();
+    } else {
+        store.put_all(&characters, &sessions, &[]).await?;
+        memory.import_records(records).await?;
+    }
     Ok(counts)
 }

@@ -18,7 +18,7 @@ use serde_json::Value;
 use crate::error::{EngineError, Result};
 use crate::store::ChatStore;
 use crate::summary::SummaryJob;
-use crate::types::{Message, Session, SessionSummary, Speaker, StoredCharacter};
+use crate::types::{Message, Session, SessionSummary, Speaker, StoredCharacter, UnreadableRecord};
 
 pub use turn::{ReplyOptions, Timings, TurnEvent, Usage};
 use turn::PendingTurn;
@@ -45,6 +45,9 @@ pub struct EngineSettings {
     /// Prompt tokens read per step: a long prompt reports progress, and can be stopped, between
     /// chunks ([`TurnEvent::Progress`]).
     pub prefill_chunk: usize,
+    /// A reply being written is saved (marked unfinished) at most this often, in ms, so a
+    /// reload or a closed tab loses at most this much of it.
+    pub partial_save_ms: u64,
 }
 
 impl Default for EngineSettings {
@@ -60,6 +63,7 @@ impl Default for EngineSettings {
             global_lorebooks: Vec::new(),
             global_system_prompt: None,
             prefill_chunk: 64,
+            partial_save_ms: 2000,
         }
     }
 }
@@ -227,6 +231,9 @@ impl<C: ChatStore> ChatEngine<C> {
             created_at: now,
             greeting: true,
             memory_ids: Vec::new(),
+            unfinished: false,
+            swipes: Vec::new(),
+            swipe: 0,
         })
     }
 
@@ -289,16 +296,22 @@ impl<C: ChatStore> ChatEngine<C> {
     /// greeting is still the latest message, as a swipe would).
     pub async fn set_greeting(&mut self, session_id: &str, index: usize) -> Result<Message> {
         self.ensure_idle()?;
-        let mut session = self.session(session_id).await?;
-        if !(session.messages.len() == 1 && session.messages[0].greeting) {
-            return Err(EngineError::BadRequest("the greeting can only be changed before the first reply".into()));
-        }
+        let session = self.session(session_id).await?;
         let character = self.character(&session.character_id).await?.character()?;
-        let message = Self::greeting_message(&character, &session.user_name, index, self.now())?;
-        session.messages[0] = message.clone();
-        session.greeting_index = index;
-        session.updated_at = self.now();
-        self.store.put_session(&session).await?;
+        let now = self.now();
+        let message = Self::greeting_message(&character, &session.user_name, index, now)?;
+        let shown = message.clone();
+        self.store
+            .update_session(session_id, |session| {
+                if !(session.messages.len() == 1 && session.messages[0].greeting) {
+                    return Err(EngineError::BadRequest("the greeting can only be changed before the first reply".into()));
+                }
+                session.messages[0] = shown;
+                session.greeting_index = index;
+                session.updated_at = now;
+                Ok(())
+            })
+            .await?;
         Ok(message)
     }
 
@@ -318,6 +331,7 @@ impl<C: ChatStore> ChatEngine<C> {
         let old_ids = std::mem::take(&mut session.messages[index].memory_ids);
         memory.forget_many(&old_ids).await?;
         let message = &mut session.messages[index];
+        message.unfinished = false;
         match message.role {
             Speaker::User => {
                 message.text = text.to_string();
@@ -331,25 +345,84 @@ impl<C: ChatStore> ChatEngine<C> {
                 message.raw = parsed.to_text(true);
             }
         }
-        let message = message.clone();
+        message.sync_shown();
+        let mut message = message.clone();
+        message.memory_ids = self.remember_message(memory, &session, &character, &message).await?;
+        let now = self.now();
+        let edited = message.clone();
+        self.store
+            .update_session(session_id, |session| {
+                let index = session.message_index(message_id).ok_or_else(|| EngineError::not_found("message", message_id))?;
+                session.messages[index] = edited;
+                session.updated_at = now;
+                Ok(())
+            })
+            .await?;
+        Ok(message)
+    }
+
+    /// Show version `index` of a regenerated reply (a swipe back or forth): it becomes what the
+    /// history and the prompt use, and its memory records replace the other version's.
+    pub async fn choose_swipe<E: TextEmbedder, S: Store>(&mut self, memory: &mut Memory<E, S>, session_id: &str, message_id: &str, index: usize) -> Result<Message> {
+        self.ensure_idle()?;
+        let session = self.session(session_id).await?;
+        let character = self.character(&session.character_id).await?.character()?;
+        let now = self.now();
+        let (message, old_ids) = self
+            .store
+            .update_session(session_id, |session| {
+                let at = session.message_index(message_id).ok_or_else(|| EngineError::not_found("message", message_id))?;
+                let message = &mut session.messages[at];
+                let version = message.swipes.get(index).cloned().ok_or_else(|| {
+                    EngineError::BadRequest(format!("version {index} does not exist; the message has {}", message.swipes.len().max(1)))
+                })?;
+                if index == message.swipe {
+                    return Ok((message.clone(), Vec::new()));
+                }
+                message.swipe = index;
+                message.show(&version);
+                let old_ids = std::mem::take(&mut message.memory_ids);
+                session.updated_at = now;
+                Ok((session.messages[at].clone(), old_ids))
+            })
+            .await?;
+        if old_ids.is_empty() && !message.memory_ids.is_empty() {
+            return Ok(message);
+        }
+        memory.forget_many(&old_ids).await?;
+        let mut session = session;
+        session.messages.retain(|m| m.id != message_id);
         let ids = self.remember_message(memory, &session, &character, &message).await?;
-        session.messages[index].memory_ids = ids;
-        session.updated_at = self.now();
-        self.store.put_session(&session).await?;
-        Ok(session.messages[index].clone())
+        let shown_id = message.id.clone();
+        let noted = ids.clone();
+        self.store
+            .update_session(session_id, |session| {
+                if let Some(at) = session.message_index(&shown_id) {
+                    session.messages[at].memory_ids = noted;
+                }
+                Ok(())
+            })
+            .await?;
+        Ok(Message { memory_ids: ids, ..message })
     }
 
     /// Delete a message and the memory records written from it.
     pub async fn delete_message<E: TextEmbedder, S: Store>(&mut self, memory: &mut Memory<E, S>, session_id: &str, message_id: &str) -> Result<()> {
         self.ensure_idle()?;
-        let mut session = self.session(session_id).await?;
-        let index = session.message_index(message_id).ok_or_else(|| EngineError::not_found("message", message_id))?;
-        let removed = session.messages.remove(index);
+        let now = self.now();
+        let removed = self
+            .store
+            .update_session(session_id, |session| {
+                let index = session.message_index(message_id).ok_or_else(|| EngineError::not_found("message", message_id))?;
+                let removed = session.messages.remove(index);
+                // A summary through the deleted message no longer marks a place in the history.
+                session.summaries.retain(|s| s.through_id != removed.id);
+                session.updated_at = now;
+                Ok(removed)
+            })
+            .await?;
         memory.forget_many(&removed.memory_ids).await?;
-        // A summary through the deleted message no longer marks a place in the history.
-        session.summaries.retain(|s| s.through_id != removed.id);
-        session.updated_at = self.now();
-        self.store.put_session(&session).await
+        Ok(())
     }
 
     /// The prompt assembled for the session's latest reply in this engine's lifetime.
@@ -411,7 +484,7 @@ impl<C: ChatStore> ChatEngine<C> {
 
     async fn store_summary<E: TextEmbedder, S: Store>(&mut self, memory: &mut Memory<E, S>, job: SummaryJob) -> Result<()> {
         let text = job.cleaned_text();
-        let Some(mut session) = self.store.get_session(&job.session_id).await? else { return Ok(()) };
+        let Some(session) = self.store.get_session(&job.session_id).await? else { return Ok(()) };
         // The chat changed under the summary (a message deleted): try again later.
         if session.message_index(&job.through_id).is_none() || text.is_empty() {
             return Ok(());
@@ -424,8 +497,26 @@ impl<C: ChatStore> ChatEngine<C> {
                 ..NewMemory::new(&session.character_id, MemoryKind::EventSummary, text.clone())
             })
             .await?;
-        session.summaries.push(SessionSummary { through_id: job.through_id.clone(), text, memory_id: Some(record.id), created_at: self.now() });
-        self.store.put_session(&session).await?;
+        let summary = SessionSummary { through_id: job.through_id.clone(), text, memory_id: Some(record.id.clone()), created_at: self.now() };
+        let stored = self
+            .store
+            .update_session(&session.id, |session| {
+                // Checked again inside the transaction: another tab may have deleted it.
+                if session.message_index(&summary.through_id).is_none() {
+                    return Ok(None);
+                }
+                session.summaries.push(summary);
+                Ok(Some(session.clone()))
+            })
+            .await;
+        let session = match stored {
+            Ok(Some(session)) => session,
+            Ok(None) | Err(EngineError::NotFound { .. }) => {
+                memory.forget(&record.id).await?;
+                return Ok(());
+            }
+            Err(e) => return Err(e),
+        };
         if self.wants_summary(&session) {
             self.summary_wanted.insert(session.id.clone());
         }
@@ -453,21 +544,40 @@ impl<C: ChatStore> ChatEngine<C> {
     }
 
     /// Restore a document from [`Self::export_all`], replacing items with the same ids and
-    /// keeping others. Everything is checked before anything is written.
-    pub async fn import_all<E: TextEmbedder, S: Store>(&mut self, memory: &mut Memory<E, S>, backup: &Value) -> Result<crate::backup::ImportCounts> {
+    /// keeping others. Everything is checked before anything is written, and written in one
+    /// transaction where the store can (all of it or none). A character or session stored here
+    /// that changed after the backup's copy is replaced only with `replace_newer`; otherwise
+    /// the import fails with [`EngineError::NewerData`] and writes nothing.
+    pub async fn import_all<E: TextEmbedder, S: Store>(
+        &mut self,
+        memory: &mut Memory<E, S>,
+        backup: &Value,
+        replace_newer: bool,
+    ) -> Result<crate::backup::ImportCounts> {
         self.ensure_idle()?;
         self.last_prompts.clear();
-        crate::backup::import_all(&self.store, memory, backup).await
+        crate::backup::import_all(&self.store, memory, backup, replace_newer).await
     }
 
-    /// Delete every character, session and memory.
+    /// Delete every character, session and memory (unreadable records too): one transaction
+    /// where the store holds the memories, which nothing stored can block.
     pub async fn wipe<E: TextEmbedder, S: Store>(&mut self, model: &mut Generator, memory: &mut Memory<E, S>) -> Result<()> {
         self.ensure_idle()?;
         self.cancel_background(model);
         self.summary_wanted.clear();
         self.last_prompts.clear();
-        memory.wipe().await?;
-        self.store.clear().await
+        self.store.clear().await?;
+        if self.store.holds_memories() {
+            memory.unload();
+            Ok(())
+        } else {
+            memory.wipe().await.map(|_| ()).map_err(Into::into)
+        }
+    }
+
+    /// Stored records that could not be read and were set aside.
+    pub async fn unreadable(&self) -> Result<Vec<UnreadableRecord>> {
+        self.store.unreadable().await
     }
 }
 

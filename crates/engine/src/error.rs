@@ -28,6 +28,9 @@ pub enum EngineError {
     /// The browser refused to store more.
     #[error("the browser refused to store more (quota): {0}")]
     Quota(String),
+    /// An import would replace characters or sessions changed here after the backup was made.
+    #[error("{count} of the backup's characters and chats are older than the copies stored here; import again with replaceNewer to replace them")]
+    NewerData { count: usize },
 }
 
 impl EngineError {
@@ -42,6 +45,7 @@ impl EngineError {
             Self::Corrupt(_) => "storage_corrupt",
             Self::Storage(_) => "storage",
             Self::Quota(_) => "storage_quota",
+            Self::NewerData { .. } => "newer_data",
         }
     }
 

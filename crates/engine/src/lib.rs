@@ -22,4 +22,4 @@ pub use backup::{BACKUP_FORMAT, BACKUP_VERSION, ImportCounts};
 pub use chat::{CardFormat, ChatEngine, EngineSettings, PromptDebug, ReplyOptions, Timings, TurnEvent, Usage};
 pub use error::{EngineError, Result};
 pub use store::{ChatStore, InMemoryChatStore};
-pub use types::{Message, Session, SessionSummary, Speaker, StoredCharacter};
+pub use types::{Message, Session, SessionSummary, Speaker, StoredCharacter, Swipe, UnreadableRecord};

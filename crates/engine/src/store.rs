@@ -4,13 +4,17 @@
 //!
 //! Like the memory store, the trait is shaped for IndexedDB: async, `&self`, futures that need
 //! not be `Send`. Each method is one transaction; removing a character removes its sessions in
-//! the same one.
+//! the same one. Several tabs may share the store: a session is changed with
+//! [`ChatStore::update_session`], which reads and writes it in one transaction, never by writing
+//! back a copy read earlier.
 
 use std::cell::RefCell;
 use std::collections::BTreeMap;
 
-use crate::error::Result;
-use crate::types::{Session, StoredCharacter};
+use memory::MemoryRecord;
+
+use crate::error::{EngineError, Result};
+use crate::types::{Session, StoredCharacter, UnreadableRecord};
 
 #[allow(async_fn_in_trait)]
 pub trait ChatStore {
@@ -23,13 +27,32 @@ pub trait ChatStore {
     /// Sessions of one character, or of all; each with its messages.
     async fn list_sessions(&self, character_id: Option<&str>) -> Result<Vec<Session>>;
     async fn get_session(&self, id: &str) -> Result<Option<Session>>;
+    /// Store a new session (or replace one wholesale: only for sessions no one else knows yet).
     async fn put_session(&self, session: &Session) -> Result<()>;
+    /// Read session `id`, apply `change`, write it back, all in one read-write transaction, so
+    /// a change made meanwhile elsewhere (another tab, a background summary) is never
+    /// overwritten. `NotFound` if the session is gone; an error from `change` writes nothing.
+    async fn update_session<R>(&self, id: &str, change: impl FnOnce(&mut Session) -> Result<R>) -> Result<R>;
     async fn delete_session(&self, id: &str) -> Result<()>;
 
-    /// Several characters and sessions written in one transaction (importing a backup).
-    async fn put_all(&self, characters: &[StoredCharacter], sessions: &[Session]) -> Result<()>;
-    /// Delete every character and session.
+    /// Whether the memory records live in this store's database, so that [`Self::put_all`]
+    /// writes them in its transaction and [`Self::clear`] deletes them (IndexedDB); otherwise
+    /// the caller writes them to its memory store.
+    fn holds_memories(&self) -> bool {
+        false
+    }
+    /// Several characters, sessions and (see [`Self::holds_memories`]) memory records written
+    /// in one transaction: importing a backup, all of it or none.
+    async fn put_all(&self, characters: &[StoredCharacter], sessions: &[Session], memories: &[MemoryRecord]) -> Result<()>;
+    /// Delete every character and session (and with [`Self::holds_memories`], everything else in
+    /// the database, unreadable records included), in one transaction.
     async fn clear(&self) -> Result<()>;
+
+    /// Stored records that could not be read and were set aside (a store that cannot hold a
+    /// corrupt record has none).
+    async fn unreadable(&self) -> Result<Vec<UnreadableRecord>> {
+        Ok(Vec::new())
+    }
 }
 
 /// Characters and sessions in memory (gone with the process).
@@ -78,12 +101,19 @@ impl ChatStore for InMemoryChatStore {
         Ok(())
     }
 
+    async fn update_session<R>(&self, id: &str, change: impl FnOnce(&mut Session) -> Result<R>) -> Result<R> {
+        let mut copy = self.sessions.borrow().get(id).cloned().ok_or_else(|| EngineError::not_found("session", id))?;
+        let result = change(&mut copy)?;
+        self.sessions.borrow_mut().insert(id.to_string(), copy);
+        Ok(result)
+    }
+
     async fn delete_session(&self, id: &str) -> Result<()> {
         self.sessions.borrow_mut().remove(id);
         Ok(())
     }
 
-    async fn put_all(&self, characters: &[StoredCharacter], sessions: &[Session]) -> Result<()> {
+    async fn put_all(&self, characters: &[StoredCharacter], sessions: &[Session], _memories: &[MemoryRecord]) -> Result<()> {
         let mut stored = self.characters.borrow_mut();
         for c in characters {
             stored.insert(c.id.clone(), c.clone());

@@ -146,6 +146,95 @@ pub struct Message {
     /// follow the message when it is edited or deleted.
     #[serde(default)]
     pub memory_ids: Vec<String>,
+    /// Saved while the reply was being written, which never finished (the page was closed or
+    /// reloaded, or the engine failed).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub unfinished: bool,
+    /// Every version of a regenerated reply, oldest first; the message's own fields (id
+    /// included) are those of `swipes[swipe]`. Empty for a message with one version.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub swipes: Vec<Swipe>,
+    /// Which of `swipes` is shown, and used in the prompt.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub swipe: usize,
+}
+
+fn is_zero(n: &usize) -> bool {
+    *n == 0
+}
+
+/// One version of a reply (see [`Message::swipes`]).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Swipe {
+    pub id: String,
+    pub text: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub thought: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub action: Option<String>,
+    pub raw: String,
+    pub created_at: u64,
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub unfinished: bool,
+}
+
+impl Message {
+    /// The version shown, as a swipe.
+    pub fn shown(&self) -> Swipe {
+        Swipe {
+            id: self.id.clone(),
+            text: self.text.clone(),
+            thought: self.thought.clone(),
+            action: self.action.clone(),
+            raw: self.raw.clone(),
+            created_at: self.created_at,
+            unfinished: self.unfinished,
+        }
+    }
+
+    /// Show `version` (its fields become the message's). The caller moves the memory records.
+    pub fn show(&mut self, version: &Swipe) {
+        self.id = version.id.clone();
+        self.text = version.text.clone();
+        self.thought = version.thought.clone();
+        self.action = version.action.clone();
+        self.raw = version.raw.clone();
+        self.created_at = version.created_at;
+        self.unfinished = version.unfinished;
+    }
+
+    /// The shown version's fields copied back into `swipes`, after an edit of the message.
+    pub fn sync_shown(&mut self) {
+        if let Some(slot) = self.swipes.get_mut(self.swipe) {
+            *slot = Swipe {
+                id: self.id.clone(),
+                text: self.text.clone(),
+                thought: self.thought.clone(),
+                action: self.action.clone(),
+                raw: self.raw.clone(),
+                created_at: self.created_at,
+                unfinished: self.unfinished,
+            };
+        }
+    }
+
+    /// Add `version` to the versions (the shown one becomes the first if there were none);
+    /// returns its index. Shown only if `show`.
+    pub fn add_swipe(&mut self, version: Swipe, show: bool) -> usize {
+        if self.swipes.is_empty() {
+            self.swipes.push(self.shown());
+            self.swipe = 0;
+        }
+        self.swipes.push(version);
+        let index = self.swipes.len() - 1;
+        if show {
+            self.swipe = index;
+            let version = self.swipes[index].clone();
+            self.show(&version);
+        }
+        index
+    }
 }
 
 /// A rolling summary of the messages from the first up to `through_id`, written by the model
@@ -158,6 +247,22 @@ pub struct SessionSummary {
     /// The event memory written with it.
     pub memory_id: Option<String>,
     pub created_at: u64,
+}
+
+/// A stored record that could not be read, set aside (not deleted) so the rest stays usable.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct UnreadableRecord {
+    /// The object store it was in (`characters`, `sessions`, `records`, `indexes`, `meta`).
+    pub store: String,
+    pub key: String,
+    /// Why it could not be read.
+    pub error: String,
+    /// The stored value as JSON text, when it has one: kept for recovery, and exported.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub value: Option<String>,
+    /// When it was set aside (unix ms).
+    pub found_at: u64,
 }
 
 /// A chat of the user with one character.
@@ -180,6 +285,11 @@ pub struct Session {
 impl Session {
     pub fn message_index(&self, id: &str) -> Option<usize> {
         self.messages.iter().position(|m| m.id == id)
+    }
+
+    /// The message that shows or holds version `id` (a reply's id, or any of its swipes').
+    pub fn message_with_version(&self, id: &str) -> Option<usize> {
+        self.messages.iter().position(|m| m.id == id || m.swipes.iter().any(|s| s.id == id))
     }
 
     /// The newest summary whose last message still exists, with that message's index.

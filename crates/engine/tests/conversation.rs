@@ -222,7 +222,7 @@ fn five_turns_with_memory_lore_and_prefix_reuse() {
         chat.wipe(&mut model, &mut mem).await.expect("wipe");
         assert!(chat.list_characters().await.expect("list").is_empty());
         assert!(mem.export_records(None).await.expect("records").is_empty());
-        let counts = chat.import_all(&mut mem, &backup).await.expect("import");
+        let counts = chat.import_all(&mut mem, &backup, false).await.expect("import");
         assert_eq!(counts.characters, 1);
         let again = chat.export_all(&mem).await.expect("export");
         let strip = |mut v: serde_json::Value| {

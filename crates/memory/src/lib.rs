@@ -25,7 +25,7 @@ pub mod store;
 pub use embedder::{EMBEDDING_DIM, Embedder, Embedding, MAX_TOKENS, TextEmbedder};
 pub use error::{MemoryError, Result};
 pub use index::{IndexConfig, IndexHit, IndexStats, MemoryIndex, RestoreOutcome};
-pub use memory::{ListFilter, Memory, MemoryConfig, MemoryPatch, MemoryStats, NewMemory, SearchHit, SearchQuery};
+pub use memory::{ListFilter, Memory, check_import, MemoryConfig, MemoryPatch, MemoryStats, NewMemory, SearchHit, SearchQuery};
 pub use record::{MemoryKind, MemoryRecord, SCHEMA_VERSION};
 pub use score::{ScoreParts, ScoringConfig};
 #[cfg(not(target_family = "wasm"))]

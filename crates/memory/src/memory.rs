@@ -391,7 +391,10 @@ impl<E: TextEmbedder, S: Store> Memory<E, S> {
             });
         }
         if !hits.is_empty() {
-            self.store.write(WriteBatch::put(hits.iter().map(|h| h.record.clone()).collect())).await?;
+            let ids: Vec<String> = hits.iter().map(|h| h.record.id.clone()).collect();
+            // Bookkeeping only: a refused write (a full disk) must not fail the search, nor the
+            // chat turn that asked for it; the next search moves the time again.
+            let _ = self.store.touch(&ids, now).await;
         }
         Ok(hits)
     }
@@ -504,15 +507,7 @@ impl<E: TextEmbedder, S: Store> Memory<E, S> {
     /// with the same id: restoring a backup. One transaction; the characters concerned are
     /// reloaded on next use, their stored index checked against the new records.
     pub async fn import_records(&mut self, records: Vec<MemoryRecord>) -> Result<usize> {
-        for r in &records {
-            if r.id.is_empty() || r.character_id.is_empty() {
-                return Err(MemoryError::BadRequest("an imported memory needs an id and a character id".into()));
-            }
-            if r.embedding.len() != EMBEDDING_DIM || r.embedding.iter().any(|x| !x.is_finite()) {
-                return Err(MemoryError::BadRequest(format!("memory {:?}: the embedding is not {EMBEDDING_DIM} finite numbers", r.id)));
-            }
-            check_importance(Some(r.importance))?;
-        }
+        check_import(&records)?;
         let count = records.len();
         let characters: HashSet<String> = records.iter().map(|r| r.character_id.clone()).collect();
         self.store.write(WriteBatch { put: records, delete: Vec::new(), schema_version: Some(SCHEMA_VERSION) }).await?;
@@ -588,6 +583,21 @@ impl<E: TextEmbedder, S: Store> Memory<E, S> {
     pub fn unload(&mut self) {
         self.characters.clear();
     }
+}
+
+/// Check records for [`Memory::import_records`] (or for a store that imports them in a
+/// transaction of its own, with other data): ids, embedding size and values, importance.
+pub fn check_import(records: &[MemoryRecord]) -> Result<()> {
+    for r in records {
+        if r.id.is_empty() || r.character_id.is_empty() {
+            return Err(MemoryError::BadRequest("an imported memory needs an id and a character id".into()));
+        }
+        if r.embedding.len() != EMBEDDING_DIM || r.embedding.iter().any(|x| !x.is_finite()) {
+            return Err(MemoryError::BadRequest(format!("memory {:?}: the embedding is not {EMBEDDING_DIM} finite numbers", r.id)));
+        }
+        check_importance(Some(r.importance))?;
+    }
+    Ok(())
 }
 
 fn check_importance(importance: Option<f32>) -> Result<()> {

@@ -70,6 +70,20 @@ pub trait Store {
 
     /// Bytes the stored data takes, for one character or in all.
     async fn bytes_used(&self, character_id: Option<&str>) -> Result<u64>;
+
+    /// Bookkeeping: set `last_accessed` of the records `ids` that still exist to `at`. A record
+    /// forgotten meanwhile (in another tab) stays forgotten: nothing is written back from a copy.
+    /// Stores shared between tabs do it in one read-write transaction.
+    async fn touch(&self, ids: &[String], at: u64) -> Result<()> {
+        let mut put = Vec::new();
+        for id in ids {
+            if let Some(mut record) = self.get_record(id).await? {
+                record.last_accessed = at;
+                put.push(record);
+            }
+        }
+        if put.is_empty() { Ok(()) } else { self.write(WriteBatch::put(put)).await }
+    }
 }
 
 /// Records keyed by id, in their stored (encoded) form.

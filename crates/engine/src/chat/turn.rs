@@ -14,6 +14,13 @@
 //! 5. the reply is stored, written to memory with its facts, and the session is queued for a
 //!    rolling summary, which [`ChatEngine::background_step`] writes with the model itself when
 //!    nothing else runs ([`crate::summary`]).
+//!
+//! While the reply streams it is saved every [`super::EngineSettings::partial_save_ms`] (and
+//! whenever [`ChatEngine::save_partial`] is called), marked unfinished, so a reload keeps it.
+//! Regenerating keeps the old reply: the new one is added as another version of the same
+//! message ([`crate::types::Message::swipes`]) and shown once it is complete. Every write of the
+//! session goes through [`ChatStore::update_session`], so replies, summaries and other tabs
+//! never overwrite each other.
 
 use std::collections::{HashSet, VecDeque};
 
@@ -27,7 +34,7 @@ use super::{ChatEngine, PromptDebug, check_text, date_label, non_empty, speaker_
 use crate::error::{EngineError, Result};
 use crate::facts::{fact_sentences, fact_text};
 use crate::store::ChatStore;
-use crate::types::{Message, Session, Speaker};
+use crate::types::{Message, Session, Speaker, Swipe};
 
 /// Per-reply generation settings.
 #[derive(Clone, Debug)]
@@ -43,21 +50,50 @@ impl Default for ReplyOptions {
     }
 }
 
-/// Token counts of a reply.
+/// Token counts of a generation: a chat reply, or a plain completion (the browser bindings send
+/// both as they are: one type, snake_case as OpenAI's `usage`).
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub struct Usage {
     pub prompt_tokens: usize,
     /// Prompt tokens whose keys and values came from the cache.
     pub cached_tokens: usize,
     pub completion_tokens: usize,
+    pub total_tokens: usize,
 }
 
+/// Speeds and times of a generation (chat reply or completion), snake_case like [`Usage`].
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub struct Timings {
+    /// Prompt tokens a second (only those not reused from the cache).
     pub prefill_tok_s: f64,
     pub decode_tok_s: f64,
     pub prefill_seconds: f64,
     pub decode_seconds: f64,
+    /// Prompt tokens actually run; the rest came from the cache.
+    pub prefilled_tokens: usize,
+}
+
+impl Usage {
+    pub fn of(stats: &llm::GenerationStats) -> Self {
+        Self {
+            prompt_tokens: stats.prompt_tokens,
+            cached_tokens: stats.prompt_tokens.saturating_sub(stats.prefilled_tokens),
+            completion_tokens: stats.completion_tokens,
+            total_tokens: stats.prompt_tokens + stats.completion_tokens,
+        }
+    }
+}
+
+impl Timings {
+    pub fn of(stats: &llm::GenerationStats) -> Self {
+        Self {
+            prefill_tok_s: stats.prefill_tok_s(),
+            decode_tok_s: stats.decode_tok_s(),
+            prefill_seconds: stats.prefill_seconds,
+            decode_seconds: stats.decode_seconds,
+            prefilled_tokens: stats.prefilled_tokens,
+        }
+    }
 }
 
 /// What a turn streams, in order: `Memory` once, `Progress` while a long prompt is read, then
@@ -104,6 +140,12 @@ pub(super) struct PendingTurn {
     aborted: bool,
     stopped_early: bool,
     finished: bool,
+    /// The id the reply is stored under (as a message, or as a version of `replaces`).
+    reply_id: String,
+    /// Regenerating: the id of the reply being replaced, which stays until this one is complete.
+    replaces: Option<String>,
+    /// When the reply was last saved unfinished (unix ms; the turn's start before that).
+    last_save: u64,
 }
 
 impl PendingTurn {
@@ -112,6 +154,9 @@ impl PendingTurn {
             session,
             character,
             options,
+            reply_id: new_id(),
+            replaces: None,
+            last_save: 0,
             started: false,
             unremembered,
             parser: ThoughtParser::new(),
@@ -170,7 +215,7 @@ impl<C: ChatStore> ChatEngine<C> {
         self.ensure_idle()?;
         check_text(text)?;
         self.cancel_background(model);
-        let mut session = self.session(session_id).await?;
+        let session = self.session(session_id).await?;
         let character = self.character(&session.character_id).await?.character()?;
         let now = self.now();
         let message = Message {
@@ -183,17 +228,30 @@ impl<C: ChatStore> ChatEngine<C> {
             created_at: now,
             greeting: false,
             memory_ids: Vec::new(),
+            unfinished: false,
+            swipes: Vec::new(),
+            swipe: 0,
         };
-        session.messages.push(message.clone());
-        session.updated_at = now;
-        self.store.put_session(&session).await?;
-        self.turn = Some(PendingTurn::new(session, character, options.clone(), Some(message.id.clone())));
+        let sent = message.clone();
+        // Appended inside the store's transaction: a message another tab stored meanwhile stays.
+        let session = self
+            .store
+            .update_session(session_id, |session| {
+                session.messages.push(sent);
+                session.updated_at = now;
+                Ok(session.clone())
+            })
+            .await?;
+        let mut turn = PendingTurn::new(session, character, options.clone(), Some(message.id.clone()));
+        turn.last_save = now;
+        self.turn = Some(turn);
         Ok(message)
     }
 
-    /// Replace the latest reply with a new one (a swipe); then call [`Self::next_event`] until
-    /// it returns `None`. While the greeting is the only reply, this shows the next of the card's
-    /// greetings instead.
+    /// Write another version of the latest reply (a swipe; the old one is kept and can be
+    /// shown again with [`Self::choose_swipe`]); then call [`Self::next_event`] until it returns
+    /// `None`. While the greeting is the only reply, this shows the next of the card's greetings
+    /// instead.
     pub async fn begin_regenerate<E: TextEmbedder, S: Store>(
         &mut self,
         model: &mut Generator,
@@ -203,8 +261,9 @@ impl<C: ChatStore> ChatEngine<C> {
     ) -> Result<()> {
         self.ensure_idle()?;
         self.cancel_background(model);
-        let mut session = self.session(session_id).await?;
+        let session = self.session(session_id).await?;
         let character = self.character(&session.character_id).await?.character()?;
+        let mut replaces = None;
         match session.messages.last() {
             Some(last) if last.greeting => {
                 let count = character.greetings().len().max(1);
@@ -217,18 +276,24 @@ impl<C: ChatStore> ChatEngine<C> {
                 self.turn = Some(turn);
                 return Ok(());
             }
-            Some(last) if last.role == Speaker::Assistant => {
-                let removed = session.messages.pop().map(|m| m.memory_ids).unwrap_or_default();
-                memory.forget_many(&removed).await?;
-                session.updated_at = self.now();
-                self.store.put_session(&session).await?;
-            }
+            // Kept, with its memories, until the new version is complete.
+            Some(last) if last.role == Speaker::Assistant => replaces = Some(last.id.clone()),
             Some(_) => {} // the last message is the user's (a reply failed or was empty): answer it
             None => return Err(EngineError::BadRequest("the session has no messages to reply to".into())),
         }
+        let _ = memory;
         // A user message left without memories (its reply failed) gets them with this reply.
-        let unremembered = session.messages.last().filter(|m| m.role == Speaker::User && m.memory_ids.is_empty()).map(|m| m.id.clone());
-        self.turn = Some(PendingTurn::new(session, character, options.clone(), unremembered));
+        let unremembered = session
+            .messages
+            .iter()
+            .rev()
+            .find(|m| Some(&m.id) != replaces.as_ref())
+            .filter(|m| m.role == Speaker::User && m.memory_ids.is_empty())
+            .map(|m| m.id.clone());
+        let mut turn = PendingTurn::new(session, character, options.clone(), unremembered);
+        turn.replaces = replaces;
+        turn.last_save = self.now();
+        self.turn = Some(turn);
         Ok(())
     }
 
@@ -264,8 +329,11 @@ impl<C: ChatStore> ChatEngine<C> {
 
     async fn start_model<E: TextEmbedder, S: Store>(&mut self, model: &mut Generator, memory: &mut Memory<E, S>, turn: &mut PendingTurn) -> Result<()> {
         let (session, character, options) = (&turn.session, &turn.character, &turn.options);
+        // The reply being replaced is not part of the conversation the new one answers.
+        let replaced = turn.replaces.as_deref().unwrap_or_default();
+        let shown: Vec<&Message> = session.messages.iter().filter(|m| m.id != replaced).collect();
 
-        let history: Vec<ChatMessage> = session.messages.iter().map(|m| ChatMessage::new(speaker_role(m.role), m.raw.clone())).collect();
+        let history: Vec<ChatMessage> = shown.iter().map(|m| ChatMessage::new(speaker_role(m.role), m.raw.clone())).collect();
         let summaries: Vec<HistorySummary> =
             session.latest_summary().map(|(i, s)| HistorySummary { start: 0, end: i + 1, text: s.text.clone() }).into_iter().collect();
         let mut prompt_options = self.settings.prompt.clone();
@@ -276,9 +344,9 @@ impl<C: ChatStore> ChatEngine<C> {
 
         // Which messages the prompt shows anyway: their verbatim memories would only repeat them.
         let without_memories = assemble_prompt(&self.prompt_input(&session, &character, &history, &summaries, &[]), &prompt_options, &counter);
-        let visible: HashSet<&str> = session.messages[without_memories.history_start.min(session.messages.len())..].iter().map(|m| m.id.as_str()).collect();
-        let latest = session.messages.last().map(|m| m.id.as_str()).unwrap_or_default();
-        let query = session.messages.iter().rev().find(|m| m.role == Speaker::User).map(|m| m.text.clone()).unwrap_or_default();
+        let visible: HashSet<&str> = shown[without_memories.history_start.min(shown.len())..].iter().map(|m| m.id.as_str()).collect();
+        let latest = shown.last().map(|m| m.id.as_str()).unwrap_or_default();
+        let query = shown.iter().rev().find(|m| m.role == Speaker::User).map(|m| m.text.clone()).unwrap_or_default();
         let hits: Vec<SearchHit> = if query.trim().is_empty() {
             Vec::new()
         } else {
@@ -288,8 +356,9 @@ impl<C: ChatStore> ChatEngine<C> {
                 .into_iter()
                 .filter(|h| {
                     let sources = &h.record.source_message_ids;
-                    // Nothing from the message being answered; no visible message twice.
-                    !sources.iter().any(|s| s == latest) && !(h.record.kind == MemoryKind::Message && sources.iter().all(|s| visible.contains(s.as_str())) && !sources.is_empty())
+                    // Nothing from the message being answered or the reply being replaced; no
+                    // visible message twice.
+                    !sources.iter().any(|s| s == latest || s == replaced) && !(h.record.kind == MemoryKind::Message && sources.iter().all(|s| visible.contains(s.as_str())) && !sources.is_empty())
                 })
                 .take(prompt_options.max_memories)
                 .map(|mut h| {
@@ -298,7 +367,7 @@ impl<C: ChatStore> ChatEngine<C> {
                 })
                 .collect()
         };
-        let items: Vec<MemoryItem> = hits.iter().map(|h| MemoryItem { label: date_label(h.record.created_at), text: h.record.text.clone() }).collect();
+        let items: Vec<MemoryItem> = hits.iter().map(|h| MemoryItem { label: date_label(h.record.created_at), text: h.record.text.clone(), pinned: h.record.pinned }).collect();
         let assembled: AssembledPrompt = assemble_prompt(&self.prompt_input(&session, &character, &history, &summaries, &items), &prompt_options, &counter);
         if assembled.over_budget {
             return Err(EngineError::BadRequest(format!(
@@ -357,6 +426,8 @@ impl<C: ChatStore> ChatEngine<C> {
     /// does one step of work: assembling the prompt, reading a chunk of it, or one token.
     pub async fn next_event<E: TextEmbedder, S: Store>(&mut self, model: &mut Generator, memory: &mut Memory<E, S>) -> Result<Option<TurnEvent>> {
         loop {
+            let now = self.now();
+            let save_every = self.settings.partial_save_ms;
             let Some(turn) = &mut self.turn else { return Ok(None) };
             if let Some(event) = turn.queue.pop_front() {
                 return Ok(Some(event));
@@ -388,6 +459,11 @@ impl<C: ChatStore> ChatEngine<C> {
                 Some(step) => {
                     turn.raw.push_str(&step.text);
                     feed_parser(turn, false);
+                    if now.saturating_sub(turn.last_save) >= save_every {
+                        // Best effort: the final write reports a refusal; a failed save is tried
+                        // again at the next interval.
+                        let _ = self.save_partial().await;
+                    }
                 }
                 None => {
                     feed_parser(turn, true);
@@ -401,25 +477,78 @@ impl<C: ChatStore> ChatEngine<C> {
         }
     }
 
+    /// Save the reply written so far, marked unfinished (a new message, or a version of the
+    /// reply being regenerated that is not shown yet). Called every
+    /// [`super::EngineSettings::partial_save_ms`] while the reply streams, and by the browser
+    /// when the page is hidden or closed.
+    pub async fn save_partial(&mut self) -> Result<()> {
+        let now = self.now();
+        let Some(turn) = &mut self.turn else { return Ok(()) };
+        if !turn.started || turn.finished {
+            return Ok(());
+        }
+        turn.last_save = now;
+        let reply = turn.parser.clone().finish();
+        if reply.speech().trim().is_empty() && reply.thought().trim().is_empty() && reply.action().trim().is_empty() {
+            return Ok(());
+        }
+        let version = Swipe {
+            id: turn.reply_id.clone(),
+            text: reply.speech(),
+            thought: non_empty(reply.thought()),
+            action: non_empty(reply.action()),
+            raw: reply.to_text(true),
+            created_at: now,
+            unfinished: true,
+        };
+        let replaces = turn.replaces.clone();
+        self.store
+            .update_session(&turn.session.id, |session| {
+                place_reply(session, &version, replaces.as_deref(), false);
+                Ok(())
+            })
+            .await
+    }
+
     /// The turn cannot go on: it ends with the user's message stored (and its memories written,
-    /// if they can be) and no reply. Returns `error`.
+    /// if they can be) and no reply beyond what was saved unfinished. Returns `error`.
     async fn fail_turn<E: TextEmbedder, S: Store>(&mut self, memory: &mut Memory<E, S>, error: EngineError) -> EngineError {
-        if let Some(mut turn) = self.turn.take()
-            && let Some(id) = turn.unremembered.take()
-            && self.remember_stored(memory, &mut turn.session, &turn.character, &id).await.is_ok()
+        if let Some(turn) = self.turn.take()
+            && let Some(id) = &turn.unremembered
         {
             // Best effort: the turn's own error is the one to report.
-            let _ = self.store.put_session(&turn.session).await;
+            let _ = self.remember_stored(memory, &turn.session, &turn.character, &[id.as_str()]).await;
         }
         error
     }
 
-    /// Write the memories of message `id` of `session` and note their ids on it.
-    async fn remember_stored<E: TextEmbedder, S: Store>(&self, memory: &mut Memory<E, S>, session: &mut Session, character: &Character, id: &str) -> Result<()> {
-        let Some(index) = session.message_index(id) else { return Ok(()) };
-        let ids = self.remember_message(memory, session, character, &session.messages[index]).await?;
-        session.messages[index].memory_ids = ids;
-        Ok(())
+    /// Write the memories of messages `ids` (as stored in `session`) and note their ids on the
+    /// stored messages, in one transaction. Memories of a message deleted meanwhile (in another
+    /// tab) are forgotten again. Returns the session as stored.
+    async fn remember_stored<E: TextEmbedder, S: Store>(&self, memory: &mut Memory<E, S>, session: &Session, character: &Character, ids: &[&str]) -> Result<Session> {
+        let mut notes: Vec<(String, Vec<String>)> = Vec::new();
+        for id in ids {
+            if let Some(index) = session.message_index(id) {
+                notes.push((id.to_string(), self.remember_message(memory, session, character, &session.messages[index]).await?));
+            }
+        }
+        let (stored, orphans) = self
+            .store
+            .update_session(&session.id, |stored| {
+                let mut orphans = Vec::new();
+                for (id, memory_ids) in notes {
+                    match stored.message_index(&id) {
+                        Some(index) => stored.messages[index].memory_ids = memory_ids,
+                        None => orphans.extend(memory_ids),
+                    }
+                }
+                Ok((stored.clone(), orphans))
+            })
+            .await?;
+        if !orphans.is_empty() {
+            memory.forget_many(&orphans).await?;
+        }
+        Ok(stored)
     }
 
     async fn finish_turn<E: TextEmbedder, S: Store>(&mut self, model: &mut Generator, memory: &mut Memory<E, S>) -> Result<()> {
@@ -437,44 +566,49 @@ impl<C: ChatStore> ChatEngine<C> {
         } else {
             stats.finish_reason.map(|r| r.as_str()).unwrap_or("stop").to_string()
         };
-        let usage = Usage { prompt_tokens: stats.prompt_tokens, cached_tokens: stats.prompt_tokens - stats.prefilled_tokens, completion_tokens: stats.completion_tokens };
-        let timings = Timings {
-            prefill_tok_s: stats.prefill_tok_s(),
-            decode_tok_s: stats.decode_tok_s(),
-            prefill_seconds: stats.prefill_seconds,
-            decode_seconds: stats.decode_seconds,
-        };
-        let mut session = turn.session.clone();
+        let usage = Usage::of(&stats);
+        let timings = Timings::of(&stats);
         let character = turn.character.clone();
         let unremembered = turn.unremembered.take();
+        let (session_id, reply_id, replaces) = (turn.session.id.clone(), turn.reply_id.clone(), turn.replaces.clone());
         let speech = reply.speech();
-        let mut message = (!(speech.trim().is_empty() && reply.thought().trim().is_empty() && reply.action().trim().is_empty())).then(|| Message {
-            id: new_id(),
-            role: Speaker::Assistant,
+        let version = (!(speech.trim().is_empty() && reply.thought().trim().is_empty() && reply.action().trim().is_empty())).then(|| Swipe {
+            id: reply_id.clone(),
             text: speech,
             thought: non_empty(reply.thought()),
             action: non_empty(reply.action()),
             raw: reply.to_text(true),
             created_at: now,
-            greeting: false,
-            memory_ids: Vec::new(),
+            unfinished: false,
         });
-        if let Some(message) = &message {
-            // Stored first, so a refused memory write cannot lose the reply.
-            session.messages.push(message.clone());
-            self.store.put_session(&session).await?;
-        }
-        // Then the memories: the user's message's (left until now, out of the reply's way), the reply's.
+        // Stored first, in one transaction, so a refused memory write cannot lose the reply; a
+        // regenerated one becomes the shown version only now.
+        let (session, displaced) = self
+            .store
+            .update_session(&session_id, |session| {
+                let displaced = match &version {
+                    Some(v) => place_reply(session, v, replaces.as_deref(), true),
+                    None => {
+                        remove_version(session, &reply_id);
+                        Vec::new()
+                    }
+                };
+                session.updated_at = now;
+                Ok((session.clone(), displaced))
+            })
+            .await?;
+        // Then the memories: the replaced version's go, the user's message's (left until now,
+        // out of the reply's way) and the reply's come.
+        memory.forget_many(&displaced).await?;
+        let mut remember: Vec<&str> = Vec::new();
         if let Some(id) = &unremembered {
-            self.remember_stored(memory, &mut session, &character, id).await?;
+            remember.push(id);
         }
-        if let Some(message) = &mut message {
-            self.remember_stored(memory, &mut session, &character, &message.id).await?;
-            message.memory_ids = session.messages.last().map(|m| m.memory_ids.clone()).unwrap_or_default();
+        if version.is_some() {
+            remember.push(&reply_id);
         }
-        if unremembered.is_some() || message.is_some() {
-            self.store.put_session(&session).await?;
-        }
+        let session = if remember.is_empty() { session } else { self.remember_stored(memory, &session, &character, &remember).await? };
+        let message = version.is_some().then(|| session.message_with_version(&reply_id).map(|i| session.messages[i].clone())).flatten();
         if message.is_some() && self.wants_summary(&session) {
             self.summary_wanted.insert(session.id.clone());
         }
@@ -482,6 +616,74 @@ impl<C: ChatStore> ChatEngine<C> {
             turn.queue.push_back(TurnEvent::Done { message, usage, timings, finish_reason });
         }
         Ok(())
+    }
+}
+
+/// Put reply `version` into `session`: an update of a version already stored under its id, else
+/// a new version of the message `replaces` (regenerating), else a new message. `show`: it becomes
+/// the message's shown version. Returns the memory ids of the version it displaced.
+fn place_reply(session: &mut Session, version: &Swipe, replaces: Option<&str>, show: bool) -> Vec<String> {
+    let at = session.message_with_version(&version.id).or_else(|| replaces.and_then(|r| session.message_with_version(r)));
+    let Some(at) = at else {
+        session.messages.push(Message {
+            id: version.id.clone(),
+            role: Speaker::Assistant,
+            text: version.text.clone(),
+            thought: version.thought.clone(),
+            action: version.action.clone(),
+            raw: version.raw.clone(),
+            created_at: version.created_at,
+            greeting: false,
+            memory_ids: Vec::new(),
+            unfinished: version.unfinished,
+            swipes: Vec::new(),
+            swipe: 0,
+        });
+        return Vec::new();
+    };
+    let message = &mut session.messages[at];
+    if message.id == version.id {
+        message.show(version);
+        message.sync_shown();
+        return Vec::new();
+    }
+    let index = match message.swipes.iter().position(|s| s.id == version.id) {
+        Some(i) => {
+            message.swipes[i] = version.clone();
+            i
+        }
+        None => message.add_swipe(version.clone(), false),
+    };
+    if !show {
+        return Vec::new();
+    }
+    message.swipe = index;
+    message.show(version);
+    std::mem::take(&mut message.memory_ids)
+}
+
+/// Remove a reply saved unfinished that came to nothing: its message, or its version.
+fn remove_version(session: &mut Session, id: &str) {
+    let Some(at) = session.message_with_version(id) else { return };
+    let message = &mut session.messages[at];
+    if message.swipes.is_empty() {
+        if message.id == id {
+            session.messages.remove(at);
+        }
+        return;
+    }
+    let Some(index) = message.swipes.iter().position(|s| s.id == id) else { return };
+    if index == message.swipe {
+        // Shown versions are complete ones; an unfinished one never is.
+        return;
+    }
+    message.swipes.remove(index);
+    if message.swipe > index {
+        message.swipe -= 1;
+    }
+    if message.swipes.len() == 1 {
+        message.swipes.clear();
+        message.swipe = 0;
     }
 }
 

@@ -1,0 +1,192 @@
+//! What the engine stores while a reply is written, with SmolLM2-135M on the CPU (greedy, a few
+//! tokens) and a word-hash embedder: the reply saved unfinished as it streams; regenerate keeping
+//! the old reply as a version until the new one is complete, and choosing a version back (its
+//! memories follow); a message stored by another tab during a reply kept; an import that would
+//! replace newer data refused unless asked. The browser side of the same (IndexedDB, reloads,
+//! two tabs, quota) is in tests/browser/storage.test.mjs.
+
+use std::cell::Cell;
+use std::rc::Rc;
+
+use engine::{ChatEngine, ChatStore, EngineError, EngineSettings, InMemoryChatStore, Message, ReplyOptions, Speaker, TurnEvent};
+use llm::{Generator, SamplingParams};
+use memory::{EMBEDDING_DIM, Embedding, InMemoryStore, Memory, MemoryConfig, TextEmbedder};
+use serde_json::json;
+
+/// Each word lights one dimension: enough for memories to be written and found.
+struct WordHashEmbedder;
+
+impl TextEmbedder for WordHashEmbedder {
+    async fn embed(&self, texts: &[&str]) -> memory::Result<Vec<Embedding>> {
+        Ok(texts
+            .iter()
+            .map(|t| {
+                let mut v = [0.0f32; EMBEDDING_DIM];
+                for word in t.split_whitespace() {
+                    let h = word.bytes().fold(7u64, |h, b| h.wrapping_mul(31).wrapping_add(u64::from(b)));
+                    v[(h % EMBEDDING_DIM as u64) as usize] += 1.0;
+                }
+                v[0] += 0.01;
+                let norm = v.iter().map(|x| x * x).sum::<f32>().sqrt();
+                v.map(|x| x / norm)
+            })
+            .collect())
+    }
+}
+
+type Mem = Memory<WordHashEmbedder, InMemoryStore>;
+
+fn read(relative: &str) -> Vec<u8> {
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../..").join(relative);
+    std::fs::read(&path).unwrap_or_else(|e| panic!("{}: {e}; run models/fetch.sh first", path.display()))
+}
+
+fn card() -> Vec<u8> {
+    serde_json::to_vec(&json!({
+        "spec": "chara_card_v2",
+        "spec_version": "2.0",
+        "data": {
+            "name": "Mira",
+            "description": "{{char}} runs a small bakery by the sea and likes to talk about bread.",
+            "personality": "warm, chatty",
+            "scenario": "",
+            "first_mes": "Welcome in, {{user}}!",
+            "mes_example": "",
+            "alternate_greetings": []
+        }
+    }))
+    .expect("json")
+}
+
+fn greedy(max_tokens: usize) -> ReplyOptions {
+    ReplyOptions { max_tokens, sampling: SamplingParams::greedy() }
+}
+
+/// Run the turn until its first piece of text; what was streamed.
+async fn until_text(chat: &mut ChatEngine<InMemoryChatStore>, model: &mut Generator, mem: &mut Mem) -> String {
+    loop {
+        match chat.next_event(model, mem).await.expect("event") {
+            Some(TurnEvent::Text { text, .. } | TurnEvent::Thought { text, .. } | TurnEvent::Action { text, .. }) => return text,
+            Some(TurnEvent::Done { .. }) | None => panic!("the reply ended before any text"),
+            Some(_) => {}
+        }
+    }
+}
+
+/// Run the turn to its end; the reply as stored.
+async fn finish(chat: &mut ChatEngine<InMemoryChatStore>, model: &mut Generator, mem: &mut Mem) -> Message {
+    let mut stored = None;
+    while let Some(event) = chat.next_event(model, mem).await.expect("event") {
+        if let TurnEvent::Done { message, .. } = event {
+            stored = message;
+        }
+    }
+    stored.expect("a stored reply")
+}
+
+async fn last_message(chat: &ChatEngine<InMemoryChatStore>, session: &str) -> Message {
+    chat.session(session).await.expect("session").messages.last().cloned().expect("a message")
+}
+
+#[test]
+fn replies_are_saved_as_they_stream_and_regenerate_keeps_the_old_reply() {
+    pollster::block_on(async {
+        let device = llm::device::init_cpu().0;
+        let mut model = Generator::from_gguf(&read("models/SmolLM2-135M-Instruct-Q4_1.gguf"), &device, 1024).expect("model");
+        let mut mem = Memory::open(WordHashEmbedder, InMemoryStore::new(), MemoryConfig::default()).await.expect("memory");
+        // Saved after every token, so the test sees the unfinished reply without waiting.
+        let settings = EngineSettings { partial_save_ms: 0, ..EngineSettings::default() };
+        let mut chat = ChatEngine::new(InMemoryChatStore::new(), settings);
+        let clock = Rc::new(Cell::new(1_000u64));
+        let ticks = clock.clone();
+        chat.set_clock(move || {
+            ticks.set(ticks.get() + 1);
+            ticks.get()
+        });
+        let character = chat.import_character(&card()).await.expect("import");
+        let sid = chat.create_session(&character.id, "Sam", 0).await.expect("session").id;
+
+        // A reply is in the store, marked unfinished, from its first piece on.
+        chat.begin_send(&mut model, &sid, "Hello! What bread do you bake?", &greedy(12)).await.expect("send");
+        let first = until_text(&mut chat, &mut model, &mut mem).await;
+        let partial = last_message(&chat, &sid).await;
+        assert_eq!(partial.role, Speaker::Assistant);
+        assert!(partial.unfinished, "saved while streaming, marked unfinished: {partial:?}");
+        assert!(first.trim().is_empty() || partial.raw.contains(first.trim()), "{first:?} in {partial:?}");
+        let reply = finish(&mut chat, &mut model, &mut mem).await;
+        assert_eq!(reply.id, partial.id, "the same message, completed");
+        assert!(!reply.unfinished);
+        let history = chat.session(&sid).await.expect("session").messages;
+        assert_eq!(history.iter().filter(|m| m.role == Speaker::Assistant).count(), 2, "greeting and one reply: {history:?}");
+        assert!(mem.get(&reply.id).await.expect("memory").is_some(), "the reply's memory");
+
+        // Regenerate: while the new reply streams, the old one is still the one shown, the new
+        // one a version beside it, unfinished.
+        let old = reply;
+        chat.begin_regenerate(&mut model, &mut mem, &sid, &ReplyOptions { max_tokens: 12, sampling: SamplingParams { temperature: 1.0, seed: 11, ..SamplingParams::default() } })
+            .await
+            .expect("regenerate");
+        until_text(&mut chat, &mut model, &mut mem).await;
+        let during = last_message(&chat, &sid).await;
+        assert_eq!(during.id, old.id, "the old reply is shown until the new one is complete");
+        assert_eq!(during.text, old.text);
+        assert_eq!(during.swipes.len(), 2);
+        assert_eq!(during.swipe, 0);
+        assert!(during.swipes[1].unfinished && !during.swipes[0].unfinished);
+        assert!(mem.get(&old.id).await.expect("memory").is_some(), "the old reply keeps its memory meanwhile");
+        let new = finish(&mut chat, &mut model, &mut mem).await;
+        assert_ne!(new.id, old.id);
+        assert_eq!((new.swipes.len(), new.swipe), (2, 1));
+        assert_eq!(new.swipes[0].id, old.id);
+        assert_eq!(new.swipes[0].text, old.text);
+        assert!(!new.unfinished && !new.swipes[1].unfinished);
+        assert_eq!(last_message(&chat, &sid).await, new, "stored as returned");
+        assert!(mem.get(&old.id).await.expect("memory").is_none(), "the shown version's memories only");
+        assert!(mem.get(&new.id).await.expect("memory").is_some());
+
+        // Back to the first version: it is what the history (and the next prompt) uses.
+        let back = chat.choose_swipe(&mut mem, &sid, &new.id, 0).await.expect("swipe back");
+        assert_eq!((back.id.as_str(), back.text.as_str(), back.swipe), (old.id.as_str(), old.text.as_str(), 0));
+        assert_eq!(last_message(&chat, &sid).await.id, old.id);
+        assert!(mem.get(&old.id).await.expect("memory").is_some());
+        assert!(mem.get(&new.id).await.expect("memory").is_none());
+        let bad = chat.choose_swipe(&mut mem, &sid, &old.id, 5).await.expect_err("no such version");
+        assert_eq!(bad.code(), "bad_request");
+
+        // Another tab stores a message while this one answers: both are kept, each once.
+        chat.settings_mut().partial_save_ms = u64::MAX;
+        chat.begin_send(&mut model, &sid, "Do you bake rye?", &greedy(8)).await.expect("send");
+        until_text(&mut chat, &mut model, &mut mem).await;
+        chat.store()
+            .update_session(&sid, |s| {
+                let mut other = s.messages[1].clone();
+                other.id = "from-the-other-tab".into();
+                other.text = "And sourdough?".into();
+                other.raw = other.text.clone();
+                other.memory_ids.clear();
+                s.messages.push(other);
+                Ok(())
+            })
+            .await
+            .expect("the other tab's write");
+        let reply = finish(&mut chat, &mut model, &mut mem).await;
+        let history = chat.session(&sid).await.expect("session").messages;
+        let ids: Vec<&str> = history.iter().map(|m| m.id.as_str()).collect();
+        assert_eq!(ids.iter().filter(|id| **id == "from-the-other-tab").count(), 1, "{ids:?}");
+        assert_eq!(ids.iter().filter(|id| **id == reply.id).count(), 1, "{ids:?}");
+        assert_eq!(ids.last(), Some(&reply.id.as_str()), "stored in the order written");
+        assert_eq!(history.len(), 6, "greeting, 2 × (message, reply), the other tab's message");
+
+        // An import that would replace a session changed since the backup asks first.
+        let backup = chat.export_all(&mem).await.expect("export");
+        chat.delete_message(&mut mem, &sid, "from-the-other-tab").await.expect("delete");
+        let refused = chat.import_all(&mut mem, &backup, false).await.expect_err("newer data here");
+        assert!(matches!(refused, EngineError::NewerData { count: 1 }), "{refused:?}");
+        assert_eq!(refused.code(), "newer_data");
+        assert_eq!(chat.session(&sid).await.expect("session").messages.len(), 5, "nothing written");
+        let counts = chat.import_all(&mut mem, &backup, true).await.expect("import, replacing");
+        assert_eq!(counts.sessions, 1);
+        assert_eq!(chat.session(&sid).await.expect("session").messages.len(), 6);
+        assert!(clock.get() > 1_000);
+    });
+}
