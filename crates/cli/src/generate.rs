@@ -3,7 +3,7 @@
 use std::io::Write;
 
 use clap::Args;
-use llm::{ChatMessage, GenerateOptions, LlmError, SamplingParams};
+use llm::{ChatMessage, DryParams, GenerateOptions, LlmError, SamplingParams};
 use serde_json::json;
 
 use crate::{Backend, load};
@@ -35,6 +35,31 @@ pub(crate) struct GenerateArgs {
     min_p: f32,
     #[arg(long, default_value_t = 1.0)]
     repeat_penalty: f32,
+    /// How many of the latest tokens the repetition, frequency and presence penalties see.
+    #[arg(long, default_value_t = 64)]
+    repeat_last_n: usize,
+    /// Subtracted once from the logit of each token seen in the latest --repeat-last-n.
+    #[arg(long, default_value_t = 0.0, allow_negative_numbers = true)]
+    presence_penalty: f32,
+    /// Subtracted from the logit of each token seen in the latest --repeat-last-n, per time seen.
+    #[arg(long, default_value_t = 0.0, allow_negative_numbers = true)]
+    frequency_penalty: f32,
+    /// DRY anti-repetition: the penalty's scale; 0 is off (0.8 is a usual value).
+    #[arg(long, default_value_t = 0.0)]
+    dry_multiplier: f32,
+    /// DRY: growth of the penalty per token of repeat.
+    #[arg(long, default_value_t = 1.75)]
+    dry_base: f32,
+    /// DRY: repeats this long or shorter are free.
+    #[arg(long, default_value_t = 2)]
+    dry_allowed_length: usize,
+    /// DRY: how many of the latest tokens are searched; -1 is the whole context.
+    #[arg(long, default_value_t = -1, allow_negative_numbers = true)]
+    dry_penalty_last_n: i32,
+    /// DRY: text a repeat may not reach back past (repeatable; in a shell, $'\n' is a
+    /// newline). Default: newline, ':', '"' and '*'.
+    #[arg(long = "dry-sequence-breaker")]
+    dry_sequence_breakers: Vec<String>,
     #[arg(long, default_value_t = 0)]
     seed: u64,
     /// Largest context (prompt + reply) in tokens; caps KV-cache memory.
@@ -58,8 +83,21 @@ pub(crate) fn generate(args: GenerateArgs) -> Result<(), LlmError> {
         top_p: args.top_p,
         min_p: args.min_p,
         repeat_penalty: args.repeat_penalty,
+        repeat_last_n: args.repeat_last_n,
+        presence_penalty: args.presence_penalty,
+        frequency_penalty: args.frequency_penalty,
+        dry: DryParams {
+            multiplier: args.dry_multiplier,
+            base: args.dry_base,
+            allowed_length: args.dry_allowed_length,
+            penalty_last_n: args.dry_penalty_last_n,
+            sequence_breakers: if args.dry_sequence_breakers.is_empty() {
+                DryParams::default().sequence_breakers
+            } else {
+                args.dry_sequence_breakers
+            },
+        },
         seed: args.seed,
-        ..SamplingParams::default()
     };
     generator.begin(prompt.clone(), GenerateOptions { max_tokens: args.max_tokens, sampling, ..Default::default() })?;
     if !args.json {

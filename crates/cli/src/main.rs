@@ -2,6 +2,7 @@
 //! on the CPU.
 
 mod bench;
+mod eval;
 mod generate;
 
 use std::process::ExitCode;
@@ -11,10 +12,11 @@ use llm::device::{AdapterInfo, init_cpu, init_native};
 use llm::{Generator, LlmError};
 
 use bench::BenchArgs;
+use eval::EvalArgs;
 use generate::GenerateArgs;
 
 #[derive(Parser)]
-#[command(name = "confidant", version, about = "Run a llama-family GGUF model on the GPU or the CPU")]
+#[command(name = "confidant", version, about = "Run a llama-family GGUF model on the GPU or the CPU, and evaluate the chat engine")]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -26,6 +28,31 @@ enum Command {
     Generate(GenerateArgs),
     /// Measure load time, prefill and decode speed, and device memory.
     Bench(BenchArgs),
+    /// Run scripted case sets (eval/cases/) through the chat engine; print a table per set and
+    /// write it to EVAL.md.
+    Eval(EvalArgs),
+}
+
+/// What a command can fail with; each kind has the code the JS bindings use for it.
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum CliError {
+    #[error(transparent)]
+    Llm(#[from] LlmError),
+    #[error(transparent)]
+    Engine(#[from] engine::EngineError),
+    /// A case set or its files cannot be read or make no sense.
+    #[error("eval: {0}")]
+    Eval(String),
+}
+
+impl CliError {
+    fn code(&self) -> &'static str {
+        match self {
+            Self::Llm(e) => e.code(),
+            Self::Engine(e) => e.code(),
+            Self::Eval(_) => "bad_request",
+        }
+    }
 }
 
 /// Where the model runs.
@@ -43,8 +70,9 @@ pub(crate) enum Backend {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
-        Command::Generate(args) => generate::generate(args),
-        Command::Bench(args) => bench::bench(args),
+        Command::Generate(args) => generate::generate(args).map_err(CliError::from),
+        Command::Bench(args) => bench::bench(args).map_err(CliError::from),
+        Command::Eval(args) => eval::eval(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
