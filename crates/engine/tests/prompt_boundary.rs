@@ -23,7 +23,7 @@ fn prompt(tokenizer: &Tokenizer, inject: &str) -> Vec<llm::ChatMessage> {
         entries: vec![LoreEntry::new(&["lighthouse"], format!("The lighthouse has been dark for years. {inject}"))],
         ..Lorebook::default()
     });
-    let memories = [MemoryItem { label: "yesterday".into(), text: format!("The user likes tea. {inject}") }];
+    let memories = [MemoryItem::new("yesterday", format!("The user likes tea. {inject}"))];
     let history = [
         ChatMessage::new(Role::Assistant, "Welcome in! The bread is still warm."),
         ChatMessage::new(Role::User, format!("Tell me about the lighthouse. {inject}")),

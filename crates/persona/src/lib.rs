@@ -45,4 +45,4 @@ pub use prompt::{
     AssembledPrompt, DEFAULT_POST_HISTORY, DEFAULT_SYSTEM_PROMPT, HistorySummary, LorePlacement, MemoryItem,
     PromptInput, PromptOptions, PromptSection, SectionKind, THOUGHTS_INSTRUCTION, THOUGHTS_REMINDER, assemble_prompt,
 };
-pub use thoughts::{ParsedReply, Segment, SegmentDelta, SegmentKind, ThoughtParser, parse_reply, strip_thoughts};
+pub use thoughts::{ParsedReply, Segment, SegmentDelta, SegmentKind, ThoughtParser, parse_reply, parse_reply_with, strip_thoughts};

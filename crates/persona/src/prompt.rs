@@ -8,9 +8,9 @@
 //! ```text
 //! system     system prompt · output format · constant lore (before char) · description ·
 //!            personality · profile lines · scenario · constant lore (after char) · examples
-//! system     summary of dropped turns (only once turns were dropped)
+//! system     summary of the turns it covers (which are then never shown)
 //! …          chat history, oldest kept first (thoughts stripped if the character says so)
-//! system     keyword-triggered lore and retrieved memories        ← at `dynamic_depth` (1:
+//! system     keyword-triggered lore; memories: pinned, then retrieved ← at `dynamic_depth` (1:
 //! user       latest message                                          before the last message)
 //! system     post-history instructions
 //! ```
@@ -21,11 +21,16 @@
 //! would invalidate the cache for everything after them. [`LorePlacement::InSystem`] puts them
 //! at their spec position instead.
 //!
-//! When the prompt does not fit, things go in this order: example blocks (last first), then
-//! the oldest history in steps of `history_drop_step` messages (so the cut moves rarely and the
-//! cache stays valid in between), with the given summaries of dropped turns standing in for
-//! them; then memories (last first), then triggered lore (lowest rank first). The latest
-//! message is always kept. The prompt is small-model friendly: short, direct instructions; a
+//! Summaries always stand in for the messages they cover: the history shown starts where the
+//! summaries (from the first message on, without gaps) end. When the prompt does not fit, things
+//! go in this order: example blocks (last first), then the oldest history in steps of
+//! `history_drop_step` messages (so the cut moves rarely and the cache stays valid in between),
+//! with the given summaries of dropped turns standing in for them; then retrieved memories (last
+//! first), then triggered lore (lowest rank first). The latest message and the pinned memories
+//! (up to `pinned_memory_tokens`) are always kept.
+//!
+//! The memory block says what the character knows for certain — facts that outrank the card
+//! and the model's guesses (PsyMem's explicit memory control) — each fact once. The prompt is small-model friendly: short, direct instructions; a
 //! persona system message always comes first, so a template never falls back to the model's
 //! built-in assistant persona.
 
@@ -60,12 +65,34 @@ pub const DEFAULT_POST_HISTORY: &str = "Reply as {{char}}. Stay in character and
 pub const THOUGHTS_REMINDER: &str = "Use the format: [thought] (action) speech.";
 
 /// A retrieved memory, as the memory store gives it.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct MemoryItem {
     /// Short context for the model, e.g. a date ("2024-05-01") or a kind ("About Sam");
     /// may be empty.
     pub label: String,
     pub text: String,
+    /// Always in the prompt (within [`PromptOptions::pinned_memory_tokens`]), before the
+    /// retrieved ones and not counted in [`PromptOptions::max_memories`].
+    #[serde(default)]
+    pub pinned: bool,
+}
+
+impl MemoryItem {
+    pub fn new(label: impl Into<String>, text: impl Into<String>) -> Self {
+        Self { label: label.into(), text: text.into(), pinned: false }
+    }
+
+    pub fn pinned(label: impl Into<String>, text: impl Into<String>) -> Self {
+        Self { pinned: true, ..Self::new(label, text) }
+    }
+}
+
+/// The heading of the memory block.
+pub const MEMORIES_HEADING: &str = "{{char}} knows these facts for certain (they are true even where the description above says otherwise):";
+
+/// A memory's text reduced for spotting the same fact twice: lower case, words only.
+fn fact_key(text: &str) -> String {
+    text.split(|c: char| !c.is_alphanumeric()).filter(|w| !w.is_empty()).map(str::to_lowercase).collect::<Vec<_>>().join(" ")
 }
 
 /// A summary of history messages `start..end` (indices into the history given), used in
@@ -106,8 +133,11 @@ pub struct PromptOptions {
     pub history_drop_step: usize,
     /// How many messages from the end the late block (triggered lore, memories) goes.
     pub dynamic_depth: usize,
-    /// At most this many memories are used (small models are swamped by more).
+    /// At most this many retrieved memories are used (small models are swamped by more).
     pub max_memories: usize,
+    /// Pinned memories go in, in order, while their texts fit in this many tokens; they are
+    /// never dropped for space.
+    pub pinned_memory_tokens: usize,
 }
 
 impl Default for PromptOptions {
@@ -121,6 +151,7 @@ impl Default for PromptOptions {
             history_drop_step: 4,
             dynamic_depth: 1,
             max_memories: 3,
+            pinned_memory_tokens: 200,
         }
     }
 }
@@ -197,6 +228,9 @@ pub struct AssembledPrompt {
     /// Index into the history of the first message kept.
     pub history_start: usize,
     pub memories_used: usize,
+    /// Which of the input's memories are in the prompt (indices, in prompt order: pinned
+    /// first); a memory left out as a duplicate of another is not listed.
+    pub memory_indices: Vec<usize>,
     /// Lore activation, after the assembler's own drops.
     pub lore: LoreActivation,
     /// Even the least that must go in (instructions, character, latest message) is over
@@ -333,8 +367,31 @@ pub fn assemble_prompt(input: &PromptInput, options: &PromptOptions, counter: &d
         ch.example_blocks().iter().map(|b| format!("Example conversation:\n{}", macros.apply(b))).collect();
     let profile_lines = ch.profile().map(|p| p.render_lines()).unwrap_or_default();
 
-    let memories: Vec<&MemoryItem> =
-        input.memories.iter().filter(|m| !m.text.trim().is_empty()).take(options.max_memories).collect();
+    // Pinned memories first (while they fit their budget), then retrieved ones; each fact once.
+    let mut seen_facts = std::collections::HashSet::new();
+    let mut pinned_tokens = 0;
+    let mut memory_order: Vec<usize> = Vec::new();
+    for (i, m) in input.memories.iter().enumerate().filter(|(_, m)| m.pinned) {
+        let tokens = counter.count(m.text.trim());
+        if m.text.trim().is_empty() || pinned_tokens + tokens > options.pinned_memory_tokens || !seen_facts.insert(fact_key(&m.text)) {
+            continue;
+        }
+        pinned_tokens += tokens;
+        memory_order.push(i);
+    }
+    let pinned_count = memory_order.len();
+    let retrieved: Vec<usize> = input
+        .memories
+        .iter()
+        .enumerate()
+        .filter(|(_, m)| !m.pinned && !m.text.trim().is_empty() && seen_facts.insert(fact_key(&m.text)))
+        .map(|(i, _)| i)
+        .take(options.max_memories)
+        .collect();
+    memory_order.extend(retrieved);
+    let memories: Vec<&MemoryItem> = memory_order.iter().map(|&i| &input.memories[i]).collect();
+    // Only retrieved memories can be dropped for space.
+    let droppable_memories = memories.len() - pinned_count;
 
     // Triggered entries in rank order, for dropping.
     let triggered_rank = |lore: &LoreActivation| -> Vec<usize> {
@@ -456,7 +513,7 @@ pub fn assemble_prompt(input: &PromptInput, options: &PromptOptions, counter: &d
                     }
                 })
                 .collect();
-            let text = format!("{} remembers:\n{}", macros.char_name, lines.join("\n"));
+            let text = format!("{}\n{}", macros.apply(MEMORIES_HEADING), lines.join("\n"));
             inject(
                 options.dynamic_depth,
                 Role::System,
@@ -499,10 +556,11 @@ pub fn assemble_prompt(input: &PromptInput, options: &PromptOptions, counter: &d
             + options.message_overhead_tokens
     };
 
-    // Drop until it fits, in the documented order.
+    // Drop until it fits, in the documented order, never showing what a summary covers.
     let n = history.len();
     let step = options.history_drop_step.max(1);
-    let mut cut = Cut { examples: 0, history_start: 0, memories: 0, lore: 0 };
+    let summarized = summarized_prefix(input.summaries, n.saturating_sub(1));
+    let mut cut = Cut { examples: 0, history_start: summarized, memories: 0, lore: 0 };
     let mut over_budget = false;
     loop {
         let (plans, _) = build(&cut, &lore);
@@ -525,7 +583,7 @@ pub fn assemble_prompt(input: &PromptInput, options: &PromptOptions, counter: &d
                     .sum::<usize>();
                 cut.history_start = next;
             }
-        } else if cut.memories < memories.len() {
+        } else if cut.memories < droppable_memories {
             cut.memories += 1;
         } else if cut.lore < droppable_lore {
             cut.lore += 1;
@@ -569,9 +627,26 @@ pub fn assemble_prompt(input: &PromptInput, options: &PromptOptions, counter: &d
         examples_dropped: cut.examples,
         history_start: cut.history_start,
         memories_used: memories.len() - cut.memories,
+        memory_indices: memory_order[..memories.len() - cut.memories].to_vec(),
         lore,
         over_budget,
     }
+}
+
+/// How many of the first messages the summaries cover together, without gaps, up to `limit`
+/// (summaries reaching past it are left out: the latest message is always shown).
+fn summarized_prefix(summaries: &[HistorySummary], limit: usize) -> usize {
+    let mut usable: Vec<&HistorySummary> =
+        summaries.iter().filter(|x| x.start < x.end && x.end <= limit && !x.text.trim().is_empty()).collect();
+    usable.sort_by_key(|x| x.start);
+    let mut covered = 0;
+    for x in usable {
+        if x.start > covered {
+            break;
+        }
+        covered = covered.max(x.end);
+    }
+    covered
 }
 
 fn join_pieces(pieces: &[Piece]) -> String {

@@ -6,6 +6,9 @@
 //! Rules:
 //! * `[` opens a thought, `(` or `*` opens an action (`*smiles*` is the other common
 //!   role-play notation). Everything else outside them is speech.
+//! * With the character's inner thoughts off ([`ThoughtParser::without_thoughts`]) only `*`
+//!   is markup: brackets and parentheses are ordinary punctuation in speech, and actions are
+//!   written back as `*action*`.
 //! * Inside a thought, `[`…`]` pairs nest and stay part of the thought, and `(`, `*` are
 //!   plain text; inside a `(` action, `(`…`)` pairs nest and `[`, `*` are plain text.
 //! * A line break ends an open thought or action: they are inline, and a model that forgot
@@ -58,6 +61,8 @@ enum State {
 #[derive(Clone, Debug)]
 pub struct ThoughtParser {
     state: State,
+    /// Whether `[` and `(` are markup (the inner-thoughts option is on).
+    brackets: bool,
     /// Whether the current segment has produced text yet (an empty `()` makes no segment).
     started: bool,
     segments: Vec<Segment>,
@@ -70,8 +75,20 @@ impl Default for ThoughtParser {
 }
 
 impl ThoughtParser {
+    /// A parser for replies in the inner-thoughts format: `[thought] (action) speech`.
     pub fn new() -> Self {
-        Self { state: State::Speech, started: false, segments: Vec::new() }
+        Self { state: State::Speech, brackets: true, started: false, segments: Vec::new() }
+    }
+
+    /// A parser for characters whose inner thoughts are off: only `*action*` is markup, so a
+    /// parenthesis in ordinary speech stays speech.
+    pub fn without_thoughts() -> Self {
+        Self { brackets: false, ..Self::new() }
+    }
+
+    /// [`Self::new`] when `thoughts` is on, else [`Self::without_thoughts`].
+    pub fn for_thoughts(thoughts: bool) -> Self {
+        if thoughts { Self::new() } else { Self::without_thoughts() }
     }
 
     fn kind(&self) -> SegmentKind {
@@ -106,6 +123,7 @@ impl ThoughtParser {
         let mut out = Vec::new();
         for c in chunk.chars() {
             match (self.state, c) {
+                (State::Speech, '[' | '(' | ']' | ')') if !self.brackets => self.emit(c, &mut out),
                 (State::Speech, '[') => self.switch(State::Thought { depth: 0 }),
                 (State::Speech, '(') => self.switch(State::Action { closer: ')', depth: 0 }),
                 (State::Speech, '*') => self.switch(State::Action { closer: '*', depth: 0 }),
@@ -142,7 +160,7 @@ impl ThoughtParser {
 
     /// The whole reply so far, segments merged and whitespace tidied.
     pub fn reply(&self) -> ParsedReply {
-        ParsedReply::from_segments(&self.segments)
+        ParsedReply { star_actions: !self.brackets, ..ParsedReply::from_segments(&self.segments) }
     }
 
     /// End of output: whatever is open ends here.
@@ -156,6 +174,10 @@ impl ThoughtParser {
 pub struct ParsedReply {
     /// Non-empty segments in order, each trimmed.
     pub segments: Vec<Segment>,
+    /// Actions are written back as `*action*`, not `(action)`: parentheses are plain text
+    /// when inner thoughts are off.
+    #[serde(skip)]
+    pub star_actions: bool,
 }
 
 impl ParsedReply {
@@ -167,7 +189,7 @@ impl ParsedReply {
                 (!text.is_empty()).then(|| Segment { kind: s.kind, text: text.to_owned() })
             })
             .collect();
-        Self { segments }
+        Self { segments, star_actions: false }
     }
 
     fn joined(&self, kind: SegmentKind, separator: &str) -> String {
@@ -197,6 +219,7 @@ impl ParsedReply {
             match s.kind {
                 SegmentKind::Thought if with_thoughts => parts.push(format!("[{}]", s.text)),
                 SegmentKind::Thought => {}
+                SegmentKind::Action if self.star_actions => parts.push(format!("*{}*", s.text)),
                 SegmentKind::Action => parts.push(format!("({})", s.text)),
                 SegmentKind::Speech => parts.push(s.text.clone()),
             }
@@ -207,7 +230,13 @@ impl ParsedReply {
 
 /// Parse a whole reply at once.
 pub fn parse_reply(text: &str) -> ParsedReply {
-    let mut parser = ThoughtParser::new();
+    parse_reply_with(text, true)
+}
+
+/// Parse a whole reply at once, brackets as markup only when `thoughts` is on
+/// ([`ThoughtParser::for_thoughts`]).
+pub fn parse_reply_with(text: &str, thoughts: bool) -> ParsedReply {
+    let mut parser = ThoughtParser::for_thoughts(thoughts);
     parser.push(text);
     parser.finish()
 }

@@ -48,7 +48,7 @@ fn conversation(turns: usize) -> Vec<ChatMessage> {
 fn layout_and_sections() {
     let c = mira();
     let history = conversation(1);
-    let memories = [MemoryItem { label: "2024-05-01".into(), text: "Sam is allergic to lilies.".into() }];
+    let memories = [MemoryItem::new("2024-05-01", "Sam is allergic to lilies.")];
     let p = assemble_prompt(
         &PromptInput { memories: &memories, ..input(&c, &history) },
         &PromptOptions::default(),
@@ -81,7 +81,7 @@ fn layout_and_sections() {
             .starts_with("Reply as Mira Vale. Stay in character and keep it short. Mention a plant")
     );
     assert_eq!(p.messages[n - 2], ChatMessage::user("And what about the one by the door?"));
-    assert!(p.messages[n - 3].content.contains("Mira Vale remembers:\n- 2024-05-01: Sam is allergic to lilies."));
+    assert!(p.messages[n - 3].content.contains("Mira Vale knows these facts for certain (they are true even where the description above says otherwise):\n- 2024-05-01: Sam is allergic to lilies."));
     // Every section is labelled, counted, and the messages are exactly the sections.
     for (i, m) in p.messages.iter().enumerate() {
         let joined: Vec<&str> = p.sections.iter().filter(|s| s.message == i).map(|s| s.text.as_str()).collect();
@@ -179,39 +179,67 @@ fn stays_within_budget_dropping_examples_first_then_oldest_history() {
     assert!(last.unwrap().0 > 60, "small budgets drop most history");
 }
 
+fn summary_text(p: &persona::AssembledPrompt) -> Option<&str> {
+    p.sections.iter().find(|s| s.kind == SectionKind::Summary).map(|s| s.text.as_str())
+}
+
 #[test]
-fn summaries_stand_in_for_dropped_turns() {
+fn summaries_always_stand_in_for_the_messages_they_cover() {
     let c = Character::new("Bo");
     let history = conversation(30); // 62 messages
+    let big = PromptOptions::default();
     let summaries = [
         HistorySummary { start: 0, end: 10, text: "Sam asked about ten plants.".into() },
         HistorySummary { start: 0, end: 20, text: "Sam asked about twenty plants.".into() },
         HistorySummary { start: 20, end: 40, text: "Then twenty more.".into() },
-        HistorySummary { start: 40, end: 61, text: "And the rest.".into() },
+    ];
+    let p = assemble_prompt(&PromptInput { summaries: &summaries, ..input(&c, &history) }, &big, &WordCounter);
+    // Everything fits, yet the covered messages are replaced: the widest summaries, in order.
+    assert_eq!(p.history_start, 40);
+    assert_eq!(summary_text(&p), Some("Earlier in this conversation: Sam asked about twenty plants.\nThen twenty more."));
+    assert_eq!(p.messages[1].role, Role::System);
+    assert!(p.messages.iter().all(|m| !m.content.contains("plant 18,") && !m.content.contains("number 19:")), "a covered message is shown");
+    assert!(p.messages.iter().any(|m| m.content == history[40].content), "the first message after the summaries is shown");
+
+    // A gap: only the part covered from the first message on is replaced.
+    let gap = [summaries[0].clone(), summaries[2].clone()];
+    let p = assemble_prompt(&PromptInput { summaries: &gap, ..input(&c, &history) }, &big, &WordCounter);
+    assert_eq!(p.history_start, 10);
+    assert_eq!(summary_text(&p), Some("Earlier in this conversation: Sam asked about ten plants."));
+
+    // A summary that would cover the latest message is not used: that message is always shown.
+    let all = [HistorySummary { start: 0, end: 62, text: "Everything.".into() }];
+    let p = assemble_prompt(&PromptInput { summaries: &all, ..input(&c, &history) }, &big, &WordCounter);
+    assert_eq!((p.history_start, summary_text(&p)), (0, None));
+}
+
+#[test]
+fn summaries_and_dropped_turns_under_a_small_budget() {
+    let c = Character::new("Bo");
+    let history = conversation(30);
+    let summaries = [
+        HistorySummary { start: 0, end: 10, text: "Sam asked about ten plants.".into() },
+        HistorySummary { start: 0, end: 20, text: "Sam asked about twenty plants.".into() },
+        HistorySummary { start: 30, end: 40, text: "Later, ten more.".into() },
     ];
     let mut starts = Vec::new();
     for budget in (100..=1400).rev().step_by(10) {
         let options = PromptOptions { context_tokens: budget + 100, reply_tokens: 100, ..PromptOptions::default() };
         let p = assemble_prompt(&PromptInput { summaries: &summaries, ..input(&c, &history) }, &options, &WordCounter);
         assert!(p.over_budget || p.total_tokens <= budget, "budget {budget}");
-        let summary = p.sections.iter().find(|s| s.kind == SectionKind::Summary).map(|s| s.text.as_str());
         let s = p.history_start;
-        // The widest summaries wholly inside the dropped part, in order.
-        let expected = match s {
-            0..10 => None,
-            10..20 => Some("Earlier in this conversation: Sam asked about ten plants."),
-            20..40 => Some("Earlier in this conversation: Sam asked about twenty plants."),
-            40..61 => Some("Earlier in this conversation: Sam asked about twenty plants.\nThen twenty more."),
-            _ => Some("Earlier in this conversation: Sam asked about twenty plants.\nThen twenty more.\nAnd the rest."),
+        assert!(s >= 20, "what the summaries cover is never shown (history from {s})");
+        // The widest summaries wholly inside the part not shown, in order.
+        let expected = if s < 40 {
+            "Earlier in this conversation: Sam asked about twenty plants."
+        } else {
+            "Earlier in this conversation: Sam asked about twenty plants.\nLater, ten more."
         };
-        assert_eq!(summary, expected, "history from {s}");
-        if let Some(summary) = summary {
-            assert_eq!(p.messages[1].role, Role::System);
-            assert_eq!(p.messages[1].content, summary);
-        }
+        assert_eq!(summary_text(&p), Some(expected), "history from {s}");
+        assert_eq!(p.messages[1].content, expected);
         starts.push(s);
     }
-    for range in [0..10, 12..20, 20..40, 40..61] {
+    for range in [20..21, 21..40, 40..61] {
         assert!(starts.iter().any(|s| range.contains(s)), "{range:?} not reached: {starts:?}");
     }
 }
@@ -231,7 +259,7 @@ fn stable_prefix_is_byte_identical_across_turns() {
     ];
     for (turn, text) in user_turns.iter().enumerate() {
         history.push(ChatMessage::user(*text));
-        let memories = [MemoryItem { label: String::new(), text: format!("memory for turn {turn}") }];
+        let memories = [MemoryItem::new("", format!("memory for turn {turn}"))];
         let p = assemble_prompt(&PromptInput { memories: &memories, ..input(&c, &history) }, &options, &WordCounter);
         assert_eq!(p.history_start, 0);
         if let Some((prev, stable)) = &previous {
@@ -301,7 +329,7 @@ fn memories_are_capped_and_dropped_before_giving_up() {
     let c = Character::new("Bo");
     let history = [ChatMessage::user("hi")];
     let memories: Vec<MemoryItem> =
-        (0..5).map(|i| MemoryItem { label: format!("m{i}"), text: format!("fact number {i} about Sam") }).collect();
+        (0..5).map(|i| MemoryItem::new(format!("m{i}"), format!("fact number {i} about Sam"))).collect();
     let p = assemble_prompt(
         &PromptInput { memories: &memories, ..input(&c, &history) },
         &PromptOptions::default(),
@@ -343,4 +371,50 @@ fn empty_history_and_empty_card_work() {
     assert_eq!(p.messages.len(), 2);
     assert_eq!(p.stable_messages, 1);
     assert!(!p.over_budget);
+}
+
+#[test]
+fn pinned_memories_always_go_in_and_no_fact_twice() {
+    let c = Character::new("Bo");
+    // Only the latest message, so space is made by dropping memories.
+    let history = [ChatMessage::user("hi")];
+    let memories = vec![
+        MemoryItem::new("m0", "Sam likes tea."),
+        MemoryItem::pinned("", "Sam is vegetarian."),
+        MemoryItem::new("m1", "sam LIKES  tea!"), // the same fact as m0
+        MemoryItem::new("m2", "Sam has a sister."),
+        MemoryItem::new("m3", "Sam lives in Lisbon."),
+        MemoryItem::new("m4", "Sam plays chess."), // past max_memories (3)
+        MemoryItem::pinned("", "Sam is allergic to lilies."),
+        MemoryItem::pinned("", "Sam is  vegetarian"), // the same pinned fact again
+    ];
+    let at = |options: &PromptOptions| assemble_prompt(&PromptInput { memories: &memories, ..input(&c, &history) }, options, &WordCounter);
+    let p = at(&PromptOptions::default());
+    // Pinned first (not counted in max_memories), then the retrieved ones; duplicates left out.
+    assert_eq!(p.memory_indices, vec![1, 6, 0, 3, 4]);
+    assert_eq!(p.memories_used, 5);
+    let block = p.sections.iter().find(|s| s.kind == SectionKind::Memories).expect("a memory block");
+    assert_eq!(
+        block.text,
+        "Bo knows these facts for certain (they are true even where the description above says otherwise):\n\
+         - Sam is vegetarian.\n- Sam is allergic to lilies.\n- m0: Sam likes tea.\n- m2: Sam has a sister.\n- m3: Sam lives in Lisbon."
+    );
+    let everything: String = p.messages.iter().map(|m| m.content.to_lowercase()).collect::<Vec<_>>().join("\n");
+    assert_eq!(everything.matches("likes tea").count() + everything.matches("likes  tea").count(), 1);
+    assert_eq!(everything.matches("vegetarian").count(), 1);
+
+    // A budget too small for everything: retrieved memories go, pinned ones stay.
+    let full = p.total_tokens;
+    let small = PromptOptions { context_tokens: full - 12 + 100, reply_tokens: 100, ..PromptOptions::default() };
+    let p = at(&small);
+    assert!(p.memory_indices.starts_with(&[1, 6]), "{:?}", p.memory_indices);
+    assert!(p.memory_indices.len() < 5);
+    let tiniest = PromptOptions { context_tokens: 110, reply_tokens: 100, ..PromptOptions::default() };
+    let p = at(&tiniest);
+    assert!(p.over_budget);
+    assert_eq!(p.memory_indices, vec![1, 6], "pinned memories are never dropped for space");
+
+    // The pinned budget: "Sam is vegetarian." is 3 words, the lilies 5: only the first fits 4.
+    let p = at(&PromptOptions { pinned_memory_tokens: 4, ..PromptOptions::default() });
+    assert_eq!(p.memory_indices, vec![1, 0, 3, 4]);
 }

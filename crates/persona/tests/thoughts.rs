@@ -116,3 +116,32 @@ fn strip_thoughts_for_history() {
     assert_eq!(strip_thoughts("Line one.\n\nLine two."), "Line one.\n\nLine two.");
     assert_eq!(strip_thoughts("[only thinking]"), "");
 }
+
+#[test]
+fn without_thoughts_only_stars_are_markup() {
+    // A parenthesis or a bracket in ordinary speech stays speech when the option is off.
+    let text = "I left (well, ran) before the [loud] bell. *waves* See you.";
+    let r = persona::parse_reply_with(text, false);
+    assert_eq!(
+        r.segments,
+        [seg(Speech, "I left (well, ran) before the [loud] bell."), seg(Action, "waves"), seg(Speech, "See you.")]
+    );
+    assert_eq!(r.thought(), "");
+    // Written back with stars, so parsing it again the same way gives the same reply.
+    assert_eq!(r.to_text(true), "I left (well, ran) before the [loud] bell. *waves* See you.");
+    assert_eq!(persona::parse_reply_with(&r.to_text(true), false), r);
+    // Unmatched closers are kept as text too.
+    assert_eq!(persona::parse_reply_with("a) b]", false).segments, [seg(Speech, "a) b]")]);
+    // With the option on, the same text has a thought and two actions.
+    let on = persona::parse_reply_with(text, true);
+    assert_eq!(on.thought(), "loud");
+    assert_eq!(on.action(), "well, ran waves");
+    // Streaming gives the same pieces as a whole parse.
+    let mut p = ThoughtParser::without_thoughts();
+    let mut streamed = Vec::new();
+    for c in text.chars() {
+        streamed.extend(p.push(&c.to_string()));
+    }
+    assert!(streamed.iter().all(|d| d.kind != Thought));
+    assert_eq!(p.finish(), r);
+}
