@@ -35,7 +35,8 @@ async function generate(engine, prompt, { raw = true, maxTokens = 24, onText } =
     text += step.text;
     onText?.(text);
   }
-  return { prompt_tokens: Array.from(ids), tokens, text, ...engine.stats() };
+  const { usage, timings } = engine.stats();
+  return { prompt_tokens: Array.from(ids), tokens, text, completion_tokens: usage.completion_tokens, prefillTokS: timings.prefill_tok_s, decodeTokS: timings.decode_tok_s };
 }
 
 const ready = loadEngine().then((engine) => {
@@ -57,7 +58,7 @@ document.getElementById('form').addEventListener('submit', async (event) => {
       maxTokens: Number(document.getElementById('max').value) || 24,
       onText: (t) => { output.textContent = t; },
     });
-    status.textContent = `${r.completion_tokens ?? r.completionTokens} tokens, prefill ${r.prefillTokS.toFixed(1)} tok/s, decode ${r.decodeTokS.toFixed(1)} tok/s`;
+    status.textContent = `${r.completion_tokens} tokens, prefill ${r.prefillTokS.toFixed(1)} tok/s, decode ${r.decodeTokS.toFixed(1)} tok/s`;
   } catch (e) {
     status.textContent = `Error [${e.code ?? 'error'}]: ${e.message}`;
   } finally {

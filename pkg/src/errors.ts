@@ -15,6 +15,8 @@ export type ConfidantErrorCode =
   | 'not_found'
   | 'embedder_format'
   | 'card_format'
+  | 'newer_data'
+  | 'internal'
   | 'busy';
 
 const CODES: ReadonlySet<string> = new Set<ConfidantErrorCode>([
@@ -33,6 +35,8 @@ const CODES: ReadonlySet<string> = new Set<ConfidantErrorCode>([
   'not_found',
   'embedder_format',
   'card_format',
+  'newer_data',
+  'internal',
   'busy',
 ]);
 
@@ -59,6 +63,10 @@ export const WEBGPU_BROWSERS =
 /** Any thrown value as a ConfidantError-shaped object, keeping a known code when it has one. */
 export function serializeError(error: unknown): SerializedError {
   if (error instanceof ConfidantError) return { code: error.code, message: error.message };
+  // A trap (a bug, an out-of-bounds access) leaves the wasm instance unusable: not a bad request.
+  if (typeof WebAssembly === 'object' && error instanceof WebAssembly.RuntimeError) {
+    return { code: 'internal', message: `The engine stopped on an internal error (${error.message}); it is restarted.` };
+  }
   const raw = error as { code?: unknown; message?: unknown; name?: unknown } | null;
   const message = typeof raw?.message === 'string' ? raw.message : String(error);
   let code: ConfidantErrorCode = 'bad_request';

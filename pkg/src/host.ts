@@ -5,8 +5,9 @@ import type { ChatEngine, Engine, MemoryEngine } from './wasm/confidant_web.js';
 import { type BackendChoice, chooseBackend, describeChoice } from './backend.js';
 import { ConfidantError, serializeError } from './errors.js';
 import { loadModelBytes } from './download.js';
+import { CHAT_WRITES, MEMORY_WRITES } from './operations.js';
 import type { EmbedderPayload, GenerationResult, HostRequest, HostResponse, ModelPayload } from './protocol.js';
-import type { EngineInfo, FinishReason, MeasuredSpeed, Progress } from './types.js';
+import type { EngineInfo, FinishReason, MeasuredSpeed, Progress, Timings, Usage } from './types.js';
 
 type Post = (message: HostResponse) => void;
 
@@ -130,6 +131,24 @@ async function measureSpeed(engine: Engine): Promise<MeasuredSpeed | null> {
   }
 }
 
+/**
+ * Every GPU device the engine asks for, watched for loss (burn creates them inside wasm, out of
+ * reach otherwise). `self.__confidantDevices` lets a test destroy one, as a driver reset would.
+ */
+function watchGpuDevices(onLost: (message: string) => void): void {
+  const scope = globalThis as unknown as { GPUAdapter?: { prototype: { requestDevice: (...args: unknown[]) => Promise<unknown> } }; __confidantDevices?: unknown[] };
+  const proto = scope.GPUAdapter?.prototype;
+  if (!proto || scope.__confidantDevices) return;
+  const devices: unknown[] = (scope.__confidantDevices = []);
+  const requestDevice = proto.requestDevice;
+  proto.requestDevice = async function (this: unknown, ...args: unknown[]) {
+    const device = (await requestDevice.apply(this, args)) as { lost: Promise<{ reason: string; message: string }> };
+    devices.push(device);
+    void device.lost.then((info) => onLost(info.message || info.reason || 'no reason given'));
+    return device;
+  };
+}
+
 export class EngineHost {
   private engine: Engine | null = null;
   private memory: MemoryEngine | null = null;
@@ -148,15 +167,33 @@ export class EngineHost {
   private choice: BackendChoice | null = null;
   private readonly queue: HostRequest[] = [];
   private readonly aborted = new Set<number>();
+  /** The page is going away: the reply under way is saved before the next token. */
+  private flushWanted = false;
   private busy = false;
   private modelName = '';
+  /** A trap or a lost device: this host serves nothing more (the page starts a new worker). */
+  private dead = false;
+  private disposing = false;
 
-  constructor(private readonly post: Post) {}
+  constructor(private readonly post: Post) {
+    watchGpuDevices((message) => this.crash({ code: 'device_lost', message: `The GPU was lost (${message}); the engine is restarted.` }));
+  }
+
+  /** Tell the page this engine cannot go on; it fails what is pending and restarts the worker. */
+  private crash(error: { code: 'internal' | 'device_lost'; message: string }): void {
+    if (this.dead || this.disposing) return;
+    this.dead = true;
+    this.post({ type: 'crashed', id: 0, error });
+  }
 
   /** Take a message from the API. Aborts act at once; everything else waits its turn. */
   receive(request: HostRequest): void {
     if (request.type === 'abort') {
       this.aborted.add(request.id);
+      return;
+    }
+    if (request.type === 'flush') {
+      this.flushWanted = true;
       return;
     }
     this.queue.push(request);
@@ -169,10 +206,22 @@ export class EngineHost {
     while (this.queue.length > 0) {
       const request = this.queue.shift()!;
       try {
+        if (this.dead) throw new ConfidantError('internal', 'The engine stopped; it is being restarted.');
         if (this.aborted.delete(request.id)) throw new ConfidantError('aborted', 'The request was aborted before it started.');
+        // Tests only, set from devtools (no message reaches it): this request traps, as a bug in
+        // the wasm engine would.
+        const scope = globalThis as { __confidantTrapNext?: boolean };
+        if (scope.__confidantTrapNext) {
+          scope.__confidantTrapNext = false;
+          throw new WebAssembly.RuntimeError('unreachable executed (test trigger)');
+        }
         await this.serve(request);
       } catch (e) {
-        this.post({ type: 'error', id: request.id, error: serializeError(e) });
+        const error = serializeError(e);
+        this.post({ type: 'error', id: request.id, error });
+        // After a trap the wasm instance (its borrows, its memory) cannot be trusted; after a lost
+        // device neither can the model on it.
+        if (e instanceof WebAssembly.RuntimeError || error.code === 'device_lost') this.crash({ code: error.code === 'device_lost' ? 'device_lost' : 'internal', message: error.message });
       }
       this.aborted.delete(request.id);
     }
@@ -190,6 +239,7 @@ export class EngineHost {
       case 'chat':
         return this.chatCall(request);
       case 'dispose':
+        this.disposing = true;
         this.chat?.free();
         this.chat = null;
         if (this.backgroundTimer) clearTimeout(this.backgroundTimer);
@@ -295,24 +345,9 @@ export class EngineHost {
       engine.abort();
       throw e;
     }
-    const stats = engine.stats() as {
-      promptTokens: number;
-      prefilledTokens: number;
-      completionTokens: number;
-      prefillTokS: number;
-      decodeTokS: number;
-      finishReason: FinishReason | null;
-    };
-    const result: GenerationResult = {
-      text,
-      finish_reason: stats.finishReason ?? 'stop',
-      usage: {
-        prompt_tokens: stats.promptTokens,
-        completion_tokens: stats.completionTokens,
-        total_tokens: stats.promptTokens + stats.completionTokens,
-      },
-      timings: { prefill_tok_s: stats.prefillTokS, decode_tok_s: stats.decodeTokS, prefilled_tokens: stats.prefilledTokens },
-    };
+    // The engine's own usage and timings types, the ones a chat reply reports too.
+    const stats = engine.stats() as { usage: Usage; timings: Timings; finish_reason: FinishReason | null };
+    const result: GenerationResult = { text, finish_reason: stats.finish_reason ?? 'stop', usage: stats.usage, timings: stats.timings };
     this.post({ type: 'done', id: request.id, result });
   }
 
@@ -379,8 +414,7 @@ export class EngineHost {
       default:
         throw new ConfidantError('bad_request', `Unknown memory operation ${String(request.op)}.`);
     }
-    // Searches move lastAccessed, so these all change stored records.
-    if (['add', 'search', 'update', 'forget'].includes(request.op)) {
+    if (MEMORY_WRITES[request.op]) {
       this.memoryNews?.postMessage('changed');
       this.scheduleMaintain(request.database);
     }
@@ -446,6 +480,11 @@ export class EngineHost {
         for (;;) {
           // An abort ends the reply at the next token; what was written is kept.
           if (this.aborted.delete(request.id)) chat.abort();
+          if (this.flushWanted) {
+            this.flushWanted = false;
+            // Best effort: the reply is saved again when it ends.
+            await chat.savePartial().catch(() => {});
+          }
           const event = await chat.nextEvent();
           await yieldToEvents();
           if (!event) break;
@@ -462,6 +501,12 @@ export class EngineHost {
       case 'setGreeting':
         value = await chat.setGreeting(a[0], a[1]);
         break;
+      case 'chooseSwipe':
+        value = await chat.chooseSwipe(a[0], a[1], a[2]);
+        break;
+      case 'unreadable':
+        value = await chat.unreadable();
+        break;
       case 'debugPrompt':
         value = chat.debugPrompt(a[0]);
         break;
@@ -469,7 +514,7 @@ export class EngineHost {
         value = await chat.exportAll();
         break;
       case 'importAll':
-        value = await chat.importAll(a[0]);
+        value = await chat.importAll(a[0], a[1] === true);
         break;
       case 'wipe':
         value = await chat.wipe();
@@ -483,8 +528,7 @@ export class EngineHost {
       default:
         throw new ConfidantError('bad_request', `Unknown chat operation ${String(request.op)}.`);
     }
-    const reads = ['listCharacters', 'getCharacter', 'exportCharacter', 'listSessions', 'getSession', 'history', 'debugPrompt', 'exportAll'];
-    if (!reads.includes(request.op)) {
+    if (CHAT_WRITES[request.op]) {
       this.memoryNews?.postMessage('changed');
       this.scheduleMaintain(request.database);
     }

@@ -5,6 +5,7 @@
 import { Channel } from './channel.js';
 import { ConfidantError } from './errors.js';
 import { deleteModel, listModels } from './model-store.js';
+import type { ChatOps, MemoryOps } from './operations.js';
 import type { ChatOp, EmbedderPayload, GenerationResult, MemoryOp, ModelPayload } from './protocol.js';
 import { ChunkStream, TurnStream } from './streams.js';
 import type {
@@ -15,6 +16,8 @@ import type {
   CharacterPatch,
   HistoryMessage,
   ImportCounts,
+  ImportOptions,
+  UnreadableRecord,
   PromptDebug,
   ReplyOptions,
   SessionInfo,
@@ -141,6 +144,10 @@ export class Confidant {
     if (typeof database !== 'string' || database.length === 0) throw new ConfidantError('bad_request', 'options.database must be a non-empty string.');
 
     const channel = await Channel.open(options.worker ?? true);
+    channel.onRestart = (cause) => options.onRestart?.(cause);
+    // A reply being written is saved as the page goes away (it is also saved every 2 s).
+    globalThis.addEventListener?.('pagehide', () => channel.flush());
+    globalThis.document?.addEventListener('visibilitychange', () => globalThis.document.visibilityState === 'hidden' && channel.flush());
     const wasmUrl = new URL('./wasm/confidant_web_bg.wasm', import.meta.url).href;
     const threadsWasmUrl = new URL('./wasm-threads/confidant_web_bg.wasm', import.meta.url).href;
     const threads = options.threads;
@@ -294,13 +301,22 @@ export class Confidant {
     return new Blob([text], { type: 'application/json' });
   }
 
-  /** Restore a file from exportAll (Blob, JSON text or the parsed object); items with the same ids are replaced. */
-  async importAll(backup: Blob | string | object): Promise<ImportCounts> {
+  /**
+   * Restore a file from exportAll (Blob, JSON text or the parsed object), all of it or nothing;
+   * items with the same ids are replaced, except those changed here since (code 'newer_data'
+   * unless `replaceNewer`).
+   */
+  async importAll(backup: Blob | string | object, options: ImportOptions = {}): Promise<ImportCounts> {
     let text: string;
     if (typeof backup === 'string') text = backup;
     else if (backup instanceof Blob) text = await backup.text();
     else text = JSON.stringify(requireObject(backup, 'backup'));
-    return this.chatCall('importAll', [text]) as Promise<ImportCounts>;
+    return this.chatCall('importAll', [text, requireObject(options, 'options') && options.replaceNewer === true]) as Promise<ImportCounts>;
+  }
+
+  /** Stored records that could not be read: set aside, kept out of lists, exported with everything, deleted by wipe. */
+  unreadableRecords(): Promise<UnreadableRecord[]> {
+    return this.chatCall('unreadable', []) as Promise<UnreadableRecord[]>;
   }
 
   /** Delete every character, session and memory on this origin's database. */
@@ -309,12 +325,12 @@ export class Confidant {
   }
 
   /** @internal */
-  chatCall(op: ChatOp, args: unknown[], transfer?: Transferable[], onEvent?: (event: unknown) => void): Promise<unknown> {
-    return this.chatRequest(op, args, transfer, onEvent).done;
+  chatCall<K extends ChatOp>(op: K, args: ChatOps[K]['args'], transfer?: Transferable[], onEvent?: (event: unknown) => void): Promise<ChatOps[K]['result']> {
+    return this.chatRequest(op, args, transfer, onEvent).done as Promise<ChatOps[K]['result']>;
   }
 
   /** @internal */
-  chatRequest(op: ChatOp, args: unknown[], transfer?: Transferable[], onEvent?: (event: unknown) => void): { id: number; done: Promise<unknown> } {
+  chatRequest<K extends ChatOp>(op: K, args: ChatOps[K]['args'], transfer?: Transferable[], onEvent?: (event: unknown) => void): { id: number; done: Promise<unknown> } {
     this.storageState ??= askPersistence();
     return this.channel.request({ type: 'chat', op, args, embedder: this.embedder, database: this.database }, { onProgress: this.onProgress, onEvent }, transfer);
   }
@@ -324,11 +340,11 @@ export class Confidant {
     this.channel.abort(id);
   }
 
-  private memoryCall(op: MemoryOp, args: unknown[]): Promise<unknown> {
+  private memoryCall<K extends MemoryOp>(op: K, args: MemoryOps[K]['args']): Promise<MemoryOps[K]['result']> {
     // Ask once for persistent storage, so memories survive the browser's storage pressure.
     this.storageState ??= askPersistence();
     const { done } = this.channel.request({ type: 'memory', op, args, embedder: this.embedder, database: this.database }, { onProgress: this.onProgress });
-    return done;
+    return done as Promise<MemoryOps[K]['result']>;
   }
 
   /** Free the GPU memory and stop the worker. */
@@ -473,6 +489,12 @@ export class Session implements SessionInfo {
   /** Delete a message and the memories written from it. */
   async deleteMessage(id: string): Promise<void> {
     await this.engine.chatCall('deleteMessage', [this.id, requireString(id, 'id')]);
+  }
+
+  /** Show version `index` (0 = the oldest) of a regenerated reply: the history and the next replies use it. */
+  chooseSwipe(messageId: string, index: number): Promise<HistoryMessage> {
+    if (!Number.isInteger(index) || index < 0) throw new ConfidantError('bad_request', 'index must be a non-negative integer.');
+    return this.engine.chatCall('chooseSwipe', [this.id, requireString(messageId, 'messageId'), index]) as Promise<HistoryMessage>;
   }
 
   /** Show greeting `index` (0 = first_mes, then the card's alternate greetings) before the first reply. */

@@ -1,6 +1,7 @@
 // Messages between the API (main thread) and the engine host (a Web Worker by default).
 
 import type { SerializedError } from './errors.js';
+import type { ChatOp, MemoryOp } from './operations.js';
 import type { Backend, ChatMessage, EngineInfo, FinishReason, Progress, SamplingOptions, Timings, Usage } from './types.js';
 
 export type ModelPayload =
@@ -16,30 +17,8 @@ export interface EmbedderPayload {
   url: string;
 }
 
-export type MemoryOp = 'add' | 'search' | 'list' | 'update' | 'forget' | 'embed' | 'stats' | 'maintain';
-
-export type ChatOp =
-  | 'importCharacter'
-  | 'listCharacters'
-  | 'getCharacter'
-  | 'updateCharacter'
-  | 'removeCharacter'
-  | 'exportCharacter'
-  | 'createSession'
-  | 'listSessions'
-  | 'getSession'
-  | 'removeSession'
-  | 'history'
-  | 'send'
-  | 'regenerate'
-  | 'editMessage'
-  | 'deleteMessage'
-  | 'setGreeting'
-  | 'debugPrompt'
-  | 'exportAll'
-  | 'importAll'
-  | 'wipe'
-  | 'background';
+/** The operations themselves, with their arguments and results, are in operations.ts. */
+export type { ChatOp, MemoryOp } from './operations.js';
 
 export type HostRequest =
   | {
@@ -59,6 +38,8 @@ export type HostRequest =
   | { type: 'memory'; id: number; op: MemoryOp; args: unknown[]; embedder: EmbedderPayload | null; database: string }
   | { type: 'chat'; id: number; op: ChatOp; args: unknown[]; embedder: EmbedderPayload | null; database: string }
   | { type: 'abort'; id: number }
+  /** The page is being hidden or closed: save the reply under way now (id unused). */
+  | { type: 'flush'; id: number }
   | { type: 'dispose'; id: number };
 
 export interface GenerationResult {
@@ -78,4 +59,9 @@ export type HostResponse =
   | { type: 'result'; id: number; value: unknown }
   | { type: 'event'; id: number; event: unknown }
   | { type: 'disposed'; id: number }
-  | { type: 'error'; id: number; error: SerializedError };
+  | { type: 'error'; id: number; error: SerializedError }
+  /**
+   * The engine cannot go on (a wasm trap: code 'internal'; a lost GPU: 'device_lost'): the page
+   * fails what is pending, starts a new worker and loads the model again (from the cache).
+   */
+  | { type: 'crashed'; id: number; error: SerializedError };

@@ -2,12 +2,12 @@
 // turn, event by event, and a promise of its last event).
 
 import { ConfidantError } from './errors.js';
-import type { ChatOp } from './protocol.js';
+import type { ChatOps } from './operations.js';
 import type { ChatEvent, DoneEvent } from './types.js';
 
 /** @internal The engine as a turn stream uses it. */
 export interface TurnRequester {
-  chatRequest(op: ChatOp, args: unknown[], transfer?: Transferable[], onEvent?: (event: unknown) => void): { id: number; done: Promise<unknown> };
+  chatRequest<K extends 'send' | 'regenerate'>(op: K, args: ChatOps[K]['args'], transfer?: Transferable[], onEvent?: (event: unknown) => void): { id: number; done: Promise<unknown> };
   abortRequest(id: number): void;
 }
 
@@ -139,7 +139,7 @@ export class TurnStream extends ProgressEventTarget implements AsyncIterable<Cha
   private readonly result: Promise<DoneEvent>;
 
   /** @internal */
-  constructor(engine: TurnRequester, op: 'send' | 'regenerate', args: unknown[], signal: AbortSignal | undefined) {
+  constructor(engine: TurnRequester, op: 'send' | 'regenerate', args: ChatOps['send' | 'regenerate']['args'], signal: AbortSignal | undefined) {
     super();
     let requestId = 0;
     let done: DoneEvent | null = null;

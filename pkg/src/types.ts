@@ -1,3 +1,5 @@
+import type { ConfidantError } from './errors.js';
+
 /** Where the model comes from. */
 export type ModelSource =
   | {
@@ -53,6 +55,13 @@ export interface CreateOptions {
   measureSpeed?: boolean;
   /** Run the engine in a dedicated Web Worker (default true). With false it runs on the calling thread, which then blocks while a token is computed. */
   worker?: boolean;
+  /**
+   * Called after the engine recovered from a fault: a wasm trap (`cause.code` 'internal') or a lost
+   * GPU ('device_lost'). The call that met it failed with that error; the worker was restarted and
+   * the model loaded again from the browser's cache, so later calls work (stored chats and
+   * memories are untouched). Not called for a model given as `bytes`, which cannot be reloaded.
+   */
+  onRestart?: (cause: ConfidantError) => void;
 }
 
 export interface ModelInfo {
@@ -151,17 +160,23 @@ export interface ChatCompletionRequest extends SamplingOptions {
 
 export type FinishReason = 'stop' | 'length';
 
+/** Token counts of a completion or a chat reply (the engine's one type, as it sends it). */
 export interface Usage {
   prompt_tokens: number;
+  /** Prompt tokens whose keys and values came from the cache. */
+  cached_tokens: number;
   completion_tokens: number;
   total_tokens: number;
 }
 
+/** Speeds and times of a completion or a chat reply (the engine's one type, as it sends it). */
 export interface Timings {
   /** Prompt tokens per second (only the ones not reused from the cache). */
   prefill_tok_s: number;
   /** Generated tokens per second. */
   decode_tok_s: number;
+  prefill_seconds: number;
+  decode_seconds: number;
   /** Prompt tokens actually run; the rest came from the cache. */
   prefilled_tokens: number;
 }
@@ -402,6 +417,49 @@ export interface HistoryMessage {
   greeting?: boolean;
   /** Memory records written from this message (they follow edits and deletes). */
   memoryIds: string[];
+  /** Saved while it was being written and never finished (the page was closed or reloaded). */
+  unfinished?: boolean;
+  /**
+   * Every version of a regenerated reply, oldest first (absent while there is one): the
+   * message's own fields, `id` included, are those of `swipes[swipe]`. `session.chooseSwipe`
+   * shows another.
+   */
+  swipes?: MessageVersion[];
+  /** Which of `swipes` is shown and used in the conversation (0 when absent). */
+  swipe?: number;
+}
+
+/** One version of a regenerated reply. */
+export interface MessageVersion {
+  id: string;
+  text: string;
+  thought?: string;
+  action?: string;
+  raw: string;
+  createdAt: number;
+  /** A version still being written when the page closed. */
+  unfinished?: boolean;
+}
+
+/** A stored record that could not be read: set aside (not deleted), reported, exported, wiped. */
+export interface UnreadableRecord {
+  /** The object store it was in: 'characters', 'sessions', 'records' (memories), 'indexes', 'meta'. */
+  store: string;
+  key: string;
+  /** Why it could not be read. */
+  error: string;
+  /** The stored value as JSON text, when it has one. */
+  value?: string;
+  /** When it was set aside (unix ms). */
+  foundAt: number;
+}
+
+export interface ImportOptions {
+  /**
+   * Replace characters and chats stored here that changed after the backup's copies. Without
+   * it such an import fails with code 'newer_data' and writes nothing: ask, then import again.
+   */
+  replaceNewer?: boolean;
 }
 
 export interface SessionInfo {
@@ -416,19 +474,11 @@ export interface SessionInfo {
   summaries: { throughId: string; text: string; memoryId: string | null; createdAt: number }[];
 }
 
-export interface ChatUsage {
-  prompt_tokens: number;
-  /** Prompt tokens whose keys and values came from the cache. */
-  cached_tokens: number;
-  completion_tokens: number;
-}
+/** A chat reply's counts: the same type as a completion's. */
+export type ChatUsage = Usage;
 
-export interface ChatTimings {
-  prefill_tok_s: number;
-  decode_tok_s: number;
-  prefill_seconds: number;
-  decode_seconds: number;
-}
+/** A chat reply's speeds and times: the same type as a completion's. */
+export type ChatTimings = Timings;
 
 /** What `session.send()` and `session.regenerate()` stream, in this order. */
 export type ChatEvent =

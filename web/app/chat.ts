@@ -119,6 +119,16 @@ export class ChatView {
             h('button', { type: 'button', class: 'link', 'aria-label': 'Next greeting', onclick: () => void this.showGreeting(this.greetingIndex + 1) }, '›'),
           );
         }
+        const versions = m.swipes?.length ?? 0;
+        if (versions > 1) {
+          // Regenerated replies keep every version: the one shown is what the chat goes on from.
+          const at = m.swipe ?? 0;
+          tools.push(
+            h('button', { type: 'button', class: 'link', 'aria-label': 'Previous version', disabled: at === 0, onclick: () => void this.showVersion(m, at - 1) }, '‹'),
+            h('span', { class: 'counter' }, `${at + 1} / ${versions}`),
+            h('button', { type: 'button', class: 'link', 'aria-label': 'Next version', disabled: at === versions - 1, onclick: () => void this.showVersion(m, at + 1) }, '›'),
+          );
+        }
         if (lastAssistant && i === this.history.length - 1) tools.push(h('button', { type: 'button', class: 'link', onclick: () => void this.regenerate() }, 'Regenerate'));
         tools.push(h('button', { type: 'button', class: 'link', onclick: (e: Event) => this.edit(m, (e.currentTarget as HTMLElement).closest('li')!) }, 'Edit'));
         if (!onlyGreeting) tools.push(h('button', { type: 'button', class: 'link danger', onclick: () => void this.remove(m) }, 'Delete'));
@@ -136,7 +146,9 @@ export class ChatView {
       if (m.action) body.append(h('p', { class: 'action' }, m.action));
       if (m.text || role === 'user') body.append(h('p', { class: 'text' }, m.text));
     }
-    return h('li', { class: `message ${role}`, 'data-id': m?.id || undefined }, h('div', { class: 'meta' }, h('span', { class: 'name' }, name), m ? h('time', {}, when(m.createdAt)) : null), body, h('div', { class: 'tools' }, tools));
+    // A reply saved while it was written, whose page closed before it ended.
+    const unfinished = m?.unfinished ? h('span', { class: 'unfinished', title: 'The page closed while this reply was being written.' }, 'unfinished') : null;
+    return h('li', { class: `message ${role}`, 'data-id': m?.id || undefined }, h('div', { class: 'meta' }, h('span', { class: 'name' }, name), m ? h('time', {}, when(m.createdAt)) : null, unfinished), body, h('div', { class: 'tools' }, tools));
   }
 
   /** The header's message count for what is on screen: the history, and the reply once it has begun. */
@@ -161,16 +173,29 @@ export class ChatView {
   private async send(): Promise<void> {
     const text = this.input.value.trim();
     if (!text) return;
-    this.input.value = '';
-    // Shown at once; the stored message replaces it a moment later.
+    // Shown at once; the stored message replaces it a moment later, and only then is the box
+    // emptied (a refused send, a full disk, loses nothing typed).
     const shown: HistoryMessage = { id: '', role: 'user', text, raw: text, createdAt: Date.now(), memoryIds: [] };
     await this.run(() => this.session.send(text, this.app.settings.sampling), shown);
   }
 
   private async regenerate(): Promise<void> {
+    // The old reply stays stored (another version of the message) until the new one is complete.
     this.history.pop();
     this.renderMessages();
     await this.run(() => this.session.regenerate(this.app.settings.sampling));
+  }
+
+  /** Show version `index` of a regenerated reply. */
+  private async showVersion(m: HistoryMessage, index: number): Promise<void> {
+    try {
+      await this.session.chooseSwipe(m.id, index);
+      this.history = await this.session.history();
+      this.renderMessages();
+      this.messages.querySelector<HTMLButtonElement>(`[aria-label="${index > (m.swipe ?? 0) ? 'Next' : 'Previous'} version"]`)?.focus();
+    } catch (e) {
+      this.app.toast(this.app.describe(e), 'error');
+    }
   }
 
   /**
@@ -183,7 +208,6 @@ export class ChatView {
       stream = start();
     } catch (e) {
       this.app.toast(this.app.describe(e), 'error');
-      if (shown) this.input.value = shown.text;
       return;
     }
     this.stream = stream;
@@ -200,13 +224,12 @@ export class ChatView {
     this.setBusy(true);
     this.updateCount(false);
     this.scroll();
-    let stored = !shown;
     let done: DoneEvent | null = null;
     try {
       for await (const event of stream as AsyncIterable<ChatEvent>) {
         if (this.detached) break;
         if (event.type === 'user') {
-          stored = true;
+          if (this.input.value.trim() === event.message.text.trim()) this.input.value = '';
           this.history[this.history.indexOf(shown!)] = event.message;
           const bubble = this.bubble('user', event.message, []);
           userBubble?.replaceWith(bubble);
@@ -230,8 +253,6 @@ export class ChatView {
       this.stream = null;
     }
     if (this.detached) return;
-    // A message the engine never stored goes back into the composer.
-    if (!stored && shown && !this.input.value) this.input.value = shown.text;
     this.setBusy(false);
     if (done) this.showStats(done);
     if (done && !done.message && done.finishReason !== 'abort') this.app.toast(`${this.character.name} had nothing to say that time. Send again, or raise the longest reply in the settings.`);

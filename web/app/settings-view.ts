@@ -125,11 +125,15 @@ export function openSettingsPanel(app: App): void {
   const showStorage = async () => {
     const stats = await app.engine.memory.stats({});
     const { usage, quota, persisted } = stats.storage;
+    const unreadable = await app.engine.unreadableRecords();
     storage.textContent = [
       usage !== null ? `Using ${bytes(usage)}${quota ? ` of ${bytes(quota)} available` : ''} (models included).` : 'The browser does not say how much storage is used.',
       `${stats.records} memories.`,
       persisted === true ? 'Storage is persistent: the browser will not clear it to free space.' : persisted === false ? 'Storage is not persistent: the browser may clear it when space runs low.' : 'The browser does not say whether storage is persistent.',
-    ].join(' ');
+      unreadable.length > 0 ? `${plural(unreadable.length, 'record', 'records')} could not be read: set aside, kept in exports, removed by Delete everything.` : '',
+    ]
+      .filter(Boolean)
+      .join(' ');
     persist.hidden = persisted === true;
   };
   persist.addEventListener('click', async () => {
@@ -143,7 +147,14 @@ export function openSettingsPanel(app: App): void {
     importInput.value = '';
     if (!file) return;
     try {
-      const counts = await app.engine.importAll(file);
+      let counts;
+      try {
+        counts = await app.engine.importAll(file);
+      } catch (e) {
+        // Chats changed here since the backup was made: replaced only if the person says so.
+        if ((e as { code?: string }).code !== 'newer_data' || !confirm(`${app.describe(e)}\n\nReplace them with the backup's older copies?`)) throw e;
+        counts = await app.engine.importAll(file, { replaceNewer: true });
+      }
       app.toast(`Imported ${plural(counts.characters, 'character', 'characters')}, ${plural(counts.sessions, 'chat', 'chats')} and ${plural(counts.memories, 'memory', 'memories')}.`);
       await app.refreshCharacters();
       void showStorage();

@@ -5,8 +5,8 @@
 //!
 //! A reply streams by calling `nextEvent()` until it resolves to `null`; `abort()` between two
 //! calls ends it with what was written so far. Errors carry `code`s: `card_format`,
-//! `not_found`, `bad_request`, `busy`, `storage_quota`, `storage`, `storage_corrupt`, and the
-//! model's and memory's own.
+//! `not_found`, `bad_request`, `busy`, `storage_quota`, `storage`, `storage_corrupt`,
+//! `newer_data`, and the model's and memory's own.
 
 use std::cell::RefCell;
 use std::rc::Rc;
@@ -18,8 +18,8 @@ use serde_json::Value;
 use wasm_bindgen::prelude::*;
 
 use crate::idb_store::IdbStore;
-use crate::memory_js::{MemoryEngine, to_js};
-use crate::{Engine, OptionsJs, from_js, js_error};
+use crate::memory_js::MemoryEngine;
+use crate::{Engine, OptionsJs, from_js, js_error, to_js};
 
 fn engine_error(e: EngineError) -> JsValue {
     js_error(e.code(), &e.to_string())
@@ -283,6 +283,26 @@ impl ChatEngineJs {
         })
     }
 
+    /// Show version `index` of a regenerated reply (0: the oldest) → the message as shown.
+    #[wasm_bindgen(js_name = chooseSwipe)]
+    pub fn choose_swipe(&self, session_id: String, message_id: String, index: usize) -> js_sys::Promise {
+        with_chat!(self, |c, _m, mem| to_js(&c.choose_swipe(mem, &session_id, &message_id, index).await.map_err(engine_error)?))
+    }
+
+    /// Save the reply under way now (marked unfinished): the page is being hidden or closed.
+    #[wasm_bindgen(js_name = savePartial)]
+    pub fn save_partial(&self) -> js_sys::Promise {
+        with_chat!(self, |c| {
+            c.save_partial().await.map_err(engine_error)?;
+            Ok(JsValue::UNDEFINED)
+        })
+    }
+
+    /// Stored records that could not be read, set aside: `[{ store, key, error, value, foundAt }]`.
+    pub fn unreadable(&self) -> js_sys::Promise {
+        with_chat!(self, |c| to_js(&c.unreadable().await.map_err(engine_error)?))
+    }
+
     /// Show greeting `index` (0: `first_mes`, then the alternates) before the first reply.
     #[wasm_bindgen(js_name = setGreeting)]
     pub fn set_greeting(&self, session_id: String, index: usize) -> js_sys::Promise {
@@ -329,12 +349,14 @@ impl ChatEngineJs {
         })
     }
 
-    /// Restore JSON text from `exportAll` → `{ characters, sessions, memories }` counts.
+    /// Restore JSON text from `exportAll` → `{ characters, sessions, memories }` counts; one
+    /// transaction. Characters and sessions changed here after the backup's copies are replaced
+    /// only with `replaceNewer` (else the code is `newer_data` and nothing is written).
     #[wasm_bindgen(js_name = importAll)]
-    pub fn import_all(&self, text: String) -> js_sys::Promise {
+    pub fn import_all(&self, text: String, replace_newer: Option<bool>) -> js_sys::Promise {
         with_chat!(self, |c, _m, mem| {
             let backup: Value = serde_json::from_str(&text).map_err(|e| js_error("bad_request", &format!("the backup is not JSON: {e}")))?;
-            to_js(&c.import_all(mem, &backup).await.map_err(engine_error)?)
+            to_js(&c.import_all(mem, &backup, replace_newer.unwrap_or(false)).await.map_err(engine_error)?)
         })
     }
 

@@ -9,13 +9,22 @@
 //! - `meta`: `schema_version` of the records;
 //! - `characters` (since version 2): stored characters (`engine::StoredCharacter`), key path `id`;
 //! - `sessions` (since version 2): chat sessions with their messages, key path `id`, index
-//!   `characterId`.
+//!   `characterId`;
+//! - `quarantine` (since version 3): stored values that could not be read, moved out of their
+//!   store (keyed `"store/key"`, as [`engine::UnreadableRecord`]) so everything else stays
+//!   usable; reported, exported, cleared by a wipe.
 //!
-//! Opening a version-1 database upgrades it in place: the new stores are added, nothing is
-//! rewritten.
+//! Opening an older database upgrades it in place: the new stores are added, nothing is
+//! rewritten. A tab still holding the database open closes its connection when a newer version
+//! asks (`versionchange`), so it never blocks the upgrade; its later calls fail with a clear
+//! error asking for a reload.
 //!
 //! Every [`WriteBatch`] is one `readwrite` transaction over `records` and `meta`: the browser
-//! applies all of it or none (a quota refusal or a closed tab aborts it).
+//! applies all of it or none (a quota refusal or a closed tab aborts it). Values are decoded
+//! one by one: one that fails is quarantined, never fails a list, an export or a wipe.
+
+use std::cell::Cell;
+use std::rc::Rc;
 
 use idb::{Database, DatabaseEvent, Factory, IndexParams, KeyPath, ObjectStoreParams, Query, TransactionMode, TransactionResult};
 use memory::record::{decode_record, encode_record};
@@ -23,7 +32,7 @@ use memory::{MemoryError, MemoryRecord, Result, Store, WriteBatch};
 use serde::Serialize;
 use wasm_bindgen::{JsCast, JsValue};
 
-pub const DATABASE_VERSION: u32 = 2;
+pub const DATABASE_VERSION: u32 = 3;
 const RECORDS: &str = "records";
 const INDEXES: &str = "indexes";
 const META: &str = "meta";
@@ -32,7 +41,20 @@ const SCHEMA_KEY: &str = "schema_version";
 const CHARACTERS: &str = "characters";
 const SESSIONS: &str = "sessions";
 const SESSIONS_BY_CHARACTER: &str = "characterId";
-const ALL_STORES: [&str; 5] = [RECORDS, INDEXES, META, CHARACTERS, SESSIONS];
+const QUARANTINE: &str = "quarantine";
+const ALL_STORES: [&str; 6] = [RECORDS, INDEXES, META, CHARACTERS, SESSIONS, QUARANTINE];
+
+/// A stored value that did not decode: its key, the value, why.
+type Unread = (JsValue, JsValue, String);
+
+/// The value as JSON text (for the quarantine, and to compare two reads of it).
+fn json_text(value: &JsValue) -> Option<String> {
+    js_sys::JSON::stringify(value).ok().and_then(|s| s.as_string())
+}
+
+fn key_text(key: &JsValue) -> String {
+    key.as_string().or_else(|| json_text(key)).unwrap_or_else(|| format!("{key:?}"))
+}
 
 fn storage(what: &str, e: impl std::fmt::Display) -> MemoryError {
     MemoryError::Storage(format!("{what}: {e}"))
@@ -65,6 +87,9 @@ fn from_js_value(value: JsValue) -> Result<serde_json::Value> {
 /// The memory store in IndexedDB; see the module docs.
 pub struct IdbStore {
     db: Database,
+    /// Set when a newer version of the site, in another tab, asked for the database: the
+    /// connection is closed and every call fails with a clear error.
+    superseded: Rc<Cell<bool>>,
 }
 
 impl IdbStore {
@@ -99,14 +124,46 @@ impl IdbStore {
                     let _ = sessions.create_index(SESSIONS_BY_CHARACTER, KeyPath::new_single("characterId"), Some(IndexParams::new()));
                 }
             }
+            if !existing.iter().any(|s| s == QUARANTINE) {
+                let _ = db.create_object_store(QUARANTINE, ObjectStoreParams::new());
+            }
         });
-        let db = request.await.map_err(|e| idb_error("opening IndexedDB", e))?;
+        // Older tabs close their connection when asked (below); one that does not (an older
+        // release) holds the upgrade until it is closed or reloaded.
+        request.on_blocked(|_| {
+            web_sys::console::warn_1(&"Confidant: another tab of this site keeps the database open with an older version; close or reload it".into());
+        });
+        let mut db = request.await.map_err(|e| idb_error("opening IndexedDB", e))?;
         for store in ALL_STORES {
             if !db.store_names().iter().any(|s| s == store) {
                 return Err(MemoryError::Storage(format!("the database lacks its {store:?} object store")));
             }
         }
-        Ok(Self { db })
+        let superseded = Rc::new(Cell::new(false));
+        let flag = superseded.clone();
+        db.on_version_change(move |event| {
+            // A newer version (another tab) wants to upgrade: let it, and fail from now on.
+            flag.set(true);
+            if let Some(db) = event.target().and_then(|t| t.dyn_into::<web_sys::IdbDatabase>().ok()) {
+                db.close();
+            }
+        });
+        Ok(Self { db, superseded })
+    }
+
+    /// Every call starts here: a connection given up to a newer version is not used again.
+    fn check_open(&self) -> Result<()> {
+        if self.superseded.get() {
+            return Err(MemoryError::Storage(
+                "a newer version of this site, open in another tab, upgraded the database: reload this page".into(),
+            ));
+        }
+        Ok(())
+    }
+
+    fn transaction(&self, names: &[&str], mode: TransactionMode, what: &str) -> Result<idb::Transaction> {
+        self.check_open()?;
+        self.db.transaction(names, mode).map_err(|e| storage(what, e))
     }
 
     /// Wait for a transaction to end; anything but a commit is an error.
@@ -129,13 +186,94 @@ impl IdbStore {
 
     /// The value under `key` in object store `name`, in a read-only transaction of its own.
     async fn get(&self, name: &str, key: &str, what: &str) -> Result<Option<JsValue>> {
-        let transaction = self.db.transaction(&[name], TransactionMode::ReadOnly).map_err(|e| storage(what, e))?;
+        let transaction = self.transaction(&[name], TransactionMode::ReadOnly, what)?;
         let store = transaction.object_store(name).map_err(|e| storage(what, e))?;
         store.get(JsValue::from_str(key)).map_err(|e| storage(what, e))?.await.map_err(|e| idb_error(what, e))
     }
 
+    /// The value under `key`, decoded; one that does not decode is quarantined and read as none.
+    async fn get_decoded<T>(&self, name: &str, key: &str, what: &str, decode: impl Fn(JsValue) -> std::result::Result<T, String>) -> Result<Option<T>> {
+        let Some(value) = self.get(name, key, what).await? else { return Ok(None) };
+        match decode(value.clone()) {
+            Ok(item) => Ok(Some(item)),
+            Err(error) => {
+                // Best effort: if even this write fails, the value is skipped again next time.
+                let _ = self.quarantine(name, vec![(JsValue::from_str(key), value, error)]).await;
+                Ok(None)
+            }
+        }
+    }
+
+    /// Every value of store `name` (or those under `key` of its index `index`), decoded one by
+    /// one; those that do not decode are quarantined and left out.
+    async fn read_decoded<T>(
+        &self,
+        name: &str,
+        by: Option<(&str, &str)>,
+        what: &str,
+        decode: impl Fn(JsValue) -> std::result::Result<T, String>,
+    ) -> Result<Vec<T>> {
+        let transaction = self.transaction(&[name], TransactionMode::ReadOnly, what)?;
+        let store = transaction.object_store(name).map_err(|e| storage(what, e))?;
+        let (values, keys) = match by {
+            Some((index, key)) => {
+                let index = store.index(index).map_err(|e| storage(what, e))?;
+                let query = || Some(Query::Key(JsValue::from_str(key)));
+                (index.get_all(query(), None).map_err(|e| storage(what, e))?, index.get_all_keys(query(), None).map_err(|e| storage(what, e))?)
+            }
+            None => (store.get_all(None, None).map_err(|e| storage(what, e))?, store.get_all_keys(None, None).map_err(|e| storage(what, e))?),
+        };
+        let values = values.await.map_err(|e| idb_error(what, e))?;
+        // Primary keys, in the same order as the values (an index lists them too).
+        let keys = keys.await.map_err(|e| idb_error(what, e))?;
+        let mut items = Vec::with_capacity(values.len());
+        let mut unread = Vec::new();
+        for (value, key) in values.into_iter().zip(keys) {
+            match decode(value.clone()) {
+                Ok(item) => items.push(item),
+                Err(error) => unread.push((key, value, error)),
+            }
+        }
+        if !unread.is_empty() {
+            let _ = self.quarantine(name, unread).await;
+        }
+        Ok(items)
+    }
+
+    /// Move values that did not decode from store `name` to the quarantine, in one transaction;
+    /// each only if it is still the value that failed (another tab may have rewritten it).
+    async fn quarantine(&self, name: &str, unread: Vec<Unread>) -> Result<()> {
+        let what = "setting an unreadable record aside";
+        let transaction = self.transaction(&[name, QUARANTINE], TransactionMode::ReadWrite, what)?;
+        let store = transaction.object_store(name).map_err(|e| storage(what, e))?;
+        let quarantine = transaction.object_store(QUARANTINE).map_err(|e| storage(what, e))?;
+        let now = js_sys::Date::now();
+        for (key, value, error) in unread {
+            let current = store.get(Query::Key(key.clone())).map_err(|e| storage(what, e))?.await.map_err(|e| idb_error(what, e))?;
+            let Some(current) = current else { continue };
+            let text = json_text(&value);
+            if json_text(&current) != text {
+                continue;
+            }
+            let entry = js_sys::Object::new();
+            let key_text = key_text(&key);
+            for (field, v) in [
+                ("store", JsValue::from_str(name)),
+                ("key", JsValue::from_str(&key_text)),
+                ("error", JsValue::from_str(&error)),
+                ("value", text.map_or(JsValue::NULL, |t| JsValue::from_str(&t))),
+                ("foundAt", JsValue::from_f64(now)),
+            ] {
+                let _ = js_sys::Reflect::set(&entry, &field.into(), &v);
+            }
+            quarantine.put(&entry, Some(&JsValue::from_str(&format!("{name}/{key_text}")))).map_err(|e| storage(what, e))?;
+            store.delete(Query::Key(key)).map_err(|e| storage(what, e))?;
+        }
+        Self::finish(transaction, what).await
+    }
+
     async fn read_records(&self, character_id: Option<&str>) -> Result<Vec<JsValue>> {
-        let transaction = self.db.transaction(&[RECORDS], TransactionMode::ReadOnly).map_err(|e| storage("reading memories", e))?;
+        let transaction = self.transaction(&[RECORDS], TransactionMode::ReadOnly, "reading memories")?;
         let store = transaction.object_store(RECORDS).map_err(|e| storage("reading memories", e))?;
         let request = match character_id {
             Some(c) => store
@@ -157,22 +295,22 @@ impl Drop for IdbStore {
 
 impl Store for IdbStore {
     async fn schema_version(&self) -> Result<Option<u32>> {
-        match self.get(META, SCHEMA_KEY, "reading the schema version").await? {
-            None => Ok(None),
-            Some(v) => match v.as_f64() {
-                Some(n) if n >= 0.0 && n.fract() == 0.0 && n <= u32::MAX as f64 => Ok(Some(n as u32)),
-                _ => Err(MemoryError::Corrupt(format!("schema version {v:?}"))),
-            },
-        }
+        // An unreadable version is set aside and read as none: the records are then decoded (and
+        // migrated) one by one and the version written again.
+        self.get_decoded(META, SCHEMA_KEY, "reading the schema version", |v| match v.as_f64() {
+            Some(n) if n >= 0.0 && n.fract() == 0.0 && n <= u32::MAX as f64 => Ok(n as u32),
+            _ => Err(format!("schema version {v:?} is not a whole number")),
+        })
+        .await
     }
 
     async fn load_records(&self, character_id: Option<&str>) -> Result<Vec<MemoryRecord>> {
-        self.read_records(character_id).await?.into_iter().map(|v| decode_record(from_js_value(v)?)).collect()
+        let by = character_id.map(|c| (BY_CHARACTER, c));
+        self.read_decoded(RECORDS, by, "reading memories", decode_stored_record).await
     }
 
     async fn get_record(&self, id: &str) -> Result<Option<MemoryRecord>> {
-        let value = self.get(RECORDS, id, "reading a memory").await?;
-        value.map(|v| decode_record(from_js_value(v)?)).transpose()
+        self.get_decoded(RECORDS, id, "reading a memory", decode_stored_record).await
     }
 
     async fn write(&self, batch: WriteBatch) -> Result<()> {
@@ -182,7 +320,7 @@ impl Store for IdbStore {
         // Encode everything before the transaction starts: a record that cannot be encoded
         // fails the call with nothing written.
         let values: Vec<JsValue> = batch.put.iter().map(|r| encode_record(r).and_then(|v| to_js_value(&v))).collect::<Result<_>>()?;
-        let transaction = self.db.transaction(&[RECORDS, META], TransactionMode::ReadWrite).map_err(|e| storage("saving memories", e))?;
+        let transaction = self.transaction(&[RECORDS, META], TransactionMode::ReadWrite, "saving memories")?;
         let records = transaction.object_store(RECORDS).map_err(|e| storage("saving memories", e))?;
         let queued: std::result::Result<(), idb::Error> = (|| {
             for id in &batch.delete {
@@ -206,13 +344,16 @@ impl Store for IdbStore {
     }
 
     async fn load_index(&self, character_id: &str) -> Result<Option<Vec<u8>>> {
-        let value = self.get(INDEXES, character_id, "reading an index").await?;
-        // A value of another type is treated as no index: it is rebuilt from the records.
-        Ok(value.and_then(|v| v.dyn_into::<js_sys::Uint8Array>().ok()).map(|a| a.to_vec()))
+        // A value of another type is set aside and read as no index: it is rebuilt from the
+        // records (bytes that do not make an index are caught, and rebuilt, by the memory).
+        self.get_decoded(INDEXES, character_id, "reading an index", |v| {
+            v.dyn_into::<js_sys::Uint8Array>().map(|a| a.to_vec()).map_err(|_| "an index that is not bytes".to_string())
+        })
+        .await
     }
 
     async fn save_index(&self, character_id: &str, bytes: Option<&[u8]>) -> Result<()> {
-        let transaction = self.db.transaction(&[INDEXES], TransactionMode::ReadWrite).map_err(|e| storage("saving an index", e))?;
+        let transaction = self.transaction(&[INDEXES], TransactionMode::ReadWrite, "saving an index")?;
         let store = transaction.object_store(INDEXES).map_err(|e| storage("saving an index", e))?;
         let key = JsValue::from_str(character_id);
         match bytes {
@@ -230,7 +371,7 @@ impl Store for IdbStore {
                 bytes += json.len() as u64;
             }
         }
-        let transaction = self.db.transaction(&[INDEXES], TransactionMode::ReadOnly).map_err(|e| storage("reading indexes", e))?;
+        let transaction = self.transaction(&[INDEXES], TransactionMode::ReadOnly, "reading indexes")?;
         let store = transaction.object_store(INDEXES).map_err(|e| storage("reading indexes", e))?;
         let query = character_id.map(|c| Query::Key(JsValue::from_str(c)));
         let indexes = store.get_all(query, None).map_err(|e| storage("reading indexes", e))?.await.map_err(|e| idb_error("reading indexes", e))?;
@@ -241,11 +382,30 @@ impl Store for IdbStore {
         }
         Ok(bytes)
     }
+
+    async fn touch(&self, ids: &[String], at: u64) -> Result<()> {
+        // Read and written in one transaction, field by field on the stored value: a record
+        // another tab forgot meanwhile is not brought back.
+        let what = "noting when memories were used";
+        let transaction = self.transaction(&[RECORDS], TransactionMode::ReadWrite, what)?;
+        let store = transaction.object_store(RECORDS).map_err(|e| storage(what, e))?;
+        for id in ids {
+            let value = store.get(JsValue::from_str(id)).map_err(|e| storage(what, e))?.await.map_err(|e| idb_error(what, e))?;
+            let Some(value) = value.filter(|v| v.is_object()) else { continue };
+            let _ = js_sys::Reflect::set(&value, &"last_accessed".into(), &JsValue::from_f64(at as f64));
+            store.put(&value, None).map_err(|e| storage(what, e))?;
+        }
+        Self::finish(transaction, what).await
+    }
+}
+
+fn decode_stored_record(value: JsValue) -> std::result::Result<MemoryRecord, String> {
+    from_js_value(value).and_then(decode_record).map_err(|e| e.to_string())
 }
 
 // ---- characters and sessions --------------------------------------------------------------
 
-use engine::{ChatStore, EngineError, Session, StoredCharacter};
+use engine::{ChatStore, EngineError, Session, StoredCharacter, UnreadableRecord};
 
 fn chat_value<T: Serialize>(value: &T, what: &str) -> engine::Result<JsValue> {
     value.serialize(&serde_wasm_bindgen::Serializer::json_compatible()).map_err(|e| EngineError::Storage(format!("{what}: {e}")))
@@ -255,20 +415,18 @@ fn chat_item<T: serde::de::DeserializeOwned>(value: JsValue, what: &str) -> engi
     serde_wasm_bindgen::from_value(value).map_err(|e| EngineError::Corrupt(format!("{what}: {e}")))
 }
 
-impl IdbStore {
-    async fn get_all(&self, name: &str, by_character: Option<&str>, what: &str) -> Result<Vec<JsValue>> {
-        let transaction = self.db.transaction(&[name], TransactionMode::ReadOnly).map_err(|e| storage(what, e))?;
-        let store = transaction.object_store(name).map_err(|e| storage(what, e))?;
-        let request = match by_character {
-            Some(c) => store
-                .index(SESSIONS_BY_CHARACTER)
-                .and_then(|index| index.get_all(Some(Query::Key(JsValue::from_str(c))), None))
-                .map_err(|e| storage(what, e))?,
-            None => store.get_all(None, None).map_err(|e| storage(what, e))?,
-        };
-        request.await.map_err(|e| idb_error(what, e))
-    }
+/// A stored character that decodes and whose card parses.
+fn decode_character(value: JsValue) -> std::result::Result<StoredCharacter, String> {
+    let character: StoredCharacter = chat_item(value, "a stored character").map_err(|e| e.to_string())?;
+    character.character().map_err(|e| e.to_string())?;
+    Ok(character)
+}
 
+fn decode_session(value: JsValue) -> std::result::Result<Session, String> {
+    chat_item(value, "a stored session").map_err(|e| e.to_string())
+}
+
+impl IdbStore {
     /// One readwrite transaction over `names`: `queue` adds its requests, then the commit is awaited.
     async fn change(
         &self,
@@ -276,7 +434,7 @@ impl IdbStore {
         what: &str,
         queue: impl FnOnce(&idb::Transaction) -> std::result::Result<(), idb::Error>,
     ) -> Result<()> {
-        let transaction = self.db.transaction(names, TransactionMode::ReadWrite).map_err(|e| storage(what, e))?;
+        let transaction = self.transaction(names, TransactionMode::ReadWrite, what)?;
         if let Err(e) = queue(&transaction) {
             let _ = transaction.abort();
             return Err(storage(what, e));
@@ -287,11 +445,11 @@ impl IdbStore {
 
 impl ChatStore for IdbStore {
     async fn list_characters(&self) -> engine::Result<Vec<StoredCharacter>> {
-        self.get_all(CHARACTERS, None, "reading characters").await?.into_iter().map(|v| chat_item(v, "a stored character")).collect()
+        Ok(self.read_decoded(CHARACTERS, None, "reading characters", decode_character).await?)
     }
 
     async fn get_character(&self, id: &str) -> engine::Result<Option<StoredCharacter>> {
-        self.get(CHARACTERS, id, "reading a character").await?.map(|v| chat_item(v, "a stored character")).transpose()
+        Ok(self.get_decoded(CHARACTERS, id, "reading a character", decode_character).await?)
     }
 
     async fn put_character(&self, character: &StoredCharacter) -> engine::Result<()> {
@@ -315,11 +473,12 @@ impl ChatStore for IdbStore {
     }
 
     async fn list_sessions(&self, character_id: Option<&str>) -> engine::Result<Vec<Session>> {
-        self.get_all(SESSIONS, character_id, "reading sessions").await?.into_iter().map(|v| chat_item(v, "a stored session")).collect()
+        let by = character_id.map(|c| (SESSIONS_BY_CHARACTER, c));
+        Ok(self.read_decoded(SESSIONS, by, "reading sessions", decode_session).await?)
     }
 
     async fn get_session(&self, id: &str) -> engine::Result<Option<Session>> {
-        self.get(SESSIONS, id, "reading a session").await?.map(|v| chat_item(v, "a stored session")).transpose()
+        Ok(self.get_decoded(SESSIONS, id, "reading a session", decode_session).await?)
     }
 
     async fn put_session(&self, session: &Session) -> engine::Result<()> {
@@ -327,15 +486,51 @@ impl ChatStore for IdbStore {
         Ok(self.change(&[SESSIONS], "saving a session", |t| t.object_store(SESSIONS)?.put(&value, None).map(|_| ())).await?)
     }
 
+    async fn update_session<R>(&self, id: &str, change: impl FnOnce(&mut Session) -> engine::Result<R>) -> engine::Result<R> {
+        let what = "saving a session";
+        let transaction = self.transaction(&[SESSIONS], TransactionMode::ReadWrite, what)?;
+        let store = transaction.object_store(SESSIONS).map_err(|e| storage(what, e))?;
+        // The read, the change and the write in one transaction: nothing written by another tab
+        // between them can be lost (IndexedDB runs overlapping read-write transactions one after
+        // the other).
+        let value = store.get(JsValue::from_str(id)).map_err(|e| storage(what, e))?.await.map_err(|e| idb_error(what, e))?;
+        let outcome = match value {
+            None => Err(EngineError::NotFound { what: "session", id: id.to_string() }),
+            Some(value) => chat_item::<Session>(value, "a stored session").and_then(|mut session| {
+                let result = change(&mut session)?;
+                let value = chat_value(&session, what)?;
+                store.put(&value, None).map_err(|e| storage(what, e))?;
+                Ok(result)
+            }),
+        };
+        match outcome {
+            Ok(result) => {
+                Self::finish(transaction, what).await?;
+                Ok(result)
+            }
+            Err(e) => {
+                let _ = transaction.abort();
+                Err(e)
+            }
+        }
+    }
+
     async fn delete_session(&self, id: &str) -> engine::Result<()> {
         Ok(self.change(&[SESSIONS], "removing a session", |t| t.object_store(SESSIONS)?.delete(JsValue::from_str(id)).map(|_| ())).await?)
     }
 
-    async fn put_all(&self, characters: &[StoredCharacter], sessions: &[Session]) -> engine::Result<()> {
+    fn holds_memories(&self) -> bool {
+        true
+    }
+
+    async fn put_all(&self, characters: &[StoredCharacter], sessions: &[Session], memories: &[MemoryRecord]) -> engine::Result<()> {
+        // Everything encoded before the transaction starts: a value that cannot be encoded fails
+        // the import with nothing written.
         let characters: Vec<JsValue> = characters.iter().map(|c| chat_value(c, "importing characters")).collect::<engine::Result<_>>()?;
         let sessions: Vec<JsValue> = sessions.iter().map(|s| chat_value(s, "importing sessions")).collect::<engine::Result<_>>()?;
+        let records: Vec<JsValue> = memories.iter().map(|r| encode_record(r).and_then(|v| to_js_value(&v))).collect::<Result<_>>()?;
         Ok(self
-            .change(&[CHARACTERS, SESSIONS], "importing", |t| {
+            .change(&[CHARACTERS, SESSIONS, RECORDS, META], "importing", |t| {
                 let store = t.object_store(CHARACTERS)?;
                 for c in &characters {
                     store.put(c, None)?;
@@ -344,18 +539,46 @@ impl ChatStore for IdbStore {
                 for s in &sessions {
                     store.put(s, None)?;
                 }
+                let store = t.object_store(RECORDS)?;
+                for r in &records {
+                    store.put(r, None)?;
+                }
+                if !records.is_empty() {
+                    t.object_store(META)?.put(&JsValue::from(memory::SCHEMA_VERSION), Some(&JsValue::from_str(SCHEMA_KEY)))?;
+                }
                 Ok(())
             })
             .await?)
     }
 
     async fn clear(&self) -> engine::Result<()> {
+        // Every store at once, values unread: nothing stored can make a wipe fail.
         Ok(self
-            .change(&[CHARACTERS, SESSIONS], "wiping", |t| {
-                t.object_store(CHARACTERS)?.clear()?;
-                t.object_store(SESSIONS)?.clear()?;
+            .change(&ALL_STORES, "wiping", |t| {
+                for name in ALL_STORES {
+                    t.object_store(name)?.clear()?;
+                }
                 Ok(())
             })
             .await?)
+    }
+
+    async fn unreadable(&self) -> engine::Result<Vec<UnreadableRecord>> {
+        let what = "reading the unreadable records";
+        let transaction = self.transaction(&[QUARANTINE], TransactionMode::ReadOnly, what)?;
+        let store = transaction.object_store(QUARANTINE).map_err(|e| storage(what, e))?;
+        let values = store.get_all(None, None).map_err(|e| storage(what, e))?.await.map_err(|e| idb_error(what, e))?;
+        Ok(values
+            .into_iter()
+            .map(|v| {
+                chat_item::<UnreadableRecord>(v.clone(), "a quarantined record").unwrap_or_else(|e| UnreadableRecord {
+                    store: QUARANTINE.into(),
+                    key: String::new(),
+                    error: e.to_string(),
+                    value: json_text(&v),
+                    found_at: 0,
+                })
+            })
+            .collect())
     }
 }

@@ -33,10 +33,11 @@ fn llm_error(e: LlmError) -> JsValue {
     js_error(e.code(), &e.to_string())
 }
 
+/// Every value the bindings return goes through here: as JSON text parsed by the browser, so
+/// numbers keep the short form Rust prints (an f32 score 0.1, not 0.10000000149).
 pub(crate) fn to_js<T: Serialize>(value: &T) -> Result<JsValue, JsValue> {
-    value
-        .serialize(&serde_wasm_bindgen::Serializer::json_compatible())
-        .map_err(|e| js_error("bad_request", &e.to_string()))
+    let text = serde_json::to_string(value).map_err(|e| js_error("bad_request", &e.to_string()))?;
+    js_sys::JSON::parse(&text)
 }
 
 pub(crate) fn from_js<T: for<'de> Deserialize<'de>>(value: JsValue, what: &str) -> Result<T, JsValue> {
@@ -135,14 +136,11 @@ struct ProgressJs {
     total: usize,
 }
 
+/// A generation's counts and speeds, in the same types (and casing) as a chat reply's.
 #[derive(Serialize)]
-#[serde(rename_all = "camelCase")]
 struct StatsJs {
-    prompt_tokens: usize,
-    prefilled_tokens: usize,
-    completion_tokens: usize,
-    prefill_tok_s: f64,
-    decode_tok_s: f64,
+    usage: engine::Usage,
+    timings: engine::Timings,
     finish_reason: Option<&'static str>,
 }
 
@@ -322,7 +320,7 @@ impl Engine {
     pub fn prefill(&self, chunk: usize) -> js_sys::Promise {
         let inner = self.inner.clone();
         wasm_bindgen_futures::future_to_promise(async move {
-            let mut inner = inner.try_borrow_mut().map_err(|_| js_error("bad_request", "a step is already running"))?;
+            let mut inner = inner.try_borrow_mut().map_err(|_| js_error("busy", "a step is already running"))?;
             match inner.generator.prefill(chunk).await.map_err(llm_error)? {
                 Some(p) => to_js(&ProgressJs { done: p.done, total: p.total }),
                 None => Ok(JsValue::NULL),
@@ -335,7 +333,7 @@ impl Engine {
         let inner = self.inner.clone();
         wasm_bindgen_futures::future_to_promise(async move {
             // Calls never overlap (the worker serialises them), so the borrow is never contended.
-            let mut inner = inner.try_borrow_mut().map_err(|_| js_error("bad_request", "a step is already running"))?;
+            let mut inner = inner.try_borrow_mut().map_err(|_| js_error("busy", "a step is already running"))?;
             match inner.generator.step().await.map_err(llm_error)? {
                 Some(step) => to_js(&StepJs { token: step.token, text: step.text }),
                 None => Ok(JsValue::NULL),
@@ -356,17 +354,11 @@ impl Engine {
         self.inner.borrow_mut().generator.abort();
     }
 
-    /// Counts, speeds and finish reason of the current or last generation.
+    /// `{ usage, timings, finish_reason }` of the current or last generation (`usage` and
+    /// `timings` as a chat reply's `done` event has them).
     pub fn stats(&self) -> Result<JsValue, JsValue> {
         let inner = self.inner.borrow();
         let s = inner.generator.stats();
-        to_js(&StatsJs {
-            prompt_tokens: s.prompt_tokens,
-            prefilled_tokens: s.prefilled_tokens,
-            completion_tokens: s.completion_tokens,
-            prefill_tok_s: s.prefill_tok_s(),
-            decode_tok_s: s.decode_tok_s(),
-            finish_reason: s.finish_reason.map(|r| r.as_str()),
-        })
+        to_js(&StatsJs { usage: engine::Usage::of(s), timings: engine::Timings::of(s), finish_reason: s.finish_reason.map(|r| r.as_str()) })
     }
 }

@@ -12,7 +12,7 @@ use serde::{Deserialize, Serialize};
 use wasm_bindgen::prelude::*;
 
 use crate::idb_store::IdbStore;
-use crate::{Backend, device, from_js, js_error};
+use crate::{Backend, device, from_js, js_error, to_js};
 
 fn memory_error(e: MemoryError) -> JsValue {
     js_error(e.code(), &e.to_string())
@@ -20,11 +20,6 @@ fn memory_error(e: MemoryError) -> JsValue {
 
 /// Through JSON text rather than value by value: f32 fields then print as their shortest form
 /// (an importance of 0.7 reaches JS as 0.7, not 0.699999988079071).
-pub(crate) fn to_js<T: Serialize>(value: &T) -> Result<JsValue, JsValue> {
-    let text = serde_json::to_string(value).map_err(|e| js_error("bad_request", &e.to_string()))?;
-    js_sys::JSON::parse(&text)
-}
-
 #[derive(Serialize)]
 #[serde(rename_all = "camelCase")]
 struct HitJs {
