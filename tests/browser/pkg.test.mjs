@@ -373,17 +373,31 @@ test('a changed file is detected: revalidate re-downloads it, a wrong sha256 is 
   assert.ok(!deleted.left.includes(url));
 });
 
-test("backend: 'webgpu' runs on the GPU adapter even when it is a software one", async () => {
-  const r = await h.page.evaluate(
+test("backend: 'webgpu' runs on the GPU adapter even when it is a software one; a lost device restarts the engine", async () => {
+  await h.page.evaluate(
     async ({ url, prompt }) => {
-      const engine = await window.pkg.Confidant.create({ model: { url }, backend: 'webgpu' });
-      const c = await engine.completions.create({ prompt, max_tokens: 2, temperature: 0 });
-      const info = engine.info();
-      await engine.dispose();
-      return { info, text: c.choices[0].text };
+      window.restarts = [];
+      window.gpuEngine = await window.pkg.Confidant.create({ model: { url }, backend: 'webgpu', onRestart: (cause) => window.restarts.push(cause.code) });
+      window.gpuFirst = await window.gpuEngine.completions.create({ prompt, max_tokens: 2, temperature: 0 });
     },
     { url: MODEL_URL, prompt: PROMPT },
   );
+  // The device goes away, as after a driver reset or a GPU unplugged.
+  const worker = h.page.workers().filter((w) => /worker\.js/.test(w.url())).at(-1);
+  assert.equal(await worker.evaluate(() => self.__confidantDevices.map((d) => d.destroy()).length), 1);
+  const r = await h.page.evaluate(
+    async (prompt) => {
+      const engine = window.gpuEngine;
+      // The next request waits for the restarted engine (the model from the cache) and is answered.
+      const again = await engine.completions.create({ prompt, max_tokens: 2, temperature: 0 });
+      const info = engine.info();
+      await engine.dispose();
+      return { info, text: window.gpuFirst.choices[0].text, again: again.choices[0].text, restarts: window.restarts };
+    },
+    PROMPT,
+  );
+  assert.deepEqual(r.restarts, ['device_lost']);
+  assert.equal(r.again, r.text, 'the same reply after the restart');
   assert.equal(r.info.backend, 'webgpu');
   assert.equal(r.info.threads, 1);
   assert.equal(r.info.backendReason, 'asked for WebGPU, on SwiftShader (software)');
