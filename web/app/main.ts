@@ -91,9 +91,12 @@ async function load(settings: Settings, model: Parameters<typeof Confidant.creat
   window.confidantDemo!.stages = progress.seen;
   replace(root, progress.element);
   const onProgress = (p: Progress) => progress.report(p);
+  // A fault in the engine (a wasm trap, a lost GPU) restarts it; say so in one line.
+  const onRestart = (cause: ConfidantError) =>
+    window.confidantDemo?.app?.toast(`The engine stopped (${cause.code === 'device_lost' ? 'the GPU was lost' : 'an internal error'}) and was restarted; your chats are safe. A reply cut short can be regenerated.`, 'error');
   let engine: Confidant;
   try {
-    engine = await Confidant.create({ model, backend: settings.backend, onProgress, embedder: { url: EMBEDDER_URL } });
+    engine = await Confidant.create({ model, backend: settings.backend, onProgress, embedder: { url: EMBEDDER_URL }, onRestart });
     // Open memory now (it loads the embedding model), so the first message does not wait.
     await engine.memory.stats({});
   } catch (e) {
