@@ -51,7 +51,10 @@ mod x86;
 
 pub use error::{KernelError, Result};
 pub use matmul::{quant_matmul, quant_matmul_with};
-pub use ops::{AttnShape, attention, attention_with, rms_norm, rms_norm_with, silu_mul, silu_mul_with};
+pub use ops::{
+    AttnShape, attention, attention_window, attention_window_with, attention_with, gelu_f16, gelu_mul, rms_norm, rms_norm_with, silu_mul,
+    silu_mul_with,
+};
 pub use quant::{BLOCK, Q8Activations, QuantMatrix, SUPER_BLOCK};
 
 /// Threads the kernels split their work over (rayon's pool; 1 where there are no threads).

@@ -81,6 +81,47 @@ pub fn silu_mul_with(backend: Backend, gate: &[f32], up: &[f32], out: &mut [f32]
     Ok(())
 }
 
+/// `out = gelu(gate) · up` elementwise (GeGLU), with the tanh approximation of GELU evaluated as
+/// ggml's CPU backend evaluates it: the input rounded to f16, GELU of that, the result rounded
+/// to f16 again (ggml looks it up in a table of all f16 values); below −10 the result is 0 and
+/// above 10 it is the input. Matching that rounding keeps Gemma's logits within llama.cpp's.
+pub fn gelu_mul(gate: &[f32], up: &[f32], out: &mut [f32]) -> Result<()> {
+    for (what, len) in [("gelu_mul up", up.len()), ("gelu_mul output", out.len())] {
+        if len != gate.len() {
+            return Err(KernelError::Length { what, expected: gate.len(), got: len });
+        }
+    }
+    let part = |((g, u), o): ((&[f32], &[f32]), &mut [f32])| {
+        for ((o, &g), &u) in o.iter_mut().zip(g).zip(u) {
+            *o = gelu_f16(g) * u;
+        }
+    };
+    if gate.len() >= PAR_ELEMENTS {
+        let chunk = PAR_ELEMENTS / 4;
+        gate.par_chunks(chunk).zip(up.par_chunks(chunk)).zip(out.par_chunks_mut(chunk)).for_each(part);
+    } else {
+        part(((gate, up), out));
+    }
+    Ok(())
+}
+
+/// ggml's `ggml_vec_geglu_f32` GELU (see [`gelu_mul`]).
+#[inline]
+pub fn gelu_f16(x: f32) -> f32 {
+    use half::f16;
+    const SQRT_2_OVER_PI: f32 = 0.797_884_6;
+    const GELU_COEF_A: f32 = 0.044_715;
+    if x <= -10.0 {
+        return 0.0;
+    }
+    if x >= 10.0 {
+        return x;
+    }
+    let x = f16::from_f32(x).to_f32();
+    let y = 0.5 * x * (1.0 + (SQRT_2_OVER_PI * x * (1.0 + GELU_COEF_A * x * x)).tanh());
+    f16::from_f32(y).to_f32()
+}
+
 /// Causal grouped-query attention of `t` query rows at positions `start .. start + t`.
 ///
 /// `q` and `out` are `[t, heads · head_dim]`; `k_cache` and `v_cache` are
@@ -90,12 +131,39 @@ pub fn silu_mul_with(backend: Backend, gate: &[f32], up: &[f32], out: &mut [f32]
 /// head share each key and value they read — and, when that gives the threads too little to do
 /// (decoding), over ranges of positions whose partial softmaxes are merged.
 pub fn attention(q: &[f32], k_cache: &[f32], v_cache: &[f32], start: usize, shape: AttnShape, out: &mut [f32]) -> Result<()> {
-    attention_with(Backend::best(), q, k_cache, v_cache, start, shape, out)
+    attention_window_with(Backend::best(), q, k_cache, v_cache, start, shape, None, out)
 }
 
 /// [`attention`] on a chosen backend.
 pub fn attention_with(backend: Backend, q: &[f32], k_cache: &[f32], v_cache: &[f32], start: usize, shape: AttnShape, out: &mut [f32]) -> Result<()> {
+    attention_window_with(backend, q, k_cache, v_cache, start, shape, None, out)
+}
+
+/// [`attention`] where each query sees at most the last `window` positions, itself included
+/// (sliding-window layers, as llama.cpp's standard window: position `p` is hidden from query
+/// position `i` when `i − p ≥ window`); `None` sees every earlier position.
+pub fn attention_window(q: &[f32], k_cache: &[f32], v_cache: &[f32], start: usize, shape: AttnShape, window: Option<usize>, out: &mut [f32]) -> Result<()> {
+    attention_window_with(Backend::best(), q, k_cache, v_cache, start, shape, window, out)
+}
+
+/// [`attention_window`] on a chosen backend.
+#[allow(clippy::too_many_arguments)]
+pub fn attention_window_with(
+    backend: Backend,
+    q: &[f32],
+    k_cache: &[f32],
+    v_cache: &[f32],
+    start: usize,
+    shape: AttnShape,
+    window: Option<usize>,
+    out: &mut [f32],
+) -> Result<()> {
     let backend = backend.check()?;
+    if window == Some(0) {
+        return Err(KernelError::Shape("an attention window of 0 positions".into()));
+    }
+    // The first position query position `end - 1` sees.
+    let first = |end: usize| window.map_or(0, |w| end.saturating_sub(w));
     let AttnShape { heads, kv_heads, head_dim: hd } = shape;
     if heads == 0 || kv_heads == 0 || hd == 0 || !heads.is_multiple_of(kv_heads) {
         return Err(KernelError::Shape(format!("{heads} query heads cannot share {kv_heads} kv heads of dimension {hd}")));
@@ -126,7 +194,8 @@ pub fn attention_with(backend: Backend, q: &[f32], k_cache: &[f32], v_cache: &[f
     let head_cache = capacity * hd;
     let kv = |h: usize| (&k_cache[h * head_cache..(h + 1) * head_cache], &v_cache[h * head_cache..(h + 1) * head_cache]);
     let units = t * kv_heads;
-    let splits = position_splits(units, start + t, rayon::current_num_threads());
+    let longest = window.map_or(start + t, |w| w.min(start + t));
+    let splits = position_splits(units, longest, rayon::current_num_threads());
     let job = Job { backend, hd, scale };
 
     if splits == 1 {
@@ -136,7 +205,7 @@ pub fn attention_with(backend: Backend, q: &[f32], k_cache: &[f32], v_cache: &[f
             let (k, v) = kv(h);
             let qs = &q[i * width + h * group * hd..][..group * hd];
             scratch.stats.resize(group, (0.0, 0.0));
-            job.attend(qs, k, v, 0..start + i + 1, &mut scratch.scores, o, &mut scratch.stats);
+            job.attend(qs, k, v, first(start + i + 1)..start + i + 1, &mut scratch.scores, o, &mut scratch.stats);
             for (o, &(_, sum)) in o.chunks_exact_mut(hd).zip(&scratch.stats) {
                 let inv = 1.0 / sum;
                 o.iter_mut().for_each(|x| *x *= inv);
@@ -157,9 +226,10 @@ pub fn attention_with(backend: Backend, q: &[f32], k_cache: &[f32], v_cache: &[f
         .map_init(Vec::new, |scores, task| {
             let (u, c) = (task / splits, task % splits);
             let (i, h) = (u / kv_heads, u % kv_heads);
-            let positions = start + i + 1;
-            let per = positions.div_ceil(splits);
-            let range = (c * per).min(positions)..((c + 1) * per).min(positions);
+            let end = start + i + 1;
+            let lo = first(end);
+            let per = (end - lo).div_ceil(splits);
+            let range = (lo + c * per).min(end)..(lo + (c + 1) * per).min(end);
             let mut acc = vec![0f32; group * hd];
             let mut stats = vec![(f32::NEG_INFINITY, 0f32); group];
             if !range.is_empty() {

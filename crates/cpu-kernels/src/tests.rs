@@ -229,6 +229,11 @@ fn rms_norm_and_silu_match_f64() {
 }
 
 fn attention_f64(q: &[f32], k: &[f32], v: &[f32], start: usize, s: AttnShape) -> Vec<f64> {
+    attention_window_f64(q, k, v, start, s, None)
+}
+
+/// Plain f64 attention; with a window, query position `i` sees positions `i - window + 1 ..= i`.
+fn attention_window_f64(q: &[f32], k: &[f32], v: &[f32], start: usize, s: AttnShape, window: Option<usize>) -> Vec<f64> {
     let AttnShape { heads, kv_heads, head_dim: hd } = s;
     let t = q.len() / (heads * hd);
     let capacity = k.len() / (kv_heads * hd);
@@ -237,7 +242,8 @@ fn attention_f64(q: &[f32], k: &[f32], v: &[f32], start: usize, s: AttnShape) ->
         for h in 0..heads {
             let kvh = h / (heads / kv_heads);
             let qv = &q[(i * heads + h) * hd..][..hd];
-            let scores: Vec<f64> = (0..=start + i)
+            let first = window.map_or(0, |w| (start + i + 1).saturating_sub(w));
+            let scores: Vec<f64> = (first..=start + i)
                 .map(|p| {
                     let kp = &k[(kvh * capacity + p) * hd..][..hd];
                     qv.iter().zip(kp).map(|(&a, &b)| a as f64 * b as f64).sum::<f64>() / (hd as f64).sqrt()
@@ -246,7 +252,7 @@ fn attention_f64(q: &[f32], k: &[f32], v: &[f32], start: usize, s: AttnShape) ->
             let max = scores.iter().cloned().fold(f64::NEG_INFINITY, f64::max);
             let e: Vec<f64> = scores.iter().map(|s| (s - max).exp()).collect();
             let sum: f64 = e.iter().sum();
-            for (p, ep) in e.iter().enumerate() {
+            for (p, ep) in (first..).zip(&e) {
                 let vp = &v[(kvh * capacity + p) * hd..][..hd];
                 for (o, &vv) in out[(i * heads + h) * hd..][..hd].iter_mut().zip(vp) {
                     *o += ep / sum * vv as f64;
@@ -295,6 +301,67 @@ fn attention_matches_f64() {
     let mut out = vec![0f32; q.len()];
     assert!(attention(&q, &k, &v, capacity - 1, shape, &mut out).is_err());
     assert!(attention(&q, &k, &v, 0, AttnShape { heads: 9, kv_heads: 2, head_dim: 64 }, &mut out).is_err());
+}
+
+/// Sliding windows: narrower than the prompt, one position, wider than everything seen, and
+/// a long decode split into position ranges (two threads) inside the window.
+#[test]
+fn windowed_attention_matches_f64() {
+    let mut rng = Rng(12);
+    let shape = AttnShape { heads: 4, kv_heads: 2, head_dim: 32 };
+    let capacity = 1100;
+    let k = rng.vec(shape.kv_heads * capacity * shape.head_dim, 1.0);
+    let v = rng.vec(shape.kv_heads * capacity * shape.head_dim, 1.0);
+    for (t, start, window) in [(9, 0, 4), (6, 3, 1), (5, 2, 500), (1, 1050, 700), (1, 1050, 3)] {
+        let q = rng.vec(t * shape.heads * shape.head_dim, 2.0);
+        let want = attention_window_f64(&q, &k, &v, start, shape, Some(window));
+        for threads in [1, 2] {
+            for backend in Backend::available() {
+                let mut out = vec![f32::NAN; q.len()];
+                let Some(result) = with_threads(threads, || attention_window_with(backend, &q, &k, &v, start, shape, Some(window), &mut out)) else {
+                    continue;
+                };
+                result.unwrap();
+                for (i, (&got, &want)) in out.iter().zip(&want).enumerate() {
+                    assert!((got as f64 - want).abs() < 2e-6, "{backend:?} t={t} start={start} window={window} threads={threads} [{i}]: {got} vs {want}");
+                }
+            }
+        }
+        // The window changes the result wherever it hides a position.
+        if start + t > window {
+            let full = attention_f64(&q, &k, &v, start, shape);
+            assert!(full.iter().zip(&want).any(|(a, b)| (a - b).abs() > 1e-3), "window {window} made no difference");
+        }
+    }
+    let q = rng.vec(shape.heads * shape.head_dim, 1.0);
+    assert!(attention_window(&q, &k, &v, 0, shape, Some(0), &mut vec![0.0; q.len()]).is_err());
+}
+
+/// GELU as ggml's f16 table gives it: the tanh formula at the f16-rounded input, rounded to f16.
+#[test]
+fn gelu_mul_follows_ggml() {
+    let gelu = |x: f64| 0.5 * x * (1.0 + (0.797_884_560_802_865_4 * x * (1.0 + 0.044_715 * x * x)).tanh());
+    let xs: Vec<f32> = (-1200..=1200).map(|i| i as f32 * 0.01 + 0.003).collect();
+    let up: Vec<f32> = xs.iter().map(|x| 1.5 - x * 0.1).collect();
+    let mut out = vec![0f32; xs.len()];
+    gelu_mul(&xs, &up, &mut out).unwrap();
+    for ((&x, &u), &o) in xs.iter().zip(&up).zip(&out) {
+        let want = if x <= -10.0 {
+            0.0
+        } else if x >= 10.0 {
+            x as f64 * u as f64
+        } else {
+            half::f16::from_f64(gelu(half::f16::from_f32(x).to_f64())).to_f64() * u as f64
+        };
+        // One f16 step of the GELU value (f32 and f64 tanh may round to neighbouring f16
+        // values), and near −5 the cancellation in 1 + tanh that ggml's f32 formula has too
+        // (a few 1e-7).
+        let tolerance = (want.abs() * 2f64.powi(-10)).max(4e-7 * (u as f64).abs());
+        assert!((o as f64 - want).abs() <= tolerance, "gelu({x}) · {u} = {o}, want {want}");
+    }
+    assert_eq!(gelu_f16(-10.5), 0.0);
+    assert_eq!(gelu_f16(12.25), 12.25);
+    assert!(gelu_mul(&[1.0; 3], &[1.0; 2], &mut [0.0; 3]).is_err());
 }
 
 /// The SIMD backends this build and machine have are among those the tests above run.
