@@ -41,7 +41,7 @@ use crate::vocab::{Defaults, Vocab, optional_str};
 pub use crate::bpe::PreTokenizer;
 pub use crate::error::{Result, TokenizerError};
 pub use crate::stream::StreamDecoder;
-pub use crate::template::{CHATML_TEMPLATE, ChatMessage, ChatTemplate};
+pub use crate::template::{CHATML_TEMPLATE, ChatMessage, ChatTemplate, GEMMA_TEMPLATE, family_template};
 pub use crate::vocab::ModelKind;
 
 enum Model {

@@ -31,6 +31,19 @@ impl ChatMessage {
 /// many other small instruction-tuned models.
 pub const CHATML_TEMPLATE: &str = "{% for message in messages %}{{ '<|im_start|>' + message['role'] + '\n' + message['content'] + '<|im_end|>' + '\n' }}{% endfor %}{% if add_generation_prompt %}{{ '<|im_start|>assistant\n' }}{% endif %}";
 
+/// Gemma's turn markers, used for Gemma-family models whose GGUF has no template (base models
+/// such as Gemma 3 270M): the layout of Gemma's own template (`<start_of_turn>user` …
+/// `<end_of_turn>`, the assistant's role written `model`, system messages put at the start of
+/// the next user turn since Gemma has no system role), without its checks that roles alternate,
+/// so that any conversation renders.
+pub const GEMMA_TEMPLATE: &str = "{{ bos_token }}{% set ns = namespace(system='') %}{% for message in messages %}{% if message['role'] == 'system' %}{% set ns.system = ns.system + message['content'] + '\n\n' %}{% elif message['role'] == 'assistant' %}{{ '<start_of_turn>model\n' + message['content'] + '<end_of_turn>\n' }}{% else %}{{ '<start_of_turn>user\n' + ns.system + message['content'] + '<end_of_turn>\n' }}{% set ns.system = '' %}{% endif %}{% endfor %}{% if ns.system %}{{ '<start_of_turn>user\n' + ns.system + '<end_of_turn>\n' }}{% endif %}{% if add_generation_prompt %}{{ '<start_of_turn>model\n' }}{% endif %}";
+
+/// The template a model without one gets: its family's known format, else ChatML.
+/// Returns the family's name and the template.
+pub fn family_template(architecture: &str) -> (&'static str, &'static str) {
+    if architecture.starts_with("gemma") { ("gemma", GEMMA_TEMPLATE) } else { ("chatml", CHATML_TEMPLATE) }
+}
+
 const TEMPLATE_NAME: &str = "chat_template";
 
 /// A compiled chat template with the BOS and EOS texts it may refer to.
@@ -39,7 +52,8 @@ pub struct ChatTemplate {
     source: String,
     bos_token: String,
     eos_token: String,
-    is_fallback: bool,
+    /// The family template used because the GGUF has none ("chatml", "gemma").
+    fallback: Option<&'static str>,
 }
 
 impl std::fmt::Debug for ChatTemplate {
@@ -66,7 +80,8 @@ impl std::fmt::Display for Raised {
 impl std::error::Error for Raised {}
 
 impl ChatTemplate {
-    /// The template of a GGUF, or [`CHATML_TEMPLATE`] when it has none. `bos_token` and
+    /// The template of a GGUF, or when it has none its family's (see [`family_template`]:
+    /// [`GEMMA_TEMPLATE`] for Gemma models, else [`CHATML_TEMPLATE`]). `bos_token` and
     /// `eos_token` are the texts of the tokens named by `tokenizer.ggml.bos_token_id` and
     /// `tokenizer.ggml.eos_token_id` (empty when absent).
     pub fn from_gguf(g: &Gguf) -> Result<Self> {
@@ -81,9 +96,13 @@ impl ChatTemplate {
         };
         let bos = token_text("tokenizer.ggml.bos_token_id");
         let eos = token_text("tokenizer.ggml.eos_token_id");
-        let mut template = Self::new(source.unwrap_or(CHATML_TEMPLATE), bos, eos)?;
-        template.is_fallback = source.is_none();
-        Ok(template)
+        let Some(source) = source else {
+            let (family, fallback) = family_template(g.architecture().unwrap_or_default());
+            let mut template = Self::new(fallback, bos, eos)?;
+            template.fallback = Some(family);
+            return Ok(template);
+        };
+        Self::new(source, bos, eos)
     }
 
     /// Compiles `source`; syntax errors are reported here rather than at render time.
@@ -110,7 +129,7 @@ impl ChatTemplate {
         env.add_function("strftime_now", strftime_now);
         env.add_filter("tojson", tojson);
         env.add_template_owned(TEMPLATE_NAME, source.clone()).map_err(template_error)?;
-        Ok(Self { env, source, bos_token: bos_token.into(), eos_token: eos_token.into(), is_fallback: false })
+        Ok(Self { env, source, bos_token: bos_token.into(), eos_token: eos_token.into(), fallback: None })
     }
 
     /// The Jinja source.
@@ -128,9 +147,15 @@ impl ChatTemplate {
         &self.eos_token
     }
 
-    /// Whether the GGUF had no template and ChatML is used instead.
+    /// Whether the GGUF had no template and its family's (or ChatML) is used instead.
     pub fn is_fallback(&self) -> bool {
-        self.is_fallback
+        self.fallback.is_some()
+    }
+
+    /// The family template used because the GGUF has none: "gemma" or "chatml"; `None` when
+    /// the template is the file's own (or given to [`Self::new`]).
+    pub fn fallback_family(&self) -> Option<&'static str> {
+        self.fallback
     }
 
     /// The prompt text for `messages`; with `add_generation_prompt`, ending with the header

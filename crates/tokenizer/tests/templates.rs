@@ -42,6 +42,42 @@ fn missing_template_falls_back_to_chatml() {
     );
 }
 
+/// A Gemma-family file without a template (Gemma 3 270M is one) gets Gemma's turn markers:
+/// system text opens the next user turn, the assistant is "model", roles need not alternate.
+#[test]
+fn missing_gemma_template_falls_back_to_gemma_turns() {
+    let mut w = GgufWriter::new();
+    w.metadata("general.architecture", Value::String("gemma3".into()))
+        .metadata("tokenizer.ggml.tokens", Value::Array(Array::String(vec!["<pad>".into(), "<eos>".into(), "<bos>".into()])))
+        .metadata("tokenizer.ggml.bos_token_id", Value::U32(2))
+        .metadata("tokenizer.ggml.eos_token_id", Value::U32(1));
+    let template = ChatTemplate::from_gguf(&Gguf::parse(&w.to_bytes()).unwrap()).unwrap();
+    assert!(template.is_fallback());
+    assert_eq!(template.fallback_family(), Some("gemma"));
+    let chat = [
+        ChatMessage::new("system", "Be kind."),
+        ChatMessage::new("user", "Hello"),
+        ChatMessage::new("assistant", "Hi!"),
+        ChatMessage::new("system", "Stay brief."),
+        ChatMessage::new("user", "Bye"),
+    ];
+    assert_eq!(
+        template.render(&chat, true).unwrap(),
+        "<bos><start_of_turn>user\nBe kind.\n\nHello<end_of_turn>\n<start_of_turn>model\nHi!<end_of_turn>\n\
+         <start_of_turn>user\nStay brief.\n\nBye<end_of_turn>\n<start_of_turn>model\n"
+    );
+    // A system message with no user turn after it still reaches the model.
+    assert_eq!(
+        template.render(&chat[..1], false).unwrap(),
+        "<bos><start_of_turn>user\nBe kind.\n\n<end_of_turn>\n"
+    );
+    // Other architectures keep ChatML.
+    let mut w = GgufWriter::new();
+    w.metadata("general.architecture", Value::String("qwen2".into()))
+        .metadata("tokenizer.ggml.tokens", Value::Array(Array::String(vec!["<s>".into()])));
+    assert_eq!(ChatTemplate::from_gguf(&Gguf::parse(&w.to_bytes()).unwrap()).unwrap().fallback_family(), Some("chatml"));
+}
+
 #[test]
 fn bos_and_eos_texts_come_from_the_file() {
     let mut w = GgufWriter::new();
