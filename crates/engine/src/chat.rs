@@ -8,7 +8,7 @@ mod turn;
 
 use std::collections::{BTreeSet, HashMap};
 
-use llm::Generator;
+use crate::model::ChatModel;
 use memory::record::new_id;
 use memory::{Memory, MemoryKind, NewMemory, Store, TextEmbedder};
 use persona::{Character, ExportSpec, Lorebook, MacroContext, PromptOptions, PromptSection, Role, export_card_json, export_card_png, import_card};
@@ -220,7 +220,7 @@ impl<C: ChatStore> ChatEngine<C> {
             EngineError::BadRequest(format!("greeting {index} does not exist; the card has {}", greetings.len()))
         })?;
         let text = MacroContext::new(character.display_name(), user_name).apply(text);
-        let parsed = persona::parse_reply(&text);
+        let parsed = persona::parse_reply_with(&text, character.inner_thoughts().enabled);
         Ok(Message {
             id: new_id(),
             role: Speaker::Assistant,
@@ -231,6 +231,7 @@ impl<C: ChatStore> ChatEngine<C> {
             created_at: now,
             greeting: true,
             memory_ids: Vec::new(),
+            used_memory_ids: Vec::new(),
             unfinished: false,
             swipes: Vec::new(),
             swipe: 0,
@@ -338,7 +339,7 @@ impl<C: ChatStore> ChatEngine<C> {
                 message.raw = text.to_string();
             }
             Speaker::Assistant => {
-                let parsed = persona::parse_reply(text);
+                let parsed = persona::parse_reply_with(text, character.inner_thoughts().enabled);
                 message.text = parsed.speech();
                 message.thought = non_empty(parsed.thought());
                 message.action = non_empty(parsed.action());
@@ -451,7 +452,7 @@ impl<C: ChatStore> ChatEngine<C> {
     /// Do a little background work — one token of a rolling summary — if no reply is under
     /// way. Returns false when there is nothing to do. A reply started meanwhile cancels the
     /// summary, which starts again at the next idle moment.
-    pub async fn background_step<E: TextEmbedder, S: Store>(&mut self, model: &mut Generator, memory: &mut Memory<E, S>) -> Result<bool> {
+    pub async fn background_step<M: ChatModel, E: TextEmbedder, S: Store>(&mut self, model: &mut M, memory: &mut Memory<E, S>) -> Result<bool> {
         if self.turn.is_some() {
             return Ok(false);
         }
@@ -524,7 +525,7 @@ impl<C: ChatStore> ChatEngine<C> {
     }
 
     /// Stop a summary under way (it is tried again later). Replies call this themselves.
-    pub fn cancel_background(&mut self, model: &mut Generator) {
+    pub fn cancel_background<M: ChatModel>(&mut self, model: &mut M) {
         if let Some(job) = self.summary.take() {
             model.abort();
             self.summary_wanted.insert(job.session_id);
@@ -561,7 +562,7 @@ impl<C: ChatStore> ChatEngine<C> {
 
     /// Delete every character, session and memory (unreadable records too): one transaction
     /// where the store holds the memories, which nothing stored can block.
-    pub async fn wipe<E: TextEmbedder, S: Store>(&mut self, model: &mut Generator, memory: &mut Memory<E, S>) -> Result<()> {
+    pub async fn wipe<M: ChatModel, E: TextEmbedder, S: Store>(&mut self, model: &mut M, memory: &mut Memory<E, S>) -> Result<()> {
         self.ensure_idle()?;
         self.cancel_background(model);
         self.summary_wanted.clear();

@@ -7,6 +7,8 @@
 //! * [`types`]: what is stored — characters (cards as V3 JSON), sessions, messages.
 //! * [`store`]: the [`ChatStore`] trait (IndexedDB in `crates/web`) and an in-memory store.
 //! * [`backup`]: export and import of everything as one JSON document.
+//! * [`model`]: the [`ChatModel`] trait the engine drives (the real generator, or a scripted
+//!   fake in tests).
 //!
 //! Nothing here knows about the browser.
 
@@ -14,6 +16,7 @@ pub mod backup;
 pub mod chat;
 pub mod error;
 pub mod facts;
+pub mod model;
 pub mod store;
 pub mod summary;
 pub mod types;
@@ -21,5 +24,6 @@ pub mod types;
 pub use backup::{BACKUP_FORMAT, BACKUP_VERSION, ImportCounts};
 pub use chat::{CardFormat, ChatEngine, EngineSettings, PromptDebug, ReplyOptions, Timings, TurnEvent, Usage};
 pub use error::{EngineError, Result};
+pub use model::ChatModel;
 pub use store::{ChatStore, InMemoryChatStore};
 pub use types::{Message, Session, SessionSummary, Speaker, StoredCharacter, Swipe, UnreadableRecord};

@@ -7,10 +7,11 @@
 //! the session, where it stands in for the oldest messages once they no longer fit the context
 //! (SillyTavern's rolling summary; LD-Agent's event memory, research.md §4, §6).
 
-use llm::{GenerateOptions, Generator, SamplingParams};
+use llm::{GenerateOptions, SamplingParams};
 use persona::Character;
 
 use crate::error::Result;
+use crate::model::ChatModel;
 use crate::types::{Session, Speaker};
 
 /// Messages longer than this are cut for the summary prompt.
@@ -28,7 +29,7 @@ pub(crate) struct SummaryJob {
 
 impl SummaryJob {
     /// Build the prompt for messages `start..end` and start generating.
-    pub fn begin(model: &mut Generator, session: &Session, character: &Character, start: usize, end: usize, max_tokens: usize) -> Result<Self> {
+    pub fn begin<M: ChatModel>(model: &mut M, session: &Session, character: &Character, start: usize, end: usize, max_tokens: usize) -> Result<Self> {
         let char_name = character.display_name();
         let transcript: Vec<String> = session.messages[start..end]
             .iter()

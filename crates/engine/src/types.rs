@@ -146,6 +146,10 @@ pub struct Message {
     /// follow the message when it is edited or deleted.
     #[serde(default)]
     pub memory_ids: Vec<String>,
+    /// The memories the reply's prompt used (pinned and retrieved, in prompt order): what the
+    /// character knew when it wrote this.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub used_memory_ids: Vec<String>,
     /// Saved while the reply was being written, which never finished (the page was closed or
     /// reloaded, or the engine failed).
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
@@ -177,6 +181,8 @@ pub struct Swipe {
     pub created_at: u64,
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub unfinished: bool,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub used_memory_ids: Vec<String>,
 }
 
 impl Message {
@@ -190,6 +196,7 @@ impl Message {
             raw: self.raw.clone(),
             created_at: self.created_at,
             unfinished: self.unfinished,
+            used_memory_ids: self.used_memory_ids.clone(),
         }
     }
 
@@ -202,6 +209,7 @@ impl Message {
         self.raw = version.raw.clone();
         self.created_at = version.created_at;
         self.unfinished = version.unfinished;
+        self.used_memory_ids = version.used_memory_ids.clone();
     }
 
     /// The shown version's fields copied back into `swipes`, after an edit of the message.
@@ -215,6 +223,7 @@ impl Message {
                 raw: self.raw.clone(),
                 created_at: self.created_at,
                 unfinished: self.unfinished,
+                used_memory_ids: self.used_memory_ids.clone(),
             };
         }
     }

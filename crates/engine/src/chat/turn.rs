@@ -24,9 +24,9 @@
 
 use std::collections::{HashSet, VecDeque};
 
-use llm::{GenerateOptions, Generator, SamplingParams};
+use llm::{DryParams, GenerateOptions, SamplingParams};
 use memory::record::new_id;
-use memory::{Memory, MemoryKind, NewMemory, SearchHit, SearchQuery, Store, TextEmbedder};
+use memory::{ListFilter, Memory, MemoryKind, NewMemory, ScoreParts, SearchHit, SearchQuery, Store, TextEmbedder};
 use persona::{AssembledPrompt, Character, ChatMessage, HistorySummary, MemoryItem, PromptInput, SegmentDelta, SegmentKind, ThoughtParser, assemble_prompt};
 use serde::{Deserialize, Serialize};
 
@@ -34,7 +34,11 @@ use super::{ChatEngine, PromptDebug, check_text, date_label, non_empty, speaker_
 use crate::error::{EngineError, Result};
 use crate::facts::{fact_sentences, fact_text};
 use crate::store::ChatStore;
+use crate::model::ChatModel;
 use crate::types::{Message, Session, Speaker, Swipe};
+
+/// What a reply starts with when the character's inner thoughts are on.
+const THOUGHT_OPENER: &str = "[";
 
 /// Per-reply generation settings.
 #[derive(Clone, Debug)]
@@ -46,7 +50,11 @@ pub struct ReplyOptions {
 impl Default for ReplyOptions {
     fn default() -> Self {
         // SmolLM2's card suggests a low temperature; role-play wants a little more variety.
-        Self { max_tokens: 200, sampling: SamplingParams { temperature: 0.5, top_p: 0.9, repeat_penalty: 1.1, ..SamplingParams::default() } }
+        // DRY at the strength role-play front ends use (multiplier 0.8, base 1.75, repeats of
+        // 2 tokens free) stops a small model from copying its greeting or an earlier reply:
+        // `confidant eval` measures the echo rate with and without it (EVAL.md).
+        let dry = DryParams { multiplier: 0.8, ..DryParams::default() };
+        Self { max_tokens: 200, sampling: SamplingParams { temperature: 0.5, top_p: 0.9, repeat_penalty: 1.1, dry, ..SamplingParams::default() } }
     }
 }
 
@@ -146,10 +154,14 @@ pub(super) struct PendingTurn {
     replaces: Option<String>,
     /// When the reply was last saved unfinished (unix ms; the turn's start before that).
     last_save: u64,
+    /// The memories the prompt used, noted on the reply.
+    used_memory_ids: Vec<String>,
 }
 
 impl PendingTurn {
     fn new(session: Session, character: Character, options: ReplyOptions, unremembered: Option<String>) -> Self {
+        // Brackets and parentheses are markup only in the inner-thoughts format.
+        let parser = ThoughtParser::for_thoughts(character.inner_thoughts().enabled);
         Self {
             session,
             character,
@@ -159,7 +171,8 @@ impl PendingTurn {
             last_save: 0,
             started: false,
             unremembered,
-            parser: ThoughtParser::new(),
+            parser,
+            used_memory_ids: Vec::new(),
             raw: String::new(),
             parsed_len: 0,
             stops: Vec::new(),
@@ -211,7 +224,7 @@ impl<C: ChatStore> ChatEngine<C> {
     /// it returns `None`. Only the session is written here, so the message can be shown at once:
     /// the first `next_event` assembles the prompt (retrieving memories) and starts the model,
     /// and the message's own memories are written when the reply ends.
-    pub async fn begin_send(&mut self, model: &mut Generator, session_id: &str, text: &str, options: &ReplyOptions) -> Result<Message> {
+    pub async fn begin_send<M: ChatModel>(&mut self, model: &mut M, session_id: &str, text: &str, options: &ReplyOptions) -> Result<Message> {
         self.ensure_idle()?;
         check_text(text)?;
         self.cancel_background(model);
@@ -228,6 +241,7 @@ impl<C: ChatStore> ChatEngine<C> {
             created_at: now,
             greeting: false,
             memory_ids: Vec::new(),
+            used_memory_ids: Vec::new(),
             unfinished: false,
             swipes: Vec::new(),
             swipe: 0,
@@ -252,9 +266,9 @@ impl<C: ChatStore> ChatEngine<C> {
     /// shown again with [`Self::choose_swipe`]); then call [`Self::next_event`] until it returns
     /// `None`. While the greeting is the only reply, this shows the next of the card's greetings
     /// instead.
-    pub async fn begin_regenerate<E: TextEmbedder, S: Store>(
+    pub async fn begin_regenerate<M: ChatModel, E: TextEmbedder, S: Store>(
         &mut self,
-        model: &mut Generator,
+        model: &mut M,
         memory: &mut Memory<E, S>,
         session_id: &str,
         options: &ReplyOptions,
@@ -319,7 +333,7 @@ impl<C: ChatStore> ChatEngine<C> {
 
     /// Assemble the prompt of the turn under way (memories retrieved, lorebooks scanned) and
     /// start the model on it.
-    async fn start_reply<E: TextEmbedder, S: Store>(&mut self, model: &mut Generator, memory: &mut Memory<E, S>) -> Result<()> {
+    async fn start_reply<M: ChatModel, E: TextEmbedder, S: Store>(&mut self, model: &mut M, memory: &mut Memory<E, S>) -> Result<()> {
         let Some(mut turn) = self.turn.take() else { return Ok(()) };
         let result = self.start_model(model, memory, &mut turn).await;
         // Back in place either way: a failed start ends the turn through `fail_turn`.
@@ -327,7 +341,7 @@ impl<C: ChatStore> ChatEngine<C> {
         result
     }
 
-    async fn start_model<E: TextEmbedder, S: Store>(&mut self, model: &mut Generator, memory: &mut Memory<E, S>, turn: &mut PendingTurn) -> Result<()> {
+    async fn start_model<M: ChatModel, E: TextEmbedder, S: Store>(&mut self, model: &mut M, memory: &mut Memory<E, S>, turn: &mut PendingTurn) -> Result<()> {
         let (session, character, options) = (&turn.session, &turn.character, &turn.options);
         // The reply being replaced is not part of the conversation the new one answers.
         let replaced = turn.replaces.as_deref().unwrap_or_default();
@@ -339,34 +353,53 @@ impl<C: ChatStore> ChatEngine<C> {
         let mut prompt_options = self.settings.prompt.clone();
         prompt_options.context_tokens = prompt_options.context_tokens.min(model.context_length());
         prompt_options.reply_tokens = options.max_tokens.min(prompt_options.context_tokens / 2);
-        let tokenizer = model.tokenizer();
-        let counter = |text: &str| tokenizer.encode(text, false, false).map(|t| t.len()).unwrap_or(text.len().div_ceil(3));
+        let counter = |text: &str| model.count_tokens(text);
 
         // Which messages the prompt shows anyway: their verbatim memories would only repeat them.
         let without_memories = assemble_prompt(&self.prompt_input(&session, &character, &history, &summaries, &[]), &prompt_options, &counter);
         let visible: HashSet<&str> = shown[without_memories.history_start.min(shown.len())..].iter().map(|m| m.id.as_str()).collect();
+        // ... and their texts: a message recorded earlier with the same words says nothing new.
+        let visible_texts: HashSet<&str> = shown[without_memories.history_start.min(shown.len())..].iter().map(|m| m.text.trim()).collect();
         let latest = shown.last().map(|m| m.id.as_str()).unwrap_or_default();
         let query = shown.iter().rev().find(|m| m.role == Speaker::User).map(|m| m.text.clone()).unwrap_or_default();
-        let hits: Vec<SearchHit> = if query.trim().is_empty() {
-            Vec::new()
-        } else {
-            memory
-                .search(SearchQuery::new(&session.character_id, &query, self.settings.memories_searched))
-                .await?
-                .into_iter()
-                .filter(|h| {
-                    let sources = &h.record.source_message_ids;
-                    // Nothing from the message being answered or the reply being replaced; no
-                    // visible message twice.
-                    !sources.iter().any(|s| s == latest || s == replaced) && !(h.record.kind == MemoryKind::Message && sources.iter().all(|s| visible.contains(s.as_str())) && !sources.is_empty())
-                })
-                .take(prompt_options.max_memories)
-                .map(|mut h| {
-                    h.record.embedding = Vec::new();
-                    h
-                })
-                .collect()
-        };
+        // Pinned memories always (the prompt keeps them within its budget for them), then the best
+        // of the search.
+        let pinned = memory.list(ListFilter { character_id: Some(session.character_id.clone()), pinned: Some(true), ..Default::default() }).await?;
+        let mut hits: Vec<SearchHit> = pinned
+            .into_iter()
+            .map(|record| SearchHit { score: 1.0, relevance: 0.0, recency: 1.0, importance: record.importance, normalized: ScoreParts::default(), record })
+            .collect();
+        if !query.trim().is_empty() {
+            let found = memory.search(SearchQuery::new(&session.character_id, &query, self.settings.memories_searched)).await?;
+            hits.extend(found.into_iter().filter(|h| !h.record.pinned).take(prompt_options.max_memories * 2));
+        }
+        // A fact and the message it was taken from say the same thing: whichever ranks first
+        // stands for both.
+        let mut sources_seen: HashSet<String> = HashSet::new();
+        let hits: Vec<SearchHit> = hits
+            .into_iter()
+            .filter(|h| {
+                let sources = &h.record.source_message_ids;
+                // Nothing from the message being answered or the reply being replaced; no
+                // visible message twice.
+                !sources.iter().any(|s| s == latest || s == replaced) && !(h.record.kind == MemoryKind::Message && sources.iter().all(|s| visible.contains(s.as_str())) && !sources.is_empty())
+            })
+            .filter(|h| {
+                // A message memory reads "Name: text".
+                let said = h.record.text.split_once(": ").map_or(h.record.text.as_str(), |(_, t)| t).trim();
+                !(h.record.kind == MemoryKind::Message && visible_texts.contains(said))
+            })
+            .filter(|h| {
+                let sources = &h.record.source_message_ids;
+                let new = sources.is_empty() || !sources.iter().any(|s| sources_seen.contains(s));
+                sources_seen.extend(sources.iter().cloned());
+                new
+            })
+            .map(|mut h| {
+                h.record.embedding = Vec::new();
+                h
+            })
+            .collect();
         let items: Vec<MemoryItem> = hits.iter().map(|h| MemoryItem { label: date_label(h.record.created_at), text: h.record.text.clone(), pinned: h.record.pinned }).collect();
         let assembled: AssembledPrompt = assemble_prompt(&self.prompt_input(&session, &character, &history, &summaries, &items), &prompt_options, &counter);
         if assembled.over_budget {
@@ -376,9 +409,18 @@ impl<C: ChatStore> ChatEngine<C> {
             )));
         }
         let messages: Vec<llm::ChatMessage> = assembled.messages.iter().map(|m| llm::ChatMessage::new(m.role.as_str(), m.content.clone())).collect();
-        let rendered = model.template().render(&messages, true).map_err(llm::LlmError::from)?;
-        let tokens = model.encode_chat(&messages)?;
-        let hits: Vec<SearchHit> = hits.into_iter().take(assembled.memories_used).collect();
+        let mut rendered = model.render_chat(&messages)?;
+        let mut tokens = model.encode_chat(&messages)?;
+        // With inner thoughts on, the reply is started with the thought marker (HER's
+        // pre-filled turn): the model writes the thought first instead of perhaps forgetting it.
+        if character.inner_thoughts().enabled {
+            tokens.extend(model.encode_text(THOUGHT_OPENER)?);
+            rendered.push_str(THOUGHT_OPENER);
+            turn.raw.push_str(THOUGHT_OPENER);
+        }
+        // The memories the prompt used, in its order (pinned first).
+        let hits: Vec<SearchHit> = assembled.memory_indices.iter().filter_map(|&i| hits.get(i).cloned()).collect();
+        turn.used_memory_ids = hits.iter().map(|h| h.record.id.clone()).collect();
         self.last_prompts.insert(
             session.id.clone(),
             PromptDebug {
@@ -411,7 +453,7 @@ impl<C: ChatStore> ChatEngine<C> {
 
     /// Stop the reply: the next [`Self::next_event`] stores what was written so far and
     /// reports `Done` with finish reason "abort".
-    pub fn abort(&mut self, model: &mut Generator) {
+    pub fn abort<M: ChatModel>(&mut self, model: &mut M) {
         if let Some(turn) = &mut self.turn
             && !turn.finished
         {
@@ -424,7 +466,7 @@ impl<C: ChatStore> ChatEngine<C> {
 
     /// The next event of the reply under way; `None` when there is none (any more). Each call
     /// does one step of work: assembling the prompt, reading a chunk of it, or one token.
-    pub async fn next_event<E: TextEmbedder, S: Store>(&mut self, model: &mut Generator, memory: &mut Memory<E, S>) -> Result<Option<TurnEvent>> {
+    pub async fn next_event<M: ChatModel, E: TextEmbedder, S: Store>(&mut self, model: &mut M, memory: &mut Memory<E, S>) -> Result<Option<TurnEvent>> {
         loop {
             let now = self.now();
             let save_every = self.settings.partial_save_ms;
@@ -500,6 +542,7 @@ impl<C: ChatStore> ChatEngine<C> {
             raw: reply.to_text(true),
             created_at: now,
             unfinished: true,
+            used_memory_ids: turn.used_memory_ids.clone(),
         };
         let replaces = turn.replaces.clone();
         self.store
@@ -551,7 +594,7 @@ impl<C: ChatStore> ChatEngine<C> {
         Ok(stored)
     }
 
-    async fn finish_turn<E: TextEmbedder, S: Store>(&mut self, model: &mut Generator, memory: &mut Memory<E, S>) -> Result<()> {
+    async fn finish_turn<M: ChatModel, E: TextEmbedder, S: Store>(&mut self, model: &mut M, memory: &mut Memory<E, S>) -> Result<()> {
         let now = self.now();
         let Some(turn) = &mut self.turn else { return Ok(()) };
         turn.finished = true;
@@ -571,6 +614,7 @@ impl<C: ChatStore> ChatEngine<C> {
         let character = turn.character.clone();
         let unremembered = turn.unremembered.take();
         let (session_id, reply_id, replaces) = (turn.session.id.clone(), turn.reply_id.clone(), turn.replaces.clone());
+        let used_memory_ids = turn.used_memory_ids.clone();
         let speech = reply.speech();
         let version = (!(speech.trim().is_empty() && reply.thought().trim().is_empty() && reply.action().trim().is_empty())).then(|| Swipe {
             id: reply_id.clone(),
@@ -580,6 +624,7 @@ impl<C: ChatStore> ChatEngine<C> {
             raw: reply.to_text(true),
             created_at: now,
             unfinished: false,
+            used_memory_ids,
         });
         // Stored first, in one transaction, so a refused memory write cannot lose the reply; a
         // regenerated one becomes the shown version only now.
@@ -635,6 +680,7 @@ fn place_reply(session: &mut Session, version: &Swipe, replaces: Option<&str>, s
             created_at: version.created_at,
             greeting: false,
             memory_ids: Vec::new(),
+            used_memory_ids: version.used_memory_ids.clone(),
             unfinished: version.unfinished,
             swipes: Vec::new(),
             swipe: 0,

@@ -1,0 +1,327 @@
+//! A 200-turn chat through the engine with a scripted fake model (no weights) and a word-hash
+//! embedder, at 2k and 4k context: on every turn the latest rolling summary is in the prompt in
+//! place of the messages it covers, the pinned memories are there, no memory is there twice (nor
+//! a message the history already shows), and each reply keeps the ids of the memories its
+//! prompt used. Then inner thoughts: the reply is pre-started with the thought marker when the
+//! option is on, and brackets are speech when it is off.
+
+use std::cell::RefCell;
+use std::collections::{HashMap, HashSet};
+
+use engine::{ChatEngine, ChatModel, EngineSettings, InMemoryChatStore, Message, ReplyOptions, TurnEvent};
+use llm::{ChatMessage, GenerateOptions, GenerationStats, PrefillProgress, SamplingParams, Step};
+use memory::{EMBEDDING_DIM, Embedding, InMemoryStore, Memory, MemoryConfig, MemoryKind, NewMemory, TextEmbedder};
+use persona::SectionKind;
+use serde_json::json;
+
+/// Each word lights one dimension: enough for memories to be written and found.
+struct WordHashEmbedder;
+
+impl TextEmbedder for WordHashEmbedder {
+    async fn embed(&self, texts: &[&str]) -> memory::Result<Vec<Embedding>> {
+        Ok(texts
+            .iter()
+            .map(|t| {
+                let mut v = [0.0f32; EMBEDDING_DIM];
+                for word in t.split_whitespace() {
+                    let h = word.bytes().fold(7u64, |h, b| h.wrapping_mul(31).wrapping_add(u64::from(b)));
+                    v[(h % EMBEDDING_DIM as u64) as usize] += 1.0;
+                }
+                v[0] += 0.01;
+                let norm = v.iter().map(|x| x * x).sum::<f32>().sqrt();
+                v.map(|x| x / norm)
+            })
+            .collect())
+    }
+}
+
+/// A model that writes what the script says: a numbered summary when asked to summarize,
+/// otherwise the next scripted reply, one word per token. A token is a word of the rendered
+/// ChatML text (ids given as words are first seen), so budgets behave as with a real tokenizer
+/// of that granularity and the prompt it was given can be read back.
+struct ScriptedModel {
+    words: RefCell<(HashMap<String, u32>, Vec<String>)>,
+    context: usize,
+    replies: Vec<String>,
+    next_reply: usize,
+    summaries_written: usize,
+    /// Every prompt it was given, rendered.
+    prompts: Vec<String>,
+    /// Pieces left of the text being written.
+    pending: Vec<String>,
+    running: bool,
+    stats: GenerationStats,
+}
+
+impl ScriptedModel {
+    fn new(context: usize, replies: Vec<String>) -> Self {
+        Self {
+            words: RefCell::default(),
+            context,
+            replies,
+            next_reply: 0,
+            summaries_written: 0,
+            prompts: Vec::new(),
+            pending: Vec::new(),
+            running: false,
+            stats: GenerationStats::default(),
+        }
+    }
+
+    fn tokens(&self, text: &str) -> Vec<u32> {
+        let mut words = self.words.borrow_mut();
+        let (ids, list) = &mut *words;
+        text.split_whitespace()
+            .map(|w| {
+                *ids.entry(w.to_string()).or_insert_with(|| {
+                    list.push(w.to_string());
+                    list.len() as u32 - 1
+                })
+            })
+            .collect()
+    }
+
+    fn text(&self, tokens: &[u32]) -> String {
+        let words = self.words.borrow();
+        tokens.iter().map(|&t| words.1[t as usize].as_str()).collect::<Vec<_>>().join(" ")
+    }
+}
+
+impl ChatModel for ScriptedModel {
+    fn context_length(&self) -> usize {
+        self.context
+    }
+
+    fn count_tokens(&self, text: &str) -> usize {
+        text.split_whitespace().count()
+    }
+
+    fn encode_text(&self, text: &str) -> llm::Result<Vec<u32>> {
+        Ok(self.tokens(text))
+    }
+
+    fn render_chat(&self, messages: &[ChatMessage]) -> llm::Result<String> {
+        let mut out = String::new();
+        for m in messages {
+            out.push_str(&format!("<|im_start|>{} {} <|im_end|>\n", m.role, m.content));
+        }
+        out.push_str("<|im_start|>assistant ");
+        Ok(out)
+    }
+
+    fn encode_chat(&self, messages: &[ChatMessage]) -> llm::Result<Vec<u32>> {
+        Ok(self.tokens(&self.render_chat(messages)?))
+    }
+
+    fn begin(&mut self, prompt: Vec<u32>, options: GenerateOptions) -> llm::Result<()> {
+        assert!(prompt.len() < self.context, "prompt of {} tokens in a context of {}", prompt.len(), self.context);
+        let rendered = self.text(&prompt);
+        let text = if rendered.contains("Summarize what happened") {
+            self.summaries_written += 1;
+            format!("Summary {}: Sam and Mira kept talking about the garden.", self.summaries_written)
+        } else {
+            let reply = self.replies.get(self.next_reply).cloned().unwrap_or_else(|| "Mm.".into());
+            self.next_reply += 1;
+            reply
+        };
+        self.prompts.push(rendered);
+        self.pending = text.split_inclusive(' ').map(str::to_string).take(options.max_tokens).collect();
+        self.pending.reverse();
+        self.running = true;
+        self.stats = GenerationStats { prompt_tokens: prompt.len(), prefilled_tokens: prompt.len(), ..Default::default() };
+        Ok(())
+    }
+
+    fn prefill_progress(&self) -> Option<PrefillProgress> {
+        None
+    }
+
+    async fn prefill(&mut self, _chunk: usize) -> llm::Result<Option<PrefillProgress>> {
+        Ok(None)
+    }
+
+    async fn step(&mut self) -> llm::Result<Option<Step>> {
+        if !self.running {
+            return Ok(None);
+        }
+        match self.pending.pop() {
+            Some(text) => {
+                self.stats.completion_tokens += 1;
+                Ok(Some(Step { token: text.len() as u32, text }))
+            }
+            None => {
+                self.running = false;
+                self.stats.finish_reason = Some(llm::FinishReason::Stop);
+                Ok(None)
+            }
+        }
+    }
+
+    fn abort(&mut self) {
+        self.running = false;
+        self.pending.clear();
+    }
+
+    fn stats(&self) -> &GenerationStats {
+        &self.stats
+    }
+}
+
+fn card(thoughts: bool) -> Vec<u8> {
+    serde_json::to_vec(&json!({
+        "spec": "chara_card_v3",
+        "spec_version": "3.0",
+        "data": {
+            "name": "Mira",
+            "description": "{{char}} keeps a small garden by the sea and knows every plant in it.",
+            "personality": "warm, patient",
+            "scenario": "{{user}} visits the garden.",
+            "first_mes": "Oh, hello {{user}}! Mind the seedlings.",
+            "mes_example": "",
+            "alternate_greetings": [],
+            "group_only_greetings": [],
+            "extensions": { "confidant": { "inner_thoughts": { "enabled": thoughts, "strip_from_history": true } } }
+        }
+    }))
+    .expect("json")
+}
+
+type Mem = Memory<WordHashEmbedder, InMemoryStore>;
+
+async fn reply(chat: &mut ChatEngine<InMemoryChatStore>, model: &mut ScriptedModel, mem: &mut Mem, session: &str, text: &str) -> (Message, Vec<TurnEvent>) {
+    chat.begin_send(model, session, text, &ReplyOptions { max_tokens: 60, sampling: SamplingParams::greedy() }).await.expect("send");
+    let mut events = Vec::new();
+    while let Some(event) = chat.next_event(model, mem).await.expect("event") {
+        events.push(event);
+    }
+    match events.last() {
+        Some(TurnEvent::Done { message: Some(m), .. }) => (m.clone(), events),
+        other => panic!("no reply: {other:?}"),
+    }
+}
+
+/// The history indices the prompt shows, from its section labels ("History 12 (user)").
+fn shown_history(sections: &[persona::PromptSection]) -> Vec<usize> {
+    sections
+        .iter()
+        .filter(|s| s.kind == SectionKind::History)
+        .filter_map(|s| s.label.strip_prefix("History ")?.split(' ').next()?.parse().ok())
+        .collect()
+}
+
+fn long_chat(context: usize) {
+    pollster::block_on(async {
+        let turns = 200;
+        let replies: Vec<String> = (0..turns).map(|i| format!("Reply {i}: the fern number {i} is doing well, and the roses need water again.")).collect();
+        let mut model = ScriptedModel::new(context, replies);
+        let mut mem = Memory::open(WordHashEmbedder, InMemoryStore::new(), MemoryConfig::default()).await.expect("memory");
+        let mut chat = ChatEngine::new(InMemoryChatStore::new(), EngineSettings::default());
+        let character = chat.import_character(&card(false)).await.expect("import");
+        let session = chat.create_session(&character.id, "Sam", 0).await.expect("session");
+        let pinned = [
+            "Sam is allergic to lilies and must never be given them.",
+            "Sam's grandmother planted the old olive tree.",
+        ];
+        for text in pinned {
+            mem.add(NewMemory::new(&character.id, MemoryKind::PinnedNote, text)).await.expect("pin");
+        }
+        let mut summaries_seen = 0;
+        for turn in 0..turns {
+            // Facts and plant talk, so memories are written and retrieved.
+            let text = if turn % 7 == 0 {
+                format!("My favourite plant this week is the fern number {turn}, I think.")
+            } else {
+                format!("Tell me about the fern number {} again, please.", turn / 2)
+            };
+            let (message, events) = reply(&mut chat, &mut model, &mut mem, &session.id, &text).await;
+            let stored = chat.session(&session.id).await.expect("session");
+            let debug = chat.debug_prompt(&session.id).expect("a prompt").clone();
+            let shown = shown_history(&debug.sections);
+            assert!(!shown.is_empty(), "turn {turn}: the latest message is shown");
+
+            // The summary, when there is one, stands in for exactly what it covers.
+            let summary_section = debug.sections.iter().find(|s| s.kind == SectionKind::Summary);
+            // The prompt was assembled before this reply; the summary it used is the latest
+            // one stored before the user's message.
+            let before_reply = &stored.messages[..stored.messages.len() - 1];
+            let latest = stored.summaries.iter().rev().find_map(|s| before_reply.iter().position(|m| m.id == s.through_id).map(|i| (i, s)));
+            match latest {
+                Some((covered_through, summary)) => {
+                    let section = summary_section.unwrap_or_else(|| panic!("turn {turn}: no summary in the prompt\n{}", debug.text));
+                    assert!(section.text.contains(summary.text.trim()), "turn {turn}: the latest summary {:?} is not the one shown: {:?}", summary.text, section.text);
+                    let first = *shown.iter().min().expect("shown");
+                    assert!(first > covered_through, "turn {turn}: message {first} is shown though the summary covers 0..={covered_through}");
+                    summaries_seen += 1;
+                }
+                None => assert!(summary_section.is_none(), "turn {turn}: a summary without one stored"),
+            }
+
+            // Pinned memories, always; no memory twice; no memory of a message already shown.
+            let block = debug.sections.iter().find(|s| s.kind == SectionKind::Memories).map(|s| s.text.clone()).unwrap_or_default();
+            for text in pinned {
+                assert_eq!(block.matches(text).count(), 1, "turn {turn}: pinned memory {text:?} once in\n{block}");
+            }
+            let lines: Vec<&str> = block.lines().skip(1).collect();
+            let unique: HashSet<&str> = lines.iter().map(|l| l.split_once(": ").map_or(*l, |(_, t)| t)).collect();
+            assert_eq!(unique.len(), lines.len(), "turn {turn}: a memory twice in\n{block}");
+            let visible: Vec<&str> = shown.iter().filter_map(|&i| stored.messages.get(i)).map(|m| m.text.as_str()).collect();
+            for line in &lines {
+                assert!(!visible.iter().any(|v| line.ends_with(&format!(": {v}"))), "turn {turn}: {line:?} repeats a message the prompt shows");
+            }
+
+            // The reply keeps the ids of the memories its prompt used (those of the memory event).
+            let Some(TurnEvent::Memory { hits }) = events.first() else { panic!("turn {turn}: memory event first") };
+            let used: Vec<String> = hits.iter().map(|h| h.record.id.clone()).collect();
+            assert_eq!(message.used_memory_ids, used, "turn {turn}");
+            assert_eq!(lines.len(), used.len(), "turn {turn}: every memory in the block is cited");
+            assert_eq!(stored.messages.last().map(|m| m.used_memory_ids.clone()), Some(used));
+
+            // Summaries are written in the background, between turns, as the page does.
+            while chat.background_step(&mut model, &mut mem).await.expect("background") {}
+        }
+        assert!(model.summaries_written >= 15, "{} summaries written", model.summaries_written);
+        assert!(summaries_seen >= turns - 20, "a summary in {summaries_seen} of {turns} prompts");
+        eprintln!("{context} context: {} summaries, one in {summaries_seen} of {turns} prompts", model.summaries_written);
+    });
+}
+
+#[test]
+fn two_hundred_turns_at_2k_context() {
+    long_chat(2048);
+}
+
+#[test]
+fn two_hundred_turns_at_4k_context() {
+    long_chat(4096);
+}
+
+#[test]
+fn thoughts_are_pre_started_when_on_and_brackets_are_speech_when_off() {
+    pollster::block_on(async {
+        for thoughts in [true, false] {
+            // With thoughts on the model continues after "[", so the script starts inside it.
+            let script = if thoughts { "She looks tired.] (waves) Hello (again) there." } else { "I said (quietly) hello [twice]. *waves*" };
+            let mut model = ScriptedModel::new(2048, vec![script.to_string()]);
+            let mut mem = Memory::open(WordHashEmbedder, InMemoryStore::new(), MemoryConfig::default()).await.expect("memory");
+            let mut chat = ChatEngine::new(InMemoryChatStore::new(), EngineSettings::default());
+            let character = chat.import_character(&card(thoughts)).await.expect("import");
+            let session = chat.create_session(&character.id, "Sam", 0).await.expect("session");
+            let (message, _) = reply(&mut chat, &mut model, &mut mem, &session.id, "Hi Mira").await;
+            // What the model was given ends with the start of the reply (or does not).
+            let prompt = model.prompts.last().expect("a prompt");
+            let rendered = &chat.debug_prompt(&session.id).expect("prompt").rendered;
+            if thoughts {
+                assert!(prompt.ends_with("<|im_start|>assistant ["), "{prompt}");
+                assert!(rendered.ends_with("<|im_start|>assistant ["), "{rendered}");
+                assert_eq!(message.thought.as_deref(), Some("She looks tired."));
+                assert_eq!(message.action.as_deref(), Some("waves again"));
+                assert_eq!(message.text, "Hello there.");
+            } else {
+                assert!(prompt.ends_with("<|im_start|>assistant"), "{prompt}");
+                assert_eq!(message.thought, None);
+                assert_eq!(message.action.as_deref(), Some("waves"));
+                assert_eq!(message.text, "I said (quietly) hello [twice].");
+            }
+        }
+    });
+}
