@@ -10,7 +10,8 @@ use confidant_tokenizer::{ChatMessage, ChatTemplate, StreamDecoder, Tokenizer};
 use web_time::Instant;
 
 use crate::error::{LlmError, Result};
-use crate::llama::{KvCache, Llama};
+use crate::kv_cache::KvCache;
+use crate::model::Model;
 use crate::sampler::{Sampler, SamplingParams, SequenceBreakers};
 
 #[derive(Debug, Clone)]
@@ -101,7 +102,7 @@ struct Run {
 
 /// A model with its tokenizer, chat template and KV cache.
 pub struct Generator {
-    model: Llama,
+    model: Model,
     tokenizer: Tokenizer,
     template: ChatTemplate,
     cache: KvCache,
@@ -118,7 +119,7 @@ pub struct Generator {
 
 impl Generator {
     /// `max_context` caps the KV cache (and so device memory) below the model's own context.
-    pub fn new(model: Llama, tokenizer: Tokenizer, template: ChatTemplate, max_context: usize) -> Self {
+    pub fn new(model: Model, tokenizer: Tokenizer, template: ChatTemplate, max_context: usize) -> Self {
         let cache = model.new_cache(max_context);
         Self {
             model,
@@ -136,13 +137,13 @@ impl Generator {
     /// Load everything from a GGUF held in memory.
     pub fn from_gguf(file: &[u8], device: &burn::tensor::Device, max_context: usize) -> Result<Self> {
         let gguf = gguf::Gguf::parse(file)?;
-        let model = Llama::load(&gguf, file, device)?;
+        let model = Model::load(&gguf, file, device)?;
         let tokenizer = Tokenizer::from_gguf(&gguf)?;
         let template = ChatTemplate::from_gguf(&gguf)?;
         Ok(Self::new(model, tokenizer, template, max_context))
     }
 
-    pub fn model(&self) -> &Llama {
+    pub fn model(&self) -> &Model {
         &self.model
     }
 

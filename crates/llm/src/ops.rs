@@ -38,3 +38,13 @@ pub fn rope_and_cache(
 pub fn attention(q: Tensor<2>, k_cache: &Tensor<3>, v_cache: &Tensor<3>, start: usize, h: Heads) -> Tensor<2> {
     Tensor::from_dispatch(Dispatch::attention(q.into_dispatch(), k_cache.clone().into_dispatch(), v_cache.clone().into_dispatch(), start, h))
 }
+
+/// See [`LlmKernels::gelu_mul`].
+pub fn gelu_mul(gate: Tensor<2>, up: Tensor<2>) -> Tensor<2> {
+    Tensor::from_dispatch(Dispatch::gelu_mul(gate.into_dispatch(), up.into_dispatch()))
+}
+
+/// See [`LlmKernels::qk_norm`].
+pub fn qk_norm(qkv: Tensor<2>, q_weight: &Tensor<1>, k_weight: &Tensor<1>, eps: f32, h: Heads) -> Tensor<2> {
+    Tensor::from_dispatch(Dispatch::qk_norm(qkv.into_dispatch(), q_weight.clone().into_dispatch(), k_weight.clone().into_dispatch(), eps, h))
+}

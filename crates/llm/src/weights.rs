@@ -39,12 +39,20 @@ impl QuantMatrix {
     }
 }
 
+/// Most bytes one weight buffer may take: WebGPU guarantees storage bindings of 128 MiB
+/// (`maxStorageBufferBindingSize`) and lavapipe allocates no larger buffers. A larger matrix
+/// (Gemma's 262144-token embedding table: 168 MB as Q8_0) is kept as blocks of rows.
+pub const MAX_WEIGHT_BUFFER_BYTES: usize = 128 << 20;
+
 /// A weight matrix `[out, in]` used as `y = x · Wᵀ`.
 #[derive(Clone, Debug)]
 pub enum Linear {
     Quant(QuantMatrix),
     /// Stored transposed, `[in, out]`, so the product is a plain matmul.
     Dense(Tensor<2>),
+    /// Consecutive blocks of rows of one matrix too large for one buffer
+    /// ([`MAX_WEIGHT_BUFFER_BYTES`]), each a `Quant` or `Dense` matrix.
+    Split(Vec<Linear>),
 }
 
 impl Linear {
@@ -52,6 +60,7 @@ impl Linear {
         match self {
             Self::Quant(q) => q.layout.rows,
             Self::Dense(w) => w.dims()[1],
+            Self::Split(parts) => parts.iter().map(Linear::out_features).sum(),
         }
     }
 
@@ -59,6 +68,7 @@ impl Linear {
         match self {
             Self::Quant(q) => q.layout.cols,
             Self::Dense(w) => w.dims()[0],
+            Self::Split(parts) => parts.first().map_or(0, Linear::in_features),
         }
     }
 
@@ -67,6 +77,7 @@ impl Linear {
         match self {
             Self::Quant(q) => Tensor::from_dispatch(Dispatch::quant_matmul(x.into_dispatch(), q.packed(), q.scales(), q.layout)),
             Self::Dense(w) => x.matmul(w.clone()),
+            Self::Split(parts) => Tensor::cat(parts.iter().map(|p| p.forward(x.clone())).collect(), 1),
         }
     }
 
@@ -76,7 +87,7 @@ impl Linear {
             Self::Quant(q) => {
                 Tensor::from_dispatch(Dispatch::quant_matmul_add(x.into_dispatch(), q.packed(), q.scales(), residual.into_dispatch(), q.layout))
             }
-            Self::Dense(w) => residual + x.matmul(w.clone()),
+            Self::Dense(_) | Self::Split(_) => residual + self.forward(x),
         }
     }
 
@@ -86,12 +97,25 @@ impl Linear {
         let half = self.out_features() / 2;
         match self {
             Self::Quant(q) => Tensor::from_dispatch(Dispatch::quant_swiglu(x.into_dispatch(), q.packed(), q.scales(), q.layout)),
-            Self::Dense(w) => {
-                let both = x.matmul(w.clone());
+            Self::Dense(_) | Self::Split(_) => {
+                let both = self.forward(x);
                 let [t, _] = both.dims();
                 let gate = both.clone().slice([0..t, 0..half]);
                 let up = both.slice([0..t, half..2 * half]);
                 burn::tensor::activation::silu(gate) * up
+            }
+        }
+    }
+
+    /// As [`Linear::swiglu_stacked`] with GELU (tanh approximation) for SiLU: Gemma's GeGLU.
+    pub fn geglu_stacked(&self, x: Tensor<2>) -> Tensor<2> {
+        let half = self.out_features() / 2;
+        match self {
+            Self::Quant(q) => Tensor::from_dispatch(Dispatch::quant_geglu(x.into_dispatch(), q.packed(), q.scales(), q.layout)),
+            Self::Dense(_) | Self::Split(_) => {
+                let both = self.forward(x);
+                let [t, _] = both.dims();
+                crate::ops::gelu_mul(both.clone().slice([0..t, 0..half]), both.slice([0..t, half..2 * half]))
             }
         }
     }
@@ -120,20 +144,50 @@ impl Linear {
                     .iter()
                     .map(|p| match p {
                         Self::Dense(w) => Some(w.clone()),
-                        Self::Quant(_) => None,
+                        Self::Quant(_) | Self::Split(_) => None,
                     })
                     .collect::<Option<_>>()?;
                 Some(Self::Dense(Tensor::cat(dense, 1)))
             }
+            Self::Split(_) => None,
         }
     }
 
-    /// Rows `ids` of the matrix as f32 `[ids.len(), in]`: the embedding look-up.
+    /// Rows `ids` of the matrix as f32 `[ids.len(), in]`: the embedding look-up. A split
+    /// matrix needs the ids on the CPU: see [`Linear::rows_of`].
     pub fn rows(&self, ids: Tensor<1, Int>) -> Tensor<2> {
         match self {
             Self::Quant(q) => Tensor::from_dispatch(Dispatch::quant_rows(ids.into_dispatch(), q.packed(), q.scales(), q.layout)),
             Self::Dense(w) => w.clone().transpose().select(0, ids),
+            Self::Split(_) => panic!("Linear::rows on a split matrix; use rows_of"),
         }
+    }
+
+    /// Rows `ids` (each below [`Linear::out_features`]) as f32 `[ids.len(), in]`. For a split
+    /// matrix, one look-up per block holding any of them, then one reordering.
+    pub fn rows_of(&self, ids: &[u32], device: &Device) -> Tensor<2> {
+        let tensor = |ids: Vec<i32>| {
+            let len = ids.len();
+            Tensor::<1, Int>::from_data(TensorData::new(ids, [len]), device)
+        };
+        let Self::Split(parts) = self else { return self.rows(tensor(ids.iter().map(|&i| i as i32).collect())) };
+        let mut pieces = Vec::new();
+        // Where each id's row lands among the pieces, in order.
+        let mut position = vec![0i32; ids.len()];
+        let (mut first_row, mut gathered) = (0u32, 0i32);
+        for part in parts {
+            let rows = part.out_features() as u32;
+            let mine: Vec<usize> = (0..ids.len()).filter(|&i| (first_row..first_row + rows).contains(&ids[i])).collect();
+            if !mine.is_empty() {
+                for &i in &mine {
+                    position[i] = gathered;
+                    gathered += 1;
+                }
+                pieces.push(part.rows_of(&mine.iter().map(|&i| ids[i] - first_row).collect::<Vec<_>>(), device));
+            }
+            first_row += rows;
+        }
+        Tensor::cat(pieces, 0).select(0, tensor(position))
     }
 
     /// Bytes the matrix takes on the device.
@@ -141,6 +195,7 @@ impl Linear {
         match self {
             Self::Quant(q) => q.layout.bytes(),
             Self::Dense(w) => w.shape().num_elements() * 4,
+            Self::Split(parts) => parts.iter().map(Linear::device_bytes).sum(),
         }
     }
 }
@@ -207,8 +262,14 @@ impl WeightLoader<'_> {
         Ok(Tensor::from_data(TensorData::new(values, [len]), self.device))
     }
 
-    /// A `[rows, cols]` weight matrix, quantized on the device when its type allows.
+    /// A `[rows, cols]` weight matrix, quantized on the device when its type allows, in blocks
+    /// of rows when it is larger than one buffer may be ([`MAX_WEIGHT_BUFFER_BYTES`]).
     pub fn linear(&self, name: &str, rows: usize, cols: usize) -> Result<Linear> {
+        self.linear_in_blocks(name, rows, cols, MAX_WEIGHT_BUFFER_BYTES)
+    }
+
+    /// [`WeightLoader::linear`] with blocks of at most `max_bytes` of packed values (or f32s).
+    pub fn linear_in_blocks(&self, name: &str, rows: usize, cols: usize, max_bytes: usize) -> Result<Linear> {
         let info = self.info(name)?;
         Self::check_shape(info, &[rows, cols])?;
         let data = self.data(info)?;
@@ -222,21 +283,37 @@ impl WeightLoader<'_> {
                 .chunks_exact(per_word)
                 .map(|chunk| chunk.iter().enumerate().fold(0u32, |w, (i, &q)| w | (q as u32) << (i as u32 * bits)) as i32)
                 .collect();
-            let words = packed.len();
             let scales: Vec<f32> = groups.scale.iter().zip(&groups.offset).flat_map(|(&s, &o)| [s, o]).collect();
-            let scale_count = scales.len();
-            Ok(Linear::Quant(QuantMatrix {
-                // i32 whatever the backend's default int type: the kernels read 32-bit words.
-                packed: Tensor::from_data(TensorData::new(packed, [words]), (self.device, DType::I32)),
-                scales: Tensor::from_data(TensorData::new(scales, [scale_count]), self.device),
-                layout: QuantLayout { rows, cols, bits, group: groups.group, k_quant: matches!(info.ty, GgmlType::Q4K | GgmlType::Q5K | GgmlType::Q6K) },
+            let layout = QuantLayout { rows, cols, bits, group: groups.group, k_quant: matches!(info.ty, GgmlType::Q4K | GgmlType::Q5K | GgmlType::Q6K) };
+            let (words_per_row, scales_per_row) = (packed.len() / rows, scales.len() / rows);
+            Ok(split_rows(rows, words_per_row * 4, max_bytes, |r| {
+                let (packed, scales) = (packed[r.start * words_per_row..r.end * words_per_row].to_vec(), &scales[r.start * scales_per_row..r.end * scales_per_row]);
+                let (words, scale_count) = (packed.len(), scales.len());
+                Linear::Quant(QuantMatrix {
+                    // i32 whatever the backend's default int type: the kernels read 32-bit words.
+                    packed: Tensor::from_data(TensorData::new(packed, [words]), (self.device, DType::I32)),
+                    scales: Tensor::from_data(TensorData::new(scales.to_vec(), [scale_count]), self.device),
+                    layout: QuantLayout { rows: r.len(), ..layout },
+                })
             }))
         } else if is_loadable(info.ty) {
             let values = gguf::dequantize(info.ty, data)?;
-            let w = Tensor::<2>::from_data(TensorData::new(values, [rows, cols]), self.device);
-            Ok(Linear::Dense(w.transpose()))
+            Ok(split_rows(rows, cols * 4, max_bytes, |r| {
+                let block = values[r.start * cols..r.end * cols].to_vec();
+                Linear::Dense(Tensor::<2>::from_data(TensorData::new(block, [r.len(), cols]), self.device).transpose())
+            }))
         } else {
             Err(LlmError::Unsupported(format!("tensor {} has type {}, which this engine cannot run", info.name, info.ty)))
         }
     }
+}
+
+/// The matrix of `rows` rows of `row_bytes` each, made by `make` for a range of rows: in one
+/// piece, or split into blocks of at most `max_bytes` (one row at least).
+fn split_rows(rows: usize, row_bytes: usize, max_bytes: usize, make: impl Fn(std::ops::Range<usize>) -> Linear) -> Linear {
+    let per_block = (max_bytes / row_bytes.max(1)).max(1);
+    if rows <= per_block {
+        return make(0..rows);
+    }
+    Linear::Split((0..rows).step_by(per_block).map(|r| make(r..(r + per_block).min(rows))).collect())
 }

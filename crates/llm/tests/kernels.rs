@@ -64,6 +64,11 @@ fn tensor2(v: Vec<f32>, shape: [usize; 2], device: &Device) -> Tensor<2> {
     Tensor::from_data(TensorData::new(v, shape), device)
 }
 
+fn tensor1(v: Vec<f32>, device: &Device) -> Tensor<1> {
+    let len = v.len();
+    Tensor::from_data(TensorData::new(v, [len]), device)
+}
+
 fn values<const D: usize>(t: Tensor<D>) -> Vec<f32> {
     t.into_data().try_to_vec::<f32>().unwrap()
 }
@@ -234,7 +239,7 @@ fn rms_norm_matches_plain_math() {
 /// Causal attention on the CPU: `q [t, heads, dim]` at positions `start..start + t` over keys
 /// and values `[kv_heads, positions, dim]`.
 #[allow(clippy::too_many_arguments)]
-fn attention_cpu(q: &[f32], k: &[f32], v: &[f32], t: usize, start: usize, heads: usize, kv_heads: usize, dim: usize, capacity: usize) -> Vec<f32> {
+fn attention_cpu(q: &[f32], k: &[f32], v: &[f32], t: usize, start: usize, heads: usize, kv_heads: usize, dim: usize, capacity: usize, window: Option<usize>) -> Vec<f32> {
     let mut out = vec![0f32; t * heads * dim];
     let group = heads / kv_heads;
     for ti in 0..t {
@@ -242,14 +247,15 @@ fn attention_cpu(q: &[f32], k: &[f32], v: &[f32], t: usize, start: usize, heads:
             let kv = h / group;
             let qv = &q[(ti * heads + h) * dim..][..dim];
             let visible = start + ti + 1;
-            let scores: Vec<f32> = (0..visible)
+            let first = window.map_or(0, |w| visible.saturating_sub(w));
+            let scores: Vec<f32> = (first..visible)
                 .map(|s| (0..dim).map(|d| qv[d] * k[(kv * capacity + s) * dim + d]).sum::<f32>() / (dim as f32).sqrt())
                 .collect();
             let max = scores.iter().copied().fold(f32::NEG_INFINITY, f32::max);
             let exps: Vec<f32> = scores.iter().map(|s| (s - max).exp()).collect();
             let total: f32 = exps.iter().sum();
             for d in 0..dim {
-                out[(ti * heads + h) * dim + d] = (0..visible).map(|s| exps[s] * v[(kv * capacity + s) * dim + d]).sum::<f32>() / total;
+                out[(ti * heads + h) * dim + d] = (first..visible).map(|s| exps[s - first] * v[(kv * capacity + s) * dim + d]).sum::<f32>() / total;
             }
         }
     }
@@ -259,18 +265,19 @@ fn attention_cpu(q: &[f32], k: &[f32], v: &[f32], t: usize, start: usize, heads:
 #[test]
 fn rope_cache_and_attention_match_plain_math() {
     for (backend, device) in common::devices() {
-        // Every dimension rotated, and only the first 48 of 64 (the rest pass through).
-        for rope_dims in [64, 48] {
-            rope_cache_and_attention_on(backend, &device, rope_dims);
+        // Every dimension rotated, and only the first 48 of 64 (the rest pass through); pairs of
+        // neighbours and NeoX-style pairs; a sliding window narrower than the prefill.
+        for (rope_dims, neox, window) in [(64, false, None), (48, false, None), (48, true, None), (64, true, Some(7))] {
+            rope_cache_and_attention_on(backend, &device, Heads { heads: 6, kv_heads: 2, head_dim: 64, rope_dims, neox, window });
         }
     }
 }
 
-fn rope_cache_and_attention_on(backend: &str, device: &Device, rope_dims: usize) {
+fn rope_cache_and_attention_on(backend: &str, device: &Device, heads_cfg: Heads) {
     let mut rng = Rng(99);
-    let (heads, kv_heads, dim, capacity) = (6usize, 2usize, 64usize, 80usize);
+    let Heads { heads, kv_heads, head_dim: dim, rope_dims, neox, window } = heads_cfg;
+    let capacity = 80usize;
     let pairs = rope_dims / 2;
-    let heads_cfg = Heads { heads, kv_heads, head_dim: dim, rope_dims };
     let width = (heads + 2 * kv_heads) * dim;
     let mut k_cache_cpu = vec![0f32; kv_heads * capacity * dim];
     let mut v_cache_cpu = vec![0f32; kv_heads * capacity * dim];
@@ -280,7 +287,7 @@ fn rope_cache_and_attention_on(backend: &str, device: &Device, rope_dims: usize)
     // within a batch and the appends.
     let mut start = 0;
     for t in [40usize, 1, 1] {
-        let what = format!("{backend} rope_dims={rope_dims} t={t} start={start}");
+        let what = format!("{backend} rope_dims={rope_dims} neox={neox} window={window:?} t={t} start={start}");
         let qkv: Vec<f32> = (0..t * width).map(|_| rng.unit()).collect();
         let angles: Vec<f32> = (0..t * pairs).map(|_| rng.unit() * 3.0).collect();
         let (cos, sin): (Vec<f32>, Vec<f32>) = angles.iter().map(|a| (a.cos(), a.sin())).unzip();
@@ -288,8 +295,9 @@ fn rope_cache_and_attention_on(backend: &str, device: &Device, rope_dims: usize)
             let mut y = x.to_vec();
             for i in 0..pairs {
                 let (c, s) = (cos[ti * pairs + i], sin[ti * pairs + i]);
-                y[2 * i] = x[2 * i] * c - x[2 * i + 1] * s;
-                y[2 * i + 1] = x[2 * i] * s + x[2 * i + 1] * c;
+                let (a, b) = if neox { (i, i + pairs) } else { (2 * i, 2 * i + 1) };
+                y[a] = x[a] * c - x[b] * s;
+                y[b] = x[a] * s + x[b] * c;
             }
             y
         };
@@ -320,10 +328,127 @@ fn rope_cache_and_attention_on(backend: &str, device: &Device, rope_dims: usize)
         assert!(max_abs_diff(&values(q), &q_cpu) < 1e-5, "{what}: rotated queries");
         assert!(max_abs_diff(&values(k.clone()), &k_cache_cpu) < 1e-5, "{what}: key cache");
         assert!(max_abs_diff(&values(v.clone()), &v_cache_cpu) < 1e-6, "{what}: value cache");
-        let want = attention_cpu(&q_cpu, &k_cache_cpu, &v_cache_cpu, t, start, heads, kv_heads, dim, capacity);
+        let want = attention_cpu(&q_cpu, &k_cache_cpu, &v_cache_cpu, t, start, heads, kv_heads, dim, capacity, window);
         let diff = max_abs_diff(&attended, &want);
         assert!(diff < 1e-4, "{what}: attention differs by {diff}");
         (k_cache, v_cache) = (k, v);
         start += t;
+    }
+}
+
+/// GELU, tanh approximation, in f64.
+fn gelu(x: f32) -> f32 {
+    let x = x as f64;
+    (0.5 * x * (1.0 + (0.797_884_560_802_865_4 * x * (1.0 + 0.044_715 * x * x)).tanh())) as f32
+}
+
+/// ggml's CPU GELU: the input rounded to f16, GELU, the result rounded to f16; 0 below −10 and
+/// the input above 10.
+fn gelu_f16(x: f32) -> f32 {
+    if x <= -10.0 {
+        0.0
+    } else if x >= 10.0 {
+        x
+    } else {
+        f16::from_f32(gelu(f16::from_f32(x).to_f32())).to_f32()
+    }
+}
+
+/// GeGLU (Gemma's feed-forward) over quantized and float weights, and the per-head q/k norm
+/// (Qwen 3, Gemma 3), on every backend.
+#[test]
+fn geglu_and_qk_norm_match_plain_math() {
+    for (backend, device) in common::devices() {
+        let mut rng = Rng(7);
+        // GeGLU through a stacked Q8_0 gate/up matrix, and elementwise.
+        let (rows, cols, m) = (24usize, 64usize, 3usize);
+        let bytes = random_tensor(GgmlType::Q8_0, 2 * rows * cols, &mut rng);
+        let mut w = GgufWriter::new();
+        w.tensor("w", &[cols as u64, (2 * rows) as u64], GgmlType::Q8_0, bytes);
+        let file = w.to_bytes();
+        let g = Gguf::parse(&file).unwrap();
+        let linear = WeightLoader { gguf: &g, file: &file, device: &device }.linear("w", 2 * rows, cols).unwrap();
+        let dense = gguf::dequantize(GgmlType::Q8_0, g.tensor_data(&file, g.tensor("w").unwrap()).unwrap()).unwrap();
+        let x: Vec<f32> = (0..m * cols).map(|_| rng.unit() * 3.0).collect();
+        let got = values(linear.geglu_stacked(tensor2(x.clone(), [m, cols], &device)));
+        // The CPU sees 8-bit activations and rounds GELU through f16, as ggml's CPU backend.
+        let cpu = backend == "cpu";
+        let seen = if cpu { q8_activations_for(GgmlType::Q8_0, &x) } else { x.clone() };
+        let act = |v: f32| if cpu { gelu_f16(v) } else { gelu(v) };
+        let mut want = Vec::new();
+        for r in 0..m {
+            let dot = |row: usize| (0..cols).map(|c| seen[r * cols + c] * dense[row * cols + c]).sum::<f32>();
+            want.extend((0..rows).map(|j| act(dot(j)) * dot(rows + j)));
+        }
+        // An f16 step of the GELU value (f32 sums in another order can round to the neighbour).
+        let tolerance = if cpu { 2e-3 } else { 1e-4 };
+        let diff = max_abs_diff(&got, &want);
+        assert!(diff < tolerance, "{backend}: geglu differs by {diff}");
+
+        let gate: Vec<f32> = (0..40).map(|i| (i as f32 - 20.0) * 0.6).collect();
+        let up: Vec<f32> = (0..40).map(|_| rng.unit()).collect();
+        let got = values(llm::ops::gelu_mul(tensor2(gate.clone(), [4, 10], &device), tensor2(up.clone(), [4, 10], &device)));
+        let want: Vec<f32> = gate.iter().zip(&up).map(|(&g, &u)| if backend == "cpu" { gelu_f16(g) } else { gelu(g) } * u).collect();
+        let tolerance = if backend == "cpu" { 1e-6 } else { 1e-5 };
+        assert!(max_abs_diff(&got, &want) < tolerance, "{backend}: gelu_mul");
+
+        // q/k norm: 3 query heads and 1 key/value head of 32, two positions.
+        let h = Heads { heads: 3, kv_heads: 1, head_dim: 32, rope_dims: 32, neox: true, window: None };
+        let width = 5 * 32;
+        let qkv: Vec<f32> = (0..2 * width).map(|_| rng.unit() * 4.0).collect();
+        let (qw, kw): (Vec<f32>, Vec<f32>) = (0..32).map(|_| (1.0 + rng.unit() * 0.5, 1.0 + rng.unit() * 0.5)).unzip();
+        let eps = 1e-6;
+        let got = values(llm::ops::qk_norm(tensor2(qkv.clone(), [2, width], &device), &tensor1(qw.clone(), &device), &tensor1(kw.clone(), &device), eps, h));
+        let mut want = qkv.clone();
+        for (row, out) in qkv.chunks(width).zip(want.chunks_mut(width)) {
+            for head in 0..4 {
+                let x = &row[head * 32..(head + 1) * 32];
+                let inv = 1.0 / (x.iter().map(|v| v * v).sum::<f32>() / 32.0 + eps).sqrt();
+                let weight = if head < 3 { &qw } else { &kw };
+                for d in 0..32 {
+                    out[head * 32 + d] = x[d] * inv * weight[d];
+                }
+            }
+        }
+        let diff = max_abs_diff(&got, &want);
+        assert!(diff < 1e-5, "{backend}: qk_norm differs by {diff}");
+    }
+}
+
+/// A matrix too large for one buffer is kept in blocks of rows (Gemma's embedding table): the
+/// blocks give the same products, residual sums and row look-ups as the whole matrix, quantized
+/// and float, on every backend.
+#[test]
+fn split_matrices_match_whole_ones() {
+    for (backend, device) in common::devices() {
+        let mut rng = Rng(21);
+        let (rows, cols) = (70usize, 64usize);
+        for ty in [GgmlType::Q8_0, GgmlType::F32] {
+            let mut w = GgufWriter::new();
+            w.tensor("w", &[cols as u64, rows as u64], ty, random_tensor(ty, rows * cols, &mut rng));
+            let file = w.to_bytes();
+            let g = Gguf::parse(&file).unwrap();
+            let loader = WeightLoader { gguf: &g, file: &file, device: &device };
+            let whole = loader.linear("w", rows, cols).unwrap();
+            // 1 KiB blocks: 32 (f32) or 16 (Q8_0, one byte per value) rows each, the last ragged.
+            let split = loader.linear_in_blocks("w", rows, cols, 1024).unwrap();
+            assert!(matches!(split, Linear::Split(ref parts) if parts.len() >= 3), "{backend} {ty}: blocks");
+            assert_eq!((split.out_features(), split.in_features()), (rows, cols));
+            assert_eq!(split.device_bytes(), whole.device_bytes());
+            let x: Vec<f32> = (0..3 * cols).map(|_| rng.unit()).collect();
+            let residual: Vec<f32> = (0..3 * rows).map(|_| rng.unit()).collect();
+            let same = |a: Tensor<2>, b: Tensor<2>, what: &str| {
+                let diff = max_abs_diff(&values(a), &values(b));
+                assert!(diff < 1e-6, "{backend} {ty} {what}: differs by {diff}");
+            };
+            same(split.forward(tensor2(x.clone(), [3, cols], &device)), whole.forward(tensor2(x.clone(), [3, cols], &device)), "forward");
+            same(
+                split.forward_add(tensor2(x.clone(), [3, cols], &device), tensor2(residual.clone(), [3, rows], &device)),
+                whole.forward_add(tensor2(x.clone(), [3, cols], &device), tensor2(residual, [3, rows], &device)),
+                "forward_add",
+            );
+            let ids = [69u32, 0, 17, 33, 16, 69, 40];
+            same(split.rows_of(&ids, &device), whole.rows_of(&ids, &device), "rows");
+        }
     }
 }

@@ -101,6 +101,41 @@ impl LlmKernels for Flex {
         tensor(out, with_last(&x, half))
     }
 
+    fn quant_geglu(x: FloatTensor<Self>, packed: IntTensor<Self>, scales: FloatTensor<Self>, w: QuantLayout) -> FloatTensor<Self> {
+        let x = dense(x);
+        let both = product(&x, &dense(packed), &dense(scales), w);
+        let half = w.rows / 2;
+        let mut out = vec![0f32; both.len() / 2];
+        for (row, o) in both.chunks_exact(w.rows).zip(out.chunks_exact_mut(half)) {
+            let (gate, up) = row.split_at(half);
+            cpu_kernels::gelu_mul(gate, up, o).unwrap_or_else(|e| panic!("geglu: {e}"));
+        }
+        tensor(out, with_last(&x, half))
+    }
+
+    fn gelu_mul(gate: FloatTensor<Self>, up: FloatTensor<Self>) -> FloatTensor<Self> {
+        let (gate, up) = (dense(gate), dense(up));
+        let mut out = vec![0f32; gate.layout().shape().num_elements()];
+        cpu_kernels::gelu_mul(f32s(&gate), f32s(&up), &mut out).unwrap_or_else(|e| panic!("gelu_mul: {e}"));
+        tensor(out, gate.layout().shape().to_vec())
+    }
+
+    fn qk_norm(qkv: FloatTensor<Self>, q_weight: FloatTensor<Self>, k_weight: FloatTensor<Self>, eps: f32, h: Heads) -> FloatTensor<Self> {
+        let (qkv, q_weight, k_weight) = (dense(qkv), dense(q_weight), dense(k_weight));
+        let (t, width) = matrix_dims(&qkv);
+        let Heads { heads, kv_heads, head_dim, .. } = h;
+        assert_eq!(width, (heads + 2 * kv_heads) * head_dim, "qkv width");
+        let src = f32s(&qkv);
+        let mut out = src.to_vec();
+        let (q_len, k_len) = (heads * head_dim, kv_heads * head_dim);
+        for (row, o) in src.chunks_exact(width).zip(out.chunks_exact_mut(width)) {
+            cpu_kernels::rms_norm(&row[..q_len], f32s(&q_weight), eps, &mut o[..q_len]).unwrap_or_else(|e| panic!("q norm: {e}"));
+            let keys = q_len..q_len + k_len;
+            cpu_kernels::rms_norm(&row[keys.clone()], f32s(&k_weight), eps, &mut o[keys]).unwrap_or_else(|e| panic!("k norm: {e}"));
+        }
+        tensor(out, vec![t, width])
+    }
+
     fn quant_rows(ids: IntTensor<Self>, packed: IntTensor<Self>, scales: FloatTensor<Self>, w: QuantLayout) -> FloatTensor<Self> {
         let (ids, packed, scales) = (dense(ids), dense(packed), dense(scales));
         let weights = QuantMatrix::new(words(&packed), f32s(&scales), w.rows, w.cols, w.bits, w.group).unwrap_or_else(|e| panic!("weights: {e}"));
@@ -135,22 +170,21 @@ impl LlmKernels for Flex {
         let (mut k_cache, mut v_cache) = (dense(k_cache), dense(v_cache));
         let capacity = k_cache.layout().shape()[1];
         let (t, width) = matrix_dims(&qkv);
-        let Heads { heads, kv_heads, head_dim, rope_dims } = h;
+        let Heads { heads, kv_heads, head_dim, rope_dims, neox, .. } = h;
         assert_eq!(width, (heads + 2 * kv_heads) * head_dim, "qkv width");
         assert!(start + t <= capacity, "the cache holds {capacity} positions");
         let pairs = rope_dims / 2;
         let (cos, sin, qkv) = (f32s(&cos), f32s(&sin), f32s(&qkv));
+        // Pair `i` is (x[2i], x[2i+1]), or (x[i], x[i + pairs]) NeoX-style.
+        let (first, second) = if neox { (1, pairs) } else { (2, 1) };
         let rotate = |src: &[f32], dst: &mut [f32], ti: usize| {
-            for i in 0..head_dim / 2 {
-                let (x0, x1) = (src[2 * i], src[2 * i + 1]);
-                if i < pairs {
-                    let (c, s) = (cos[ti * pairs + i], sin[ti * pairs + i]);
-                    dst[2 * i] = x0 * c - x1 * s;
-                    dst[2 * i + 1] = x0 * s + x1 * c;
-                } else {
-                    dst[2 * i] = x0;
-                    dst[2 * i + 1] = x1;
-                }
+            dst.copy_from_slice(src);
+            for i in 0..pairs {
+                let (a, b) = (first * i, first * i + second);
+                let (x0, x1) = (src[a], src[b]);
+                let (c, s) = (cos[ti * pairs + i], sin[ti * pairs + i]);
+                dst[a] = x0 * c - x1 * s;
+                dst[b] = x0 * s + x1 * c;
             }
         };
         let mut q = vec![0f32; t * heads * head_dim];
@@ -188,7 +222,8 @@ impl LlmKernels for Flex {
         let (t, width) = matrix_dims(&q);
         let mut out = vec![0f32; t * width];
         let shape = AttnShape { heads: h.heads, kv_heads: h.kv_heads, head_dim: h.head_dim };
-        cpu_kernels::attention(f32s(&q), f32s(&k_cache), f32s(&v_cache), start, shape, &mut out).unwrap_or_else(|e| panic!("attention: {e}"));
+        cpu_kernels::attention_window(f32s(&q), f32s(&k_cache), f32s(&v_cache), start, shape, h.window, &mut out)
+            .unwrap_or_else(|e| panic!("attention: {e}"));
         tensor(out, vec![t, width])
     }
 }

@@ -17,6 +17,21 @@ enum Epilogue {
     Plain,
     AddResidual,
     SwiGlu,
+    /// `gelu(gate) * up` with the tanh approximation (Gemma's GeGLU).
+    GeGlu,
+}
+
+/// GELU, tanh approximation (as ggml's `ggml_gelu_f32`). `tanh` is written with `exp` of a
+/// negative argument, which cannot overflow.
+#[cube]
+fn gelu_tanh(x: f32) -> f32 {
+    let u = f32::new(0.797_884_6) * x * (f32::new(1.0) + f32::new(0.044_715) * x * x);
+    let negative = u < f32::new(0.0);
+    let magnitude = select(negative, -u, u);
+    let e = (f32::new(-2.0) * magnitude).exp();
+    let t = (f32::new(1.0) - e) / (f32::new(1.0) + e);
+    let tanh = select(negative, -t, t);
+    f32::new(0.5) * x * (f32::new(1.0) + tanh)
 }
 
 /// Quantized matrix product: one invocation per weight row and block of `rows` activation rows,
@@ -45,7 +60,8 @@ fn quant_matmul_kernel(
     let per_word = comptime!(32 / bits) as usize;
     let mask = comptime!((1u32 << bits) - 1);
     let words_per_group = comptime!(group / (32 / bits as usize));
-    let swiglu = comptime!(epilogue == Epilogue::SwiGlu);
+    // Gated epilogues read a second row, the up projection's.
+    let swiglu = comptime!(epilogue == Epilogue::SwiGlu || epilogue == Epilogue::GeGlu);
 
     // The activation block comes from the workgroup's position, so every lane of a workgroup
     // reads the same activations: uniform loads, which software adapters turn into broadcasts.
@@ -131,8 +147,11 @@ fn quant_matmul_kernel(
             if comptime!(epilogue == Epilogue::AddResidual) {
                 result = residual[index] + value;
             }
-            if swiglu {
+            if comptime!(epilogue == Epilogue::SwiGlu) {
                 result = value / (1.0 + (-value).exp()) * acc2[r];
+            }
+            if comptime!(epilogue == Epilogue::GeGlu) {
+                result = gelu_tanh(value) * acc2[r];
             }
             out[index] = result;
         }
@@ -201,8 +220,64 @@ fn rms_norm_kernel(x: &[f32], weight: &[f32], out: &mut [f32], d: usize, eps: f3
     }
 }
 
+/// One invocation per element.
+#[cube(launch_unchecked)]
+fn gelu_mul_kernel(gate: &[f32], up: &[f32], out: &mut [f32], count: usize) {
+    if ABSOLUTE_POS >= count {
+        terminate!();
+    }
+    out[ABSOLUTE_POS] = gelu_tanh(gate[ABSOLUTE_POS]) * up[ABSOLUTE_POS];
+}
+
+/// One workgroup per (position, head slot) of `qkv`: query and key heads are RMS-normalized
+/// with their weights, value heads copied.
+#[cube(launch_unchecked)]
+#[allow(clippy::too_many_arguments)]
+fn qk_norm_kernel(qkv: &[f32], q_weight: &[f32], k_weight: &[f32], out: &mut [f32], heads: usize, kv_heads: usize, head_dim: usize, eps: f32) {
+    let lane = UNIT_POS_X as usize;
+    let lanes = comptime!(NORM_LANES);
+    let slots = heads + 2 * kv_heads;
+    let slot = CUBE_POS_X as usize % slots;
+    let base = CUBE_POS_X as usize * head_dim;
+    let mut partial = 0.0f32;
+    let mut i = lane;
+    while i < head_dim {
+        let v = qkv[base + i];
+        partial += v * v;
+        i += lanes;
+    }
+    let mut shared = Shared::new_slice(comptime!(NORM_LANES));
+    shared[lane] = partial;
+    sync_cube();
+    #[unroll]
+    for level in 0..comptime!(NORM_LANES.trailing_zeros()) {
+        let half = comptime!(NORM_LANES >> (level + 1));
+        if lane < half {
+            let sum = shared[lane] + shared[lane + half];
+            shared[lane] = sum;
+        }
+        sync_cube();
+    }
+    let inv = 1.0 / (shared[0] / f32::cast_from(head_dim) + eps).sqrt();
+    let mut i = lane;
+    while i < head_dim {
+        let v = qkv[base + i];
+        let mut y = v;
+        if slot < heads {
+            y = v * inv * q_weight[i];
+        } else {
+            if slot < heads + kv_heads {
+                y = v * inv * k_weight[i];
+            }
+        }
+        out[base + i] = y;
+        i += lanes;
+    }
+}
+
 /// One invocation per pair of values of `qkv`: rotate query and key pairs, copy value pairs,
-/// and place keys and values in the caches.
+/// and place keys and values in the caches. Pair `p` of a head is `(x[2p], x[2p+1])`, or with
+/// `neox` `(x[p], x[p + rope_pairs])` for the rotated pairs (the rest stay neighbours).
 #[cube(launch_unchecked)]
 #[allow(clippy::too_many_arguments)]
 fn rope_and_cache_kernel(
@@ -219,6 +294,7 @@ fn rope_and_cache_kernel(
     kv_heads: usize,
     head_dim: usize,
     rope_pairs: usize,
+    #[comptime] neox: bool,
 ) {
     if ABSOLUTE_POS >= pairs_total {
         terminate!();
@@ -228,9 +304,18 @@ fn rope_and_cache_kernel(
     let pair = ABSOLUTE_POS % half;
     let slot = (ABSOLUTE_POS / half) % slots;
     let t = ABSOLUTE_POS / (half * slots);
-    let i = ABSOLUTE_POS * 2;
-    let x0 = qkv[i];
-    let x1 = qkv[i + 1];
+    // Offsets of the pair's two values within the head.
+    let mut a = pair * 2;
+    let mut b = pair * 2 + 1;
+    if neox {
+        if pair < rope_pairs {
+            a = pair;
+            b = pair + rope_pairs;
+        }
+    }
+    let head_base = (ABSOLUTE_POS / half) * head_dim;
+    let x0 = qkv[head_base + a];
+    let x1 = qkv[head_base + b];
     let mut y0 = x0;
     let mut y1 = x1;
     if slot < heads + kv_heads && pair < rope_pairs {
@@ -240,23 +325,24 @@ fn rope_and_cache_kernel(
         y1 = x0 * s + x1 * c;
     }
     if slot < heads {
-        let o = t * heads * head_dim + slot * head_dim + pair * 2;
-        q_out[o] = y0;
-        q_out[o + 1] = y1;
+        let o = t * heads * head_dim + slot * head_dim;
+        q_out[o + a] = y0;
+        q_out[o + b] = y1;
     } else {
         let kv_slot = select(slot < heads + kv_heads, slot - heads, slot - heads - kv_heads);
-        let o = (kv_slot * capacity + start + t) * head_dim + pair * 2;
+        let o = (kv_slot * capacity + start + t) * head_dim;
         if slot < heads + kv_heads {
-            k_cache[o] = y0;
-            k_cache[o + 1] = y1;
+            k_cache[o + a] = y0;
+            k_cache[o + b] = y1;
         } else {
-            v_cache[o] = y0;
-            v_cache[o + 1] = y1;
+            v_cache[o + a] = y0;
+            v_cache[o + b] = y1;
         }
     }
 }
 
-/// One workgroup per (query position, head). Each lane takes every `lanes`-th visible key and
+/// One workgroup per (query position, head). Each lane takes every `lanes`-th visible key (the
+/// last `window` positions when `window` > 0) and
 /// keeps a running softmax (max, sum, weighted values); the lanes' partial results are merged
 /// in shared memory.
 #[cube(launch_unchecked)]
@@ -271,6 +357,7 @@ fn attention_kernel(
     heads: usize,
     group: usize,
     scale: f32,
+    window: usize,
     #[comptime] head_dim: usize,
     #[comptime] lanes: usize,
 ) {
@@ -295,7 +382,11 @@ fn attention_kernel(
     let mut running_max = f32::new(-1.0e30);
     let mut running_sum = 0.0f32;
 
-    let mut s = lane;
+    let mut first = 0usize;
+    if window > 0 && visible > window {
+        first = visible - window;
+    }
+    let mut s = first + lane;
     while s < visible {
         let k_base = (kv_head * capacity + s) * head_dim;
         let mut score = 0.0f32;
@@ -443,6 +534,48 @@ impl LlmKernels for CubeBackend {
         launch_quant_matmul(x, packed, scales, None, w.rows / 2, w, Epilogue::SwiGlu)
     }
 
+    fn quant_geglu(x: FloatTensor<Self>, packed: IntTensor<Self>, scales: FloatTensor<Self>, w: QuantLayout) -> FloatTensor<Self> {
+        launch_quant_matmul(x, packed, scales, None, w.rows / 2, w, Epilogue::GeGlu)
+    }
+
+    fn gelu_mul(gate: FloatTensor<Self>, up: FloatTensor<Self>) -> FloatTensor<Self> {
+        check_f32(&gate, "gelu_mul input");
+        let (gate, up) = (contiguous(gate), contiguous(up));
+        let count = elements(&gate);
+        assert_eq!(count, elements(&up), "gelu_mul: gate and up differ in size");
+        let out = empty_f32(&gate, gate.meta.shape().clone());
+        let (cube_count, cube_dim) = elementwise_launch(count);
+        unsafe {
+            gelu_mul_kernel::launch_unchecked(&gate.client, cube_count, cube_dim, buffer(&gate), buffer(&up), buffer(&out), count);
+        }
+        out
+    }
+
+    fn qk_norm(qkv: FloatTensor<Self>, q_weight: FloatTensor<Self>, k_weight: FloatTensor<Self>, eps: f32, h: Heads) -> FloatTensor<Self> {
+        let Heads { heads, kv_heads, head_dim, .. } = h;
+        check_f32(&qkv, "qkv");
+        let (qkv, q_weight, k_weight) = (contiguous(qkv), contiguous(q_weight), contiguous(k_weight));
+        let head_slots = elements(&qkv) / head_dim;
+        assert_eq!(head_slots % (heads + 2 * kv_heads), 0, "qkv width");
+        let out = empty_f32(&qkv, qkv.meta.shape().clone());
+        unsafe {
+            qk_norm_kernel::launch_unchecked(
+                &qkv.client,
+                CubeCount::new_1d(head_slots as u32),
+                CubeDim::new_1d(NORM_LANES as u32),
+                buffer(&qkv),
+                buffer(&q_weight),
+                buffer(&k_weight),
+                buffer(&out),
+                heads,
+                kv_heads,
+                head_dim,
+                eps,
+            );
+        }
+        out
+    }
+
     fn quant_rows(ids: IntTensor<Self>, packed: IntTensor<Self>, scales: FloatTensor<Self>, w: QuantLayout) -> FloatTensor<Self> {
         let QuantLayout { cols, bits, group, .. } = w;
         assert_eq!(ids.dtype.size(), 4, "token ids must be 32-bit");
@@ -500,7 +633,7 @@ impl LlmKernels for CubeBackend {
         start: usize,
         h: Heads,
     ) -> (FloatTensor<Self>, FloatTensor<Self>, FloatTensor<Self>) {
-        let Heads { heads, kv_heads, head_dim, rope_dims } = h;
+        let Heads { heads, kv_heads, head_dim, rope_dims, neox, .. } = h;
         check_f32(&qkv, "qkv");
         let (qkv, cos, sin) = (contiguous(qkv), contiguous(cos), contiguous(sin));
         // The caches are written in place: they must be plain contiguous buffers of their own.
@@ -528,13 +661,14 @@ impl LlmKernels for CubeBackend {
                 kv_heads,
                 head_dim,
                 rope_dims / 2,
+                neox,
             );
         }
         (q, k_cache, v_cache)
     }
 
     fn attention(q: FloatTensor<Self>, k_cache: FloatTensor<Self>, v_cache: FloatTensor<Self>, start: usize, h: Heads) -> FloatTensor<Self> {
-        let Heads { heads, kv_heads, head_dim, .. } = h;
+        let Heads { heads, kv_heads, head_dim, window, .. } = h;
         check_f32(&q, "queries");
         let q = contiguous(q);
         let capacity = k_cache.meta.shape()[1];
@@ -556,6 +690,7 @@ impl LlmKernels for CubeBackend {
                 heads,
                 heads / kv_heads,
                 1.0 / (head_dim as f32).sqrt(),
+                window.unwrap_or(0),
                 head_dim,
                 lanes,
             );

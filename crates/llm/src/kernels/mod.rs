@@ -47,6 +47,13 @@ pub struct Heads {
     pub head_dim: usize,
     /// Leading dimensions of each head that are rotated (the rest pass through).
     pub rope_dims: usize,
+    /// How rotated dimensions pair up: `false` pairs neighbours `(x[2i], x[2i+1])` (llama.cpp's
+    /// "normal" rope, for which llama GGUFs store q/k rows permuted); `true` pairs `x[i]` with
+    /// `x[i + rope_dims / 2]` (GPT-NeoX style: Qwen, Gemma, Phi-3).
+    pub neox: bool,
+    /// Sliding-window attention: each query sees only the last `window` positions, itself
+    /// included. `None`: every earlier position.
+    pub window: Option<usize>,
 }
 
 /// Operations of the forward pass on a backend's own tensors.
@@ -68,6 +75,19 @@ pub trait LlmKernels: Backend {
     /// one pass: `w` holds `gate` stacked on `up`, each `[w.rows / 2, w.cols]`.
     fn quant_swiglu(x: FloatTensor<Self>, packed: IntTensor<Self>, scales: FloatTensor<Self>, w: QuantLayout) -> FloatTensor<Self>;
 
+    /// `gelu(x · gateᵀ) * (x · upᵀ) → [m, w.rows / 2]` with the tanh approximation of GELU
+    /// (GeGLU, Gemma's feed-forward), laid out as in [`LlmKernels::quant_swiglu`].
+    fn quant_geglu(x: FloatTensor<Self>, packed: IntTensor<Self>, scales: FloatTensor<Self>, w: QuantLayout) -> FloatTensor<Self>;
+
+    /// `gelu(gate) * up` elementwise for `gate` and `up` of one shape (GeGLU over float weights).
+    fn gelu_mul(gate: FloatTensor<Self>, up: FloatTensor<Self>) -> FloatTensor<Self>;
+
+    /// RMSNorm of each query head and each key head of `qkv [t, (heads + 2 kv_heads) × head_dim]`
+    /// (laid out as for [`LlmKernels::rope_and_cache`]) over its `head_dim` values, times
+    /// `q_weight [head_dim]` or `k_weight [head_dim]`; values pass through. Qwen 3 and Gemma 3
+    /// normalize queries and keys this way before rope.
+    fn qk_norm(qkv: FloatTensor<Self>, q_weight: FloatTensor<Self>, k_weight: FloatTensor<Self>, eps: f32, heads: Heads) -> FloatTensor<Self>;
+
     /// Rows `ids` of `w`, dequantized: `[ids.len(), w.cols]` (the embedding look-up).
     fn quant_rows(ids: IntTensor<Self>, packed: IntTensor<Self>, scales: FloatTensor<Self>, w: QuantLayout) -> FloatTensor<Self>;
 
@@ -75,8 +95,9 @@ pub trait LlmKernels: Backend {
     fn rms_norm(x: FloatTensor<Self>, weight: FloatTensor<Self>, eps: f32) -> FloatTensor<Self>;
 
     /// Split `qkv [t, (heads + 2 kv_heads) × head_dim]` into queries, keys and values; rotate
-    /// adjacent pairs `(x[2i], x[2i+1])` of the first `rope_dims` dimensions of each query and
-    /// key head by the angle whose cos and sin are `[t, rope_dims / 2]`; write keys and values
+    /// the pairs of the first `rope_dims` dimensions of each query and key head (adjacent
+    /// `(x[2i], x[2i+1])`, or `(x[i], x[i + rope_dims/2])` when `heads.neox`), pair `i` by the
+    /// angle whose cos and sin are `[t, rope_dims / 2]`; write keys and values
     /// into the caches `[kv_heads, capacity, head_dim]` at positions `start..start + t`.
     /// Returns the rotated queries `[t, heads × head_dim]` and the caches.
     fn rope_and_cache(
@@ -91,6 +112,8 @@ pub trait LlmKernels: Backend {
 
     /// Causal attention of queries `[t, heads × head_dim]` at positions `start..start + t` over
     /// the cached keys and values `[kv_heads, capacity, head_dim]` of positions `0..start + t`.
-    /// Query head `h` reads key/value head `h / (heads / kv_heads)`. Returns `[t, heads × head_dim]`.
+    /// Query head `h` reads key/value head `h / (heads / kv_heads)`; with `heads.window`, only the
+    /// last `window` positions up to its own. Scores are scaled by `1 / sqrt(head_dim)`.
+    /// Returns `[t, heads × head_dim]`.
     fn attention(q: FloatTensor<Self>, k_cache: FloatTensor<Self>, v_cache: FloatTensor<Self>, start: usize, heads: Heads) -> FloatTensor<Self>;
 }

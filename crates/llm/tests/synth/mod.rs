@@ -1,6 +1,7 @@
-//! Deterministic synthetic llama GGUFs: small models with pseudo-random weights in several
-//! configurations and tensor types, used to check the engine against llama.cpp on more than
-//! the one real model the repository fetches.
+//! Deterministic synthetic GGUFs: small models with pseudo-random weights in several
+//! architectures (llama, Qwen 2, Qwen 3, Gemma 3, Phi-3), configurations and tensor types, each
+//! with its architecture's metadata keys and tensor names, used to check the engine against
+//! llama.cpp on more than the one real model the repository fetches.
 //!
 //! Shared by `crates/llm/tests/synthetic_models.rs`, which builds the files in memory, and by
 //! `crates/llm/examples/synth_llama.rs`, which writes them for
@@ -23,7 +24,33 @@ use gguf::{Array, GgmlType, GgufWriter, Value};
 use half::{bf16, f16};
 
 /// The names of the configurations, in a fixed order.
-pub const CONFIGS: [&str; 4] = ["gqa_q4_0", "kquants", "mha_q5", "q8_linear_rope"];
+pub const CONFIGS: [&str; 8] = ["gqa_q4_0", "kquants", "mha_q5", "q8_linear_rope", "qwen2_bias", "qwen3_qk_norm", "gemma3_swa", "phi3_fused"];
+
+/// `general.architecture`, which also prefixes the model's metadata keys.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Arch {
+    Llama,
+    /// Biases on q, k and v.
+    Qwen2,
+    /// Per-head q/k norms, `key_length` of its own.
+    Qwen3,
+    /// Embedding × √d, pre- and post-norms, q/k norms, GeGLU, sliding-window layers.
+    Gemma3,
+    /// Fused `attn_qkv` and `ffn_up` (gate and up).
+    Phi3,
+}
+
+impl Arch {
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Llama => "llama",
+            Self::Qwen2 => "qwen2",
+            Self::Qwen3 => "qwen3",
+            Self::Gemma3 => "gemma3",
+            Self::Phi3 => "phi3",
+        }
+    }
+}
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Vocab {
@@ -52,6 +79,19 @@ pub struct Types {
 #[derive(Debug, Clone)]
 pub struct Spec {
     pub name: &'static str,
+    pub arch: Arch,
+    /// `{arch}.attention.sliding_window` (Gemma 3).
+    pub sliding_window: Option<usize>,
+    /// `tokenizer.ggml.pre` of a GPT-2-style vocabulary.
+    pub bpe_pre: &'static str,
+    /// `tokenizer.ggml.add_space_prefix`, written when set (Gemma's SentencePiece has none).
+    pub add_space_prefix: Option<bool>,
+    /// Write `{arch}.attention.key_length` and `value_length` (= head_dim).
+    pub write_head_dim: bool,
+    /// Standard deviation of the q/k/v biases (Qwen 2).
+    pub bias_sigma: f64,
+    /// Control tokens appended to a SentencePiece vocabulary (llama.cpp looks Phi-3's up by text).
+    pub extra_control: &'static [&'static str],
     pub seed: u64,
     pub blocks: usize,
     pub embedding: usize,
@@ -89,6 +129,13 @@ pub fn spec(name: &str) -> Option<Spec> {
     use GgmlType::*;
     let base = Spec {
         name: "",
+        arch: Arch::Llama,
+        sliding_window: None,
+        bpe_pre: "gpt-2",
+        add_space_prefix: None,
+        write_head_dim: false,
+        bias_sigma: 0.0,
+        extra_control: &[],
         seed: 0,
         blocks: 2,
         embedding: 256,
@@ -213,6 +260,135 @@ pub fn spec(name: &str) -> Option<Spec> {
                 ffn_down: Q8_0,
             },
             embd_sigma: 0.3,
+            ..base
+        },
+        // Qwen 2: biases on the query, key and value projections, NeoX rope, a byte-level BPE
+        // vocabulary with Qwen 2's pre-tokenizer, K-quants and a tied Q8_0 head.
+        "qwen2_bias" => Spec {
+            name: "qwen2_bias",
+            arch: Arch::Qwen2,
+            bpe_pre: "qwen2",
+            bias_sigma: 0.5,
+            seed: 0x510e_527f_ade6_82d1,
+            blocks: 2,
+            embedding: 256,
+            feed_forward: 512,
+            heads: 4,
+            kv_heads: 2,
+            head_dim: 64,
+            vocab: 352,
+            rope_base: 1_000_000.0,
+            write_rope_dims: false,
+            rms_eps: 1e-6,
+            types: Types {
+                token_embd: Q8_0,
+                output: None,
+                attn_q: Q4K,
+                attn_k: Q4K,
+                attn_v: Q6K,
+                attn_output: Q4K,
+                ffn_gate: Q4K,
+                ffn_up: Q4K,
+                ffn_down: Q6K,
+            },
+            // Larger embeddings made the tied head predict the current token at every step.
+            embd_sigma: 0.1,
+            ..base
+        },
+        // Qwen 3: q/k RMSNorm per head, a head size of its own (4 heads of 64 on a width of
+        // 192), NeoX rope, Qwen 2's BPE pre-tokenizer, Q8_0 and Q5_1 weights, an untied head.
+        "qwen3_qk_norm" => Spec {
+            name: "qwen3_qk_norm",
+            arch: Arch::Qwen3,
+            bpe_pre: "qwen2",
+            write_head_dim: true,
+            seed: 0x9b05_688c_2b3e_6c1f,
+            blocks: 3,
+            embedding: 192,
+            feed_forward: 384,
+            heads: 4,
+            kv_heads: 2,
+            head_dim: 64,
+            vocab: 320,
+            rope_base: 1_000_000.0,
+            rms_eps: 1e-6,
+            types: Types {
+                token_embd: Q8_0,
+                output: Some(Q8_0),
+                attn_q: Q8_0,
+                attn_k: Q8_0,
+                attn_v: Q8_0,
+                attn_output: Q5_1,
+                ffn_gate: Q8_0,
+                ffn_up: Q8_0,
+                ffn_down: Q5_1,
+            },
+            ..base
+        },
+        // Gemma 3: six blocks, so five sliding-window layers (window 5, shorter than the prompt)
+        // and one global layer; head size 64 on a width of 128; embeddings × √d; GeGLU; pre- and
+        // post-norms; q/k norms; a SentencePiece vocabulary without a space prefix; Q5_0 and Q8_0
+        // weights as in the real 270M file. Small embeddings and an untied head: with the tied
+        // head and larger embeddings, the current token's own embedding (× √d) dominated the
+        // residual and every step predicted the same token.
+        "gemma3_swa" => Spec {
+            name: "gemma3_swa",
+            arch: Arch::Gemma3,
+            sliding_window: Some(5),
+            add_space_prefix: Some(false),
+            write_head_dim: true,
+            seed: 0x1f83_d9ab_fb41_bd6b,
+            blocks: 6,
+            embedding: 128,
+            feed_forward: 256,
+            heads: 2,
+            kv_heads: 1,
+            head_dim: 64,
+            vocab: 300,
+            vocab_kind: Vocab::Spm,
+            rope_base: 1_000_000.0,
+            rms_eps: 1e-6,
+            types: Types {
+                token_embd: Q8_0,
+                output: Some(Q8_0),
+                attn_q: Q5_0,
+                attn_k: Q5_0,
+                attn_v: Q8_0,
+                attn_output: Q5_0,
+                ffn_gate: Q5_0,
+                ffn_up: Q5_0,
+                ffn_down: Q8_0,
+            },
+            embd_sigma: 0.05,
+            ..base
+        },
+        // Phi-3: fused q/k/v (Q4_K) and gate/up (Q4_K) matrices, NeoX rope, a SentencePiece
+        // vocabulary, an untied Q6_K head.
+        "phi3_fused" => Spec {
+            name: "phi3_fused",
+            arch: Arch::Phi3,
+            extra_control: &["<|endoftext|>", "<|assistant|>", "<|system|>", "<|end|>", "<|user|>"],
+            seed: 0x5be0_cd19_137e_2179,
+            blocks: 2,
+            embedding: 256,
+            feed_forward: 256,
+            heads: 4,
+            kv_heads: 4,
+            head_dim: 64,
+            vocab: 320,
+            vocab_kind: Vocab::Spm,
+            write_rope_dims: true,
+            types: Types {
+                token_embd: Q8_0,
+                output: Some(Q6K),
+                attn_q: Q4K,
+                attn_k: Q4K,
+                attn_v: Q4K,
+                attn_output: Q5K,
+                ffn_gate: Q4K,
+                ffn_up: Q4K,
+                ffn_down: Q6K,
+            },
             ..base
         },
         _ => return None,
@@ -420,7 +596,7 @@ fn vocab_metadata(w: &mut GgufWriter, s: &Spec) {
             fill(&mut tokens, s.vocab, "x");
             let merges = merges.iter().map(|m| m.to_string()).collect();
             w.metadata("tokenizer.ggml.model", Value::String("gpt2".into()))
-                .metadata("tokenizer.ggml.pre", Value::String("gpt-2".into()))
+                .metadata("tokenizer.ggml.pre", Value::String(s.bpe_pre.into()))
                 .metadata("tokenizer.ggml.tokens", Value::Array(Array::String(tokens.iter().map(|t| t.0.clone()).collect())))
                 .metadata("tokenizer.ggml.token_type", Value::Array(Array::I32(tokens.iter().map(|t| t.2).collect())))
                 .metadata("tokenizer.ggml.merges", Value::Array(Array::String(merges)))
@@ -438,6 +614,7 @@ fn vocab_metadata(w: &mut GgufWriter, s: &Spec) {
             tokens.extend(pieces.iter().enumerate().map(|(i, p)| (p.to_string(), -1.0 - i as f32, TYPE_NORMAL)));
             tokens.push(("<|im_start|>".into(), 0.0, TYPE_CONTROL));
             tokens.push(("<|im_end|>".into(), 0.0, TYPE_CONTROL));
+            tokens.extend(s.extra_control.iter().map(|t| (t.to_string(), 0.0, TYPE_CONTROL)));
             fill(&mut tokens, s.vocab, "▁x");
             w.metadata("tokenizer.ggml.model", Value::String("llama".into()))
                 .metadata("tokenizer.ggml.tokens", Value::Array(Array::String(tokens.iter().map(|t| t.0.clone()).collect())))
@@ -446,6 +623,9 @@ fn vocab_metadata(w: &mut GgufWriter, s: &Spec) {
                 .metadata("tokenizer.ggml.bos_token_id", Value::U32(1))
                 .metadata("tokenizer.ggml.eos_token_id", Value::U32(2))
                 .metadata("tokenizer.ggml.unknown_token_id", Value::U32(0));
+            if let Some(prefix) = s.add_space_prefix {
+                w.metadata("tokenizer.ggml.add_space_prefix", Value::Bool(prefix));
+            }
         }
     }
 }
@@ -469,25 +649,33 @@ pub fn build_spec(s: &Spec) -> Vec<u8> {
     let mut w = GgufWriter::new();
     let (d, f) = (s.embedding, s.feed_forward);
     let (q_dim, kv_dim) = (s.heads * s.head_dim, s.kv_heads * s.head_dim);
-    w.metadata("general.architecture", Value::String("llama".into()))
+    let arch = s.arch.name();
+    let key = |k: &str| format!("{arch}.{k}");
+    w.metadata("general.architecture", Value::String(arch.into()))
         .metadata("general.name", Value::String(format!("synthetic-{}", s.name)))
-        .metadata("llama.context_length", Value::U32(s.context_length as u32))
-        .metadata("llama.embedding_length", Value::U32(d as u32))
-        .metadata("llama.block_count", Value::U32(s.blocks as u32))
-        .metadata("llama.feed_forward_length", Value::U32(f as u32))
-        .metadata("llama.attention.head_count", Value::U32(s.heads as u32))
-        .metadata("llama.attention.head_count_kv", Value::U32(s.kv_heads as u32))
-        .metadata("llama.rope.freq_base", Value::F32(s.rope_base))
-        .metadata("llama.attention.layer_norm_rms_epsilon", Value::F32(s.rms_eps));
+        .metadata(&key("context_length"), Value::U32(s.context_length as u32))
+        .metadata(&key("embedding_length"), Value::U32(d as u32))
+        .metadata(&key("block_count"), Value::U32(s.blocks as u32))
+        .metadata(&key("feed_forward_length"), Value::U32(f as u32))
+        .metadata(&key("attention.head_count"), Value::U32(s.heads as u32))
+        .metadata(&key("attention.head_count_kv"), Value::U32(s.kv_heads as u32))
+        .metadata(&key("rope.freq_base"), Value::F32(s.rope_base))
+        .metadata(&key("attention.layer_norm_rms_epsilon"), Value::F32(s.rms_eps));
     if s.write_rope_dims {
-        w.metadata("llama.rope.dimension_count", Value::U32(s.head_dim as u32));
+        w.metadata(&key("rope.dimension_count"), Value::U32(s.head_dim as u32));
     }
     if let Some(factor) = s.rope_linear_factor {
-        w.metadata("llama.rope.scaling.type", Value::String("linear".into()))
-            .metadata("llama.rope.scaling.factor", Value::F32(factor));
+        w.metadata(&key("rope.scaling.type"), Value::String("linear".into())).metadata(&key("rope.scaling.factor"), Value::F32(factor));
     }
     if s.write_vocab_size {
-        w.metadata("llama.vocab_size", Value::U32(s.vocab as u32));
+        w.metadata(&key("vocab_size"), Value::U32(s.vocab as u32));
+    }
+    if s.write_head_dim {
+        w.metadata(&key("attention.key_length"), Value::U32(s.head_dim as u32))
+            .metadata(&key("attention.value_length"), Value::U32(s.head_dim as u32));
+    }
+    if let Some(window) = s.sliding_window {
+        w.metadata(&key("attention.sliding_window"), Value::U32(window as u32));
     }
     vocab_metadata(&mut w, s);
 
@@ -509,19 +697,50 @@ pub fn build_spec(s: &Spec) -> Vec<u8> {
         }
         y
     };
+    // F32 vectors with mean 0 (biases).
+    let bias = |w: &mut GgufWriter, name: &str, len: usize, sigma: f64| {
+        let mut rng = Rng::new(s.seed, name);
+        let data = (0..len).flat_map(|_| ((sigma * rng.normal()) as f32).to_le_bytes()).collect();
+        w.tensor(name, &[len as u64], GgmlType::F32, data);
+    };
     let t = &s.types;
     matrix(&mut w, "token_embd.weight", t.token_embd, s.vocab, d, s.embd_sigma);
     for i in 0..s.blocks {
         let name = |part: &str| format!("blk.{i}.{part}.weight");
         norm(&mut w, &name("attn_norm"), d);
-        matrix(&mut w, &name("attn_q"), t.attn_q, q_dim, d, s.qk_gain * inv_sqrt(d));
-        matrix(&mut w, &name("attn_k"), t.attn_k, kv_dim, d, s.qk_gain * inv_sqrt(d));
-        matrix(&mut w, &name("attn_v"), t.attn_v, kv_dim, d, s.in_gain * inv_sqrt(d));
+        if s.arch == Arch::Phi3 {
+            // One matrix: query rows, then key rows, then value rows (one scale for all three).
+            matrix(&mut w, &name("attn_qkv"), t.attn_q, q_dim + 2 * kv_dim, d, s.qk_gain * inv_sqrt(d));
+        } else {
+            matrix(&mut w, &name("attn_q"), t.attn_q, q_dim, d, s.qk_gain * inv_sqrt(d));
+            matrix(&mut w, &name("attn_k"), t.attn_k, kv_dim, d, s.qk_gain * inv_sqrt(d));
+            matrix(&mut w, &name("attn_v"), t.attn_v, kv_dim, d, s.in_gain * inv_sqrt(d));
+        }
+        if s.arch == Arch::Qwen2 {
+            bias(&mut w, &format!("blk.{i}.attn_q.bias"), q_dim, s.bias_sigma);
+            bias(&mut w, &format!("blk.{i}.attn_k.bias"), kv_dim, s.bias_sigma);
+            bias(&mut w, &format!("blk.{i}.attn_v.bias"), kv_dim, s.bias_sigma);
+        }
+        if matches!(s.arch, Arch::Qwen3 | Arch::Gemma3) {
+            norm(&mut w, &name("attn_q_norm"), s.head_dim);
+            norm(&mut w, &name("attn_k_norm"), s.head_dim);
+        }
         matrix(&mut w, &name("attn_output"), t.attn_output, d, q_dim, s.out_gain * inv_sqrt(q_dim));
+        if s.arch == Arch::Gemma3 {
+            norm(&mut w, &name("post_attention_norm"), d);
+        }
         norm(&mut w, &name("ffn_norm"), d);
-        matrix(&mut w, &name("ffn_gate"), t.ffn_gate, f, d, s.in_gain * inv_sqrt(d));
-        matrix(&mut w, &name("ffn_up"), t.ffn_up, f, d, s.in_gain * inv_sqrt(d));
+        if s.arch == Arch::Phi3 {
+            // Gate rows, then up rows.
+            matrix(&mut w, &name("ffn_up"), t.ffn_up, 2 * f, d, s.in_gain * inv_sqrt(d));
+        } else {
+            matrix(&mut w, &name("ffn_gate"), t.ffn_gate, f, d, s.in_gain * inv_sqrt(d));
+            matrix(&mut w, &name("ffn_up"), t.ffn_up, f, d, s.in_gain * inv_sqrt(d));
+        }
         matrix(&mut w, &name("ffn_down"), t.ffn_down, d, f, s.out_gain * inv_sqrt(f));
+        if s.arch == Arch::Gemma3 {
+            norm(&mut w, &name("post_ffw_norm"), d);
+        }
     }
     norm(&mut w, "output_norm.weight", d);
     if let Some(ty) = t.output {

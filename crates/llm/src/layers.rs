@@ -1,0 +1,335 @@
+//! The pieces decoder architectures share: rotary position tables, the attention block (query,
+//! key and value projections with optional biases and q/k norms), the gated feed-forward, the
+//! pre-norm block of llama-like models, and the token embedding with the output head. Each
+//! model file (llama.rs, qwen2.rs, …) says which pieces it uses and how they connect.
+
+use burn::tensor::{Device, Tensor, TensorData};
+
+use crate::config::DecoderConfig;
+use crate::error::{LlmError, Result};
+use crate::kv_cache::KvCache;
+use crate::ops::{self, Heads};
+use crate::weights::{Linear, WeightLoader};
+
+/// Rotary position embedding of one kind of layer.
+#[derive(Debug, Clone)]
+pub(crate) struct Rope {
+    /// Rotated dimensions of each head.
+    pub dims: usize,
+    pub base: f32,
+    /// Linear scaling: angles are multiplied by this.
+    pub scale: f32,
+    /// Per-pair frequency divisors (`rope_freqs.weight`, Llama 3.1+).
+    pub factors: Option<Vec<f32>>,
+}
+
+/// cos and sin of each rotated pair's angle at each position, `[positions, dims / 2]`.
+pub(crate) struct RopeTables {
+    pub cos: Tensor<2>,
+    pub sin: Tensor<2>,
+}
+
+impl Rope {
+    pub fn new(c: &DecoderConfig) -> Self {
+        Self { dims: c.rope_dimensions, base: c.rope_freq_base, scale: c.rope_freq_scale, factors: None }
+    }
+
+    /// The tables for positions `start..start + count`, computed as ggml's `rope_f32` does (a
+    /// running product of the frequency ratio, in f32).
+    pub fn tables(&self, start: usize, count: usize, device: &Device) -> RopeTables {
+        let pairs = self.dims / 2;
+        let ratio = self.base.powf(-2.0 / self.dims as f32);
+        let mut cos = Vec::with_capacity(count * pairs);
+        let mut sin = Vec::with_capacity(count * pairs);
+        for p in start..start + count {
+            let mut theta = p as f32;
+            for i in 0..pairs {
+                let factor = self.factors.as_ref().map_or(1.0, |f| f[i]);
+                let angle = self.scale * theta / factor;
+                cos.push(angle.cos());
+                sin.push(angle.sin());
+                theta *= ratio;
+            }
+        }
+        RopeTables {
+            cos: Tensor::from_data(TensorData::new(cos, [count, pairs]), device),
+            sin: Tensor::from_data(TensorData::new(sin, [count, pairs]), device),
+        }
+    }
+
+    /// `rope_freqs.weight` when the file has it (Llama 3.1-style frequency divisors).
+    pub fn load_factors(&mut self, w: &WeightLoader) -> Result<()> {
+        let Some(info) = w.gguf.tensor("rope_freqs.weight") else { return Ok(()) };
+        let factors = gguf::dequantize(info.ty, w.gguf.tensor_data(w.file, info)?)?;
+        if factors.len() != self.dims / 2 {
+            return Err(LlmError::Unsupported(format!("rope_freqs.weight has {} entries", factors.len())));
+        }
+        self.factors = Some(factors);
+        Ok(())
+    }
+}
+
+/// Query, key and value projections: one stacked matrix when their layouts allow (or the file
+/// stores them fused), so one kernel computes all three.
+pub(crate) enum QkvProjection {
+    Stacked(Linear),
+    Separate(Linear, Linear, Linear),
+}
+
+impl QkvProjection {
+    fn new(q: Linear, k: Linear, v: Linear) -> Self {
+        match Linear::stack_rows(&[&q, &k, &v]) {
+            Some(stacked) => Self::Stacked(stacked),
+            None => Self::Separate(q, k, v),
+        }
+    }
+
+    /// `[t, d] → [t, (heads + 2 kv_heads) × head_dim]`: queries, then keys, then values.
+    fn forward(&self, x: Tensor<2>) -> Tensor<2> {
+        match self {
+            Self::Stacked(w) => w.forward(x),
+            Self::Separate(q, k, v) => Tensor::cat(vec![q.forward(x.clone()), k.forward(x.clone()), v.forward(x)], 1),
+        }
+    }
+
+    fn linears(&self) -> Vec<&Linear> {
+        match self {
+            Self::Stacked(w) => vec![w],
+            Self::Separate(q, k, v) => vec![q, k, v],
+        }
+    }
+}
+
+/// Which optional parts an architecture's attention has.
+#[derive(Debug, Clone, Copy, Default)]
+pub(crate) struct AttentionParts {
+    /// `attn_{q,k,v}.bias` (Qwen 2).
+    pub bias: bool,
+    /// `attn_{q,k}_norm.weight`: RMSNorm of each query and key head before rope (Qwen 3, Gemma 3).
+    pub qk_norm: bool,
+    /// One `attn_qkv.weight` instead of three matrices (Phi-3), when the file has it.
+    pub fused_qkv: bool,
+}
+
+/// Self-attention with rotary embeddings over the KV cache.
+pub(crate) struct Attention {
+    qkv: QkvProjection,
+    /// Query, key and value biases, concatenated as the projection's output.
+    bias: Option<Tensor<1>>,
+    qk_norm: Option<(Tensor<1>, Tensor<1>)>,
+    /// Multiplies the rotated queries, so that the kernel's `1 / sqrt(head_dim)` becomes the
+    /// model's score scale (Gemma 3 27B); `None` when they agree.
+    pub query_scale: Option<f32>,
+    pub output: Linear,
+}
+
+impl Attention {
+    /// Block `i`'s tensors, checked by the architecture's `check_tensors`.
+    pub fn load(w: &WeightLoader, i: usize, c: &DecoderConfig, parts: AttentionParts) -> Result<Self> {
+        let name = |part: &str| format!("blk.{i}.{part}");
+        let (d, (q_dim, kv_dim)) = (c.embedding_length, c.qkv_dims());
+        let qkv = if parts.fused_qkv && w.has(&name("attn_qkv.weight")) {
+            QkvProjection::Stacked(w.linear(&name("attn_qkv.weight"), q_dim + 2 * kv_dim, d)?)
+        } else {
+            QkvProjection::new(
+                w.linear(&name("attn_q.weight"), q_dim, d)?,
+                w.linear(&name("attn_k.weight"), kv_dim, d)?,
+                w.linear(&name("attn_v.weight"), kv_dim, d)?,
+            )
+        };
+        let bias = if parts.bias {
+            let parts = [w.vector(&name("attn_q.bias"), q_dim)?, w.vector(&name("attn_k.bias"), kv_dim)?, w.vector(&name("attn_v.bias"), kv_dim)?];
+            Some(Tensor::cat(parts.to_vec(), 0))
+        } else {
+            None
+        };
+        let qk_norm = if parts.qk_norm {
+            Some((w.vector(&name("attn_q_norm.weight"), c.head_dim)?, w.vector(&name("attn_k_norm.weight"), c.head_dim)?))
+        } else {
+            None
+        };
+        Ok(Self { qkv, bias, qk_norm, query_scale: None, output: w.linear(&name("attn_output.weight"), d, q_dim)? })
+    }
+
+    /// The same attention with its queries multiplied by `scale` (see `query_scale`).
+    pub fn with_query_scale(self, scale: Option<f32>) -> Self {
+        Self { query_scale: scale, ..self }
+    }
+
+    /// Attention of the normalized input `h [t, d]` at positions `start..start + t`: keys and
+    /// values go into `layer`'s cache; returns the attended values `[t, heads × head_dim]`,
+    /// before the output projection, and the cache.
+    pub fn attend(&self, h: Tensor<2>, layer: (Tensor<3>, Tensor<3>), start: usize, rope: &RopeTables, heads: Heads, eps: f32) -> (Tensor<2>, (Tensor<3>, Tensor<3>)) {
+        let mut qkv = self.qkv.forward(h);
+        if let Some(bias) = &self.bias {
+            qkv = qkv + bias.clone().unsqueeze::<2>();
+        }
+        if let Some((q_norm, k_norm)) = &self.qk_norm {
+            qkv = ops::qk_norm(qkv, q_norm, k_norm, eps, heads);
+        }
+        let (mut q, k_cache, v_cache) = ops::rope_and_cache(qkv, &rope.cos, &rope.sin, layer.0, layer.1, start, heads);
+        if let Some(scale) = self.query_scale {
+            q = q * scale;
+        }
+        let attended = ops::attention(q, &k_cache, &v_cache, start, heads);
+        (attended, (k_cache, v_cache))
+    }
+
+    pub fn device_bytes(&self) -> usize {
+        let vectors = self.bias.iter().chain(self.qk_norm.iter().flat_map(|(q, k)| [q, k])).map(|v| v.shape().num_elements() * 4).sum::<usize>();
+        self.qkv.linears().into_iter().chain([&self.output]).map(Linear::device_bytes).sum::<usize>() + vectors
+    }
+}
+
+/// The gate's activation in a gated feed-forward.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Activation {
+    /// SwiGLU (llama, Qwen, Phi-3).
+    Silu,
+    /// GeGLU with the tanh approximation of GELU (Gemma).
+    GeluTanh,
+}
+
+/// Gate and up projections, stacked into one matrix when their layouts allow (or the file
+/// stores them fused, gate first), so one kernel computes both and their product.
+enum GateUp {
+    Stacked(Linear),
+    Separate(Linear, Linear),
+}
+
+/// `down(act(x · gateᵀ) * (x · upᵀ))`.
+pub(crate) struct FeedForward {
+    gate_up: GateUp,
+    pub down: Linear,
+    activation: Activation,
+}
+
+impl FeedForward {
+    /// Block `i`'s `ffn_gate`, `ffn_up` and `ffn_down`; with `fused`, `ffn_up` holds the gate's
+    /// rows then the up projection's (Phi-3) and there is no `ffn_gate`.
+    pub fn load(w: &WeightLoader, i: usize, c: &DecoderConfig, fused: bool, activation: Activation) -> Result<Self> {
+        let name = |part: &str| format!("blk.{i}.{part}.weight");
+        let (d, f) = (c.embedding_length, c.feed_forward_length);
+        let gate_up = if fused {
+            GateUp::Stacked(w.linear(&name("ffn_up"), 2 * f, d)?)
+        } else {
+            let (gate, up) = (w.linear(&name("ffn_gate"), f, d)?, w.linear(&name("ffn_up"), f, d)?);
+            match Linear::stack_rows(&[&gate, &up]) {
+                Some(stacked) => GateUp::Stacked(stacked),
+                None => GateUp::Separate(gate, up),
+            }
+        };
+        Ok(Self { gate_up, down: w.linear(&name("ffn_down"), d, f)?, activation })
+    }
+
+    /// `act(x · gateᵀ) * (x · upᵀ)`, the input of the down projection.
+    pub fn hidden(&self, x: Tensor<2>) -> Tensor<2> {
+        match (&self.gate_up, self.activation) {
+            (GateUp::Stacked(w), Activation::Silu) => w.swiglu_stacked(x),
+            (GateUp::Stacked(w), Activation::GeluTanh) => w.geglu_stacked(x),
+            (GateUp::Separate(gate, up), Activation::Silu) => burn::tensor::activation::silu(gate.forward(x.clone())) * up.forward(x),
+            (GateUp::Separate(gate, up), Activation::GeluTanh) => ops::gelu_mul(gate.forward(x.clone()), up.forward(x)),
+        }
+    }
+
+    pub fn device_bytes(&self) -> usize {
+        let gate_up = match &self.gate_up {
+            GateUp::Stacked(w) => w.device_bytes(),
+            GateUp::Separate(g, u) => g.device_bytes() + u.device_bytes(),
+        };
+        gate_up + self.down.device_bytes()
+    }
+}
+
+/// The pre-norm decoder block of llama-like models: RMSNorm → attention → residual; RMSNorm →
+/// feed-forward → residual.
+pub(crate) struct PreNormBlock {
+    attn_norm: Tensor<1>,
+    attn: Attention,
+    ffn_norm: Tensor<1>,
+    ffn: FeedForward,
+}
+
+impl PreNormBlock {
+    pub fn load(w: &WeightLoader, i: usize, c: &DecoderConfig, attention: AttentionParts, fused_ffn: bool) -> Result<Self> {
+        let d = c.embedding_length;
+        Ok(Self {
+            attn_norm: w.vector(&format!("blk.{i}.attn_norm.weight"), d)?,
+            attn: Attention::load(w, i, c, attention)?,
+            ffn_norm: w.vector(&format!("blk.{i}.ffn_norm.weight"), d)?,
+            ffn: FeedForward::load(w, i, c, fused_ffn, Activation::Silu)?,
+        })
+    }
+
+    pub fn device_bytes(&self) -> usize {
+        self.attn.device_bytes() + self.ffn.device_bytes() + (self.attn_norm.shape().num_elements() + self.ffn_norm.shape().num_elements()) * 4
+    }
+}
+
+/// A stack of [`PreNormBlock`]s with one rope: llama, Qwen 2, Qwen 3, Phi-3.
+pub(crate) struct PreNormDecoder {
+    pub blocks: Vec<PreNormBlock>,
+    pub rope: Rope,
+    pub heads: Heads,
+    pub eps: f32,
+}
+
+impl PreNormDecoder {
+    /// Runs `x [t, d]` (embedded tokens at positions `cache.len()..`) through every block,
+    /// appending keys and values to the cache.
+    pub fn forward(&self, mut x: Tensor<2>, cache: &mut KvCache) -> Tensor<2> {
+        let (start, count) = (cache.len, x.dims()[0]);
+        let rope = self.rope.tables(start, count, &x.device());
+        let layers = std::mem::take(&mut cache.layers);
+        for (block, layer) in self.blocks.iter().zip(layers) {
+            let h = ops::rms_norm(x.clone(), &block.attn_norm, self.eps);
+            let (attended, layer) = block.attn.attend(h, layer, start, &rope, self.heads, self.eps);
+            x = block.attn.output.forward_add(attended, x);
+            cache.layers.push(layer);
+            let h = ops::rms_norm(x.clone(), &block.ffn_norm, self.eps);
+            x = block.ffn.down.forward_add(block.ffn.hidden(h), x);
+        }
+        x
+    }
+
+    pub fn device_bytes(&self) -> usize {
+        self.blocks.iter().map(PreNormBlock::device_bytes).sum()
+    }
+}
+
+/// The token embedding table, the final norm and the output head (often the embedding table,
+/// tied).
+pub(crate) struct TokenIo {
+    token_embd: Linear,
+    output_norm: Tensor<1>,
+    /// `None` when tied to `token_embd`.
+    output: Option<Linear>,
+}
+
+impl TokenIo {
+    pub fn load(w: &WeightLoader, c: &DecoderConfig) -> Result<Self> {
+        let d = c.embedding_length;
+        Ok(Self {
+            token_embd: w.linear("token_embd.weight", c.vocab_size, d)?,
+            output_norm: w.vector("output_norm.weight", d)?,
+            output: if c.tied_embeddings { None } else { Some(w.linear("output.weight", c.vocab_size, d)?) },
+        })
+    }
+
+    /// Embedding rows of `tokens`, `[tokens, d]`.
+    pub fn embed(&self, tokens: &[u32], device: &Device) -> Tensor<2> {
+        self.token_embd.rows_of(tokens, device)
+    }
+
+    /// Logits of the last row of `x [t, d]`, or of every row when `all`.
+    pub fn logits(&self, x: Tensor<2>, all: bool, eps: f32) -> Tensor<2> {
+        let [t, d] = x.dims();
+        let x = if all { x } else { x.slice([t - 1..t, 0..d]) };
+        let x = ops::rms_norm(x, &self.output_norm, eps);
+        self.output.as_ref().unwrap_or(&self.token_embd).forward(x)
+    }
+
+    pub fn device_bytes(&self) -> usize {
+        self.token_embd.device_bytes() + self.output.as_ref().map_or(0, Linear::device_bytes) + self.output_norm.shape().num_elements() * 4
+    }
+}

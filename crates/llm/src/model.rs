@@ -1,0 +1,100 @@
+//! A decoder model of any supported architecture on the device: its configuration, token
+//! embedding and output head, and the architecture's blocks.
+
+use burn::tensor::{Device, Tensor};
+use gguf::Gguf;
+
+use crate::config::{Architecture, DecoderConfig};
+use crate::error::{LlmError, Result};
+use crate::gemma3::Gemma3;
+use crate::kv_cache::KvCache;
+use crate::layers::{PreNormDecoder, TokenIo};
+use crate::weights::WeightLoader;
+use crate::{llama, phi3, qwen2, qwen3};
+
+/// The blocks of one architecture.
+enum Blocks {
+    /// llama, Qwen 2, Qwen 3, Phi-3.
+    PreNorm(PreNormDecoder),
+    Gemma3(Gemma3),
+}
+
+/// A model on the device, ready to run tokens.
+pub struct Model {
+    pub config: DecoderConfig,
+    architecture: Architecture,
+    io: TokenIo,
+    blocks: Blocks,
+    device: Device,
+}
+
+impl Model {
+    /// Upload the weights of a GGUF held in memory.
+    pub fn load(gguf: &Gguf, file: &[u8], device: &Device) -> Result<Self> {
+        let config = DecoderConfig::from_gguf(gguf)?;
+        let architecture = Architecture::of(gguf)?;
+        gguf.check_data(file.len() as u64)?;
+        let w = WeightLoader { gguf, file, device };
+        let io = TokenIo::load(&w, &config)?;
+        let blocks = match architecture {
+            Architecture::Llama => Blocks::PreNorm(llama::load(&w, &config)?),
+            Architecture::Qwen2 => Blocks::PreNorm(qwen2::load(&w, &config)?),
+            Architecture::Qwen3 => Blocks::PreNorm(qwen3::load(&w, &config)?),
+            Architecture::Phi3 => Blocks::PreNorm(phi3::load(&w, &config)?),
+            Architecture::Gemma3 => Blocks::Gemma3(Gemma3::load(&w, &config)?),
+        };
+        Ok(Self { config, architecture, io, blocks, device: device.clone() })
+    }
+
+    pub fn architecture(&self) -> Architecture {
+        self.architecture
+    }
+
+    pub fn device(&self) -> &Device {
+        &self.device
+    }
+
+    /// A cache for up to `max_len` positions (capped at the model's context length).
+    pub fn new_cache(&self, max_len: usize) -> KvCache {
+        let c = &self.config;
+        KvCache::new(c.block_count, c.head_count_kv, c.head_dim, max_len.min(c.context_length), &self.device)
+    }
+
+    /// Device bytes held by the weights.
+    pub fn device_bytes(&self) -> usize {
+        let blocks = match &self.blocks {
+            Blocks::PreNorm(b) => b.device_bytes(),
+            Blocks::Gemma3(b) => b.device_bytes(),
+        };
+        self.io.device_bytes() + blocks
+    }
+
+    /// Run `tokens` through the model after the positions already in `cache`, appending their
+    /// keys and values. Returns logits `[1, vocab]` for the last token, or `[tokens, vocab]` for
+    /// all of them when `all_logits`.
+    pub fn forward(&self, tokens: &[u32], cache: &mut KvCache, all_logits: bool) -> Result<Tensor<2>> {
+        let c = &self.config;
+        let count = tokens.len();
+        let start = cache.len;
+        if count == 0 {
+            return Err(LlmError::BadRequest("no tokens to run".into()));
+        }
+        if start + count > cache.max_len() {
+            return Err(LlmError::BadRequest(format!("{} positions do not fit the context of {} tokens", start + count, cache.max_len())));
+        }
+        if let Some(&bad) = tokens.iter().find(|&&t| t as usize >= c.vocab_size) {
+            return Err(LlmError::BadRequest(format!("token id {bad} is outside the vocabulary of {}", c.vocab_size)));
+        }
+        if cache.layers.len() != c.block_count {
+            return Err(LlmError::BadRequest("the cache was made for another model".into()));
+        }
+        cache.reserve(start + count);
+        let x = self.io.embed(tokens, &self.device);
+        let x = match &self.blocks {
+            Blocks::PreNorm(b) => b.forward(x, cache),
+            Blocks::Gemma3(b) => b.forward(x, cache),
+        };
+        cache.len = start + count;
+        Ok(self.io.logits(x, all_logits, c.rms_norm_eps))
+    }
+}
