@@ -127,8 +127,13 @@ test('loads with progress; greedy text equals the native CLI; the main thread ke
   assert.equal(r.c.object, 'text_completion');
   assert.equal(r.c.choices[0].text, native.text);
   assert.equal(r.c.choices[0].finish_reason, 'length');
-  assert.deepEqual(r.c.usage, { prompt_tokens: native.prompt_tokens.length, completion_tokens: AGREED, total_tokens: native.prompt_tokens.length + AGREED });
+  const { cached_tokens } = r.c.usage;
+  assert.deepEqual(r.c.usage, { prompt_tokens: native.prompt_tokens.length, cached_tokens, completion_tokens: AGREED, total_tokens: native.prompt_tokens.length + AGREED });
   assert.ok(r.c.timings.decode_tok_s > 0);
+  // The load's warm-up prompt shares at most its first tokens with this one: the rest was run.
+  assert.ok(cached_tokens < native.prompt_tokens.length);
+  assert.equal(r.c.timings.prefilled_tokens + cached_tokens, native.prompt_tokens.length);
+  assert.ok(r.c.timings.prefill_seconds > 0 && r.c.timings.decode_seconds > 0, JSON.stringify(r.c.timings));
   // requestAnimationFrame kept firing while the worker computed (several frames a second).
   assert.ok(r.frames >= (r.ms / 1000) * 5, `${r.frames} frames in ${Math.round(r.ms)} ms`);
   console.log(`greedy ${JSON.stringify(r.c.choices[0].text)} in ${Math.round(r.ms)} ms, ${r.frames} frames meanwhile`);
