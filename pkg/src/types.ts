@@ -121,16 +121,39 @@ export interface EngineInfo {
 }
 
 /** Sampling and length options shared by both endpoints (OpenAI names where they exist). */
-export interface SamplingOptions {
+export interface SamplingOptions extends RepetitionOptions {
   /** Most tokens to generate. Default 256. */
   max_tokens?: number;
   /** 0 is greedy. Default 0.8. */
   temperature?: number;
   top_p?: number;
   top_k?: number;
-  min_p?: number;
+/**
+ * Anti-repetition settings, for completions and chat replies alike (OpenAI's and llama.cpp's
+ * names). Completions default to none of them; chat replies to the role-play defaults (DRY on).
+ */
+export interface RepetitionOptions {
   /** Penalty on recently seen tokens (llama.cpp's repeat_penalty); 1 is off. */
   repeat_penalty?: number;
+  /** How many of the latest tokens (prompt included) repeat_penalty, presence_penalty and frequency_penalty look at. Default 64. */
+  repeat_last_n?: number;
+  /** Subtracted once from the logit of each token seen in the latest repeat_last_n; 0 is off. */
+  presence_penalty?: number;
+  /** Subtracted from the logit of each token seen in the latest repeat_last_n, per time seen; 0 is off. */
+  frequency_penalty?: number;
+  /** DRY ("don't repeat yourself", as llama.cpp's): the scale of the penalty on a token that would extend a repeat of earlier text; 0 is off. */
+  dry_multiplier?: number;
+  /** DRY: the penalty is dry_multiplier × dry_base^(repeat length − dry_allowed_length). Default 1.75. */
+  dry_base?: number;
+  /** DRY: repeats this many tokens long or shorter are free. Default 2. */
+  dry_allowed_length?: number;
+  /** DRY: text a repeat may not reach back past (at most 64, each cut at 40 bytes). Default ["\n", ":", "\"", "*"]. */
+  dry_sequence_breakers?: string[];
+  /** DRY: how many of the latest tokens are searched; -1 (default) is the whole context, 0 turns DRY off. */
+  dry_penalty_last_n?: number;
+}
+
+  min_p?: number;
   /** Same seed, same prompt, same options: same text. */
   seed?: number;
   /** Keep generating past end-of-generation tokens (benchmarks time exactly max_tokens). */
@@ -493,13 +516,13 @@ export type ChatEvent =
 
 export type DoneEvent = Extract<ChatEvent, { type: 'done' }>;
 
-export interface ReplyOptions {
+/** A reply's options; left out, the role-play defaults (pkg/README.md). */
+export interface ReplyOptions extends RepetitionOptions {
   max_tokens?: number;
   temperature?: number;
   top_k?: number;
   top_p?: number;
   min_p?: number;
-  repeat_penalty?: number;
   seed?: number;
   /** Stops the reply; what was written is kept (finishReason 'abort'). */
   signal?: AbortSignal;

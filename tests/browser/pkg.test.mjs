@@ -163,6 +163,28 @@ test('streaming gives the same text as non-streaming, for completions and chat',
   assert.equal(r.deltas[0].object, 'chat.completion.chunk');
 });
 
+test('anti-repetition options reach the sampler: DRY refuses to extend a copied run, bad values are refused', async () => {
+  const r = await h.page.evaluate(async () => {
+    const engine = window.engine;
+    // The model continues the count by copying it: " eight" follows " seven" once already.
+    const prompt = 'one two three four five six seven eight nine ten. one two three four five six seven';
+    const plain = await engine.completions.create({ prompt, max_tokens: 1, temperature: 0 });
+    const neutral = await engine.completions.create({ prompt, max_tokens: 1, temperature: 0, dry_multiplier: 0, presence_penalty: 0 });
+    const dry = await engine.completions.create({ prompt, max_tokens: 1, temperature: 0, dry_multiplier: 2, dry_sequence_breakers: ['\n'] });
+    const presence = await engine.completions.create({ prompt, max_tokens: 1, temperature: 0, presence_penalty: 30 });
+    const codes = [];
+    for (const bad of [{ dry_base: 0.5, dry_multiplier: 1 }, { presence_penalty: Number.NaN }, { dry_penalty_last_n: -2, dry_multiplier: 1 }]) {
+      await engine.completions.create({ prompt, max_tokens: 1, ...bad }).catch((e) => codes.push(e.code));
+    }
+    return { plain: plain.choices[0].text, neutral: neutral.choices[0].text, dry: dry.choices[0].text, presence: presence.choices[0].text, codes };
+  });
+  assert.equal(r.plain, ' eight', 'without penalties the model copies the count');
+  assert.equal(r.neutral, r.plain, 'completions default to no penalties');
+  assert.notEqual(r.dry, ' eight', 'DRY penalises extending the copied run');
+  assert.notEqual(r.presence, ' eight', 'a large presence penalty rules out a token already in the prompt');
+  assert.deepEqual(r.codes, ['bad_request', 'bad_request', 'bad_request']);
+});
+
 test('abort stops a stream within a token and the next call succeeds', async () => {
   const r = await h.page.evaluate(async (prompt) => {
     const engine = window.engine;

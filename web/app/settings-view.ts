@@ -14,6 +14,11 @@ const SAMPLING: [key: keyof Sampling, label: string, min: number, max: number, s
   ['min_p', 'Min-p', 0, 1, 0.01, 'Drop words less likely than this fraction of the likeliest.'],
   ['repeat_penalty', 'Repeat penalty', 1, 2, 0.01, '1 is off; higher discourages repeating recent words.'],
   ['max_tokens', 'Longest reply (tokens)', 1, 1024, 1, 'Replies stop here at the latest.'],
+  ['presence_penalty', 'Presence penalty', -2, 2, 0.05, '0 is off; higher discourages any word already used recently.'],
+  ['frequency_penalty', 'Frequency penalty', -2, 2, 0.05, '0 is off; higher discourages words the more often they were used recently.'],
+  ['dry_multiplier', 'Anti-echo (DRY) strength', 0, 3, 0.05, '0 is off; stops the character copying its greeting or earlier replies. 0.8 is usual.'],
+  ['dry_base', 'Anti-echo growth', 1, 4, 0.05, 'How fast the penalty grows with each copied word.'],
+  ['dry_allowed_length', 'Anti-echo free length (tokens)', 1, 20, 1, 'Repeats this short are not penalised.'],
 ];
 
 export function openSettingsPanel(app: App): void {
@@ -91,7 +96,7 @@ export function openSettingsPanel(app: App): void {
         return;
       }
       input.setCustomValidity('');
-      s.sampling[key] = key === 'max_tokens' || key === 'top_k' ? Math.round(value) : value;
+      s.sampling[key] = key === 'max_tokens' || key === 'top_k' || key === 'dry_allowed_length' ? Math.round(value) : value;
       app.saveSettings();
     });
     return field(label, input, hint);

@@ -8,6 +8,11 @@ export interface Sampling {
   top_k: number;
   min_p: number;
   repeat_penalty: number;
+  presence_penalty: number;
+  frequency_penalty: number;
+  dry_multiplier: number;
+  dry_base: number;
+  dry_allowed_length: number;
   max_tokens: number;
 }
 
@@ -32,8 +37,21 @@ const KEY = 'confidant.settings';
 export const DEFAULT_MODEL_URL = 'models/SmolLM2-135M-Instruct-Q4_1.gguf';
 export const EMBEDDER_URL = 'models/all-MiniLM-L6-v2/';
 
-// The engine's role-play defaults (crates/engine ReplyOptions): a little warmer than SmolLM2's card.
-export const defaultSampling: Sampling = { temperature: 0.5, top_p: 0.9, top_k: 40, min_p: 0.05, repeat_penalty: 1.1, max_tokens: 200 };
+// The engine's role-play defaults (crates/engine ReplyOptions): a little warmer than SmolLM2's card,
+// with DRY on so replies do not copy the greeting or earlier replies (EVAL.md measures it).
+export const defaultSampling: Sampling = {
+  temperature: 0.5,
+  top_p: 0.9,
+  top_k: 40,
+  min_p: 0.05,
+  repeat_penalty: 1.1,
+  presence_penalty: 0,
+  frequency_penalty: 0,
+  dry_multiplier: 0.8,
+  dry_base: 1.75,
+  dry_allowed_length: 2,
+  max_tokens: 200,
+};
 
 export function defaults(): Settings {
   return { model: { kind: 'default' }, backend: 'auto', sampling: { ...defaultSampling }, userName: 'User', theme: 'system', showThoughts: true, characterId: null, sessionId: null, welcomed: false };

@@ -79,19 +79,7 @@ fn reply_options(options: JsValue) -> Result<ReplyOptions, JsValue> {
     }
     let given: OptionsJs = from_js(options, "options")?;
     // Fields the caller left out keep the role-play defaults, not the completion API's.
-    let d = defaults.sampling;
-    Ok(ReplyOptions {
-        max_tokens: given.max_tokens.unwrap_or(defaults.max_tokens),
-        sampling: llm::SamplingParams {
-            temperature: given.temperature.unwrap_or(d.temperature),
-            top_k: given.top_k.unwrap_or(d.top_k),
-            top_p: given.top_p.unwrap_or(d.top_p),
-            min_p: given.min_p.unwrap_or(d.min_p),
-            repeat_penalty: given.repeat_penalty.unwrap_or(d.repeat_penalty),
-            seed: given.seed.unwrap_or(d.seed),
-            ..d
-        },
-    })
+    Ok(ReplyOptions { max_tokens: given.max_tokens.unwrap_or(defaults.max_tokens), sampling: given.sampling(defaults.sampling) })
 }
 
 type Shared<T> = Rc<RefCell<T>>;

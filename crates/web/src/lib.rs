@@ -100,27 +100,49 @@ pub(crate) struct OptionsJs {
     repeat_penalty: Option<f32>,
     seed: Option<u64>,
     ignore_eos: Option<bool>,
+    repeat_last_n: Option<usize>,
+    presence_penalty: Option<f32>,
+    frequency_penalty: Option<f32>,
+    dry_multiplier: Option<f32>,
+    dry_base: Option<f32>,
+    dry_allowed_length: Option<usize>,
+    dry_penalty_last_n: Option<i32>,
+    dry_sequence_breakers: Option<Vec<String>>,
     cache_prompt: Option<bool>,
 }
 
 impl OptionsJs {
     pub(crate) fn into_options(self) -> GenerateOptions {
-        let d = SamplingParams::default();
         GenerateOptions {
             max_tokens: self.max_tokens.unwrap_or(256),
-            sampling: SamplingParams {
-                temperature: self.temperature.unwrap_or(d.temperature),
-                top_k: self.top_k.unwrap_or(d.top_k),
-                top_p: self.top_p.unwrap_or(d.top_p),
-                min_p: self.min_p.unwrap_or(d.min_p),
-                repeat_penalty: self.repeat_penalty.unwrap_or(d.repeat_penalty),
-                seed: self.seed.unwrap_or(d.seed),
-                ..d
-            },
             ignore_eos: self.ignore_eos.unwrap_or(false),
             cache_prompt: self.cache_prompt.unwrap_or(true),
         }
     }
+            sampling: self.sampling(SamplingParams::default()),
+        }
+    }
+
+    /// The sampling settings given, the rest from `d` (the completion API's neutral defaults,
+    /// or a chat's role-play ones).
+    pub(crate) fn sampling(self, d: SamplingParams) -> SamplingParams {
+        SamplingParams {
+            temperature: self.temperature.unwrap_or(d.temperature),
+            top_k: self.top_k.unwrap_or(d.top_k),
+            top_p: self.top_p.unwrap_or(d.top_p),
+            min_p: self.min_p.unwrap_or(d.min_p),
+            repeat_penalty: self.repeat_penalty.unwrap_or(d.repeat_penalty),
+            repeat_last_n: self.repeat_last_n.unwrap_or(d.repeat_last_n),
+            presence_penalty: self.presence_penalty.unwrap_or(d.presence_penalty),
+            frequency_penalty: self.frequency_penalty.unwrap_or(d.frequency_penalty),
+            dry: llm::DryParams {
+                multiplier: self.dry_multiplier.unwrap_or(d.dry.multiplier),
+                base: self.dry_base.unwrap_or(d.dry.base),
+                allowed_length: self.dry_allowed_length.unwrap_or(d.dry.allowed_length),
+                penalty_last_n: self.dry_penalty_last_n.unwrap_or(d.dry.penalty_last_n),
+                sequence_breakers: self.dry_sequence_breakers.unwrap_or(d.dry.sequence_breakers),
+            },
+            seed: self.seed.unwrap_or(d.seed),
 }
 
 #[derive(Serialize)]
@@ -297,7 +319,9 @@ impl Engine {
     }
 
     /// Start generating after `prompt` (token ids) with OpenAI-style options
-    /// (`max_tokens`, `temperature`, `top_k`, `top_p`, `min_p`, `repeat_penalty`, `seed`,
+    /// (`max_tokens`, `temperature`, `top_k`, `top_p`, `min_p`, `repeat_penalty`,
+    /// `repeat_last_n`, `presence_penalty`, `frequency_penalty`, `dry_multiplier`, `dry_base`,
+    /// `dry_allowed_length`, `dry_penalty_last_n`, `dry_sequence_breakers`, `seed`,
     /// `ignore_eos`, `cache_prompt`).
     pub fn begin(&self, prompt: Vec<u32>, options: JsValue) -> Result<(), JsValue> {
         let options: OptionsJs = if options.is_undefined() || options.is_null() { OptionsJs::default() } else { from_js(options, "options")? };
