@@ -98,8 +98,6 @@ pub(crate) struct OptionsJs {
     top_p: Option<f32>,
     min_p: Option<f32>,
     repeat_penalty: Option<f32>,
-    seed: Option<u64>,
-    ignore_eos: Option<bool>,
     repeat_last_n: Option<usize>,
     presence_penalty: Option<f32>,
     frequency_penalty: Option<f32>,
@@ -108,6 +106,8 @@ pub(crate) struct OptionsJs {
     dry_allowed_length: Option<usize>,
     dry_penalty_last_n: Option<i32>,
     dry_sequence_breakers: Option<Vec<String>>,
+    seed: Option<u64>,
+    ignore_eos: Option<bool>,
     cache_prompt: Option<bool>,
 }
 
@@ -117,8 +117,6 @@ impl OptionsJs {
             max_tokens: self.max_tokens.unwrap_or(256),
             ignore_eos: self.ignore_eos.unwrap_or(false),
             cache_prompt: self.cache_prompt.unwrap_or(true),
-        }
-    }
             sampling: self.sampling(SamplingParams::default()),
         }
     }
@@ -143,6 +141,8 @@ impl OptionsJs {
                 sequence_breakers: self.dry_sequence_breakers.unwrap_or(d.dry.sequence_breakers),
             },
             seed: self.seed.unwrap_or(d.seed),
+        }
+    }
 }
 
 #[derive(Serialize)]
