@@ -120,14 +120,6 @@ export interface EngineInfo {
   contextLength: number;
 }
 
-/** Sampling and length options shared by both endpoints (OpenAI names where they exist). */
-export interface SamplingOptions extends RepetitionOptions {
-  /** Most tokens to generate. Default 256. */
-  max_tokens?: number;
-  /** 0 is greedy. Default 0.8. */
-  temperature?: number;
-  top_p?: number;
-  top_k?: number;
 /**
  * Anti-repetition settings, for completions and chat replies alike (OpenAI's and llama.cpp's
  * names). Completions default to none of them; chat replies to the role-play defaults (DRY on).
@@ -153,6 +145,14 @@ export interface RepetitionOptions {
   dry_penalty_last_n?: number;
 }
 
+/** Sampling and length options shared by both endpoints (OpenAI names where they exist). */
+export interface SamplingOptions extends RepetitionOptions {
+  /** Most tokens to generate. Default 256. */
+  max_tokens?: number;
+  /** 0 is greedy. Default 0.8. */
+  temperature?: number;
+  top_p?: number;
+  top_k?: number;
   min_p?: number;
   /** Same seed, same prompt, same options: same text. */
   seed?: number;

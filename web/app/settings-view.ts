@@ -13,12 +13,12 @@ const SAMPLING: [key: keyof Sampling, label: string, min: number, max: number, s
   ['top_k', 'Top-k', 0, 200, 1, 'Sample from this many likeliest words (0: all).'],
   ['min_p', 'Min-p', 0, 1, 0.01, 'Drop words less likely than this fraction of the likeliest.'],
   ['repeat_penalty', 'Repeat penalty', 1, 2, 0.01, '1 is off; higher discourages repeating recent words.'],
-  ['max_tokens', 'Longest reply (tokens)', 1, 1024, 1, 'Replies stop here at the latest.'],
   ['presence_penalty', 'Presence penalty', -2, 2, 0.05, '0 is off; higher discourages any word already used recently.'],
   ['frequency_penalty', 'Frequency penalty', -2, 2, 0.05, '0 is off; higher discourages words the more often they were used recently.'],
   ['dry_multiplier', 'Anti-echo (DRY) strength', 0, 3, 0.05, '0 is off; stops the character copying its greeting or earlier replies. 0.8 is usual.'],
   ['dry_base', 'Anti-echo growth', 1, 4, 0.05, 'How fast the penalty grows with each copied word.'],
   ['dry_allowed_length', 'Anti-echo free length (tokens)', 1, 20, 1, 'Repeats this short are not penalised.'],
+  ['max_tokens', 'Longest reply (tokens)', 1, 1024, 1, 'Replies stop here at the latest.'],
 ];
 
 export function openSettingsPanel(app: App): void {
