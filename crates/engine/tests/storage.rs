@@ -2,15 +2,17 @@
 //! tokens) and a word-hash embedder: the reply saved unfinished as it streams; regenerate keeping
 //! the old reply as a version until the new one is complete, and choosing a version back (its
 //! memories follow); a message stored by another tab during a reply kept; an import that would
-//! replace newer data refused unless asked. The browser side of the same (IndexedDB, reloads,
-//! two tabs, quota) is in tests/browser/storage.test.mjs.
+//! replace newer data refused unless asked; a full disk (a store that refuses writes, as
+//! IndexedDB does at its quota) during a send, a reply and an import: nothing half-applied, the
+//! error `storage_quota`, and the next turn works. The browser side of the same (IndexedDB,
+//! reloads, two tabs) is in tests/browser/storage.test.mjs.
 
 use std::cell::Cell;
 use std::rc::Rc;
 
-use engine::{ChatEngine, ChatStore, EngineError, EngineSettings, InMemoryChatStore, Message, ReplyOptions, Speaker, TurnEvent};
+use engine::{ChatEngine, ChatStore, EngineError, EngineSettings, InMemoryChatStore, Message, ReplyOptions, Session, Speaker, StoredCharacter, TurnEvent};
 use llm::{Generator, SamplingParams};
-use memory::{EMBEDDING_DIM, Embedding, InMemoryStore, Memory, MemoryConfig, TextEmbedder};
+use memory::{EMBEDDING_DIM, Embedding, InMemoryStore, Memory, MemoryConfig, MemoryRecord, TextEmbedder};
 use serde_json::json;
 
 /// Each word lights one dimension: enough for memories to be written and found.
@@ -189,4 +191,133 @@ fn replies_are_saved_as_they_stream_and_regenerate_keeps_the_old_reply() {
         assert_eq!(chat.session(&sid).await.expect("session").messages.len(), 6);
         assert!(clock.get() > 1_000);
     });
+}
+
+/// The in-memory store with a disk that can fill up: while `full`, every write is refused with
+/// `storage_quota` and changes nothing, as an IndexedDB transaction past the quota.
+#[derive(Default)]
+struct FillingStore {
+    inner: InMemoryChatStore,
+    full: Cell<bool>,
+}
+
+impl FillingStore {
+    fn check(&self) -> engine::Result<()> {
+        if self.full.get() { Err(EngineError::Quota("the disk is full".into())) } else { Ok(()) }
+    }
+}
+
+impl ChatStore for FillingStore {
+    async fn list_characters(&self) -> engine::Result<Vec<StoredCharacter>> {
+        self.inner.list_characters().await
+    }
+    async fn get_character(&self, id: &str) -> engine::Result<Option<StoredCharacter>> {
+        self.inner.get_character(id).await
+    }
+    async fn put_character(&self, character: &StoredCharacter) -> engine::Result<()> {
+        self.check()?;
+        self.inner.put_character(character).await
+    }
+    async fn delete_character(&self, id: &str) -> engine::Result<()> {
+        self.inner.delete_character(id).await
+    }
+    async fn list_sessions(&self, character_id: Option<&str>) -> engine::Result<Vec<Session>> {
+        self.inner.list_sessions(character_id).await
+    }
+    async fn get_session(&self, id: &str) -> engine::Result<Option<Session>> {
+        self.inner.get_session(id).await
+    }
+    async fn put_session(&self, session: &Session) -> engine::Result<()> {
+        self.check()?;
+        self.inner.put_session(session).await
+    }
+    async fn update_session<R>(&self, id: &str, change: impl FnOnce(&mut Session) -> engine::Result<R>) -> engine::Result<R> {
+        self.check()?;
+        self.inner.update_session(id, change).await
+    }
+    async fn delete_session(&self, id: &str) -> engine::Result<()> {
+        self.inner.delete_session(id).await
+    }
+    async fn put_all(&self, characters: &[StoredCharacter], sessions: &[Session], memories: &[MemoryRecord]) -> engine::Result<()> {
+        self.check()?;
+        self.inner.put_all(characters, sessions, memories).await
+    }
+    async fn clear(&self) -> engine::Result<()> {
+        self.inner.clear().await
+    }
+}
+
+#[test]
+fn a_full_disk_during_a_send_a_reply_and_an_import_changes_nothing_and_the_next_turn_works() {
+    pollster::block_on(async {
+        let device = llm::device::init_cpu().0;
+        let mut model = Generator::from_gguf(&read("models/SmolLM2-135M-Instruct-Q4_1.gguf"), &device, 1024).expect("model");
+        let mut mem = Memory::open(WordHashEmbedder, InMemoryStore::new(), MemoryConfig::default()).await.expect("memory");
+        let settings = EngineSettings { partial_save_ms: 0, ..EngineSettings::default() };
+        let mut chat = ChatEngine::new(FillingStore::default(), settings);
+        let character = chat.import_character(&card()).await.expect("import");
+        let sid = chat.create_session(&character.id, "Sam", 0).await.expect("session").id;
+        let history = |chat: &ChatEngine<FillingStore>| {
+            let session = pollster::block_on(chat.session(&sid)).expect("session");
+            session.messages.iter().map(|m| (m.role, m.text.clone(), m.unfinished)).collect::<Vec<_>>()
+        };
+        let before = history(&chat);
+
+        // A send: refused, nothing stored, no turn left behind.
+        chat.store().full.set(true);
+        let refused = chat.begin_send(&mut model, &sid, "Hello there!", &greedy(8)).await.expect_err("a full disk");
+        assert_eq!(refused.code(), "storage_quota");
+        assert_eq!(history(&chat), before);
+        assert!(!chat.is_generating());
+
+        // A reply: the message is stored, then the disk fills; partial saves and the reply's write
+        // are refused, the turn ends with storage_quota, the message is there once, no reply.
+        chat.store().full.set(false);
+        chat.begin_send(&mut model, &sid, "Hello there!", &greedy(8)).await.expect("send");
+        chat.store().full.set(true);
+        let mut error = None;
+        loop {
+            match chat.next_event(&mut model, &mut mem).await {
+                Ok(Some(_)) => {}
+                Ok(None) => break,
+                Err(e) => {
+                    error = Some(e);
+                    break;
+                }
+            }
+        }
+        assert_eq!(error.map(|e| e.code()), Some("storage_quota"));
+        assert!(!chat.is_generating(), "the turn is over");
+        let after = history(&chat);
+        assert_eq!(after.len(), before.len() + 1, "{after:?}");
+        assert_eq!(after.last().map(|m| (m.0, m.1.as_str())), Some((Speaker::User, "Hello there!")));
+
+        // An import: refused as a whole.
+        chat.store().full.set(false);
+        let mut backup = chat.export_all(&mem).await.expect("export");
+        backup["sessions"][0]["id"] = json!("another-session");
+        chat.store().full.set(true);
+        let refused = chat.import_all(&mut mem, &backup, false).await.expect_err("a full disk");
+        assert_eq!(refused.code(), "storage_quota");
+        assert!(chat.session("another-session").await.is_err(), "nothing of the import was stored");
+
+        // Room again: the unanswered message gets its reply.
+        chat.store().full.set(false);
+        chat.begin_regenerate(&mut model, &mut mem, &sid, &greedy(8)).await.expect("answer it");
+        let reply = finish_filling(&mut chat, &mut model, &mut mem).await;
+        let last = history(&chat);
+        assert_eq!(last.len(), before.len() + 2);
+        assert_eq!(last.last().map(|m| (m.0, m.2)), Some((Speaker::Assistant, false)));
+        assert!(!reply.text.is_empty() || reply.thought.is_some() || reply.action.is_some());
+    });
+}
+
+async fn finish_filling(chat: &mut ChatEngine<FillingStore>, model: &mut Generator, mem: &mut Mem) -> Message {
+    let mut stored = None;
+    while let Some(event) = chat.next_event(model, mem).await.expect("event") {
+        if let TurnEvent::Done { message, .. } = event {
+            stored = message;
+        }
+    }
+    stored.expect("a stored reply")
 }
