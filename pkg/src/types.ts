@@ -440,6 +440,8 @@ export interface HistoryMessage {
   greeting?: boolean;
   /** Memory records written from this message (they follow edits and deletes). */
   memoryIds: string[];
+  /** A reply: the memories its prompt used (pinned ones first), i.e. what the character knew when it wrote it. */
+  usedMemoryIds?: string[];
   /** Saved while it was being written and never finished (the page was closed or reloaded). */
   unfinished?: boolean;
   /**
@@ -462,6 +464,8 @@ export interface MessageVersion {
   createdAt: number;
   /** A version still being written when the page closed. */
   unfinished?: boolean;
+  /** The memories this version's prompt used. */
+  usedMemoryIds?: string[];
 }
 
 /** A stored record that could not be read: set aside (not deleted), reported, exported, wiped. */
