@@ -1,13 +1,17 @@
 // The engine check page: load the GGUF from this origin, generate greedily on WebGPU (or on the
 // CPU with `?backend=cpu`, single-threaded: this page loads the single-threaded build).
+// `?model=PATH` loads another GGUF under /models/ (the tests' synthetic models).
 // `window.confidantCheck` exposes the same steps to the browser tests.
 import init, { Engine, inspectModel } from './pkg/confidant_web.js';
 
-const MODEL_URL = '/models/SmolLM2-135M-Instruct-Q4_1.gguf';
+const params = new URLSearchParams(location.search);
+const requested = params.get('model');
+// A path inside /models/ only: no scheme, no parent directories.
+const MODEL_URL = `/models/${requested && /^[\w.-]+(\/[\w.-]+)*\.gguf$/.test(requested) && !requested.includes('..') ? requested : 'SmolLM2-135M-Instruct-Q4_1.gguf'}`;
 const status = document.getElementById('status');
 const output = document.getElementById('output');
 
-const backend = new URLSearchParams(location.search).get('backend') === 'cpu' ? 'cpu' : 'webgpu';
+const backend = params.get('backend') === 'cpu' ? 'cpu' : 'webgpu';
 
 async function loadEngine() {
   await init();

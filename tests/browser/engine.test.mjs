@@ -6,7 +6,10 @@
 
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { launch, nativeGreedy, reference } from './harness.mjs';
+import { execFileSync } from 'node:child_process';
+import { existsSync, mkdirSync, readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { launch, nativeGreedy, reference, root } from './harness.mjs';
 
 // Same tolerances and rules as crates/llm/tests/llama_cpp_reference.rs (reasons there).
 const TOLERANCE = 0.01;
@@ -23,9 +26,9 @@ after(async () => {
   if (h) await h.close();
 });
 
-/** Open the engine check page on `backend` and wait for the model. */
-async function open(backend) {
-  await h.page.goto(`${h.base}/engine.html?backend=${backend}`);
+/** Open the engine check page on `backend` and wait for the model (`model`: a path under models/). */
+async function open(backend, model) {
+  await h.page.goto(`${h.base}/engine.html?backend=${backend}${model ? `&model=${encodeURIComponent(model)}` : ''}`);
   const info = await h.page.evaluate(async () => (await window.confidantCheck.ready).info());
   console.log(`${backend}: adapter ${info.adapter.name} (${info.backend}), model ${info.model.name}`);
   assert.equal(info.backend, backend);
@@ -113,4 +116,42 @@ test('CPU (wasm SIMD128): logits and greedy tokens match llama.cpp (Q4_1) in Chr
   }
   console.log(`CPU in Chromium vs llama.cpp Q4_1: top-5 logits differ by ${worst.toFixed(3)} at most, ${(total / count).toFixed(3)} on average`);
   assert.ok(total / count <= CPU_MEAN_TOLERANCE, `top-5 logits differ by ${total / count} on average`);
+});
+
+// A synthetic Gemma 3 (crates/llm/tests/synth: GeGLU, post-norms, q/k norms, sliding-window
+// layers, NeoX rope; written by the synth_llama example that `cargo build --all-targets`
+// builds) against llama.cpp's quantized run of the same file, as the native CPU test
+// (crates/llm/tests/synthetic_models.rs) checks it: the wasm build runs the new architecture's
+// kernels too.
+test('CPU (wasm SIMD128): a synthetic Gemma 3 matches llama.cpp in Chromium', async () => {
+  const name = 'gemma3_swa';
+  const fixture = JSON.parse(readFileSync(join(root, 'tests/fixtures/synthetic_reference.json'), 'utf8')).configs.find((c) => c.name === name);
+  const example = join(root, 'target/release/examples/synth_llama');
+  assert.ok(existsSync(example), `${example} is missing: run cargo build --release --all-targets`);
+  mkdirSync(join(root, 'models/.cache/synthetic'), { recursive: true });
+  execFileSync(example, [name, join(root, `models/.cache/synthetic/${name}.gguf`)], { stdio: 'ignore' });
+  await open('cpu', `.cache/synthetic/${name}.gguf`);
+  const run = fixture.runs.quant;
+  const out = await h.page.evaluate(async ({ prompt, steps }) => {
+    const engine = await window.confidantCheck.ready;
+    const input = Array.from(prompt);
+    const results = [];
+    for (const step of steps) {
+      engine.begin(Uint32Array.from(input), { max_tokens: 1, temperature: 0, cache_prompt: true, ignore_eos: true });
+      const token = (await engine.step()).token;
+      results.push({ token, logits: Array.from(engine.lastLogits(Uint32Array.from(step.top5.map(([id]) => id)))) });
+      input.push(step.token);
+    }
+    return results;
+  }, { prompt: fixture.prompt_tokens, steps: run.steps });
+  let worst = 0;
+  out.forEach((step, i) => {
+    run.steps[i].top5.forEach(([id, want], j) => {
+      const diff = Math.abs(step.logits[j] - want);
+      worst = Math.max(worst, diff);
+      assert.ok(diff <= 0.5, `${name} step ${i}: token ${id} logit ${step.logits[j]} vs llama.cpp ${want}`);
+    });
+    if (run.steps[i].gap >= CPU_TIE) assert.equal(step.token, run.steps[i].token, `${name} step ${i}: greedy token`);
+  });
+  console.log(`${name} in Chromium (CPU): ${out.length} steps, top-5 logits within ${worst.toFixed(3)} of llama.cpp's quantized run`);
 });
