@@ -78,6 +78,8 @@ export interface ModelInfo {
   contextLength: number;
   vocabSize: number;
   layers: number;
+  /** The chat template in use: 'own' (the file's), or the family template standing in for a file without one: 'gemma' (Gemma's turn markers) or 'chatml'. */
+  chatTemplate: string;
 }
 
 export interface AdapterInfo {

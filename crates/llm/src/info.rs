@@ -22,6 +22,10 @@ pub struct ModelInfo {
     pub context_length: usize,
     pub vocab_size: usize,
     pub layers: usize,
+    /// The chat template used: "own" when the file has one, else the family template that
+    /// stands in for it ("gemma" for Gemma models, "chatml" otherwise; see
+    /// [`confidant_tokenizer::family_template`]).
+    pub chat_template: String,
 }
 
 impl ModelInfo {
@@ -55,13 +59,19 @@ impl ModelInfo {
             context_length: config.context_length,
             vocab_size: config.vocab_size,
             layers: config.block_count,
+            chat_template: match g.get("tokenizer.chat_template") {
+                Some(_) => "own".to_string(),
+                None => confidant_tokenizer::family_template(g.architecture()?).0.to_string(),
+            },
         })
     }
 }
 
 /// Models this project ships or suggests, by `general.basename`, `general.size_label` and
-/// `general.finetune`: their files carry a training run's name in `general.name`.
-const CURATED: &[(&str, &str, &str, &str)] = &[("smollm2", "135M", "8k-lc100k-mix1-ep2", "SmolLM2 135M Instruct")];
+/// `general.finetune` (`None`: the file has none): their files carry a training run's name in
+/// `general.name`, or none that says what the model is.
+const CURATED: &[(&str, &str, Option<&str>, &str)] =
+    &[("smollm2", "135M", Some("8k-lc100k-mix1-ep2"), "SmolLM2 135M Instruct"), ("gemma-3", "270M", None, "Gemma 3 270M (base model)")];
 
 /// "135M", "1.2B": a parameter count as model names write it.
 fn size_label(parameters: u64) -> String {
@@ -76,7 +86,7 @@ fn size_label(parameters: u64) -> String {
 /// the size, which `general.name` alone often lacks.
 fn display_name(basename: Option<&str>, size: Option<&str>, finetune: Option<&str>, name: Option<&str>, architecture: &str, parameters: u64) -> String {
     if let (Some(b), Some(s)) = (basename, size)
-        && let Some((.., curated)) = CURATED.iter().find(|(cb, cs, cf, _)| cb.eq_ignore_ascii_case(b) && cs.eq_ignore_ascii_case(s) && Some(*cf) == finetune)
+        && let Some((.., curated)) = CURATED.iter().find(|(cb, cs, cf, _)| cb.eq_ignore_ascii_case(b) && cs.eq_ignore_ascii_case(s) && *cf == finetune)
     {
         return curated.to_string();
     }
@@ -99,5 +109,6 @@ mod tests {
         assert_eq!(d(None, None, None, Some("tiny 15M"), "llama", 15_200_000), "tiny 15M");
         assert_eq!(d(None, None, None, None, "llama", 2_500_000_000), "llama 2.5B");
         assert_eq!(size_label(7_000_000_000), "7B");
+        assert_eq!(d(Some("gemma-3"), Some("270M"), None, Some("Gemma 3 270m"), "gemma3", 268_098_176), "Gemma 3 270M (base model)");
     }
 }

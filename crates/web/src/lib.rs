@@ -55,6 +55,7 @@ struct ModelInfoJs {
     context_length: usize,
     vocab_size: usize,
     layers: usize,
+    chat_template: String,
 }
 
 impl From<&ModelInfo> for ModelInfoJs {
@@ -68,6 +69,7 @@ impl From<&ModelInfo> for ModelInfoJs {
             context_length: m.context_length,
             vocab_size: m.vocab_size,
             layers: m.layers,
+            chat_template: m.chat_template.clone(),
         }
     }
 }
