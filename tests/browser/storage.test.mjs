@@ -1,7 +1,8 @@
 // No data lost: the npm package's storage in headless Chromium on the CPU (real IndexedDB, the
 // model from OPFS), under the faults a person meets: a reload while a reply streams or
-// regenerates, two tabs on one chat, a memory forgotten in one tab while the other answers, a
-// corrupt record in each object store, and a newer version of the site upgrading the database
+// regenerates, two tabs on one chat, a memory forgotten in one tab while the other answers, the
+// browser refusing to store more (quota, through CDP) during a send and an import, a corrupt
+// record in each object store, and a newer version of the site upgrading the database
 // while an older tab is open; and a wasm trap, after which the worker restarts and the chat goes
 // on. Each test checks that no message, character or memory was lost or duplicated. Replies are
 // a few tokens; one page (and a second tab where needed) serves all.
@@ -249,6 +250,51 @@ test('a memory forgotten in one tab while the other answers stays forgotten', as
     assert.ok(!reloaded.some((r) => r.id === fact.id), 'gone after a reload');
   } finally {
     await other.close();
+  }
+});
+
+test('quota refused during a send and an import: nothing half-applied, a clear error', async () => {
+  // A fresh profile, its quota held close to its usage before any write: Chromium's IndexedDB
+  // keeps the room it found at its first write, and refuses a transaction larger than that room.
+  // (A refusal in the middle of a reply is tested natively: crates/engine/tests/storage.rs.)
+  const context = await h.browser.newContext();
+  const page = await context.newPage();
+  const cdp = await context.newCDPSession(page);
+  const ask = (fn, arg) => inPage(page, fn, arg);
+  try {
+    await createEngine(page);
+    // The embedding model is stored (OPFS) and the database opened before the quota is set.
+    await okInPage(page, (engine) => engine.memory.embed(['the embedder, loaded first']));
+    const { usage } = await page.evaluate(() => navigator.storage.estimate());
+    await cdp.send('Storage.overrideQuotaForOrigin', { origin: h.base, quotaSize: usage + 10_000 });
+    const setup = await okInPage(page, async (engine, card) => {
+      const character = await engine.characters.import(card);
+      const s = await engine.sessions.create({ characterId: character.id, userName: 'Sam' });
+      return { characterId: character.id, sessionId: s.id, history: await s.history() };
+    }, CARD);
+    // A send larger than the room: refused, the chat unchanged.
+    const sent = await ask(async (engine, id) => (await engine.sessions.get(id)).send('x'.repeat(15_000), { max_tokens: 4 }), setup.sessionId);
+    assert.equal(sent.error?.code, 'storage_quota', JSON.stringify(sent));
+    assert.deepEqual(await okInPage(page, async (engine, id) => (await engine.sessions.get(id)).history(), setup.sessionId), setup.history);
+    // An import larger than the room: refused as a whole, none of it stored.
+    const backup = await okInPage(page, async (engine) => JSON.parse(await (await engine.exportAll()).text()));
+    const character = { ...structuredClone(backup.characters[0]), id: 'imported-character' };
+    const session = { ...structuredClone(backup.sessions[0]), id: 'imported-session', characterId: 'imported-character' };
+    session.messages = session.messages.map((m, i) => ({ ...m, id: `imported-${i}`, text: m.text + ' …'.repeat(10_000), memoryIds: [] }));
+    backup.characters.push(character);
+    backup.sessions.push(session);
+    const imported = await ask((engine, backup) => engine.importAll(backup), backup);
+    assert.equal(imported.error?.code, 'storage_quota', JSON.stringify(imported));
+    const after = await okInPage(page, async (engine) => ({ characters: (await engine.characters.list()).map((c) => c.id), sessions: (await engine.sessions.list()).map((s) => s.id) }));
+    assert.deepEqual(after, { characters: [setup.characterId], sessions: [setup.sessionId] });
+    // Room again: the same import and the same message go through.
+    await cdp.send('Storage.overrideQuotaForOrigin', { origin: h.base });
+    const counts = await okInPage(page, (engine, backup) => engine.importAll(backup), backup);
+    assert.deepEqual([counts.characters, counts.sessions], [2, 2]);
+    await page.evaluate(() => window.engine.dispose());
+  } finally {
+    await cdp.send('Storage.overrideQuotaForOrigin', { origin: h.base }).catch(() => {});
+    await context.close();
   }
 });
 
