@@ -33,3 +33,4 @@ demo:
 bench: build
 	target/release/confidant bench --backend gpu --model models/SmolLM2-135M-Instruct-Q4_1.gguf
 	target/release/confidant bench --backend cpu --model models/SmolLM2-135M-Instruct-Q4_1.gguf
+	target/release/confidant bench --backend cpu --model models/gemma-3-270m-Q4_K_M.gguf
