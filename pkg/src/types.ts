@@ -185,6 +185,11 @@ export interface ChatCompletionRequest extends SamplingOptions {
 
 export type FinishReason = 'stop' | 'length';
 
+// Usage and Timings are engine::Usage and engine::Timings (crates/engine/src/chat/turn.rs) as the
+// engine serialises them, field for field, snake_case. Kept by hand: two flat structs of numbers
+// did not justify a code generator (ts-rs, tsify) and its build step; pkg.test.mjs checks every
+// field a completion reports.
+
 /** Token counts of a completion or a chat reply (the engine's one type, as it sends it). */
 export interface Usage {
   prompt_tokens: number;
