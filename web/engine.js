@@ -22,7 +22,8 @@ async function loadEngine() {
   const response = await fetch(MODEL_URL);
   if (!response.ok) throw new Error(`model download failed: HTTP ${response.status}`);
   const bytes = new Uint8Array(await response.arrayBuffer());
-  const info = inspectModel(bytes.subarray(0, Math.min(bytes.length, 4 << 20)), bytes.length);
+  // The whole file is here already; Gemma's 262144-token vocabulary makes a header over 4 MiB.
+  const info = inspectModel(bytes, bytes.length);
   status.textContent = `Loading ${info.name} (${info.quant}) onto the ${backend === 'cpu' ? 'CPU' : 'GPU'}…`;
   return Engine.load(bytes, 2048, backend);
 }
