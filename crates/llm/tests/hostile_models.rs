@@ -5,6 +5,8 @@
 
 use std::time::{Duration, Instant};
 
+mod synth;
+
 use gguf::{Array, GgmlType, Gguf, GgufWriter, Value};
 use llm::{LlamaConfig, LlmError, ModelInfo};
 
@@ -199,4 +201,60 @@ fn oversized_tokenizer_metadata_is_refused_from_the_header() {
     assert_eq!(err.code(), "model_format", "{err}");
     let bytes = tiny_model(|m| m.push(("tokenizer.chat_template", Value::String("{{ x }}".into()))));
     assert!(ModelInfo::from_gguf(&Gguf::parse(&bytes).unwrap()).is_ok());
+}
+
+/// The synthetic model `name` (crates/llm/tests/synth) rewritten by `edit`, which gets its
+/// metadata and its tensors (name, dims, type, data) to change.
+fn rewritten(name: &str, edit: impl FnOnce(&mut Vec<(String, Value)>, &mut Vec<(String, Vec<u64>, GgmlType, Vec<u8>)>)) -> Vec<u8> {
+    let bytes = synth::build(name).unwrap();
+    let g = Gguf::parse(&bytes).unwrap();
+    let mut meta = g.metadata.clone();
+    let mut tensors: Vec<_> = g.tensors.iter().map(|t| (t.name.clone(), t.dims.clone(), t.ty, g.tensor_data(&bytes, t).unwrap().to_vec())).collect();
+    edit(&mut meta, &mut tensors);
+    let mut w = GgufWriter::new();
+    for (key, value) in meta {
+        w.metadata(&key, value);
+    }
+    for (name, dims, ty, data) in tensors {
+        w.tensor(&name, &dims, ty, data);
+    }
+    w.to_bytes()
+}
+
+/// Each architecture's own tensors and keys are checked from the header like llama's: a missing
+/// bias or head norm, a fused matrix of the wrong height, LongRoPE factors this engine does not
+/// apply, and a block count its tensors cannot back are refused with typed errors; an
+/// architecture it does not run is named with the ones it does.
+#[test]
+fn other_architectures_are_checked_from_the_header() {
+    for name in ["qwen2_bias", "qwen3_qk_norm", "gemma3_swa", "phi3_fused"] {
+        let g = Gguf::parse(&synth::build(name).unwrap()).unwrap();
+        assert!(ModelInfo::from_gguf(&g).is_ok(), "{name}: the unchanged file is accepted");
+    }
+    // Renamed rather than removed, so that the tensor count still backs the block count.
+    let without = |name: &str, tensor: &'static str| {
+        rewritten(name, |_, t| t.iter_mut().filter(|(n, ..)| n == tensor).for_each(|(n, ..)| *n = format!("{n}.renamed")))
+    };
+    let err = config(&without("qwen2_bias", "blk.1.attn_k.bias")).unwrap_err();
+    assert_eq!(err.code(), "unsupported_model");
+    assert!(err.to_string().contains("blk.1.attn_k.bias"), "{err}");
+    assert_eq!(code(config(&without("qwen3_qk_norm", "blk.2.attn_q_norm.weight"))), "unsupported_model");
+    assert_eq!(code(config(&without("gemma3_swa", "blk.5.post_ffw_norm.weight"))), "unsupported_model");
+    // Phi-3's fused gate/up matrix must hold twice the feed-forward rows.
+    let short_up = rewritten("phi3_fused", |_, t| {
+        let up = t.iter_mut().find(|(n, ..)| n == "blk.0.ffn_up.weight").unwrap();
+        up.1[1] /= 2;
+        up.3.truncate(up.3.len() / 2);
+    });
+    assert_eq!(code(config(&short_up)), "unsupported_model");
+    let longrope = rewritten("phi3_fused", |_, t| t.push(("rope_factors_long.weight".into(), vec![32], GgmlType::F32, vec![0; 128])));
+    let err = config(&longrope).unwrap_err();
+    assert!(err.to_string().contains("LongRoPE"), "{err}");
+    // Gemma 3 has 13 tensors a block: 6 blocks' worth of names cannot back 1000 blocks.
+    let many_blocks = rewritten("gemma3_swa", |m, _| m.iter_mut().find(|(k, _)| k == "gemma3.block_count").unwrap().1 = Value::U32(1000));
+    assert_eq!(code(config(&many_blocks)), "model_format");
+    let unknown = rewritten("qwen2_bias", |m, _| m.iter_mut().find(|(k, _)| k == "general.architecture").unwrap().1 = Value::String("mamba".into()));
+    let err = config(&unknown).unwrap_err();
+    assert_eq!(err.code(), "unsupported_model");
+    assert!(err.to_string().contains(r#"architecture "mamba": this engine runs llama, qwen2, qwen3, gemma3, phi3 models"#), "{err}");
 }
