@@ -17,7 +17,8 @@ pub struct ModelInfo {
     pub display_name: String,
     pub architecture: String,
     pub parameters: u64,
-    /// The type holding most of the weights ("Q4_1", "Q4_K", …).
+    /// The file's quantization as llama.cpp names it (`general.file_type`: "Q4_K_M", "Q4_1",
+    /// …), else the type holding most of the weights ("Q4_1", "Q4_K", …).
     pub quantization: String,
     pub context_length: usize,
     pub vocab_size: usize,
@@ -39,7 +40,10 @@ impl ModelInfo {
             let count = by_type.entry(t.ty.to_string()).or_default();
             *count = count.saturating_add(t.element_count());
         }
-        let quantization = by_type.into_iter().max_by_key(|(ty, n)| (*n, ty.clone())).map(|(ty, _)| ty).unwrap_or_default();
+        let majority = by_type.into_iter().max_by_key(|(ty, n)| (*n, ty.clone())).map(|(ty, _)| ty).unwrap_or_default();
+        // A mixed file (Gemma 3 270M's Q4_K_M keeps its large embedding table in Q8_0) is named
+        // by its recipe, as llama.cpp names it.
+        let quantization = g.get("general.file_type").and_then(|v| v.as_u64()).and_then(file_type_name).map_or(majority, str::to_string);
         let name = g.get("general.name").and_then(|v| v.as_str()).unwrap_or("unnamed model").to_string();
         let text = |key: &str| g.get(key).and_then(|v| v.as_str()).map(str::trim).filter(|s| !s.is_empty());
         let display_name = display_name(
@@ -72,6 +76,26 @@ impl ModelInfo {
 /// `general.name`, or none that says what the model is.
 const CURATED: &[(&str, &str, Option<&str>, &str)] =
     &[("smollm2", "135M", Some("8k-lc100k-mix1-ep2"), "SmolLM2 135M Instruct"), ("gemma-3", "270M", None, "Gemma 3 270M (base model)")];
+
+/// llama.cpp's name for a `general.file_type` (`llama_ftype`) whose tensors this engine can load.
+fn file_type_name(file_type: u64) -> Option<&'static str> {
+    Some(match file_type {
+        0 => "F32",
+        1 => "F16",
+        2 => "Q4_0",
+        3 => "Q4_1",
+        7 => "Q8_0",
+        8 => "Q5_0",
+        9 => "Q5_1",
+        14 => "Q4_K_S",
+        15 => "Q4_K_M",
+        16 => "Q5_K_S",
+        17 => "Q5_K_M",
+        18 => "Q6_K",
+        32 => "BF16",
+        _ => return None,
+    })
+}
 
 /// "135M", "1.2B": a parameter count as model names write it.
 fn size_label(parameters: u64) -> String {

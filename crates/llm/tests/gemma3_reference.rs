@@ -44,7 +44,10 @@ fn gemma3_270m_cpu_matches_llama_cpp() {
     let generator = Generator::from_gguf(&bytes, &common::cpu(), 512).unwrap();
     assert_eq!(generator.template().fallback_family(), Some("gemma"), "the file has no template: Gemma's turns are used");
     let info = llm::ModelInfo::from_gguf(&gguf::Gguf::parse(&bytes).unwrap()).unwrap();
-    assert_eq!((info.display_name.as_str(), info.architecture.as_str(), info.chat_template.as_str()), ("Gemma 3 270M (base model)", "gemma3", "gemma"));
+    assert_eq!(
+        (info.display_name.as_str(), info.architecture.as_str(), info.chat_template.as_str(), info.quantization.as_str()),
+        ("Gemma 3 270M (base model)", "gemma3", "gemma", "Q4_K_M")
+    );
     let (mut worst, mut total, mut count) = (0f32, 0f32, 0usize);
     for run in reference["runs"]["q4_k_m"].as_array().unwrap() {
         let name = run["name"].as_str().unwrap();
