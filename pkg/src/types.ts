@@ -72,7 +72,7 @@ export interface ModelInfo {
   arch: string;
   /** Number of weights. */
   params: number;
-  /** The type holding most weights, e.g. "Q4_1". */
+  /** The file's quantization as llama.cpp names it ("Q4_K_M", "Q4_1"; `general.file_type`), else the type holding most weights. */
   quant: string;
   /** The model's own context length. */
   contextLength: number;
