@@ -12,6 +12,7 @@ import type { HostRequest, HostResponse } from './protocol.js';
 import type { Progress } from './types.js';
 
 type LoadRequest = Extract<HostRequest, { type: 'load' }>;
+type OpenRequest = Extract<HostRequest, { type: 'open' }>;
 
 /** `Omit` applied to each member of a union. */
 type OmitEach<T, K extends PropertyKey> = T extends unknown ? Omit<T, K> : never;
@@ -33,6 +34,8 @@ export class Channel {
   private terminate: () => void;
   /** The first successful load, replayed into a restarted worker. */
   private loadRequest: LoadRequest | null = null;
+  /** The engine opened without a model: replayed instead while no model was loaded. */
+  private openRequest: OpenRequest | null = null;
   /** While a restarted worker loads the model: requests made meanwhile, sent once it is ready. */
   private held: { request: HostRequest; transfer?: Transferable[] }[] | null = null;
   private closed = false;
@@ -83,6 +86,10 @@ export class Channel {
       const load = message;
       done.then(() => (this.loadRequest ??= { ...load, measureSpeed: false }), () => {});
     }
+    if (message.type === 'open') {
+      const open = message;
+      done.then(() => (this.openRequest ??= open), () => {});
+    }
     this.post(message, transfer);
     return { id, done };
   }
@@ -108,7 +115,7 @@ export class Channel {
   private crashed(error: ConfidantError): void {
     if (this.closed || this.held) return;
     this.failAll(error);
-    const load = this.loadRequest;
+    const load = this.loadRequest ?? this.openRequest;
     this.terminate();
     if (!load) {
       this.closed = true;

@@ -15,6 +15,7 @@ export type ConfidantErrorCode =
   | 'not_found'
   | 'embedder_format'
   | 'card_format'
+  | 'model_not_loaded'
   | 'newer_data'
   | 'internal'
   | 'busy';
@@ -35,6 +36,7 @@ const CODES: ReadonlySet<string> = new Set<ConfidantErrorCode>([
   'not_found',
   'embedder_format',
   'card_format',
+  'model_not_loaded',
   'newer_data',
   'internal',
   'busy',

@@ -7,7 +7,7 @@ import { ConfidantError, serializeError } from './errors.js';
 import { loadModelBytes } from './download.js';
 import { CHAT_WRITES, MEMORY_WRITES } from './operations.js';
 import type { EmbedderPayload, GenerationResult, HostRequest, HostResponse, ModelPayload } from './protocol.js';
-import type { EngineInfo, FinishReason, MeasuredSpeed, Progress, Timings, Usage } from './types.js';
+import type { Backend, EngineInfo, FinishReason, MeasuredSpeed, Progress, Timings, Usage } from './types.js';
 
 type Post = (message: HostResponse) => void;
 
@@ -230,6 +230,10 @@ export class EngineHost {
 
   private async serve(request: HostRequest): Promise<void> {
     switch (request.type) {
+      case 'open':
+        await this.openEngine(request, (p) => this.post({ type: 'progress', id: request.id, progress: p }));
+        this.post({ type: 'result', id: request.id, value: null });
+        return;
       case 'load':
         return this.load(request);
       case 'generate':
@@ -259,16 +263,22 @@ export class EngineHost {
     }
   }
 
-  private async load(request: Extract<HostRequest, { type: 'load' }>): Promise<void> {
-    const progress = (p: Progress) => this.post({ type: 'progress', id: request.id, progress: p });
-    // One wasm build per worker: the first load chooses it.
+  /** Load the engine's code: one wasm build per worker, chosen by the first open or load. */
+  private async openEngine(
+    request: { backend: Backend; threads?: number; wasmUrl: string; threadsWasmUrl: string },
+    progress: (p: Progress) => void,
+  ): Promise<{ wasm: Wasm; choice: BackendChoice }> {
     if (!this.wasm || !this.choice) {
       const loaded = await loadWasm(await chooseBackend(request.backend, request.threads), request, progress);
       this.wasm = loaded.wasm;
       this.choice = loaded.choice;
     }
-    const wasm = this.wasm;
-    const choice = this.choice;
+    return { wasm: this.wasm, choice: this.choice };
+  }
+
+  private async load(request: Extract<HostRequest, { type: 'load' }>): Promise<void> {
+    const progress = (p: Progress) => this.post({ type: 'progress', id: request.id, progress: p });
+    const { wasm, choice } = await this.openEngine(request, progress);
     const bytes = await this.modelBytes(request.model, progress, request.id);
     progress({ stage: 'load', loaded: 0, total: bytes.byteLength });
     this.engine?.free();
@@ -277,6 +287,8 @@ export class EngineHost {
     const speed = request.measureSpeed ? await measureSpeed(this.engine) : null;
     const info: EngineInfo = { ...(this.engine.info() as EngineInfo), backendReason: describeChoice(choice), threads: Math.max(1, choice.threads), gpu: choice.gpu, speed };
     this.modelName = info.model.name;
+    // Chats opened before (storage only, or on the previous model) reply with this one now.
+    this.chat?.attachModel(this.engine);
     progress({ stage: 'load', loaded: bytes.byteLength, total: bytes.byteLength });
     this.post({ type: 'loaded', id: request.id, info });
   }
@@ -309,7 +321,7 @@ export class EngineHost {
 
   private async generate(request: Extract<HostRequest, { type: 'generate' }>): Promise<void> {
     const engine = this.engine;
-    if (!engine) throw new ConfidantError('bad_request', 'No model is loaded (was the engine disposed?).');
+    if (!engine) throw new ConfidantError('model_not_loaded', 'No model is loaded: call loadModel first.');
     const { prompt, options } = request;
     // A summary being written in the background gives the model up (it resumes later).
     this.chat?.cancelBackground();
@@ -351,12 +363,24 @@ export class EngineHost {
     this.post({ type: 'done', id: request.id, result });
   }
 
-  /** Load the embedding model (cached like the language model) and open the memory database. */
-  private async openMemory(embedder: EmbedderPayload | null, database: string, progress: (p: Progress) => void, id: number): Promise<MemoryEngine> {
-    if (this.memory) return this.memory;
-    if (!this.wasm || !this.engine || !this.choice) throw new ConfidantError('bad_request', 'No model is loaded (was the engine disposed?).');
+  /**
+   * Open the memory database (no model needed: lists, forgetting, backups), and with `withEmbedder`
+   * also load the embedding model (cached like the language model), for anything that embeds text.
+   */
+  private async openMemory(embedder: EmbedderPayload | null, database: string, progress: (p: Progress) => void, id: number, withEmbedder: boolean): Promise<MemoryEngine> {
+    if (!this.wasm || !this.choice) throw new ConfidantError('bad_request', 'The engine is not open (was it disposed?).');
+    if (!this.memory) {
+      this.memory = await this.wasm.MemoryEngine.openStore(database);
+      if (typeof BroadcastChannel === 'function') {
+        this.memoryNews = new BroadcastChannel(`confidant-memory:${database}`);
+        this.memoryNews.onmessage = () => {
+          this.memoryStale = true;
+        };
+      }
+    }
+    if (!withEmbedder || this.memory.hasEmbedder()) return this.memory;
     if (!embedder) {
-      throw new ConfidantError('bad_request', 'Memory needs an embedding model: pass embedder: { url } to Confidant.create.');
+      throw new ConfidantError('model_not_loaded', 'Embedding text needs the embedding model: load a model first, or pass embedder: { url } to Confidant.open.');
     }
     const folder = embedder.url.endsWith('/') ? embedder.url : `${embedder.url}/`;
     const files: Uint8Array[] = [];
@@ -366,20 +390,16 @@ export class EngineHost {
     }
     const total = files.reduce((n, f) => n + f.byteLength, 0);
     progress({ stage: 'load', loaded: 0, total, what: 'embedder' });
-    this.memory = await this.wasm.MemoryEngine.open(database, files[0], files[1], files[2], this.choice.backend);
-    if (typeof BroadcastChannel === 'function') {
-      this.memoryNews = new BroadcastChannel(`confidant-memory:${database}`);
-      this.memoryNews.onmessage = () => {
-        this.memoryStale = true;
-      };
-    }
+    await this.memory.loadEmbedder(files[0], files[1], files[2], this.choice.backend);
     progress({ stage: 'load', loaded: total, total, what: 'embedder' });
     return this.memory;
   }
 
   private async memoryCall(request: Extract<HostRequest, { type: 'memory' }>): Promise<void> {
     const progress = (p: Progress) => this.post({ type: 'progress', id: request.id, progress: p });
-    const memory = await this.openMemory(request.embedder, request.database, progress, request.id);
+    const patch = request.args[1] as { text?: unknown } | undefined;
+    const embeds = ['add', 'search', 'embed', 'load'].includes(request.op) || (request.op === 'update' && patch?.text !== undefined);
+    const memory = await this.openMemory(request.embedder, request.database, progress, request.id, embeds);
     if (this.memoryStale) {
       this.memoryStale = false;
       await memory.unload();
@@ -411,6 +431,9 @@ export class EngineHost {
       case 'maintain':
         value = await memory.maintain();
         break;
+      case 'load':
+        value = null;
+        break;
       default:
         throw new ConfidantError('bad_request', `Unknown memory operation ${String(request.op)}.`);
     }
@@ -423,15 +446,22 @@ export class EngineHost {
 
   private async chatCall(request: Extract<HostRequest, { type: 'chat' }>): Promise<void> {
     const progress = (p: Progress) => this.post({ type: 'progress', id: request.id, progress: p });
-    const memory = await this.openMemory(request.embedder, request.database, progress, request.id);
+    // Replies need the model (checked first: no embedder download for a call that must fail);
+    // they and edits embed text. Everything else works on storage alone.
+    const replies = ['send', 'regenerate', 'background'].includes(request.op);
+    if (replies && !this.engine) throw new ConfidantError('model_not_loaded', 'No model is loaded: call loadModel before asking for a reply.');
+    const embeds = replies || ['editMessage', 'chooseSwipe'].includes(request.op);
+    const memory = await this.openMemory(request.embedder, request.database, progress, request.id, embeds);
     if (this.memoryStale) {
       this.memoryStale = false;
       await memory.unload();
     }
-    if (!this.engine) throw new ConfidantError('bad_request', 'No model is loaded (was the engine disposed?).');
     const wasm = this.wasm;
-    if (!wasm) throw new ConfidantError('bad_request', 'No model is loaded (was the engine disposed?).');
-    this.chat ??= (await wasm.ChatEngine.open(this.engine, memory, request.database)) as ChatEngine;
+    if (!wasm) throw new ConfidantError('bad_request', 'The engine is not open (was it disposed?).');
+    if (!this.chat) {
+      this.chat = (await wasm.ChatEngine.openStore(memory, request.database)) as ChatEngine;
+      if (this.engine) this.chat.attachModel(this.engine);
+    }
     const chat = this.chat;
     const a = request.args as any[];
     let value: unknown = null;

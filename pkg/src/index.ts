@@ -28,15 +28,19 @@ import type {
   Completion,
   CompletionChunk,
   CompletionRequest,
+  Backend,
   CreateOptions,
   EngineInfo,
+  LoadModelOptions,
   MemoryHit,
   MemoryListFilter,
   MemoryPatch,
   MemoryRecord,
   MemorySearch,
   MemoryStats,
+  ModelSource,
   NewMemory,
+  OpenOptions,
   Progress,
   SamplingOptions,
 } from './types.js';
@@ -98,48 +102,79 @@ function requireObject(value: unknown, name: string): object {
   return value;
 }
 
+/** The model source as it crosses to the worker: a URL made absolute, a Blob, or a copy of the bytes (transferred). */
+function modelPayload(source: ModelSource | undefined): { payload: ModelPayload; transfer: Transferable[] } {
+  if (source && 'url' in source && typeof source.url === 'string') {
+    return { payload: { url: new URL(source.url, globalThis.location?.href).href, sha256: source.sha256, revalidate: source.revalidate }, transfer: [] };
+  }
+  if (source && 'file' in source && source.file instanceof Blob) return { payload: { file: source.file }, transfer: [] };
+  if (source && 'bytes' in source && (source.bytes instanceof ArrayBuffer || ArrayBuffer.isView(source.bytes))) {
+    const view = source.bytes instanceof ArrayBuffer ? new Uint8Array(source.bytes) : source.bytes;
+    // A copy, so the caller's buffer stays usable after it is handed to the worker.
+    const copy = view.slice().buffer as ArrayBuffer;
+    return { payload: { bytes: copy }, transfer: [copy] };
+  }
+  throw new ConfidantError('bad_request', 'options.model must be { url }, { file: File } or { bytes: ArrayBuffer }.');
+}
+
+function embedderPayload(embedder: { url: string } | undefined): EmbedderPayload {
+  const url = embedder?.url;
+  if (typeof url !== 'string' || url.length === 0) throw new ConfidantError('bad_request', 'options.embedder must be { url: string }.');
+  return { url: new URL(url, globalThis.location?.href).href };
+}
+
+/** The two wasm builds, beside this module. */
+function wasmUrls(): { wasmUrl: string; threadsWasmUrl: string } {
+  return {
+    wasmUrl: new URL('./wasm/confidant_web_bg.wasm', import.meta.url).href,
+    threadsWasmUrl: new URL('./wasm-threads/confidant_web_bg.wasm', import.meta.url).href,
+  };
+}
+
 export class Confidant {
   private storageState: Promise<StorageState> | null = null;
 
+  /** Null until a model is loaded (`loadModel`, which `create` calls). */
+  private engineInfo: EngineInfo | null = null;
+
   private constructor(
     private readonly channel: Channel,
-    private readonly engineInfo: EngineInfo,
-    private readonly embedder: EmbedderPayload | null,
+    /** The backend and threads asked for at `open` (the worker's choice of wasm build). */
+    private readonly backend: Backend,
+    private readonly threads: number | undefined,
+    private embedder: EmbedderPayload | null,
     private readonly database: string,
-    private readonly onProgress: ((p: Progress) => void) | undefined,
+    private onProgress: ((p: Progress) => void) | undefined,
   ) {}
 
-  /** Download (or read from the browser's cache) and load a model onto the GPU or the CPU. */
+  /** Download (or read from the browser's cache) and load a model onto the GPU or the CPU: `open`, then `loadModel`. */
   static async create(options: CreateOptions): Promise<Confidant> {
-    const source = options?.model;
-    let payload: ModelPayload;
-    const transfer: Transferable[] = [];
-    if (source && 'url' in source && typeof source.url === 'string') {
-      payload = { url: new URL(source.url, globalThis.location?.href).href, sha256: source.sha256, revalidate: source.revalidate };
-    } else if (source && 'file' in source && source.file instanceof Blob) {
-      payload = { file: source.file };
-    } else if (source && 'bytes' in source && (source.bytes instanceof ArrayBuffer || ArrayBuffer.isView(source.bytes))) {
-      const view = source.bytes instanceof ArrayBuffer ? new Uint8Array(source.bytes) : source.bytes;
-      // A copy, so the caller's buffer stays usable after it is handed to the worker.
-      const copy = view.slice().buffer as ArrayBuffer;
-      payload = { bytes: copy };
-      transfer.push(copy);
-    } else {
-      throw new ConfidantError('bad_request', 'options.model must be { url }, { file: File } or { bytes: ArrayBuffer }.');
+    requireObject(options, 'options');
+    // Checked before a worker starts.
+    modelPayload(options.model);
+    const engine = await Confidant.open(options);
+    try {
+      await engine.loadModel(options);
+    } catch (e) {
+      engine.channel.close();
+      throw e;
     }
+    return engine;
+  }
+
+  /**
+   * The engine without a model: its code (the wasm build the backend needs) and its storage.
+   * Characters, sessions and their history, cards, memory lists, backups and wipe work at once;
+   * replies, completions and anything that embeds text wait for `loadModel` (`model_not_loaded`).
+   * Nothing is fetched from the model's or the embedder's URL until then.
+   */
+  static async open(options: OpenOptions = {}): Promise<Confidant> {
+    requireObject(options, 'options');
     const backend = options.backend ?? 'auto';
     if (!['auto', 'webgpu', 'cpu'].includes(backend)) throw new ConfidantError('bad_request', `Unknown backend ${String(backend)}.`);
-    const contextLength = options.contextLength ?? 4096;
-    if (!Number.isInteger(contextLength) || contextLength < 16) throw new ConfidantError('bad_request', 'contextLength must be an integer ≥ 16.');
-
-    let embedder: EmbedderPayload | null = null;
-    if (options.embedder !== undefined) {
-      const url = options.embedder?.url;
-      if (typeof url !== 'string' || url.length === 0) throw new ConfidantError('bad_request', 'options.embedder must be { url: string }.');
-      embedder = { url: new URL(url, globalThis.location?.href).href };
-    } else if ('url' in payload) {
-      embedder = { url: new URL('all-MiniLM-L6-v2/', payload.url).href };
-    }
+    const threads = options.threads;
+    if (threads !== undefined && (!Number.isInteger(threads) || threads < 1)) throw new ConfidantError('bad_request', 'threads must be a positive integer.');
+    const embedder = options.embedder === undefined ? null : embedderPayload(options.embedder);
     const database = options.database ?? 'confidant';
     if (typeof database !== 'string' || database.length === 0) throw new ConfidantError('bad_request', 'options.database must be a non-empty string.');
 
@@ -148,22 +183,39 @@ export class Confidant {
     // A reply being written is saved as the page goes away (it is also saved every 2 s).
     globalThis.addEventListener?.('pagehide', () => channel.flush());
     globalThis.document?.addEventListener('visibilitychange', () => globalThis.document.visibilityState === 'hidden' && channel.flush());
-    const wasmUrl = new URL('./wasm/confidant_web_bg.wasm', import.meta.url).href;
-    const threadsWasmUrl = new URL('./wasm-threads/confidant_web_bg.wasm', import.meta.url).href;
-    const threads = options.threads;
-    if (threads !== undefined && (!Number.isInteger(threads) || threads < 1)) throw new ConfidantError('bad_request', 'threads must be a positive integer.');
     try {
-      const { done } = channel.request(
-        { type: 'load', model: payload, backend, threads, contextLength, measureSpeed: options.measureSpeed !== false, wasmUrl, threadsWasmUrl },
-        { onProgress: options.onProgress },
-        transfer,
-      );
-      const info = (await done) as EngineInfo;
-      return new Confidant(channel, info, embedder, database, options.onProgress);
+      await channel.request({ type: 'open', backend, threads, ...wasmUrls() }, { onProgress: options.onProgress }).done;
     } catch (e) {
       channel.close();
       throw e;
     }
+    return new Confidant(channel, backend, threads, embedder, database, options.onProgress);
+  }
+
+  /** Whether a model is loaded: replies and completions work. */
+  get modelLoaded(): boolean {
+    return this.engineInfo !== null;
+  }
+
+  /**
+   * Load a model (downloaded, or read from the browser's cache) on the backend chosen at `open`;
+   * a model loaded before is replaced. Resolves to what `info()` returns from then on.
+   */
+  async loadModel(options: LoadModelOptions): Promise<EngineInfo> {
+    requireObject(options, 'options');
+    const { payload, transfer } = modelPayload(options.model);
+    const contextLength = options.contextLength ?? 4096;
+    if (!Number.isInteger(contextLength) || contextLength < 16) throw new ConfidantError('bad_request', 'contextLength must be an integer ≥ 16.');
+    if (options.embedder !== undefined) this.embedder = embedderPayload(options.embedder);
+    else if (!this.embedder && 'url' in payload) this.embedder = { url: new URL('all-MiniLM-L6-v2/', payload.url).href };
+    if (options.onProgress) this.onProgress = options.onProgress;
+    const { done } = this.channel.request(
+      { type: 'load', model: payload, backend: this.backend, threads: this.threads, contextLength, measureSpeed: options.measureSpeed !== false, ...wasmUrls() },
+      { onProgress: this.onProgress },
+      transfer,
+    );
+    this.engineInfo = (await done) as EngineInfo;
+    return structuredClone(this.engineInfo);
   }
 
   /** Models kept in this browser's storage. */
@@ -174,8 +226,9 @@ export class Confidant {
     delete: (url: string): Promise<boolean> => deleteModel(new URL(url, globalThis.location?.href).href),
   };
 
-  /** The backend (and why it was chosen), the adapter and the model this engine runs. */
+  /** The backend (and why it was chosen), the adapter and the model this engine runs; `model_not_loaded` before a model is. */
   info(): EngineInfo {
+    if (!this.engineInfo) throw new ConfidantError('model_not_loaded', 'No model is loaded yet: call loadModel first.');
     return structuredClone(this.engineInfo);
   }
 
@@ -204,6 +257,10 @@ export class Confidant {
    * (progress through onProgress with `what: 'embedder'`). Calls queue behind generation.
    */
   readonly memory = {
+    /** Load the embedding model now rather than at its first use (after `loadModel`, or with an `embedder` given to `open`). */
+    load: async (): Promise<void> => {
+      await this.memoryCall('load', []);
+    },
     /** Embed and store a memory. */
     add: async (memory: NewMemory): Promise<MemoryRecord> => {
       const m = requireObject(memory, 'memory') as NewMemory;
@@ -372,7 +429,7 @@ export class Confidant {
 
     const id = newId(kind === 'chat' ? 'chatcmpl' : 'cmpl');
     const created = Math.floor(Date.now() / 1000);
-    const model = this.engineInfo.model.name;
+    const model = this.info().model.name;
     const message = { type: 'generate' as const, prompt: prompt!, options: hostOptions(request) };
 
     if (!request.stream) {

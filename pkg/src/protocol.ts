@@ -21,6 +21,8 @@ export interface EmbedderPayload {
 export type { ChatOp, MemoryOp } from './operations.js';
 
 export type HostRequest =
+  /** Load the engine's code (the wasm build the backend needs) and nothing else: storage works, replies wait for 'load'. */
+  | { type: 'open'; id: number; backend: Backend; threads?: number; wasmUrl: string; threadsWasmUrl: string }
   | {
       type: 'load';
       id: number;

@@ -64,6 +64,12 @@ export interface CreateOptions {
   onRestart?: (cause: ConfidantError) => void;
 }
 
+/** `Confidant.open`: the engine's storage and code, no model yet (the model options of `create` do not apply). */
+export type OpenOptions = Pick<CreateOptions, 'backend' | 'threads' | 'worker' | 'database' | 'embedder' | 'onProgress' | 'onRestart'>;
+
+/** `engine.loadModel`: a model for an engine from `Confidant.open` (or another one for any engine). */
+export type LoadModelOptions = Pick<CreateOptions, 'model' | 'contextLength' | 'measureSpeed' | 'embedder' | 'onProgress'>;
+
 export interface ModelInfo {
   /** `general.name` as written in the file (often a training run's name). */
   name: string;

@@ -467,3 +467,54 @@ test('without WebGPU and without isolation: auto runs single-threaded on the CPU
     await plain.close();
   }
 });
+
+test('open without a model: cards, chats and backups work with no request for a model; replies wait for loadModel', async () => {
+  await h.page.goto(`${h.base}/pkg.html`);
+  await h.page.waitForFunction(() => window.pkgReady === true);
+  const from = requests.length;
+  const stored = await h.page.evaluate(async () => {
+    const { Confidant } = window.pkg;
+    const engine = (window.openEngine = await Confidant.open({ database: 'open-without-model' }));
+    const card = { spec: 'chara_card_v2', spec_version: '2.0', data: { name: 'Ada', description: 'A clockmaker.', personality: '', scenario: '', first_mes: 'Tick, {{user}}.', mes_example: '', alternate_greetings: [] } };
+    const character = await engine.characters.import(card);
+    const session = await engine.sessions.create({ characterId: character.id, userName: 'Sam' });
+    window.openSession = session;
+    const backup = JSON.parse(await (await engine.exportAll()).text());
+    const codes = {};
+    const attempts = {
+      info: () => engine.info(),
+      completion: () => engine.completions.create({ prompt: 'Hi', max_tokens: 1 }),
+      send: () => session.send('Hello'),
+      search: () => engine.memory.search({ characterId: character.id, query: 'clocks' }),
+    };
+    for (const [name, attempt] of Object.entries(attempts)) {
+      try {
+        await attempt();
+        codes[name] = null;
+      } catch (e) {
+        codes[name] = e.code;
+      }
+    }
+    return { loaded: engine.modelLoaded, history: (await session.history()).map((m) => m.text), characters: backup.characters.length, sessions: backup.sessions.length, codes };
+  });
+  assert.deepEqual(stored, {
+    loaded: false,
+    history: ['Tick, Sam.'],
+    characters: 1,
+    sessions: 1,
+    codes: { info: 'model_not_loaded', completion: 'model_not_loaded', send: 'model_not_loaded', search: 'model_not_loaded' },
+  });
+  assert.deepEqual(requests.slice(from).filter((r) => r.url.startsWith('/models/')), [], 'nothing asked of models/ before loadModel');
+
+  const loaded = await h.page.evaluate(async (url) => {
+    const engine = window.openEngine;
+    const info = await engine.loadModel({ model: { url }, measureSpeed: false });
+    const completion = await engine.completions.create({ prompt: 'The capital of France is', max_tokens: 1, temperature: 0 });
+    const sameInfo = engine.info().model.displayName === info.model.displayName;
+    await engine.wipe();
+    const left = (await engine.characters.list()).length;
+    await engine.dispose();
+    return { loaded: engine.modelLoaded, backend: info.backend, tokens: completion.usage.completion_tokens, sameInfo, left };
+  }, MODEL_URL);
+  assert.deepEqual(loaded, { loaded: true, backend: 'cpu', tokens: 1, sameInfo: true, left: 0 });
+});

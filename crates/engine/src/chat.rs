@@ -580,6 +580,24 @@ impl<C: ChatStore> ChatEngine<C> {
     pub async fn unreadable(&self) -> Result<Vec<UnreadableRecord>> {
         self.store.unreadable().await
     }
+
+    /// [`Self::wipe`] where no model was ever given to this engine (a page that has not loaded
+    /// one yet), so no summary can be under way to stop.
+    pub async fn wipe_stored<E: TextEmbedder, S: Store>(&mut self, memory: &mut Memory<E, S>) -> Result<()> {
+        self.ensure_idle()?;
+        if self.summary.is_some() {
+            return Err(EngineError::Busy);
+        }
+        self.summary_wanted.clear();
+        self.last_prompts.clear();
+        self.store.clear().await?;
+        if self.store.holds_memories() {
+            memory.unload();
+            Ok(())
+        } else {
+            memory.wipe().await.map(|_| ()).map_err(Into::into)
+        }
+    }
 }
 
 pub(crate) fn check_text(text: &str) -> Result<()> {

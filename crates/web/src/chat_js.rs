@@ -87,12 +87,17 @@ type Shared<T> = Rc<RefCell<T>>;
 #[wasm_bindgen(js_name = ChatEngine)]
 pub struct ChatEngineJs {
     chat: Shared<ChatEngine<IdbStore>>,
-    model: Shared<crate::Inner>,
+    /// None until `attachModel`: characters, sessions and backups work without a model.
+    model: RefCell<Option<Shared<crate::Inner>>>,
     memory: Shared<crate::memory_js::Inner>,
 }
 
-/// Borrow the chat engine (and with `full`, the model and memory) for one call; overlapping
-/// calls fail instead of waiting (the worker serialises them).
+fn no_model() -> JsValue {
+    js_error("model_not_loaded", "no language model is loaded yet: load one before asking for a reply")
+}
+
+/// Borrow the chat engine (and the memory, and the model) for one call; overlapping calls fail
+/// instead of waiting (the worker serialises them).
 macro_rules! with_chat {
     ($self:ident, |$c:ident| $body:expr) => {{
         let chat = $self.chat.clone();
@@ -102,9 +107,20 @@ macro_rules! with_chat {
             $body
         })
     }};
-    ($self:ident, |$c:ident, $m:ident, $mem:ident| $body:expr) => {{
-        let (chat, model, memory) = ($self.chat.clone(), $self.model.clone(), $self.memory.clone());
+    ($self:ident, |$c:ident, $mem:ident| $body:expr) => {{
+        let (chat, memory) = ($self.chat.clone(), $self.memory.clone());
         wasm_bindgen_futures::future_to_promise(async move {
+            let mut guard = chat.try_borrow_mut().map_err(|_| js_error("busy", "another chat call is still running"))?;
+            let mut memory = memory.try_borrow_mut().map_err(|_| js_error("busy", "the memory is busy"))?;
+            let $c = &mut *guard;
+            let $mem = &mut *memory;
+            $body
+        })
+    }};
+    ($self:ident, |$c:ident, $m:ident, $mem:ident| $body:expr) => {{
+        let (chat, model, memory) = ($self.chat.clone(), $self.model.borrow().clone(), $self.memory.clone());
+        wasm_bindgen_futures::future_to_promise(async move {
+            let model = model.ok_or_else(no_model)?;
             let mut guard = chat.try_borrow_mut().map_err(|_| js_error("busy", "another chat call is still running"))?;
             let mut model = model.try_borrow_mut().map_err(|_| js_error("busy", "the model is busy"))?;
             let mut memory = memory.try_borrow_mut().map_err(|_| js_error("busy", "the memory is busy"))?;
@@ -130,15 +146,25 @@ fn session_view(session: &engine::Session) -> Value {
 
 #[wasm_bindgen(js_class = ChatEngine)]
 impl ChatEngineJs {
-    /// Tie a loaded model and an open memory together, with characters and sessions in the
-    /// IndexedDB database `databaseName` (the memory's).
-    pub fn open(model: &Engine, memory: &MemoryEngine, database_name: String) -> js_sys::Promise {
-        let (model, memory) = (model.inner.clone(), memory.inner.clone());
+    /// Characters and sessions in the IndexedDB database `databaseName` (the memory's), without
+    /// a model: everything but replies and summaries works until `attachModel`.
+    #[wasm_bindgen(js_name = openStore)]
+    pub fn open_store(memory: &MemoryEngine, database_name: String) -> js_sys::Promise {
+        let memory = memory.inner.clone();
         wasm_bindgen_futures::future_to_promise(async move {
             let store = IdbStore::open(&database_name).await.map_err(|e| js_error(e.code(), &e.to_string()))?;
             let chat = ChatEngine::new(store, EngineSettings::default());
-            Ok(ChatEngineJs { chat: Rc::new(RefCell::new(chat)), model, memory }.into())
+            Ok(ChatEngineJs { chat: Rc::new(RefCell::new(chat)), model: RefCell::new(None), memory }.into())
         })
+    }
+
+    /// Give replies and summaries a model (a chat opened with `openStore`, or a new model).
+    #[wasm_bindgen(js_name = attachModel)]
+    pub fn attach_model(&self, model: &Engine) -> Result<(), JsValue> {
+        // A summary under way belongs to the old model's cache; it starts again on the new one.
+        self.cancel_background()?;
+        *self.model.borrow_mut() = Some(model.inner.clone());
+        Ok(())
     }
 
     /// A card file's bytes (PNG, JSON or CHARX) → the new character.
@@ -167,7 +193,7 @@ impl ChatEngineJs {
 
     #[wasm_bindgen(js_name = removeCharacter)]
     pub fn remove_character(&self, id: String) -> js_sys::Promise {
-        with_chat!(self, |c, _m, mem| {
+        with_chat!(self, |c, mem| {
             c.remove_character(mem, &id).await.map_err(engine_error)?;
             Ok(JsValue::UNDEFINED)
         })
@@ -213,7 +239,7 @@ impl ChatEngineJs {
 
     #[wasm_bindgen(js_name = removeSession)]
     pub fn remove_session(&self, id: String) -> js_sys::Promise {
-        with_chat!(self, |c, _m, mem| {
+        with_chat!(self, |c, mem| {
             c.remove_session(mem, &id).await.map_err(engine_error)?;
             Ok(JsValue::UNDEFINED)
         })
@@ -253,19 +279,21 @@ impl ChatEngineJs {
     /// End the reply under way; the next `nextEvent()` stores what was written and says `done`.
     pub fn abort(&self) -> Result<(), JsValue> {
         let mut chat = self.chat.try_borrow_mut().map_err(|_| js_error("busy", "a chat call is running; abort between two"))?;
-        let mut model = self.model.try_borrow_mut().map_err(|_| js_error("busy", "the model is busy"))?;
+        // Without a model no reply is under way.
+        let Some(model) = self.model.borrow().clone() else { return Ok(()) };
+        let mut model = model.try_borrow_mut().map_err(|_| js_error("busy", "the model is busy"))?;
         chat.abort(&mut model.generator);
         Ok(())
     }
 
     #[wasm_bindgen(js_name = editMessage)]
     pub fn edit_message(&self, session_id: String, message_id: String, text: String) -> js_sys::Promise {
-        with_chat!(self, |c, _m, mem| to_js(&c.edit_message(mem, &session_id, &message_id, &text).await.map_err(engine_error)?))
+        with_chat!(self, |c, mem| to_js(&c.edit_message(mem, &session_id, &message_id, &text).await.map_err(engine_error)?))
     }
 
     #[wasm_bindgen(js_name = deleteMessage)]
     pub fn delete_message(&self, session_id: String, message_id: String) -> js_sys::Promise {
-        with_chat!(self, |c, _m, mem| {
+        with_chat!(self, |c, mem| {
             c.delete_message(mem, &session_id, &message_id).await.map_err(engine_error)?;
             Ok(JsValue::UNDEFINED)
         })
@@ -274,7 +302,7 @@ impl ChatEngineJs {
     /// Show version `index` of a regenerated reply (0: the oldest) → the message as shown.
     #[wasm_bindgen(js_name = chooseSwipe)]
     pub fn choose_swipe(&self, session_id: String, message_id: String, index: usize) -> js_sys::Promise {
-        with_chat!(self, |c, _m, mem| to_js(&c.choose_swipe(mem, &session_id, &message_id, index).await.map_err(engine_error)?))
+        with_chat!(self, |c, mem| to_js(&c.choose_swipe(mem, &session_id, &message_id, index).await.map_err(engine_error)?))
     }
 
     /// Save the reply under way now (marked unfinished): the page is being hidden or closed.
@@ -318,7 +346,9 @@ impl ChatEngineJs {
     #[wasm_bindgen(js_name = cancelBackground)]
     pub fn cancel_background(&self) -> Result<(), JsValue> {
         let mut chat = self.chat.try_borrow_mut().map_err(|_| js_error("busy", "a chat call is running"))?;
-        let mut model = self.model.try_borrow_mut().map_err(|_| js_error("busy", "the model is busy"))?;
+        // Without a model no summary is being written.
+        let Some(model) = self.model.borrow().clone() else { return Ok(()) };
+        let mut model = model.try_borrow_mut().map_err(|_| js_error("busy", "the model is busy"))?;
         chat.cancel_background(&mut model.generator);
         Ok(())
     }
@@ -331,7 +361,7 @@ impl ChatEngineJs {
     /// Every character, session and memory as JSON text.
     #[wasm_bindgen(js_name = exportAll)]
     pub fn export_all(&self) -> js_sys::Promise {
-        with_chat!(self, |c, _m, mem| {
+        with_chat!(self, |c, mem| {
             let backup = c.export_all(mem).await.map_err(engine_error)?;
             Ok(JsValue::from_str(&backup.to_string()))
         })
@@ -342,7 +372,7 @@ impl ChatEngineJs {
     /// only with `replaceNewer` (else the code is `newer_data` and nothing is written).
     #[wasm_bindgen(js_name = importAll)]
     pub fn import_all(&self, text: String, replace_newer: Option<bool>) -> js_sys::Promise {
-        with_chat!(self, |c, _m, mem| {
+        with_chat!(self, |c, mem| {
             let backup: Value = serde_json::from_str(&text).map_err(|e| js_error("bad_request", &format!("the backup is not JSON: {e}")))?;
             to_js(&c.import_all(mem, &backup, replace_newer.unwrap_or(false)).await.map_err(engine_error)?)
         })
@@ -350,6 +380,13 @@ impl ChatEngineJs {
 
     /// Delete every character, session and memory.
     pub fn wipe(&self) -> js_sys::Promise {
+        if self.model.borrow().is_none() {
+            // No model, so no summary under way to stop first.
+            return with_chat!(self, |c, mem| {
+                c.wipe_stored(mem).await.map_err(engine_error)?;
+                Ok(JsValue::UNDEFINED)
+            });
+        }
         with_chat!(self, |c, m, mem| {
             c.wipe(m, mem).await.map_err(engine_error)?;
             Ok(JsValue::UNDEFINED)

@@ -1,5 +1,7 @@
 //! Long-term memory for JavaScript: all-MiniLM-L6-v2 on the engine's device (WebGPU or CPU), records and
 //! indexes in IndexedDB ([`crate::idb_store`]). The npm package exposes it as `engine.memory`.
+//! The store opens first (`openStore`) and the embedding model joins it later (`loadEmbedder`),
+//! so a page lists, forgets and backs up memories before any model is downloaded.
 //!
 //! Errors carry the memory crate's codes (`storage_quota`, `storage`, `storage_corrupt`,
 //! `schema_too_new`, `not_found`, `embedder_format`, `device_lost`, `bad_request`).
@@ -67,16 +69,23 @@ struct StatsQuery {
 }
 
 /// The embedder, counting the texts it embeds: `stats().embeddedTexts` shows that a reload
-/// restores memories without embedding them again.
+/// restores memories without embedding them again. Absent until `loadEmbedder`: listing,
+/// forgetting, backups and wiping work on the stored vectors alone, so a page can show its
+/// characters and chats before any model is downloaded.
 pub(crate) struct CountingEmbedder {
-    embedder: Embedder,
+    embedder: RefCell<Option<Rc<Embedder>>>,
     texts: Cell<u64>,
 }
 
 impl TextEmbedder for CountingEmbedder {
     async fn embed(&self, texts: &[&str]) -> memory::Result<Vec<Embedding>> {
+        // A clone of the handle, so no RefCell borrow is held across the await.
+        let embedder = self.embedder.borrow().clone();
+        let Some(embedder) = embedder else {
+            return Err(MemoryError::BadRequest("the embedding model is not loaded yet (it loads with the language model)".into()));
+        };
         self.texts.set(self.texts.get() + texts.len() as u64);
-        self.embedder.embed(texts).await
+        embedder.embed(texts).await
     }
 }
 
@@ -87,6 +96,15 @@ pub(crate) type Inner = Memory<CountingEmbedder, IdbStore>;
 #[wasm_bindgen(js_name = MemoryEngine)]
 pub struct MemoryEngine {
     pub(crate) inner: Rc<RefCell<Inner>>,
+}
+
+/// Load the embedding model on `backend` into an open memory (its store was opened before).
+async fn load_embedder(inner: &Rc<RefCell<Inner>>, safetensors: &[u8], tokenizer_json: &[u8], config_json: &[u8], backend: &str) -> Result<(), JsValue> {
+    let (device, _) = device(Backend::parse(backend)?).await?;
+    let embedder = Embedder::load(safetensors, tokenizer_json, config_json, &device).map_err(memory_error)?;
+    let memory = inner.try_borrow().map_err(|_| js_error("busy", "a memory call is still running"))?;
+    *memory.embedder().embedder.borrow_mut() = Some(Rc::new(embedder));
+    Ok(())
 }
 
 /// Run `f` on the memory; a call that overlaps another fails instead of waiting.
@@ -103,22 +121,33 @@ macro_rules! with_memory {
 
 #[wasm_bindgen(js_class = MemoryEngine)]
 impl MemoryEngine {
-    /// Load all-MiniLM-L6-v2 (its `model.safetensors`, `tokenizer.json` and `config.json`) on
-    /// `backend` (`'webgpu'` or `'cpu'`) and open the IndexedDB database `databaseName`.
-    pub async fn open(
-        database_name: String,
-        safetensors: Vec<u8>,
-        tokenizer_json: Vec<u8>,
-        config_json: Vec<u8>,
-        backend: String,
-    ) -> Result<MemoryEngine, JsValue> {
+    /// Open the IndexedDB database `databaseName` without an embedding model: everything but
+    /// embedding new text (add, search, a changed text) works until `loadEmbedder`.
+    #[wasm_bindgen(js_name = openStore)]
+    pub async fn open_store(database_name: String) -> Result<MemoryEngine, JsValue> {
         console_error_panic_hook::set_once();
-        let (device, _) = device(Backend::parse(&backend)?).await?;
-        let embedder = Embedder::load(&safetensors, &tokenizer_json, &config_json, &device).map_err(memory_error)?;
         let store = IdbStore::open(&database_name).await.map_err(memory_error)?;
-        let embedder = CountingEmbedder { embedder, texts: Cell::new(0) };
+        let embedder = CountingEmbedder { embedder: RefCell::new(None), texts: Cell::new(0) };
         let memory = Memory::open(embedder, store, MemoryConfig::default()).await.map_err(memory_error)?;
         Ok(MemoryEngine { inner: Rc::new(RefCell::new(memory)) })
+    }
+
+    /// Load all-MiniLM-L6-v2 (its `model.safetensors`, `tokenizer.json` and `config.json`) on
+    /// `backend` (`'webgpu'` or `'cpu'`) into a memory opened with `openStore`.
+    #[wasm_bindgen(js_name = loadEmbedder)]
+    pub fn load_embedder(&self, safetensors: Vec<u8>, tokenizer_json: Vec<u8>, config_json: Vec<u8>, backend: String) -> js_sys::Promise {
+        let inner = self.inner.clone();
+        wasm_bindgen_futures::future_to_promise(async move {
+            load_embedder(&inner, &safetensors, &tokenizer_json, &config_json, &backend).await?;
+            Ok(JsValue::UNDEFINED)
+        })
+    }
+
+    /// Whether the embedding model is loaded.
+    #[wasm_bindgen(js_name = hasEmbedder)]
+    pub fn has_embedder(&self) -> Result<bool, JsValue> {
+        let memory = self.inner.try_borrow().map_err(|_| js_error("busy", "a memory call is still running"))?;
+        Ok(memory.embedder().embedder.borrow().is_some())
     }
 
     /// `memory.add({ characterId, sessionId, kind, text, importance, pinned, sourceMessageIds, id, createdAt })`
