@@ -1,10 +1,13 @@
 // The demo site (web/dist) as a person uses it, in headless Chromium, served as `make demo`
 // serves it (cross-origin isolated). The only WebGPU adapter here is SwiftShader, a software
-// renderer, so the site runs on the CPU (threads): first visit with progress, a demo character,
-// three short turns (one stopped), regenerate, forgetting a memory, reload, export → wipe →
-// import; every network request recorded (none after the assets, none to another origin);
-// offline start through the service worker; a card made of HTML and script tags shown as text;
-// a browser without WebGPU. Screenshots of the main screens go to tests/out/site/.
+// renderer, so the site runs on the CPU (threads): first visit (the characters at once, no model
+// until the first message, then consent and progress), a demo character, three short turns (one
+// stopped), regenerate, forgetting a memory, reload, export → wipe → import; every network
+// request recorded (none to models/ before the first send, none after the assets while chatting,
+// none to another origin); offline start through the service worker; a card made of HTML and
+// script tags shown as text; the phone layout; a browser without WebGPU, where the gallery,
+// editor, import and export work with no model. Screenshots of the main screens go to
+// tests/out/site/.
 
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
@@ -38,18 +41,42 @@ after(async () => {
 
 const shot = (name) => h.page.screenshot({ path: join(shots, `${name}.png`) });
 
-async function waitReady() {
-  await h.page.waitForFunction(() => window.confidantDemo?.ready === true, null, { timeout: 600_000 });
+/** The app is on screen (its storage open; the model may not be loaded). */
+async function waitReady(page = h.page) {
+  await page.waitForFunction(() => window.confidantDemo?.ready === true, null, { timeout: 600_000 });
+}
+
+/** Load the models through the app, agreeing to the download if it asks; wait until they are ready. */
+async function loadModel(page = h.page) {
+  await page.evaluate(() => void window.confidantDemo.app.model.ensure());
+  await page.waitForFunction(() => window.confidantDemo.app.model.ready || document.querySelector('dialog[open] button.primary')?.textContent === 'Download and continue', null, { timeout: 600_000 });
+  if (!(await page.evaluate(() => window.confidantDemo.app.model.ready))) await page.getByRole('button', { name: 'Download and continue' }).click();
+  await page.waitForFunction(() => window.confidantDemo.app.model.ready, null, { timeout: 600_000 });
 }
 
 /** Open the site and load the model unless an earlier test did (so a test can run alone). */
 async function ensureApp() {
-  if (await h.page.evaluate(() => window.confidantDemo?.ready === true).catch(() => false)) return;
-  await h.page.goto(`${h.base}/`);
-  await h.page.waitForFunction(() => window.confidantDemo?.ready || [...document.querySelectorAll('button')].some((b) => /start/i.test(b.textContent)));
-  if (!(await h.page.evaluate(() => window.confidantDemo?.ready === true))) await h.page.getByRole('button', { name: /start/i }).click();
-  await waitReady();
+  if (!(await h.page.evaluate(() => window.confidantDemo?.ready === true).catch(() => false))) {
+    await h.page.goto(`${h.base}/`);
+    await waitReady();
+  }
+  await loadModel();
 }
+
+/** The card JSON in a PNG's tEXt chunk `keyword` (base64, as character cards store it). */
+function cardInPng(png, keyword) {
+  for (let at = 8; at < png.length; ) {
+    const length = png.readUInt32BE(at);
+    const type = png.toString('latin1', at + 4, at + 8);
+    const data = png.subarray(at + 8, at + 8 + length);
+    if (type === 'tEXt' && data.toString('latin1').startsWith(`${keyword}\0`)) return JSON.parse(Buffer.from(data.toString('latin1').slice(keyword.length + 1), 'base64').toString('utf8'));
+    at += 12 + length;
+  }
+  return null;
+}
+
+/** Paths the server was asked for under /models/, from `since` (ms) on. */
+const modelRequests = (since = 0) => served.filter(([t, p]) => t >= since && p.startsWith('/models/')).map(([, p]) => p);
 
 /** Wait until no reply is streaming (the send button says Send again). */
 async function waitIdle() {
@@ -69,7 +96,7 @@ async function send(text) {
 const history = () => h.page.$$eval('.messages .message', (els) => els.map((e) => ({ id: e.dataset.id, role: e.classList.contains('user') ? 'user' : 'assistant', text: e.querySelector('.body').textContent })));
 
 async function openSettings() {
-  await h.page.click('.sidebar-foot button');
+  await h.page.click('.sidebar-foot .nav-button');
   await h.page.waitForSelector('dialog[open] .storage');
 }
 const closeDialog = () => h.page.click('dialog[open] .panel-head button');
@@ -92,44 +119,77 @@ async function importCard(card, file) {
 
 test('journey: first visit, demo character, three turns, stop, regenerate, forget, reload, export → wipe → import', async () => {
   const { page, base } = h;
+  // First visit: the characters at once, and nothing from models/ until the first message.
   await page.goto(`${base}/`);
-  await page.getByRole('button', { name: 'Download and start' }).click();
   await waitReady();
-  const stages = await page.evaluate(() => window.confidantDemo.stages);
-  for (const s of ['model:download', 'model:cache', 'model:compile', 'embedder:download']) assert.ok(stages.includes(s), `stage ${s} reported: ${stages}`);
-  await page.waitForSelector('[data-demo="wren"]');
+  await page.waitForSelector('[data-demo="wren"] img');
+  assert.match(await page.textContent('.intro'), /download from this site with your first message/);
   await page.evaluate(() => navigator.serviceWorker.ready);
   await shot('gallery');
 
   // Short replies keep the test quick (12 tokens: SmolLM2 often spends the first few on writing
-  // "Wren Okafor:", which the engine drops).
-  await setMaxTokens(12, 'settings');
-  // The settings say plainly which backend runs the model, why, and how fast it measured.
-  await openSettings();
-  const about = await page.textContent('dialog[open] fieldset');
-  assert.match(about, /SmolLM2 135M Instruct runs on the processor \(\d+ threads?\): the only WebGPU adapter, SwiftShader, is a software renderer, slower than the CPU/);
-  assert.match(about, /Measured when it loaded: it writes about [\d.]+ tokens a second \(a reply of 100 tokens, some 75 words, in about \d+/);
-  assert.doesNotMatch(about, /Smollm2 135M 8k/, 'not the raw name from the file');
-  await closeDialog();
-
-  const quietFrom = Date.now();
+  // "Wren Okafor:", which the engine drops). The settings say no model is loaded yet.
+  await setMaxTokens(12, 'settings-before');
   await page.click('[data-demo="wren"] button');
   await page.waitForSelector('.message.assistant .text');
-  assert.match(await page.textContent('.stats'), /^SmolLM2 135M Instruct on the processor \(\d+ threads?\) · about [\d.]+ tok\/s$/);
   const greeting = await history();
   assert.equal(greeting.length, 1);
   assert.match(greeting[0].text, /Rain drums on the glass roof/);
   // Alternate greetings: next, and back.
+  const toasts = () => page.$$eval('.toast', (ts) => ts.map((t) => t.textContent).join(' | '));
+  const counter = (text) => page.waitForFunction((t) => document.querySelector('.counter')?.textContent === t, text, { timeout: 30_000 }).catch(async (e) => assert.fail(`${e.message}; toasts: ${await toasts()}`));
   await page.getByRole('button', { name: 'Next greeting' }).click();
-  await page.waitForFunction(() => document.querySelector('.counter')?.textContent === '2 / 3');
+  await counter('2 / 3');
   assert.match((await history())[0].text, /ladder/);
   await page.getByRole('button', { name: 'Previous greeting' }).click();
-  await page.waitForFunction(() => document.querySelector('.counter')?.textContent === '1 / 3');
+  await counter('1 / 3');
+  assert.deepEqual(modelRequests(), [], 'no request to models/ before the first send');
 
-  await send('My name is Sam and I have a dog called Biscuit.');
+  // The first message: it shows at once, the download is asked for, then the models load with
+  // their progress in the typing bubble, then the reply.
+  const sentAt = Date.now();
+  await page.fill('.composer textarea', 'My name is Sam and I have a dog called Biscuit.');
+  await page.press('.composer textarea', 'Enter');
+  await page.waitForSelector('dialog[open] >> text=Download the language model?');
+  assert.ok(await page.isVisible('.message.user.pending'), 'the message waits on screen');
+  // Every line the typing bubble shows while the models load.
+  await page.evaluate(() => {
+    window.loadingLines = [];
+    new MutationObserver(() => {
+      const line = document.querySelector('.message.typing .status')?.textContent;
+      if (line && line !== window.loadingLines.at(-1)) window.loadingLines.push(line);
+    }).observe(document.querySelector('.messages'), { subtree: true, childList: true, characterData: true });
+  });
+  await page.getByRole('button', { name: 'Download and continue' }).click();
+  await waitIdle();
+  const lines = await page.evaluate(() => window.loadingLines);
+  assert.ok(lines.some((l) => /^Downloading the language model · [\d.]+ (kB|MB) of 98\.4 MB · \d+ %/.test(l)), `download progress in decimal MB: ${lines.join(' | ')}`);
+  assert.ok(lines.some((l) => /^Setting up the language model on this device…$/.test(l)), `the set-up step says what it does: ${lines.join(' | ')}`);
+  assert.ok(!lines.some((l) => /Setting up.*0 B of/.test(l)), 'no byte count frozen at 0 while setting up');
+  const stages = await page.evaluate(() => window.confidantDemo.stages);
+  for (const s of ['model:download', 'model:cache', 'model:load', 'embedder:download']) assert.ok(stages.includes(s), `stage ${s} reported: ${stages}`);
+  assert.ok(served.filter(([, p]) => p.startsWith('/models/')).every(([t]) => t >= sentAt), 'models/ fetched only after the first send');
+  assert.equal((await history()).length, 3);
+
+  // The settings say plainly which backend runs the model, why, and how fast it measured.
+  await openSettings();
+  await shot('settings');
+  const about = await page.textContent('dialog[open] fieldset');
+  assert.match(about, /SmolLM2 135M Instruct runs on the processor \(\d+ threads?\): the only WebGPU adapter, SwiftShader, is a software renderer, slower than the CPU/);
+  assert.match(about, /Measured when it loaded: it writes about [\d.]+ tokens a second \(a reply of 100 tokens, some 75 words, in about \d+/);
+  assert.match(about, /default, 98\.4 MB/, 'sizes in decimal MB, as on the progress line');
+  assert.doesNotMatch(about, /Smollm2 135M 8k/, 'not the raw name from the file');
+  await closeDialog();
+  assert.match(await page.textContent('.stats'), /^[\d.]+ tok\/s · context \d+ \/ 4096/);
+
+  const quietFrom = Date.now();
+  // Back to the chat: where the model runs and how fast, until the next reply's numbers.
+  await page.click('.character-list button');
+  await page.waitForFunction(() => /^SmolLM2/.test(document.querySelector('.stats')?.textContent ?? ''));
+  assert.match(await page.textContent('.stats'), /^SmolLM2 135M Instruct on the processor \(\d+ threads?\) · about [\d.]+ tok\/s$/);
   await send('Tell me about the Glasshouse.');
   let messages = await history();
-  assert.equal(messages.length, 5);
+  assert.equal(messages.length, 5, await page.$$eval('.toast', (ts) => ts.map((t) => t.textContent).join(' | ')));
   assert.deepEqual(messages.map((m) => m.role), ['assistant', 'user', 'assistant', 'user', 'assistant']);
   assert.match(await page.textContent('.stats'), /tok\/s · context \d+ \/ 4096/);
 
@@ -177,6 +237,8 @@ test('journey: first visit, demo character, three turns, stop, regenerate, forge
   await page.reload();
   await waitReady();
   await page.waitForSelector('.message.user');
+  // A returning visitor's models load from this browser at once.
+  await page.waitForFunction(() => window.confidantDemo.app.model.ready, null, { timeout: 600_000 });
   assert.deepEqual(await history(), messages);
   const afterReload = served.filter(([t]) => t >= reloadFrom).map(([, p]) => p);
   assert.ok(!afterReload.some((p) => p.startsWith('/models/')), `models came from the browser's cache: ${afterReload}`);
@@ -214,6 +276,21 @@ test('mobile width and dark theme screenshots; a character with inner thoughts',
   await page.emulateMedia({ colorScheme: 'dark', reducedMotion: 'reduce' });
   await page.setViewportSize({ width: 390, height: 844 });
   await shot('mobile-chat');
+  // Every toolbar action is on screen, uncovered, and takes a click (Delete chat asks first: no).
+  // Toasts lie over the top of a phone's screen for a few seconds: dismissed first.
+  for (const dismiss of await page.$$('.toast button')) await dismiss.click();
+  const actions = await page.$$eval('.chat-head button:not([hidden]), .composer button', (buttons) =>
+    buttons.map((b) => {
+      const r = b.getBoundingClientRect();
+      const hit = document.elementFromPoint(r.left + r.width / 2, r.top + r.height / 2);
+      return { name: b.getAttribute('aria-label') ?? b.textContent, left: r.left, right: r.right, top: r.top, bottom: r.bottom, uncovered: b === hit || b.contains(hit) };
+    }),
+  );
+  assert.deepEqual(actions.map((a) => a.name), ['Menu', 'New chat', 'Memory', 'Edit', 'Delete chat', 'Send']);
+  for (const a of actions) assert.ok(a.left >= 0 && a.right <= 390 && a.top >= 0 && a.bottom <= 844 && a.uncovered, `${a.name} reachable at 390×844: ${JSON.stringify(a)}`);
+  const asked = new Promise((resolve) => page.once('dialog', (d) => { resolve(d.message()); void d.dismiss(); }));
+  await page.getByRole('button', { name: 'Delete chat' }).click();
+  assert.match(await asked, /Delete this chat/);
   await page.click('.menu-button');
   await shot('mobile-menu');
   await page.keyboard.press('Escape');
@@ -411,6 +488,82 @@ test('offline after the first visit: the site loads and chats', async () => {
   }
 });
 
+test('without WebGPU and before any model: gallery, import, editor, card and backup export, wipe, import, and no request to models/', async () => {
+  // A plain static host: no isolation headers (the service worker adds them from the next load).
+  const paths = [];
+  const plain = await launch({ needs: ['web/dist/index.html'], serverOptions: { roots: siteRoots, onRequest: (req) => paths.push(new URL(req.url, 'http://x').pathname) }, webgpu: false });
+  try {
+    const { page } = plain;
+    page.setDefaultTimeout(120_000);
+    await page.goto(`${plain.base}/`);
+    await waitReady(page);
+    await page.waitForSelector('[data-demo="juno"] img');
+    assert.equal(await page.evaluate(() => window.confidantDemo.app.engine.modelLoaded), false);
+
+    // A card file: imported, its chat opens on the greeting, with a portrait drawn here.
+    const card = {
+      spec: 'chara_card_v2',
+      spec_version: '2.0',
+      data: { name: 'Moss Ferrant', description: 'A 70-year-old lock-keeper with a grey beard and round glasses. He tells stories about the canal.', personality: 'gruff, kind', scenario: '', first_mes: 'Mind the gap, {{user}}.', mes_example: '', alternate_greetings: [] },
+    };
+    await page.click('.sidebar .nav-button');
+    await page.setInputFiles('#card-file', { name: 'moss.json', mimeType: 'application/json', buffer: Buffer.from(JSON.stringify(card)) });
+    await page.waitForSelector('.chat-head h1:has-text("Moss Ferrant")');
+    assert.equal(await page.textContent('.message.assistant .text'), 'Mind the gap, User.');
+    assert.match(await page.getAttribute('.chat-head img.avatar', 'src'), /^data:image\/svg\+xml/);
+    assert.match(await page.textContent('.stats'), /Your first message downloads the models \(98\.4 MB and 91\.3 MB\), once\./);
+
+    // The editor: the mood's value rides above the slider's thumb (−100..100); a change is saved.
+    await page.getByRole('button', { name: 'Edit', exact: true }).first().click();
+    await page.waitForSelector('form.editor');
+    await page.locator('#trait-mood').fill('45');
+    const mood = await page.evaluate(() => {
+      const input = document.querySelector('#trait-mood');
+      const output = input.parentElement.querySelector('output');
+      const i = input.getBoundingClientRect();
+      const o = output.getBoundingClientRect();
+      return { text: output.textContent, at: o.left + o.width / 2, thumb: i.left + 8 + (145 / 200) * (i.width - 16) };
+    });
+    assert.equal(mood.text, '+45');
+    assert.ok(Math.abs(mood.at - mood.thumb) < 3, `the value is above the thumb: ${JSON.stringify(mood)}`);
+    await page.locator('#trait-mood').scrollIntoViewIfNeeded();
+    await page.screenshot({ path: join(shots, 'editor-profile.png') });
+    await page.getByLabel('Personality').fill('gruff, kind, patient');
+    await page.getByRole('button', { name: 'Save changes' }).click();
+    await page.waitForSelector('.chat-head h1:has-text("Moss Ferrant")');
+
+    // The card as a PNG file, from the editor.
+    await page.getByRole('button', { name: 'Edit', exact: true }).first().click();
+    const [cardDownload] = await Promise.all([page.waitForEvent('download'), page.getByRole('button', { name: 'Export card (PNG)' }).click()]);
+    const png = readFileSync(await cardDownload.path());
+    assert.deepEqual([...png.subarray(0, 8)], [137, 80, 78, 71, 13, 10, 26, 10]);
+    assert.equal(cardInPng(png, 'ccv3').data.personality, 'gruff, kind, patient', 'the saved change is in the card');
+
+    // Everything out, wiped, back in.
+    await page.click('.sidebar-foot .nav-button');
+    await page.waitForSelector('dialog[open] .storage');
+    assert.match(await page.textContent('dialog[open] fieldset'), /No model is loaded yet: it downloads \(98\.4 MB and 91\.3 MB\) with your first message\./);
+    const [backupDownload] = await Promise.all([page.waitForEvent('download'), page.getByRole('button', { name: 'Export everything' }).click()]);
+    const backup = JSON.parse(readFileSync(await backupDownload.path(), 'utf8'));
+    assert.deepEqual(backup.characters.map((c) => c.card.data.name), ['Moss Ferrant']);
+    assert.equal(backup.sessions.length, 1);
+    page.once('dialog', (d) => d.accept());
+    await page.getByRole('button', { name: 'Delete everything' }).click();
+    await page.waitForSelector('.character-list >> text=No characters yet.');
+    await page.click('.sidebar-foot .nav-button');
+    await page.setInputFiles('#backup-file', { name: 'backup.json', mimeType: 'application/json', buffer: Buffer.from(JSON.stringify(backup)) });
+    await page.waitForSelector('.toast:has-text("Imported 1 character,")');
+    await page.click('dialog[open] .panel-head button');
+    await page.click('.character-list button');
+    await page.waitForSelector('.message.assistant .text');
+    assert.equal(await page.textContent('.message.assistant .text'), 'Mind the gap, User.');
+    await page.screenshot({ path: join(shots, 'no-model-chat.png') });
+    assert.deepEqual(paths.filter((p) => p.startsWith('/models/')), [], 'nothing asked of models/ without a message sent');
+  } finally {
+    await plain.close();
+  }
+});
+
 test('on a plain static host without WebGPU: the service worker sends the policy (worker covered, no framing) and keeps to its own caches; the site runs on the processor; settings that ask for the GPU explain and offer it', async () => {
   // A plain static host: no headers at all, neither isolation nor a Content-Security-Policy (the
   // service worker adds them from the next load).
@@ -441,7 +594,8 @@ test('on a plain static host without WebGPU: the service worker sends the policy
     assert.match(await page.textContent('main'), /Chrome or Edge/);
     await page.screenshot({ path: join(shots, 'no-webgpu.png') });
     await page.getByRole('button', { name: 'Run on the processor' }).click();
-    await page.waitForFunction(() => window.confidantDemo?.ready === true, null, { timeout: 300_000 });
+    await waitReady(page);
+    await loadModel(page);
     const info = await page.evaluate(() => window.confidantDemo.app.engine.info());
     assert.equal(info.backend, 'cpu');
     // The engine's worker (which makes every fetch) is under the same policy: a request to
@@ -459,7 +613,7 @@ test('on a plain static host without WebGPU: the service worker sends the policy
     assert.equal(violated, 'connect-src');
     assert.match(info.backendReason, /no WebGPU adapter/);
     assert.equal(JSON.parse(await page.evaluate(() => localStorage.getItem('confidant.settings'))).backend, 'auto');
-    await page.click('.sidebar-foot button');
+    await page.click('.sidebar-foot .nav-button');
     await page.waitForSelector('dialog[open] .storage');
     assert.match(await page.textContent('dialog[open]'), /on the processor/);
     await page.screenshot({ path: join(shots, 'settings-cpu.png') });

@@ -1,10 +1,14 @@
-// What every screen of the app shares: the engine, the settings and the navigation.
+// What every screen of the app shares: the engine, the model's state, the settings and the
+// navigation.
 
 import type { Character, Confidant } from 'confidant';
+import type { ModelLoader } from './model.js';
 import type { Settings } from './settings.js';
 
 export interface App {
+  /** Opened without a model: storage works at once; `model` loads the model when needed. */
   engine: Confidant;
+  model: ModelLoader;
   settings: Settings;
   saveSettings(): void;
   /** Characters as last listed, newest first. */
@@ -16,7 +20,7 @@ export interface App {
   editCharacter(id: string | null): void;
   openMemory(): void;
   openSettings(): void;
-  /** The character's picture, or its initials when the card has none. */
+  /** The card's own picture, or a portrait drawn from the card. */
   avatar(character: Character, size: 'small' | 'large'): Promise<HTMLElement>;
   /** An object URL of the character's card image, or null when it has none. */
   avatarUrl(character: Character): Promise<string | null>;

@@ -7,6 +7,7 @@ import type { App } from './app.js';
 import { h, replace } from './dom.js';
 import { plural, when } from './format.js';
 import { shortSummary } from './device.js';
+import { downloadSize } from './model.js';
 import { PendingReply } from './reply.js';
 
 export class ChatView {
@@ -23,6 +24,8 @@ export class ChatView {
   private readonly sessionSelect = h('select', { 'aria-label': 'Chat', class: 'session-select' });
   private readonly thoughtsToggle: HTMLButtonElement;
   private detached = false;
+  private readonly unsubscribe: () => void;
+  private rendered: Promise<void> | null = null;
 
   constructor(
     private readonly app: App,
@@ -36,9 +39,17 @@ export class ChatView {
     // Only characters written with inner thoughts have any to show.
     this.thoughtsToggle.hidden = !character.innerThoughts?.enabled;
     this.messages.classList.toggle('hide-thoughts', !app.settings.showThoughts);
-    const info = app.engine.info();
-    this.stats.textContent = shortSummary(info);
-    this.stats.title = info.backendReason;
+    // Where the model runs once it is loaded; until then, what the first message will do.
+    this.unsubscribe = app.model.subscribe((status) => {
+      if (status.state === 'ready') {
+        this.stats.textContent = shortSummary(status.info);
+        this.stats.title = status.info.backendReason;
+      } else if (status.state === 'absent') {
+        this.stats.textContent = status.cached ? 'The model is in this browser: it loads with your first message.' : `Your first message downloads the models (${downloadSize(app.settings)}), once.`;
+      } else if (status.state === 'failed') {
+        this.stats.textContent = `The model could not be loaded: ${status.message}`;
+      }
+    });
     this.sessionSelect.addEventListener('change', () => void app.openCharacter(character.id, this.sessionSelect.value));
     const form = h('form', { class: 'composer' }, this.input, this.sendButton);
     form.addEventListener('submit', (e) => {
@@ -81,14 +92,19 @@ export class ChatView {
   /** Stop any reply in progress when the view goes away. */
   detach(): void {
     this.detached = true;
+    this.unsubscribe();
     this.stream?.abort();
   }
 
-  async render(): Promise<void> {
-    this.history = await this.session.history();
-    this.renderMessages();
-    await this.renderSessions();
-    this.input.focus();
+  /** Show the stored history (once; a message sent before it arrives waits for it). */
+  render(): Promise<void> {
+    this.rendered ??= (async () => {
+      this.history = await this.session.history();
+      this.renderMessages();
+      await this.renderSessions();
+      this.input.focus();
+    })();
+    return this.rendered;
   }
 
   /** The sessions of this character, most recent first, in the header's picker. */
@@ -173,6 +189,8 @@ export class ChatView {
   private async send(): Promise<void> {
     const text = this.input.value.trim();
     if (!text) return;
+    // The history on screen first, so its arrival cannot replace the message and its reply.
+    await this.render();
     // Shown at once; the stored message replaces it a moment later, and only then is the box
     // emptied (a refused send, a full disk, loses nothing typed).
     const shown: HistoryMessage = { id: '', role: 'user', text, raw: text, createdAt: Date.now(), memoryIds: [] };
@@ -180,6 +198,7 @@ export class ChatView {
   }
 
   private async regenerate(): Promise<void> {
+    if (!(await this.app.model.ensure())) return;
     // The old reply stays stored (another version of the message) until the new one is complete.
     this.history.pop();
     this.renderMessages();
@@ -203,14 +222,6 @@ export class ChatView {
    * user's message, put on screen before the engine has stored it.
    */
   private async run(start: () => TurnStream, shown: HistoryMessage | null = null): Promise<void> {
-    let stream: TurnStream;
-    try {
-      stream = start();
-    } catch (e) {
-      this.app.toast(this.app.describe(e), 'error');
-      return;
-    }
-    this.stream = stream;
     // The message and a typing bubble at once, before the engine has answered anything.
     let userBubble: HTMLLIElement | null = null;
     if (shown) {
@@ -219,11 +230,40 @@ export class ChatView {
       userBubble.classList.add('pending');
       this.messages.append(userBubble);
     }
-    const reply = new PendingReply(this.bubble('assistant', null, []), this.character.name, this.app.engine.info().speed?.prefillTokS ?? null);
+    const reply = new PendingReply(this.bubble('assistant', null, []), this.character.name, null);
     this.messages.append(reply.element);
     this.setBusy(true);
     this.updateCount(false);
     this.scroll();
+    // Nothing was sent: the bubbles go (the text is still in the composer).
+    const giveUp = (error: unknown) => {
+      if (error) this.app.toast(this.app.describe(error), 'error');
+      userBubble?.remove();
+      reply.element.remove();
+      if (shown) this.history.splice(this.history.indexOf(shown), 1);
+      this.setBusy(false);
+      this.updateCount(false);
+    };
+    // The first message loads the models (asking first when they must be downloaded); the bubble
+    // says how far that is, and the message waits on screen.
+    if (!this.app.model.ready) {
+      this.sendButton.disabled = true;
+      const stop = this.app.model.subscribe((status) => status.state === 'loading' && reply.note(status.text));
+      const ready = await this.app.model.ensure();
+      stop();
+      this.sendButton.disabled = false;
+      if (this.detached) return;
+      if (!ready) return giveUp(this.app.model.status.state === 'failed' ? new Error(`The model could not be loaded: ${this.app.model.status.message}`) : null);
+    }
+    reply.note('');
+    reply.estimate(this.app.engine.info().speed?.prefillTokS ?? null);
+    let stream: TurnStream;
+    try {
+      stream = start();
+    } catch (e) {
+      return giveUp(e);
+    }
+    this.stream = stream;
     let done: DoneEvent | null = null;
     try {
       for await (const event of stream as AsyncIterable<ChatEvent>) {
@@ -298,6 +338,11 @@ export class ChatView {
       e.preventDefault();
       if (!area.value.trim()) return;
       save.disabled = true;
+      // An edited message is remembered anew, which needs the memory model.
+      if (!(await this.app.model.ensure())) {
+        save.disabled = false;
+        return;
+      }
       try {
         await this.session.editMessage(m.id, area.value);
         this.history = await this.session.history();

@@ -67,10 +67,18 @@ function render(app: App, view: HTMLElement, character: Character | null, menu: 
   const profile = (character?.profile ?? {}) as Profile;
   const sliders = TRAITS.map(([key, label, low, high, min, max]) => {
     const value = typeof profile[key] === 'number' ? (profile[key] as number) : (min + max) / 2;
-    const input = h('input', { type: 'range', min, max, step: 1, value: String(value), 'data-trait': key });
-    const output = h('output', {}, String(value));
-    input.addEventListener('input', () => (output.textContent = input.value));
-    return { key, input, el: h('div', { class: 'slider' }, h('label', { for: (input.id = `trait-${key}`) }, label), h('span', { class: 'scale' }, low), input, h('span', { class: 'scale' }, high), output) };
+    const input = h('input', { type: 'range', min, max, step: 1, value: String(value), 'data-trait': key, id: `trait-${key}` });
+    const output = h('output', { for: input.id });
+    // The value rides above the thumb, so −100..100 (mood) reads as plainly as 0..100.
+    const track = h('div', { class: 'track' }, input, output);
+    const place = () => {
+      const n = Number(input.value);
+      output.textContent = min < 0 && n > 0 ? `+${n}` : String(n);
+      track.style.setProperty('--at', String((n - min) / (max - min)));
+    };
+    input.addEventListener('input', place);
+    place();
+    return { key, input, el: h('div', { class: 'slider' }, h('label', { for: input.id }, label), h('span', { class: 'scale' }, low), track, h('span', { class: 'scale' }, high)) };
   });
   const select = (options: string[], value: unknown, label: string) =>
     h('select', { 'aria-label': label }, h('option', { value: '' }, '(not set)'), options.map((o) => h('option', { value: o, selected: o === value }, o)));

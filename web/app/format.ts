@@ -1,10 +1,14 @@
 // Numbers and dates for people.
 
+/**
+ * A size, in decimal units (1 MB = 1,000,000 bytes, as downloads and disks count them): the one
+ * unit every screen of the app uses, so the welcome, the progress bar and the settings agree.
+ */
 export function bytes(n: number): string {
-  if (n < 1024) return `${n} B`;
-  if (n < 1024 ** 2) return `${(n / 1024).toFixed(1)} KB`;
-  if (n < 1024 ** 3) return `${(n / 1024 ** 2).toFixed(1)} MB`;
-  return `${(n / 1024 ** 3).toFixed(2)} GB`;
+  if (n < 1000) return `${n} B`;
+  if (n < 1e6) return `${Math.round(n / 1e3)} kB`;
+  if (n < 1e9) return `${(n / 1e6).toFixed(1)} MB`;
+  return `${(n / 1e9).toFixed(2)} GB`;
 }
 
 export function duration(seconds: number): string {
@@ -19,11 +23,6 @@ export function when(ms: number): string {
   const today = new Date();
   const sameDay = d.toDateString() === today.toDateString();
   return sameDay ? d.toLocaleTimeString(undefined, { hour: '2-digit', minute: '2-digit' }) : d.toLocaleString(undefined, { dateStyle: 'medium', timeStyle: 'short' });
-}
-
-export function initials(name: string): string {
-  const words = name.trim().split(/\s+/).filter(Boolean);
-  return (words.length > 1 ? words[0][0] + words[words.length - 1][0] : (words[0] ?? '?').slice(0, 2)).toUpperCase();
 }
 
 /** "1 message", "3 messages". */

@@ -3,6 +3,8 @@
 import type { Character } from 'confidant';
 import type { App } from './app.js';
 import { h, replace } from './dom.js';
+import { type PortraitSubject, portraitUrl } from './portrait.js';
+import { downloadSize } from './model.js';
 
 interface DemoCard {
   id: string;
@@ -11,12 +13,19 @@ interface DemoCard {
   tagline: string;
   spec: string;
   tags: string[];
+  /** What its portrait is drawn from (the card's description, personality and mood). */
+  portrait: Omit<PortraitSubject, 'seed'>;
 }
 
 /** The demo marker kept in a demo card's `extensions.confidant.demo`. */
 export function demoId(c: Character): string | null {
   const ext = c.extensions as { confidant?: { demo?: unknown } } | undefined;
   return typeof ext?.confidant?.demo === 'string' ? ext.confidant.demo : null;
+}
+
+/** What a character's portrait is drawn from: the demo id (the same face before and after it is picked) or the stored id, and the card. */
+export function portraitOf(c: Character): PortraitSubject {
+  return { seed: demoId(c) ?? c.id, description: c.description ?? '', personality: c.personality ?? '', mood: c.profile?.mood };
 }
 
 export async function showGalleryView(app: App, view: HTMLElement, menu: HTMLElement): Promise<void> {
@@ -43,12 +52,14 @@ export async function showGalleryView(app: App, view: HTMLElement, menu: HTMLEle
   };
 
   const demoCards = demos.map((demo) => {
-    const button = h('button', { type: 'button', class: 'primary' }, `Talk to ${demo.name.split(' ')[0]}`);
+    // "Talk to Ilse", not "Talk to Captain".
+    const firstName = demo.name.split(' ').find((w) => !/^(captain|doctor|dr\.?|mr\.?|mrs\.?|ms\.?|professor|sir|lady|lord)$/i.test(w)) ?? demo.name;
+    const button = h('button', { type: 'button', class: 'primary' }, `Talk to ${firstName}`);
     button.addEventListener('click', () => void pickDemo(demo, button));
     return h(
       'li',
       { class: 'card', 'data-demo': demo.id },
-      h('img', { src: `cards/${demo.file}`, alt: `Portrait of ${demo.name}`, width: 256, height: 256 }),
+      h('img', { src: portraitUrl({ seed: demo.id, ...demo.portrait }), alt: `Portrait of ${demo.name}`, width: 256, height: 256 }),
       h('div', { class: 'card-body' }, h('h3', {}, demo.name), h('p', {}, demo.tagline), h('p', { class: 'tags' }, demo.tags.map((t) => h('span', { class: 'tag' }, t))), button),
     );
   });
@@ -71,9 +82,30 @@ export async function showGalleryView(app: App, view: HTMLElement, menu: HTMLEle
     ),
   );
 
+  // Until the model is here, say what the first message will do, and offer to do it now.
+  let intro: HTMLElement | null = null;
+  /** Set once the view is on screen: after that, a gallery no longer shown stops listening. */
+  let shown = false;
+  if (!app.model.ready) {
+    const state = h('p', { 'aria-live': 'polite' });
+    const section = h('section', { class: 'intro', 'aria-label': 'About Confidant' }, h('p', { class: 'lead' }, 'Private companions that live in your browser.'), state);
+    intro = section;
+    let unsubscribe: (() => void) | null = null;
+    unsubscribe = app.model.subscribe((status) => {
+      if (shown && !section.isConnected) return unsubscribe?.();
+      const about = 'Pick someone and say hello. Their replies are written on this device by a small language model, and what they remember stays in this browser. ';
+      if (status.state === 'absent' && status.cached) replace(state, about, 'The models are already here: they load with your first message.');
+      else if (status.state === 'absent') replace(state, about, `The models (${downloadSize(app.settings)}) download from this site with your first message, once; or `, h('button', { type: 'button', class: 'link inline', onclick: () => void app.model.ensure() }, 'download them now'), '.');
+      else if (status.state === 'loading') replace(state, h('progress', { max: 1, value: status.fraction ?? undefined, 'aria-label': 'Loading the model' }), ' ', status.text);
+      else if (status.state === 'ready') replace(state, 'The model is ready: pick someone and say hello.');
+      else replace(state, `The model could not be loaded: ${status.message} `, h('button', { type: 'button', class: 'link inline', onclick: () => void app.model.ensure() }, 'Try again'));
+    });
+  }
+
   replace(
     view,
     h('header', { class: 'view-head' }, menu, h('h1', {}, 'Choose someone to talk to')),
+    intro,
     h('section', { 'aria-labelledby': 'demo-heading' }, h('h2', { id: 'demo-heading' }, 'Demo characters'), h('ul', { class: 'cards' }, demoCards)),
     h(
       'section',
@@ -83,7 +115,9 @@ export async function showGalleryView(app: App, view: HTMLElement, menu: HTMLEle
       importZone(app),
       h('button', { type: 'button', onclick: () => app.editCharacter(null) }, 'Create a character'),
     ),
+    h('p', { class: 'muted small credits' }, 'Portraits are drawn on this device from each card with DiceBear’s “Lorelei” style by Lisa Wischofsky (CC0 1.0).'),
   );
+  shown = true;
 }
 
 /** Drop a PNG / JSON / CHARX card here, or choose one. */

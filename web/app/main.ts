@@ -1,18 +1,20 @@
-// The demo's entry point: check WebGPU, explain on the first visit, load the models with
-// progress, then the app shell (character list, the current screen, toasts).
+// The demo's entry point: open the package's storage (no model yet), show the characters, and
+// load the models when the first message needs them (model.ts), or earlier if the person asks.
 
-import { Confidant, ConfidantError } from 'confidant';
-import type { Character, Progress } from 'confidant';
+import { Confidant } from 'confidant';
+import type { Character, ConfidantError, Progress } from 'confidant';
 import type { App } from './app.js';
 import { h, replace } from './dom.js';
-import { initials } from './format.js';
-import { hasWebGpu, ProgressView, showNoWebGpu, showWelcome } from './loading.js';
-import { applyTheme, DEFAULT_MODEL_URL, EMBEDDER_URL, loadSettings, saveSettings, type Settings } from './settings.js';
-import { showGalleryView } from './gallery.js';
+import { bytes } from './format.js';
+import { hasWebGpu, showNoWebGpu } from './loading.js';
+import { applyTheme, EMBEDDER_URL, loadSettings, saveSettings, type Settings } from './settings.js';
+import { demoId, portraitOf, showGalleryView } from './gallery.js';
 import { showEditor } from './editor.js';
 import { ChatView } from './chat.js';
 import { openMemoryPanel } from './memory.js';
 import { openSettingsPanel } from './settings-view.js';
+import { describeError, ModelLoader, type ModelStatus } from './model.js';
+import { portraitUrl } from './portrait.js';
 
 const root = document.getElementById('app')!;
 
@@ -41,20 +43,6 @@ function registerServiceWorker(): boolean {
   return true;
 }
 
-/** Ask for a GGUF file when the settings say the model is a local file (a File cannot be kept). */
-function chooseModelFile(): Promise<File | null> {
-  return new Promise((resolve) => {
-    const input = h('input', { type: 'file', accept: '.gguf', 'aria-label': 'GGUF model file' });
-    const useDefault = h('button', { type: 'button', onclick: () => resolve(null) }, 'Use the default model instead');
-    input.addEventListener('change', () => input.files?.[0] && resolve(input.files[0]));
-    replace(
-      root,
-      h('main', { class: 'splash' }, h('h1', {}, 'Choose your model'), h('p', {}, 'Your settings say the language model is a GGUF file on this computer. Choose it (browsers do not let a page keep access to a file between visits).'), input, useDefault),
-    );
-    input.focus();
-  });
-}
-
 async function start(): Promise<void> {
   const settings = loadSettings();
   applyTheme(settings.theme);
@@ -71,49 +59,31 @@ async function start(): Promise<void> {
     });
     return;
   }
-  let model: Parameters<typeof Confidant.create>[0]['model'] = { url: DEFAULT_MODEL_URL };
-  if (settings.model.kind === 'url' && settings.model.url) model = { url: settings.model.url };
-  if (settings.model.kind === 'file') {
-    const file = await chooseModelFile();
-    if (file) model = { file };
-  }
-  if (!settings.welcomed) {
-    const cached = 'url' in model && (await Confidant.cache.list().catch(() => [])).some((m) => m.url === new URL(model.url, location.href).href);
-    await showWelcome(root, { cached });
-    settings.welcomed = true;
-    saveSettings(settings);
-  }
-  await load(settings, model);
-}
-
-async function load(settings: Settings, model: Parameters<typeof Confidant.create>[0]['model']): Promise<void> {
-  const progress = new ProgressView();
-  window.confidantDemo!.stages = progress.seen;
-  replace(root, progress.element);
-  const onProgress = (p: Progress) => progress.report(p);
+  // Storage only: the engine's code, no model. Nothing is fetched from models/ until needed.
+  const starting = h('p', { class: 'progress-detail', 'aria-live': 'polite' }, 'Starting…');
+  replace(root, h('main', { class: 'splash' }, h('h1', {}, 'Confidant'), h('p', { class: 'lead' }, 'Private companions that live in your browser.'), starting));
+  const onProgress = (p: Progress) => {
+    if (p.stage === 'compile' && p.total > 0) starting.textContent = `Loading the app · ${bytes(p.loaded)} of ${bytes(p.total)} · ${Math.floor((100 * p.loaded) / p.total)} %`;
+  };
   // A fault in the engine (a wasm trap, a lost GPU) restarts it; say so in one line.
   const onRestart = (cause: ConfidantError) =>
     window.confidantDemo?.app?.toast(`The engine stopped (${cause.code === 'device_lost' ? 'the GPU was lost' : 'an internal error'}) and was restarted; your chats are safe. A reply cut short can be regenerated.`, 'error');
   let engine: Confidant;
   try {
-    engine = await Confidant.create({ model, backend: settings.backend, onProgress, embedder: { url: EMBEDDER_URL }, onRestart });
-    // Open memory now (it loads the embedding model), so the first message does not wait.
-    await engine.memory.stats({});
+    engine = await Confidant.open({ backend: settings.backend, embedder: { url: EMBEDDER_URL }, onProgress, onRestart });
   } catch (e) {
-    progress.failed(describe(e), () => void load(settings, model));
+    replace(root, h('main', { class: 'splash' }, h('h1', {}, 'Confidant could not start'), h('p', {}, describeError(e)), h('button', { type: 'button', class: 'primary', onclick: () => location.reload() }, 'Try again')));
     return;
   }
-  progress.ready();
-  const shell = new Shell(engine, settings);
+  const model = new ModelLoader(engine, settings);
+  window.confidantDemo!.stages = model.seen;
+  const cached = await model.checkCache();
+  const shell = new Shell(engine, settings, model);
   window.confidantDemo!.app = shell;
   await shell.start();
   window.confidantDemo!.ready = true;
-}
-
-function describe(error: unknown): string {
-  if (error instanceof ConfidantError) return `${error.message} (${error.code})`;
-  if (error instanceof Error) return error.message;
-  return String(error);
+  // A returning visitor who has the models already gets them loaded now (no download).
+  if (settings.welcomed && cached) void model.ensure();
 }
 
 class Shell implements App {
@@ -122,12 +92,15 @@ class Shell implements App {
   private readonly list = h('ul', { class: 'character-list', 'aria-label': 'Your characters' });
   private readonly content = h('main', { class: 'content', id: 'content', tabindex: -1 });
   private readonly toasts = h('div', { class: 'toasts', role: 'status', 'aria-live': 'polite' });
+  /** The model's state in the sidebar: not loaded (with a button), loading (a bar), ready. */
+  private readonly modelLine = h('div', { class: 'model-line', 'aria-live': 'polite' });
   private readonly layout: HTMLElement;
   private chat: ChatView | null = null;
 
   constructor(
     readonly engine: Confidant,
     readonly settings: Settings,
+    readonly model: ModelLoader,
   ) {
     const sidebar = h(
       'nav',
@@ -137,8 +110,9 @@ class Shell implements App {
       h('button', { type: 'button', class: 'nav-button', onclick: () => this.editCharacter(null) }, '+ New character'),
       h('h2', { class: 'nav-heading' }, 'Chats'),
       this.list,
-      h('div', { class: 'sidebar-foot' }, h('button', { type: 'button', class: 'nav-button', onclick: () => this.openSettings() }, '⚙ Settings'), h('p', { class: 'muted small' }, 'Runs on this device. Nothing leaves it.')),
+      h('div', { class: 'sidebar-foot' }, this.modelLine, h('button', { type: 'button', class: 'nav-button', onclick: () => this.openSettings() }, '⚙ Settings'), h('p', { class: 'muted small' }, 'Runs on this device. Nothing leaves it.')),
     );
+    model.subscribe((status) => this.showModelStatus(status));
     this.layout = h('div', { class: 'layout' }, sidebar, this.content, this.toasts);
     document.addEventListener('keydown', (e) => {
       if (e.key === 'Escape') this.layout.classList.remove('menu-open');
@@ -172,15 +146,15 @@ class Shell implements App {
     replace(this.list, items.length ? items : h('li', { class: 'muted small' }, 'No characters yet.'));
   }
 
-  /** The avatar image, or the initials when the card has none. */
+  /** The card's own picture when it came with one; else a portrait drawn from the card. */
   async avatar(c: Character, size: 'small' | 'large'): Promise<HTMLElement> {
-    const url = await this.avatarUrl(c);
-    if (url) return h('img', { class: `avatar ${size}`, src: url, alt: '' });
-    return h('span', { class: `avatar ${size} initials`, 'aria-hidden': 'true' }, initials(c.name));
+    const url = (await this.avatarUrl(c)) ?? portraitUrl(portraitOf(c));
+    return h('img', { class: `avatar ${size}`, src: url, alt: '' });
   }
 
   avatarUrl(c: Character): Promise<string | null> {
-    if (!c.hasAvatar) return Promise.resolve(null);
+    // The demo cards' pictures are the portraits drawn here; drawing keeps them crisp.
+    if (!c.hasAvatar || demoId(c) !== null) return Promise.resolve(null);
     const key = `${c.id}:${c.updatedAt}`;
     let url = this.avatars.get(key);
     if (!url) {
@@ -251,6 +225,20 @@ class Shell implements App {
     openSettingsPanel(this);
   }
 
+  private showModelStatus(status: ModelStatus): void {
+    if (status.state === 'loading') {
+      const bar = h('progress', { max: 1, 'aria-label': 'Loading the model' });
+      if (status.fraction !== null) bar.value = status.fraction;
+      replace(this.modelLine, bar, h('p', { class: 'small' }, status.text));
+    } else if (status.state === 'ready') {
+      replace(this.modelLine, h('p', { class: 'small muted' }, `${status.info.model.displayName} is ready.`));
+    } else {
+      const load = h('button', { type: 'button', class: 'link', onclick: () => void this.model.ensure() }, status.state === 'failed' ? 'Try again' : status.cached ? 'Load it now' : 'Download it now');
+      const text = status.state === 'failed' ? `The model could not be loaded: ${status.message}` : status.cached ? 'The model is in this browser; it loads with your first message.' : 'The model downloads with your first message.';
+      replace(this.modelLine, h('p', { class: 'small muted' }, text, ' ', load));
+    }
+  }
+
   toast(message: string, kind: 'error' | 'info' = 'info'): void {
     const el = h('div', { class: `toast ${kind}`, role: kind === 'error' ? 'alert' : undefined }, message, h('button', { type: 'button', class: 'icon', 'aria-label': 'Dismiss', onclick: () => el.remove() }, '✕'));
     this.toasts.append(el);
@@ -258,10 +246,10 @@ class Shell implements App {
   }
 
   describe(error: unknown): string {
-    return describe(error);
+    return describeError(error);
   }
 }
 
 void start().catch((e) => {
-  replace(root, h('main', { class: 'splash' }, h('h1', {}, 'Something went wrong'), h('p', {}, describe(e))));
+  replace(root, h('main', { class: 'splash' }, h('h1', {}, 'Something went wrong'), h('p', {}, describeError(e))));
 });

@@ -52,6 +52,8 @@ export function openMemoryPanel(app: App, character: Character, lastUsed: Memory
   };
 
   const change = async (record: MemoryRecord, patch: { pinned?: boolean; text?: string }) => {
+    // A new text is embedded, which needs the memory model.
+    if (patch.text !== undefined && !(await app.model.ensure())) return;
     try {
       await app.engine.memory.update(record.id, patch);
       await refresh();
@@ -95,7 +97,7 @@ export function openMemoryPanel(app: App, character: Character, lastUsed: Memory
   noteForm.addEventListener('submit', async (e) => {
     e.preventDefault();
     const text = note.value.trim();
-    if (!text) return;
+    if (!text || !(await app.model.ensure())) return;
     try {
       await app.engine.memory.add({ characterId: character.id, kind: 'pinned_note', text, importance: 0.8 });
       note.value = '';
@@ -116,14 +118,27 @@ export function openMemoryPanel(app: App, character: Character, lastUsed: Memory
         : h('p', { class: 'muted small' }, 'None: nothing stored was relevant.'),
   );
 
+  // Searching embeds the query: until the models are loaded, lists only (no download unasked).
+  let searchNote: HTMLElement | null = null;
+  if (!app.model.ready) {
+    search.disabled = true;
+    searchNote = h(
+      'p',
+      { class: 'muted small' },
+      'Searching and adding notes need the memory model, which loads with the language model. ',
+      h('button', { type: 'button', class: 'link inline', onclick: () => void app.model.ensure().then((ok) => ok && (search.disabled = false)) }, 'Load them now'),
+    );
+  }
+
   openDialog(`What ${character.name} remembers`, [
     used,
     h('div', { class: 'row search-row' }, search, h('label', { class: 'check small' }, withMessages, ' Include messages')),
+    searchNote,
     status,
     results,
     h('h3', {}, 'Add a pinned note'),
     noteForm,
   ], { wide: true });
   void refresh();
-  search.focus();
+  if (!search.disabled) search.focus();
 }

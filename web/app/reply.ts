@@ -23,13 +23,23 @@ export class PendingReply {
   constructor(
     readonly element: HTMLLIElement,
     name: string,
-    private readonly estimateTokS: number | null,
+    private estimateTokS: number | null,
   ) {
     element.classList.add('typing');
     this.body = element.querySelector('.body')!;
     this.body.append(
       h('p', { class: 'typing-line' }, h('span', { class: 'dots', 'aria-hidden': 'true' }, h('i'), h('i'), h('i')), h('span', { class: 'visually-hidden' }, `${name} is writing. `), this.status),
     );
+  }
+
+  /** What is happening before the model can read anything (it is being downloaded or set up). */
+  note(text: string): void {
+    if (!this.started) this.status.textContent = text;
+  }
+
+  /** The reading speed to expect, once the model is loaded and measured. */
+  estimate(tokS: number | null): void {
+    this.estimateTokS = tokS;
   }
 
   /** The model has read `done` of the prompt's `total` tokens. */

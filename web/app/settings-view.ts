@@ -2,10 +2,11 @@
 // export / import / wipe of everything.
 
 import type { App } from './app.js';
-import { download, field, h, openDialog } from './dom.js';
+import { download, field, h, openDialog, replace } from './dom.js';
 import { bytes, plural } from './format.js';
 import { expectations } from './device.js';
-import { applyTheme, defaultSampling, type Sampling } from './settings.js';
+import { applyTheme, DEFAULT_MODEL_BYTES, defaultSampling, type Sampling } from './settings.js';
+import { downloadSize } from './model.js';
 
 const SAMPLING: [key: keyof Sampling, label: string, min: number, max: number, step: number, hint: string][] = [
   ['temperature', 'Temperature', 0, 2, 0.05, '0 always picks the likeliest word; higher is more varied.'],
@@ -23,7 +24,19 @@ const SAMPLING: [key: keyof Sampling, label: string, min: number, max: number, s
 
 export function openSettingsPanel(app: App): void {
   const s = app.settings;
-  const info = app.engine.info();
+  // Which backend runs the model and how fast, once it is loaded; before, a way to load it now.
+  const about = h('div', { 'aria-live': 'polite' });
+  const unsubscribe = app.model.subscribe((status) => {
+    if (status.state === 'ready') {
+      const info = status.info;
+      replace(about, expectations(info).map((line) => h('p', { class: 'device-note' }, line)), h('p', { class: 'muted small' }, `${info.model.arch}, ${(info.model.params / 1e6).toFixed(0)}M weights, ${info.model.quant}.`));
+    } else if (status.state === 'loading') {
+      replace(about, h('p', { class: 'device-note' }, status.text));
+    } else {
+      const text = status.state === 'failed' ? `The model could not be loaded: ${status.message}` : status.cached ? 'No model is loaded yet; it is in this browser and loads with your first message.' : `No model is loaded yet: it downloads (${downloadSize(s)}) with your first message.`;
+      replace(about, h('p', { class: 'device-note' }, text), h('button', { type: 'button', onclick: () => void app.model.ensure() }, status.state === 'absent' && status.cached ? 'Load it now' : 'Download it now'));
+    }
+  });
 
   // Model.
   const choice = (value: string, label: string) => h('label', { class: 'check' }, h('input', { type: 'radio', name: 'model', value, checked: s.model.kind === value }), ` ${label}`);
@@ -33,9 +46,8 @@ export function openSettingsPanel(app: App): void {
     'fieldset',
     {},
     h('legend', {}, 'Model'),
-    expectations(info).map((line) => h('p', { class: 'device-note' }, line)),
-    h('p', { class: 'muted small' }, `${info.model.arch}, ${(info.model.params / 1e6).toFixed(0)}M weights, ${info.model.quant}.`),
-    choice('default', 'SmolLM2 135M Instruct (default, 98 MB)'),
+    about,
+    choice('default', `SmolLM2 135M Instruct (default, ${bytes(DEFAULT_MODEL_BYTES)})`),
     choice('file', 'A GGUF file on this computer (asked for at each start)'),
     choice('url', 'A GGUF file on this site:'),
     url,
@@ -231,6 +243,6 @@ export function openSettingsPanel(app: App): void {
         ),
       ),
     ),
-  ], { wide: true });
+  ], { wide: true, onClose: unsubscribe });
   void showStorage().catch(() => (storage.textContent = 'Storage use is unavailable.'));
 }

@@ -29,6 +29,7 @@ export interface Settings {
   /** Where the person was, so a reload returns there. */
   characterId: string | null;
   sessionId: string | null;
+  /** The person agreed to download the models (asked at the first message that needs them). */
   welcomed: boolean;
 }
 
@@ -36,6 +37,9 @@ const KEY = 'confidant.settings';
 
 export const DEFAULT_MODEL_URL = 'models/SmolLM2-135M-Instruct-Q4_1.gguf';
 export const EMBEDDER_URL = 'models/all-MiniLM-L6-v2/';
+/** What the default models weigh (the files models/fetch.sh checks), for the consent question. */
+export const DEFAULT_MODEL_BYTES = 98_362_432;
+export const EMBEDDER_BYTES = 91_335_235;
 
 // The engine's role-play defaults (crates/engine ReplyOptions): a little warmer than SmolLM2's card,
 // with DRY on so replies do not copy the greeting or earlier replies (EVAL.md measures it).
