@@ -412,10 +412,12 @@ test("backend: 'webgpu' runs on the GPU adapter even when it is a software one; 
   // The device goes away, as after a driver reset or a GPU unplugged.
   const worker = h.page.workers().filter((w) => /worker\.js/.test(w.url())).at(-1);
   assert.equal(await worker.evaluate(() => self.__confidantDevices.map((d) => d.destroy()).length), 1);
+  // A call already sent would fail with device_lost; the page learns of the loss and restarts.
+  await h.page.waitForFunction(() => window.restarts.length > 0, null, { timeout: 300_000 });
   const r = await h.page.evaluate(
     async (prompt) => {
       const engine = window.gpuEngine;
-      // The next request waits for the restarted engine (the model from the cache) and is answered.
+      // The restarted engine (the model from the cache) answers the next request.
       const again = await engine.completions.create({ prompt, max_tokens: 2, temperature: 0 });
       const info = engine.info();
       await engine.dispose();
