@@ -96,10 +96,11 @@ pub(crate) fn device(backend: Backend) -> Result<(llm::Device, AdapterInfo), Llm
 }
 
 pub(crate) fn load(path: &std::path::Path, backend: Backend, context: usize) -> Result<(Generator, AdapterInfo, f64), LlmError> {
-    let bytes = std::fs::read(path).map_err(|e| LlmError::BadRequest(format!("cannot read {}: {e}", path.display())))?;
     let (device, adapter) = device(backend)?;
     let started = std::time::Instant::now();
-    let generator = Generator::from_gguf(&bytes, &device, context)?;
+    // A tensor at a time from the file: the file is never in memory whole.
+    let (gguf, file) = llm::weights::FileSource::open(path)?;
+    let generator = Generator::from_source(&gguf, &file, &device, context)?;
     // Wait for the uploads so load time covers them.
     device.sync().map_err(|e| LlmError::Device(format!("{e:?}")))?;
     Ok((generator, adapter, started.elapsed().as_secs_f64()))

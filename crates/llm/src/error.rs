@@ -21,6 +21,10 @@ pub enum LlmError {
     /// A request the engine cannot serve (too long for the context, bad sampling values).
     #[error("bad request: {0}")]
     BadRequest(String),
+
+    /// The model file could not be read (an I/O error, or a range outside it).
+    #[error("reading the model: {0}")]
+    Read(String),
 }
 
 impl LlmError {
@@ -33,6 +37,7 @@ impl LlmError {
             Self::Tokenizer(_) => "model_format",
             Self::Device(_) => "device_lost",
             Self::BadRequest(_) => "bad_request",
+            Self::Read(_) => "model_read",
         }
     }
 }

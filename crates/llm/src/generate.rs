@@ -143,6 +143,15 @@ impl Generator {
         Ok(Self::new(model, tokenizer, template, max_context))
     }
 
+    /// Load everything from a GGUF whose header is `gguf`, reading each tensor from `source` as
+    /// it is uploaded (see [`crate::weights::FileSource`]): the file is never in memory whole.
+    pub fn from_source(gguf: &gguf::Gguf, source: &dyn crate::weights::TensorSource, device: &burn::tensor::Device, max_context: usize) -> Result<Self> {
+        let model = Model::load_from(gguf, source, device)?;
+        let tokenizer = Tokenizer::from_gguf(gguf)?;
+        let template = ChatTemplate::from_gguf(gguf)?;
+        Ok(Self::new(model, tokenizer, template, max_context))
+    }
+
     pub fn model(&self) -> &Model {
         &self.model
     }

@@ -60,7 +60,7 @@ impl Rope {
     /// `rope_freqs.weight` when the file has it (Llama 3.1-style frequency divisors).
     pub fn load_factors(&mut self, w: &WeightLoader) -> Result<()> {
         let Some(info) = w.gguf.tensor("rope_freqs.weight") else { return Ok(()) };
-        let factors = gguf::dequantize(info.ty, w.gguf.tensor_data(w.file, info)?)?;
+        let factors = gguf::dequantize(info.ty, &w.data(info)?)?;
         if factors.len() != self.dims / 2 {
             return Err(LlmError::Unsupported(format!("rope_freqs.weight has {} entries", factors.len())));
         }

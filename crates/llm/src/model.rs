@@ -9,7 +9,7 @@ use crate::error::{LlmError, Result};
 use crate::gemma3::Gemma3;
 use crate::kv_cache::KvCache;
 use crate::layers::{PreNormDecoder, TokenIo};
-use crate::weights::WeightLoader;
+use crate::weights::{TensorSource, WeightLoader};
 use crate::{llama, phi3, qwen2, qwen3};
 
 /// The blocks of one architecture.
@@ -31,10 +31,16 @@ pub struct Model {
 impl Model {
     /// Upload the weights of a GGUF held in memory.
     pub fn load(gguf: &Gguf, file: &[u8], device: &Device) -> Result<Self> {
+        Self::load_from(gguf, &file, device)
+    }
+
+    /// Upload the weights of a GGUF whose header is `gguf`, reading each tensor from `source`
+    /// as it is uploaded.
+    pub fn load_from(gguf: &Gguf, source: &dyn TensorSource, device: &Device) -> Result<Self> {
         let config = DecoderConfig::from_gguf(gguf)?;
         let architecture = Architecture::of(gguf)?;
-        gguf.check_data(file.len() as u64)?;
-        let w = WeightLoader { gguf, file, device };
+        gguf.check_data(source.file_len())?;
+        let w = WeightLoader { gguf, file: source, device };
         let io = TokenIo::load(&w, &config)?;
         let blocks = match architecture {
             Architecture::Llama => Blocks::PreNorm(llama::load(&w, &config)?),

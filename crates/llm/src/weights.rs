@@ -220,10 +220,90 @@ pub fn is_loadable(ty: GgmlType) -> bool {
     is_quantized_on_device(ty) || matches!(ty, GgmlType::F32 | GgmlType::F16 | GgmlType::BF16)
 }
 
-/// Reads named tensors out of a GGUF held in memory and uploads them.
+/// Where a model's tensor bytes come from: the whole file in memory, or a reader that fetches
+/// each tensor as it is uploaded ([`FileSource`]), so that the file is never in memory whole:
+/// loading then holds the weights on the device plus one tensor's bytes.
+pub trait TensorSource {
+    /// Length of the whole file.
+    fn file_len(&self) -> u64;
+    /// The bytes of `range`, which lies inside the file.
+    fn read(&self, range: std::ops::Range<usize>) -> Result<std::borrow::Cow<'_, [u8]>>;
+}
+
+impl TensorSource for &[u8] {
+    fn file_len(&self) -> u64 {
+        self.len() as u64
+    }
+
+    fn read(&self, range: std::ops::Range<usize>) -> Result<std::borrow::Cow<'_, [u8]>> {
+        let len = self.len();
+        self.get(range.clone()).map(std::borrow::Cow::Borrowed).ok_or_else(|| LlmError::Read(format!("bytes {range:?} of a {len}-byte file")))
+    }
+}
+
+impl TensorSource for Vec<u8> {
+    fn file_len(&self) -> u64 {
+        self.as_slice().file_len()
+    }
+
+    fn read(&self, range: std::ops::Range<usize>) -> Result<std::borrow::Cow<'_, [u8]>> {
+        let len = self.len();
+        self.get(range.clone()).map(std::borrow::Cow::Borrowed).ok_or_else(|| LlmError::Read(format!("bytes {range:?} of a {len}-byte file")))
+    }
+}
+
+/// A GGUF file on disk, read a tensor at a time.
+#[cfg(not(target_arch = "wasm32"))]
+pub struct FileSource {
+    file: std::sync::Mutex<std::fs::File>,
+    len: u64,
+}
+
+#[cfg(not(target_arch = "wasm32"))]
+impl FileSource {
+    /// Open `path` and parse its header, reading a growing prefix until the header fits.
+    pub fn open(path: impl AsRef<std::path::Path>) -> Result<(Gguf, Self)> {
+        use std::io::Read;
+        let path = path.as_ref();
+        let io = |e: std::io::Error| LlmError::Read(format!("{}: {e}", path.display()));
+        let mut file = std::fs::File::open(path).map_err(io)?;
+        let len = file.metadata().map_err(io)?.len();
+        let mut prefix = Vec::new();
+        let mut want = 1u64 << 20;
+        loop {
+            let have = prefix.len() as u64;
+            (&mut file).take(want.min(len) - have.min(want.min(len))).read_to_end(&mut prefix).map_err(io)?;
+            match Gguf::parse_prefix(&prefix, len) {
+                Ok(gguf) => return Ok((gguf, Self { file: std::sync::Mutex::new(file), len })),
+                Err(gguf::GgufError::Truncated { .. }) if (prefix.len() as u64) < len => want = want.saturating_mul(2),
+                Err(e) => return Err(e.into()),
+            }
+        }
+    }
+}
+
+#[cfg(not(target_arch = "wasm32"))]
+impl TensorSource for FileSource {
+    fn file_len(&self) -> u64 {
+        self.len
+    }
+
+    fn read(&self, range: std::ops::Range<usize>) -> Result<std::borrow::Cow<'_, [u8]>> {
+        use std::io::{Read, Seek, SeekFrom};
+        let io = |e: std::io::Error| LlmError::Read(format!("bytes {range:?} of the model file: {e}"));
+        // A poisoned lock only means another read panicked; the file handle is still usable.
+        let mut file = self.file.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        file.seek(SeekFrom::Start(range.start as u64)).map_err(io)?;
+        let mut bytes = vec![0u8; range.len()];
+        file.read_exact(&mut bytes).map_err(io)?;
+        Ok(std::borrow::Cow::Owned(bytes))
+    }
+}
+
+/// Reads named tensors out of a GGUF (held in memory or read a tensor at a time) and uploads them.
 pub struct WeightLoader<'a> {
     pub gguf: &'a Gguf,
-    pub file: &'a [u8],
+    pub file: &'a dyn TensorSource,
     pub device: &'a Device,
 }
 
@@ -236,8 +316,9 @@ impl WeightLoader<'_> {
         self.gguf.tensor(name).is_some()
     }
 
-    fn data(&self, info: &TensorInfo) -> Result<&[u8]> {
-        Ok(self.gguf.tensor_data(self.file, info)?)
+    /// The bytes of a tensor.
+    pub(crate) fn data(&self, info: &TensorInfo) -> Result<std::borrow::Cow<'_, [u8]>> {
+        self.file.read(self.gguf.tensor_range(info, self.file.file_len())?)
     }
 
     pub(crate) fn check_shape(info: &TensorInfo, dims: &[usize]) -> Result<()> {
@@ -258,7 +339,7 @@ impl WeightLoader<'_> {
     pub fn vector(&self, name: &str, len: usize) -> Result<Tensor<1>> {
         let info = self.info(name)?;
         Self::check_shape(info, &[len])?;
-        let values = gguf::dequantize(info.ty, self.data(info)?)?;
+        let values = gguf::dequantize(info.ty, &self.data(info)?)?;
         Ok(Tensor::from_data(TensorData::new(values, [len]), self.device))
     }
 
@@ -274,7 +355,7 @@ impl WeightLoader<'_> {
         Self::check_shape(info, &[rows, cols])?;
         let data = self.data(info)?;
         if is_quantized_on_device(info.ty) {
-            let groups = gguf::unpack(info.ty, data)?;
+            let groups = gguf::unpack(info.ty, &data)?;
             let bits = if groups.bits <= 4 { 4 } else { 8 };
             let per_word = 32 / bits as usize;
             // Groups span whole words and rows hold whole groups, so words never straddle rows.
@@ -297,7 +378,8 @@ impl WeightLoader<'_> {
                 })
             }))
         } else if is_loadable(info.ty) {
-            let values = gguf::dequantize(info.ty, data)?;
+            let values = gguf::dequantize(info.ty, &data)?;
+            drop(data);
             Ok(split_rows(rows, cols * 4, max_bytes, |r| {
                 let block = values[r.start * cols..r.end * cols].to_vec();
                 Linear::Dense(Tensor::<2>::from_data(TensorData::new(block, [r.len(), cols]), self.device).transpose())

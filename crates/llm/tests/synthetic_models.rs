@@ -347,3 +347,24 @@ fn the_fixture_notices_rope_and_window_changes() {
         assert!(diff > 20.0 * TOLERANCE, "{}: changing rope or the window moved the logits by only {diff}", spec.name);
     }
 }
+
+/// A model read a tensor at a time from its file (weights::FileSource: the file is never in
+/// memory whole) is the same model as the file read whole: identical logits.
+#[test]
+fn a_model_read_from_its_file_a_tensor_at_a_time_is_the_same() {
+    let bytes = synth::build("gemma3_swa").unwrap();
+    let path = std::env::temp_dir().join(format!("confidant-filesource-{}.gguf", std::process::id()));
+    std::fs::write(&path, &bytes).unwrap();
+    let (gguf, source) = llm::weights::FileSource::open(&path).unwrap();
+    let device = common::cpu();
+    let streamed = Generator::from_source(&gguf, &source, &device, 64).unwrap();
+    let whole = Generator::from_gguf(&bytes, &device, 64).unwrap();
+    std::fs::remove_file(&path).ok();
+    let prompt = ids(&config_fixture("gemma3_swa")["prompt_tokens"]);
+    let logits = |g: &Generator| {
+        let mut cache = g.model().new_cache(64);
+        g.model().forward(&prompt, &mut cache, false).unwrap().into_data().try_to_vec::<f32>().unwrap()
+    };
+    assert_eq!(logits(&streamed), logits(&whole));
+    assert_eq!(streamed.model().device_bytes(), whole.model().device_bytes());
+}
