@@ -215,6 +215,16 @@ test('journey: first visit, demo character, three turns, stop, regenerate, forge
   messages = await history();
   assert.equal(messages.length, 7);
   assert.notEqual(messages[6].id, lastId);
+  // The old reply is kept as another version of the message: back to it, and forward again.
+  const lastShown = (id) => page.waitForFunction((id) => [...document.querySelectorAll('.messages .message')].at(-1)?.dataset.id === id, id);
+  const versionCounter = () => page.textContent('.messages .message:last-child .counter');
+  assert.equal(await versionCounter(), '2 / 2');
+  await page.getByRole('button', { name: 'Previous version' }).click();
+  await lastShown(lastId);
+  assert.equal(await versionCounter(), '1 / 2');
+  await page.getByRole('button', { name: 'Next version' }).click();
+  await lastShown(messages[6].id);
+  assert.deepEqual(await history(), messages);
 
   // Memory: the fact from the first message is there; forget it.
   await page.getByRole('button', { name: 'Memory' }).click();
