@@ -354,48 +354,61 @@ impl WeightLoader<'_> {
         let info = self.info(name)?;
         Self::check_shape(info, &[rows, cols])?;
         let data = self.data(info)?;
+        // Each intermediate form is dropped as soon as the next exists: in a browser the wasm
+        // memory keeps its high-water mark, so a load's peak is what stays reserved.
         if is_quantized_on_device(info.ty) {
-            let groups = gguf::unpack(info.ty, &data)?;
-            let bits = if groups.bits <= 4 { 4 } else { 8 };
+            let gguf::Groups { group, bits: value_bits, q, scale, offset, .. } = gguf::unpack(info.ty, &data)?;
+            drop(data);
+            let bits = if value_bits <= 4 { 4 } else { 8 };
             let per_word = 32 / bits as usize;
             // Groups span whole words and rows hold whole groups, so words never straddle rows.
-            let packed: Vec<i32> = groups
-                .q
-                .chunks_exact(per_word)
-                .map(|chunk| chunk.iter().enumerate().fold(0u32, |w, (i, &q)| w | (q as u32) << (i as u32 * bits)) as i32)
-                .collect();
-            let scales: Vec<f32> = groups.scale.iter().zip(&groups.offset).flat_map(|(&s, &o)| [s, o]).collect();
-            let layout = QuantLayout { rows, cols, bits, group: groups.group, k_quant: matches!(info.ty, GgmlType::Q4K | GgmlType::Q5K | GgmlType::Q6K) };
+            let packed: Vec<i32> =
+                q.chunks_exact(per_word).map(|chunk| chunk.iter().enumerate().fold(0u32, |w, (i, &q)| w | (q as u32) << (i as u32 * bits)) as i32).collect();
+            drop(q);
+            let scales: Vec<f32> = scale.iter().zip(&offset).flat_map(|(&s, &o)| [s, o]).collect();
+            drop((scale, offset));
+            let layout = QuantLayout { rows, cols, bits, group, k_quant: matches!(info.ty, GgmlType::Q4K | GgmlType::Q5K | GgmlType::Q6K) };
             let (words_per_row, scales_per_row) = (packed.len() / rows, scales.len() / rows);
-            Ok(split_rows(rows, words_per_row * 4, max_bytes, |r| {
-                let (packed, scales) = (packed[r.start * words_per_row..r.end * words_per_row].to_vec(), &scales[r.start * scales_per_row..r.end * scales_per_row]);
+            let make = |r: std::ops::Range<usize>, packed: Vec<i32>, scales: Vec<f32>| {
                 let (words, scale_count) = (packed.len(), scales.len());
                 Linear::Quant(QuantMatrix {
                     // i32 whatever the backend's default int type: the kernels read 32-bit words.
                     packed: Tensor::from_data(TensorData::new(packed, [words]), (self.device, DType::I32)),
-                    scales: Tensor::from_data(TensorData::new(scales.to_vec(), [scale_count]), self.device),
+                    scales: Tensor::from_data(TensorData::new(scales, [scale_count]), self.device),
                     layout: QuantLayout { rows: r.len(), ..layout },
                 })
-            }))
+            };
+            let blocks = row_blocks(rows, words_per_row * 4, max_bytes);
+            if blocks.len() == 1 {
+                return Ok(make(0..rows, packed, scales));
+            }
+            Ok(Linear::Split(
+                blocks
+                    .into_iter()
+                    .map(|r| {
+                        let (p, s) = (packed[r.start * words_per_row..r.end * words_per_row].to_vec(), scales[r.start * scales_per_row..r.end * scales_per_row].to_vec());
+                        make(r, p, s)
+                    })
+                    .collect(),
+            ))
         } else if is_loadable(info.ty) {
             let values = gguf::dequantize(info.ty, &data)?;
             drop(data);
-            Ok(split_rows(rows, cols * 4, max_bytes, |r| {
-                let block = values[r.start * cols..r.end * cols].to_vec();
-                Linear::Dense(Tensor::<2>::from_data(TensorData::new(block, [r.len(), cols]), self.device).transpose())
-            }))
+            let make = |r: std::ops::Range<usize>, block: Vec<f32>| Linear::Dense(Tensor::<2>::from_data(TensorData::new(block, [r.len(), cols]), self.device).transpose());
+            let blocks = row_blocks(rows, cols * 4, max_bytes);
+            if blocks.len() == 1 {
+                return Ok(make(0..rows, values));
+            }
+            Ok(Linear::Split(blocks.into_iter().map(|r| make(r.clone(), values[r.start * cols..r.end * cols].to_vec())).collect()))
         } else {
             Err(LlmError::Unsupported(format!("tensor {} has type {}, which this engine cannot run", info.name, info.ty)))
         }
     }
 }
 
-/// The matrix of `rows` rows of `row_bytes` each, made by `make` for a range of rows: in one
-/// piece, or split into blocks of at most `max_bytes` (one row at least).
-fn split_rows(rows: usize, row_bytes: usize, max_bytes: usize, make: impl Fn(std::ops::Range<usize>) -> Linear) -> Linear {
+/// Ranges of rows, `row_bytes` each, in blocks of at most `max_bytes` (one row at least): one
+/// range when the whole matrix fits.
+fn row_blocks(rows: usize, row_bytes: usize, max_bytes: usize) -> Vec<std::ops::Range<usize>> {
     let per_block = (max_bytes / row_bytes.max(1)).max(1);
-    if rows <= per_block {
-        return make(0..rows);
-    }
-    Linear::Split((0..rows).step_by(per_block).map(|r| make(r..(r + per_block).min(rows))).collect())
+    (0..rows.max(1)).step_by(per_block).map(|r| r..(r + per_block).min(rows)).collect()
 }
