@@ -40,6 +40,13 @@ fn characters_sessions_and_backups_without_a_model() {
     pollster::block_on(async {
         let mut mem = Memory::open(NoEmbedder, InMemoryStore::new(), MemoryConfig::default()).await.expect("memory");
         let mut chat = ChatEngine::new(InMemoryChatStore::new(), EngineSettings::default());
+        // A clock that moves: characters list in the order they were made (two imports within
+        // one millisecond would otherwise be ordered by their random ids).
+        let tick = std::cell::Cell::new(1_000u64);
+        chat.set_clock(move || {
+            tick.set(tick.get() + 1);
+            tick.get()
+        });
 
         let ada = chat.import_character(&card("Ada")).await.expect("import");
         let bo = chat.import_character(&card("Bo")).await.expect("import");
