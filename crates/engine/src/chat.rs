@@ -9,6 +9,7 @@ mod turn;
 use std::collections::{BTreeSet, HashMap};
 
 use crate::model::ChatModel;
+use llm::{GenerateOptions, SamplingParams};
 use memory::record::new_id;
 use memory::{Memory, MemoryKind, NewMemory, Store, TextEmbedder};
 use persona::{Character, ExportSpec, Lorebook, MacroContext, PromptOptions, PromptSection, Role, export_card_json, export_card_png, import_card};
@@ -103,6 +104,12 @@ pub struct ChatEngine<C: ChatStore> {
     /// Sessions that may want a summary.
     summary_wanted: BTreeSet<String>,
     last_prompts: HashMap<String, PromptDebug>,
+    /// Per session, the tokens of its latest prompt's persona system message: after a summary
+    /// has filled the model's cache with its own prompt, they are read back in the background
+    /// so the next reply does not wait for them.
+    persona_prefix: HashMap<String, Vec<u32>>,
+    /// The model is reading a persona prefix back in ([`Self::background_step`]).
+    rewarming: bool,
 }
 
 pub(crate) fn speaker_role(speaker: Speaker) -> Role {
@@ -131,6 +138,8 @@ impl<C: ChatStore> ChatEngine<C> {
             summary: None,
             summary_wanted: BTreeSet::new(),
             last_prompts: HashMap::new(),
+            persona_prefix: HashMap::new(),
+            rewarming: false,
         }
     }
 
@@ -446,15 +455,33 @@ impl<C: ChatStore> ChatEngine<C> {
 
     /// Whether background work is waiting or under way.
     pub fn has_background_work(&self) -> bool {
-        self.summary.is_some() || !self.summary_wanted.is_empty()
+        self.summary.is_some() || !self.summary_wanted.is_empty() || self.rewarming
     }
 
-    /// Do a little background work — one token of a rolling summary — if no reply is under
-    /// way. Returns false when there is nothing to do. A reply started meanwhile cancels the
-    /// summary, which starts again at the next idle moment.
+    /// Do a little background work — one token of a rolling summary, or a chunk of the persona
+    /// prefix read back into the model's cache after one — if no reply is under way. Returns
+    /// false when there is nothing to do. A reply started meanwhile cancels the summary, which
+    /// starts again at the next idle moment.
     pub async fn background_step<M: ChatModel, E: TextEmbedder, S: Store>(&mut self, model: &mut M, memory: &mut Memory<E, S>) -> Result<bool> {
         if self.turn.is_some() {
             return Ok(false);
+        }
+        if self.rewarming {
+            // A chunk at a time, then the rest with one step (whose token is not wanted).
+            let done = match model.prefill(self.settings.prefill_chunk).await {
+                Ok(Some(_)) => false,
+                Ok(None) => {
+                    let _ = model.step().await;
+                    true
+                }
+                Err(_) => true,
+            };
+            if done {
+                // The cache keeps what was read; a failure only costs the next reply the time.
+                model.abort();
+                self.rewarming = false;
+            }
+            return Ok(true);
         }
         if self.summary.is_none() {
             let Some(session_id) = self.summary_wanted.pop_first() else { return Ok(false) };
@@ -479,7 +506,15 @@ impl<C: ChatStore> ChatEngine<C> {
             return Ok(true);
         }
         let Some(job) = self.summary.take() else { return Ok(true) };
+        let session_id = job.session_id.clone();
         self.store_summary(memory, job).await?;
+        // The summary's prompt pushed the persona out of the cache: read it back now, while
+        // nothing waits, rather than at the next reply.
+        if let Some(prefix) = self.persona_prefix.get(&session_id).filter(|p| p.len() > 1)
+            && model.begin(prefix.clone(), GenerateOptions { max_tokens: 1, sampling: SamplingParams::greedy(), ignore_eos: true, cache_prompt: true }).is_ok()
+        {
+            self.rewarming = true;
+        }
         Ok(true)
     }
 
@@ -529,6 +564,10 @@ impl<C: ChatStore> ChatEngine<C> {
         if let Some(job) = self.summary.take() {
             model.abort();
             self.summary_wanted.insert(job.session_id);
+        }
+        if self.rewarming {
+            model.abort();
+            self.rewarming = false;
         }
     }
 

@@ -51,6 +51,10 @@ struct ScriptedModel {
     pending: Vec<String>,
     running: bool,
     stats: GenerationStats,
+    /// As a real generator: the tokens whose keys and values the cache holds, and the prompt
+    /// under way (a new prompt reuses the longest common prefix).
+    cached: Vec<u32>,
+    prompt: Vec<u32>,
 }
 
 impl ScriptedModel {
@@ -65,6 +69,8 @@ impl ScriptedModel {
             pending: Vec::new(),
             running: false,
             stats: GenerationStats::default(),
+            cached: Vec::new(),
+            prompt: Vec::new(),
         }
     }
 
@@ -119,6 +125,9 @@ impl ChatModel for ScriptedModel {
         let text = if rendered.contains("Summarize what happened") {
             self.summaries_written += 1;
             format!("Summary {}: Sam and Mira kept talking about the garden.", self.summaries_written)
+        } else if options.max_tokens <= 1 {
+            // The engine reading a prefix back into the cache: no reply wanted.
+            String::new()
         } else {
             let reply = self.replies.get(self.next_reply).cloned().unwrap_or_else(|| "Mm.".into());
             self.next_reply += 1;
@@ -128,7 +137,10 @@ impl ChatModel for ScriptedModel {
         self.pending = text.split_inclusive(' ').map(str::to_string).take(options.max_tokens).collect();
         self.pending.reverse();
         self.running = true;
-        self.stats = GenerationStats { prompt_tokens: prompt.len(), prefilled_tokens: prompt.len(), ..Default::default() };
+        let reuse = self.cached.iter().zip(&prompt).take_while(|(a, b)| a == b).count().min(prompt.len() - 1);
+        self.cached.truncate(reuse);
+        self.stats = GenerationStats { prompt_tokens: prompt.len(), prefilled_tokens: prompt.len() - reuse, ..Default::default() };
+        self.prompt = prompt;
         Ok(())
     }
 
@@ -136,13 +148,21 @@ impl ChatModel for ScriptedModel {
         None
     }
 
-    async fn prefill(&mut self, _chunk: usize) -> llm::Result<Option<PrefillProgress>> {
-        Ok(None)
+    async fn prefill(&mut self, chunk: usize) -> llm::Result<Option<PrefillProgress>> {
+        let at = self.cached.len();
+        if !self.running || at >= self.prompt.len() || self.prompt.len() - at <= chunk {
+            return Ok(None);
+        }
+        self.cached.extend_from_slice(&self.prompt[at..at + chunk]);
+        Ok(Some(PrefillProgress { done: self.cached.len(), total: self.prompt.len() }))
     }
 
     async fn step(&mut self) -> llm::Result<Option<Step>> {
         if !self.running {
             return Ok(None);
+        }
+        if self.cached.len() < self.prompt.len() {
+            self.cached = self.prompt.clone();
         }
         match self.pending.pop() {
             Some(text) => {
@@ -229,7 +249,8 @@ fn long_chat(context: usize) -> usize {
         for text in pinned {
             mem.add(NewMemory::new(&character.id, MemoryKind::PinnedNote, text)).await.expect("pin");
         }
-        let (mut summaries_seen, mut with_retrieved, mut dropped_past_summary) = (0, 0, 0);
+        let (mut summaries_seen, mut with_retrieved, mut dropped_past_summary, mut rewarmed) = (0, 0, 0, 0);
+        let mut summary_before_turn = false;
         for turn in 0..turns {
             // Facts and plant talk, so memories are written and retrieved.
             let text = if turn % 7 == 0 {
@@ -282,11 +303,22 @@ fn long_chat(context: usize) -> usize {
             assert_eq!(lines.len(), used.len(), "turn {turn}: every memory in the block is cited");
             assert_eq!(stored.messages.last().map(|m| m.used_memory_ids.clone()), Some(used));
 
+            // After a background summary the persona prefix was read back: this reply found it
+            // in the cache (it would be 2 tokens: the summary's prompt shares only "system You").
+            if summary_before_turn {
+                let Some(TurnEvent::Done { usage, .. }) = events.last() else { panic!("done last") };
+                let persona_words = debug.sections.iter().filter(|s| s.message == 0).map(|s| s.tokens).sum::<usize>();
+                assert!(usage.cached_tokens >= persona_words, "turn {turn}: {} tokens from the cache after a summary, the persona is {persona_words}", usage.cached_tokens);
+                rewarmed += 1;
+            }
             // Summaries are written in the background, between turns, as the page does.
+            let written = model.summaries_written;
             while chat.background_step(&mut model, &mut mem).await.expect("background") {}
+            summary_before_turn = model.summaries_written > written;
         }
         assert!(model.summaries_written >= 15, "{} summaries written", model.summaries_written);
         assert!(summaries_seen >= turns - 20, "a summary in {summaries_seen} of {turns} prompts");
+        assert!(rewarmed >= 30, "the persona read back after {rewarmed} summaries");
         // Retrieved memories were there too, so "no memory twice" was put to the test.
         assert!(with_retrieved >= turns / 2, "retrieved memories in {with_retrieved} of {turns} prompts");
         eprintln!(

@@ -411,6 +411,11 @@ impl<C: ChatStore> ChatEngine<C> {
         let messages: Vec<llm::ChatMessage> = assembled.messages.iter().map(|m| llm::ChatMessage::new(m.role.as_str(), m.content.clone())).collect();
         let mut rendered = model.render_chat(&messages)?;
         let mut tokens = model.encode_chat(&messages)?;
+        // The persona system message's tokens (what the prompt shares with a chat of that
+        // message alone), read back after a background summary.
+        let persona_only = model.encode_chat(&messages[..1.min(messages.len())])?;
+        let shared = persona_only.iter().zip(&tokens).take_while(|(a, b)| a == b).count();
+        self.persona_prefix.insert(session.id.clone(), tokens[..shared].to_vec());
         // With inner thoughts on, the reply is started with the thought marker (HER's
         // pre-filled turn): the model writes the thought first instead of perhaps forgetting it.
         if character.inner_thoughts().enabled {
