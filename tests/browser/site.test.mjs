@@ -627,6 +627,29 @@ test('on a plain static host without WebGPU: the service worker sends the policy
     await page.waitForSelector('dialog[open] .storage');
     assert.match(await page.textContent('dialog[open]'), /on the processor/);
     await page.screenshot({ path: join(shots, 'settings-cpu.png') });
+
+    // A stored character that cannot be read: set aside when the list is read, and the settings
+    // say so.
+    await page.evaluate(
+      () =>
+        new Promise((ok, no) => {
+          const r = indexedDB.open('confidant');
+          r.onerror = () => no(r.error);
+          r.onsuccess = () => {
+            const t = r.result.transaction('characters', 'readwrite');
+            t.objectStore('characters').put({ id: 'unreadable-character', card: 7 });
+            t.oncomplete = () => {
+              r.result.close();
+              ok();
+            };
+            t.onerror = () => no(t.error);
+          };
+        }),
+    );
+    await page.reload();
+    await page.waitForFunction(() => window.confidantDemo?.ready === true);
+    await page.click('.sidebar-foot .nav-button');
+    await page.waitForFunction(() => /1 record could not be read/.test(document.querySelector('dialog[open] .storage')?.textContent ?? ''));
   } finally {
     await plain.close();
   }
