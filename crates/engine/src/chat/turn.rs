@@ -269,7 +269,8 @@ impl<C: ChatStore> ChatEngine<C> {
     pub async fn begin_regenerate<M: ChatModel, E: TextEmbedder, S: Store>(
         &mut self,
         model: &mut M,
-        memory: &mut Memory<E, S>,
+        // The replaced reply's memories move when the new one is complete (in `next_event`).
+        _memory: &mut Memory<E, S>,
         session_id: &str,
         options: &ReplyOptions,
     ) -> Result<()> {
@@ -295,7 +296,6 @@ impl<C: ChatStore> ChatEngine<C> {
             Some(_) => {} // the last message is the user's (a reply failed or was empty): answer it
             None => return Err(EngineError::BadRequest("the session has no messages to reply to".into())),
         }
-        let _ = memory;
         // A user message left without memories (its reply failed) gets them with this reply.
         let unremembered = session
             .messages
