@@ -137,7 +137,7 @@ test('journey: first visit, demo character, three turns, stop, regenerate, forge
   assert.match(greeting[0].text, /Rain drums on the glass roof/);
   // Alternate greetings: next, and back.
   const toasts = () => page.$$eval('.toast', (ts) => ts.map((t) => t.textContent).join(' | '));
-  const counter = (text) => page.waitForFunction((t) => document.querySelector('.counter')?.textContent === t, text, { timeout: 30_000 }).catch(async (e) => assert.fail(`${e.message}; toasts: ${await toasts()}`));
+  const counter = (text) => page.waitForFunction((t) => document.querySelector('.counter')?.textContent === t, text).catch(async (e) => assert.fail(`${e.message}; toasts: ${await toasts()}`));
   await page.getByRole('button', { name: 'Next greeting' }).click();
   await counter('2 / 3');
   assert.match((await history())[0].text, /ladder/);

@@ -6,7 +6,8 @@ import { h, replace } from './dom.js';
 import { type PortraitSubject, portraitUrl } from './portrait.js';
 import { downloadSize } from './model.js';
 
-interface DemoCard {
+/** A demo character as cards/index.json lists it. */
+export interface DemoCard {
   id: string;
   file: string;
   name: string;

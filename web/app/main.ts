@@ -8,7 +8,7 @@ import { h, replace } from './dom.js';
 import { bytes } from './format.js';
 import { hasWebGpu, showNoWebGpu } from './loading.js';
 import { applyTheme, EMBEDDER_URL, loadSettings, saveSettings, type Settings } from './settings.js';
-import { demoId, portraitOf, showGalleryView } from './gallery.js';
+import { type DemoCard, demoId, portraitOf, showGalleryView } from './gallery.js';
 import { showEditor } from './editor.js';
 import { ChatView } from './chat.js';
 import { openMemoryPanel } from './memory.js';
@@ -61,7 +61,13 @@ async function start(): Promise<void> {
   }
   // Storage only: the engine's code, no model. Nothing is fetched from models/ until needed.
   const starting = h('p', { class: 'progress-detail', 'aria-live': 'polite' }, 'Starting…');
-  replace(root, h('main', { class: 'splash' }, h('h1', {}, 'Confidant'), h('p', { class: 'lead' }, 'Private companions that live in your browser.'), starting));
+  const faces = h('ul', { class: 'faces', 'aria-label': 'Demo characters' });
+  replace(root, h('main', { class: 'splash' }, h('h1', {}, 'Confidant'), h('p', { class: 'lead' }, 'Private companions that live in your browser.'), faces, starting));
+  // The demo characters while the engine's code arrives: their faces are drawn here, at once.
+  void fetch('cards/index.json')
+    .then((r) => r.json() as Promise<DemoCard[]>)
+    .then((demos) => replace(faces, demos.map((d) => h('li', {}, h('img', { src: portraitUrl({ seed: d.id, ...d.portrait }), alt: '', width: 88, height: 88 }), h('span', {}, d.name)))))
+    .catch(() => {});
   const onProgress = (p: Progress) => {
     if (p.stage === 'compile' && p.total > 0) starting.textContent = `Loading the app · ${bytes(p.loaded)} of ${bytes(p.total)} · ${Math.floor((100 * p.loaded) / p.total)} %`;
   };
