@@ -29,9 +29,7 @@ const CPU_TOLERANCE: f32 = 2.0;
 const CPU_MEAN_TOLERANCE: f32 = 0.3;
 const CPU_TIE: f32 = 0.5;
 
-fn ids(v: &Value) -> Vec<u32> {
-    v.as_array().unwrap().iter().map(|x| x.as_u64().unwrap() as u32).collect()
-}
+use common::ids;
 
 #[test]
 fn gemma3_270m_cpu_matches_llama_cpp() {
@@ -48,32 +46,7 @@ fn gemma3_270m_cpu_matches_llama_cpp() {
         (info.display_name.as_str(), info.architecture.as_str(), info.chat_template.as_str(), info.quantization.as_str()),
         ("Gemma 3 270M (base model)", "gemma3", "gemma", "Q4_K_M")
     );
-    let (mut worst, mut total, mut count) = (0f32, 0f32, 0usize);
-    for run in reference["runs"]["q4_k_m"].as_array().unwrap() {
-        let name = run["name"].as_str().unwrap();
-        let prompt = generator.encode_raw(run["prompt"].as_str().unwrap()).unwrap();
-        assert_eq!(prompt, ids(&run["prompt_tokens"]), "{name}: prompt token ids");
-        let mut cache = generator.model().new_cache(512);
-        let mut input = prompt;
-        let mut checked = 0;
-        for (i, step) in run["steps"].as_array().unwrap().iter().enumerate() {
-            let logits = generator.model().forward(&input, &mut cache, false).unwrap().into_data().try_to_vec::<f32>().unwrap();
-            for pair in step["top5"].as_array().unwrap() {
-                let (id, want) = (pair[0].as_u64().unwrap() as usize, pair[1].as_f64().unwrap() as f32);
-                let diff = (logits[id] - want).abs();
-                assert!(diff <= CPU_TOLERANCE, "{name} step {i}: logit of token {id} is {} (llama.cpp {want})", logits[id]);
-                (worst, total, count) = (worst.max(diff), total + diff, count + 1);
-            }
-            let token = step["token"].as_u64().unwrap() as u32;
-            if step["gap"].as_f64().unwrap() as f32 >= CPU_TIE {
-                assert_eq!(llm::sampler::argmax(&logits), token, "{name} step {i}: greedy token");
-                checked += 1;
-            }
-            input = vec![token];
-        }
-        eprintln!("{name}: {checked} greedy tokens checked (gap ≥ {CPU_TIE})");
-    }
-    let mean = total / count as f32;
+    let (worst, mean) = common::replay_reference_runs(&generator, &reference["runs"]["q4_k_m"], CPU_TOLERANCE, CPU_TIE);
     eprintln!("Gemma 3 270M on the CPU vs llama.cpp: top-5 logits differ by {worst:.3} at most, {mean:.3} on average");
     assert!(mean <= CPU_MEAN_TOLERANCE, "top-5 logits differ by {mean} on average");
 }
