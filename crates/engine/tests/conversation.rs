@@ -6,6 +6,9 @@
 //! regenerate, edit and delete with their memory records, a background summary, and
 //! export → wipe → import.
 
+mod common;
+
+use common::read;
 use llm::Device;
 use engine::{ChatEngine, EngineSettings, InMemoryChatStore, ReplyOptions, Speaker, TurnEvent};
 use llm::{Generator, SamplingParams};
@@ -15,11 +18,6 @@ use serde_json::json;
 
 fn device() -> Device {
     llm::device::init_cpu().0
-}
-
-fn read(relative: &str) -> Vec<u8> {
-    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../..").join(relative);
-    std::fs::read(&path).unwrap_or_else(|e| panic!("{}: {e}; run models/fetch.sh first", path.display()))
 }
 
 fn card() -> Vec<u8> {

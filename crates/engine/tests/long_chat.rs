@@ -5,35 +5,17 @@
 //! prompt used. Then inner thoughts: the reply is pre-started with the thought marker when the
 //! option is on, and brackets are speech when it is off.
 
+mod common;
+
+use common::WordHashEmbedder;
 use std::cell::RefCell;
 use std::collections::{HashMap, HashSet};
 
 use engine::{ChatEngine, ChatModel, EngineSettings, InMemoryChatStore, Message, ReplyOptions, TurnEvent};
 use llm::{ChatMessage, GenerateOptions, GenerationStats, PrefillProgress, SamplingParams, Step};
-use memory::{EMBEDDING_DIM, Embedding, InMemoryStore, Memory, MemoryConfig, MemoryKind, NewMemory, TextEmbedder};
+use memory::{InMemoryStore, Memory, MemoryConfig, MemoryKind, NewMemory};
 use persona::SectionKind;
 use serde_json::json;
-
-/// Each word lights one dimension: enough for memories to be written and found.
-struct WordHashEmbedder;
-
-impl TextEmbedder for WordHashEmbedder {
-    async fn embed(&self, texts: &[&str]) -> memory::Result<Vec<Embedding>> {
-        Ok(texts
-            .iter()
-            .map(|t| {
-                let mut v = [0.0f32; EMBEDDING_DIM];
-                for word in t.split_whitespace() {
-                    let h = word.bytes().fold(7u64, |h, b| h.wrapping_mul(31).wrapping_add(u64::from(b)));
-                    v[(h % EMBEDDING_DIM as u64) as usize] += 1.0;
-                }
-                v[0] += 0.01;
-                let norm = v.iter().map(|x| x * x).sum::<f32>().sqrt();
-                v.map(|x| x / norm)
-            })
-            .collect())
-    }
-}
 
 /// A model that writes what the script says: a numbered summary when asked to summarize,
 /// otherwise the next scripted reply, one word per token. A token is a word of the rendered

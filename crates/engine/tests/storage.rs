@@ -7,41 +7,18 @@
 //! error `storage_quota`, and the next turn works. The browser side of the same (IndexedDB,
 //! reloads, two tabs) is in tests/browser/storage.test.mjs.
 
+mod common;
+
+use common::{WordHashEmbedder, read};
 use std::cell::Cell;
 use std::rc::Rc;
 
 use engine::{ChatEngine, ChatStore, EngineError, EngineSettings, InMemoryChatStore, Message, ReplyOptions, Session, Speaker, StoredCharacter, TurnEvent};
 use llm::{Generator, SamplingParams};
-use memory::{EMBEDDING_DIM, Embedding, InMemoryStore, Memory, MemoryConfig, MemoryRecord, TextEmbedder};
+use memory::{InMemoryStore, Memory, MemoryConfig, MemoryRecord};
 use serde_json::json;
 
-/// Each word lights one dimension: enough for memories to be written and found.
-struct WordHashEmbedder;
-
-impl TextEmbedder for WordHashEmbedder {
-    async fn embed(&self, texts: &[&str]) -> memory::Result<Vec<Embedding>> {
-        Ok(texts
-            .iter()
-            .map(|t| {
-                let mut v = [0.0f32; EMBEDDING_DIM];
-                for word in t.split_whitespace() {
-                    let h = word.bytes().fold(7u64, |h, b| h.wrapping_mul(31).wrapping_add(u64::from(b)));
-                    v[(h % EMBEDDING_DIM as u64) as usize] += 1.0;
-                }
-                v[0] += 0.01;
-                let norm = v.iter().map(|x| x * x).sum::<f32>().sqrt();
-                v.map(|x| x / norm)
-            })
-            .collect())
-    }
-}
-
 type Mem = Memory<WordHashEmbedder, InMemoryStore>;
-
-fn read(relative: &str) -> Vec<u8> {
-    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../..").join(relative);
-    std::fs::read(&path).unwrap_or_else(|e| panic!("{}: {e}; run models/fetch.sh first", path.display()))
-}
 
 fn card() -> Vec<u8> {
     serde_json::to_vec(&json!({

@@ -22,14 +22,13 @@
 mod common;
 
 use llm::Generator;
+use common::ids;
 use serde_json::Value;
 
 const MODEL: &str = "models/gemma-3-270m-Q4_K_M.gguf";
 const CPU_TOLERANCE: f32 = 2.0;
 const CPU_MEAN_TOLERANCE: f32 = 0.3;
 const CPU_TIE: f32 = 0.5;
-
-use common::ids;
 
 #[test]
 fn gemma3_270m_cpu_matches_llama_cpp() {

@@ -15,6 +15,7 @@
 mod common;
 
 use llm::{GenerateOptions, Generator, SamplingParams};
+use common::ids;
 use serde_json::Value;
 
 const TOLERANCE: f32 = 0.01;
@@ -23,8 +24,6 @@ fn reference() -> Value {
     let path = common::repo_path("tests/fixtures/llama_reference.json");
     serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()
 }
-
-use common::ids;
 
 #[test]
 fn smollm2_matches_llama_cpp_f32() {
