@@ -61,6 +61,27 @@ fn product(x: &FlexTensor, packed: &FlexTensor, scales: &FlexTensor, w: QuantLay
     out
 }
 
+/// A stacked gate/up product (`w.rows` = gate rows then up rows) through a gated activation
+/// (`silu_mul`, `gelu_mul`): half as wide as the product.
+fn gated_product(
+    x: FlexTensor,
+    packed: FlexTensor,
+    scales: FlexTensor,
+    w: QuantLayout,
+    activation: fn(&[f32], &[f32], &mut [f32]) -> cpu_kernels::Result<()>,
+    what: &str,
+) -> FlexTensor {
+    let x = dense(x);
+    let both = product(&x, &dense(packed), &dense(scales), w);
+    let half = w.rows / 2;
+    let mut out = vec![0f32; both.len() / 2];
+    for (row, o) in both.chunks_exact(w.rows).zip(out.chunks_exact_mut(half)) {
+        let (gate, up) = row.split_at(half);
+        activation(gate, up, o).unwrap_or_else(|e| panic!("{what}: {e}"));
+    }
+    tensor(out, with_last(&x, half))
+}
+
 thread_local! {
     /// The quantized activations' buffer, reused by every product on this thread.
     static ACTIVATIONS: RefCell<Q8Activations> = RefCell::new(Q8Activations::new());
@@ -90,27 +111,11 @@ impl LlmKernels for Flex {
     }
 
     fn quant_swiglu(x: FloatTensor<Self>, packed: IntTensor<Self>, scales: FloatTensor<Self>, w: QuantLayout) -> FloatTensor<Self> {
-        let x = dense(x);
-        let both = product(&x, &dense(packed), &dense(scales), w);
-        let half = w.rows / 2;
-        let mut out = vec![0f32; both.len() / 2];
-        for (row, o) in both.chunks_exact(w.rows).zip(out.chunks_exact_mut(half)) {
-            let (gate, up) = row.split_at(half);
-            cpu_kernels::silu_mul(gate, up, o).unwrap_or_else(|e| panic!("swiglu: {e}"));
-        }
-        tensor(out, with_last(&x, half))
+        gated_product(x, packed, scales, w, cpu_kernels::silu_mul, "swiglu")
     }
 
     fn quant_geglu(x: FloatTensor<Self>, packed: IntTensor<Self>, scales: FloatTensor<Self>, w: QuantLayout) -> FloatTensor<Self> {
-        let x = dense(x);
-        let both = product(&x, &dense(packed), &dense(scales), w);
-        let half = w.rows / 2;
-        let mut out = vec![0f32; both.len() / 2];
-        for (row, o) in both.chunks_exact(w.rows).zip(out.chunks_exact_mut(half)) {
-            let (gate, up) = row.split_at(half);
-            cpu_kernels::gelu_mul(gate, up, o).unwrap_or_else(|e| panic!("geglu: {e}"));
-        }
-        tensor(out, with_last(&x, half))
+        gated_product(x, packed, scales, w, cpu_kernels::gelu_mul, "geglu")
     }
 
     fn gelu_mul(gate: FloatTensor<Self>, up: FloatTensor<Self>) -> FloatTensor<Self> {
