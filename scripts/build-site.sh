@@ -16,5 +16,7 @@ mkdir -p "$out/confidant" "$out/cards"
 (cd pkg/dist && find . -name '*.js' -o -name '*.wasm' | grep -v '\.d\.ts$' | while read -r f; do mkdir -p "../../$out/confidant/$(dirname "$f")"; cp "$f" "../../$out/confidant/$f"; done)
 cp web/index.html web/styles.css web/icon.svg web/manifest.webmanifest "$out/"
 cp web/cards/*.png web/cards/index.json "$out/cards/"
+# The built-in models this site serves (the demo's model picker lists them).
+node scripts/site-models.mjs "$out"
 node scripts/site-sw.mjs "$out"
 echo "site built in $out ($(du -sh "$out" | cut -f1))"

@@ -9,6 +9,7 @@ import {
   deleteModel,
   findModel,
   keyFor,
+  LOCAL_SCHEME,
   readModel,
   readPartial,
   readPartialBytes,
@@ -70,6 +71,8 @@ export async function loadModelBytes(
         return new Uint8Array(bytes);
       }
     }
+    // A file stored from the user's device has no server to fetch it from again.
+    if (url.startsWith(LOCAL_SCHEME)) throw new ConfidantError('model_fetch', `The model file ${decodeURIComponent(url.slice(url.lastIndexOf('/') + 1))} is no longer stored in this browser: add it again (Confidant.cache.add).`);
     return download(url, source.sha256?.toLowerCase(), onProgress, checkHeader, signal);
   });
 }

@@ -4,7 +4,7 @@
 
 import { Channel } from './channel.js';
 import { ConfidantError } from './errors.js';
-import { deleteModel, listModels } from './model-store.js';
+import { deleteModel, listModels, LOCAL_SCHEME, storeFile } from './model-store.js';
 import type { ChatOps, MemoryOps } from './operations.js';
 import type { ChatOp, EmbedderPayload, GenerationResult, MemoryOp, ModelPayload } from './protocol.js';
 import { ChunkStream, TurnStream } from './streams.js';
@@ -211,7 +211,7 @@ export class Confidant {
     const contextLength = options.contextLength ?? 4096;
     if (!Number.isInteger(contextLength) || contextLength < 16) throw new ConfidantError('bad_request', 'contextLength must be an integer ≥ 16.');
     if (options.embedder !== undefined) this.embedder = embedderPayload(options.embedder);
-    else if (!this.embedder && 'url' in payload) this.embedder = { url: new URL('all-MiniLM-L6-v2/', payload.url).href };
+    else if (!this.embedder && 'url' in payload && !payload.url.startsWith(LOCAL_SCHEME)) this.embedder = { url: new URL('all-MiniLM-L6-v2/', payload.url).href };
     if (options.onProgress) this.onProgress = options.onProgress;
     const { done } = this.channel.request(
       { type: 'load', model: payload, backend: this.backend, threads: this.threads, contextLength, measureSpeed: options.measureSpeed !== false, ...wasmUrls() },
@@ -228,6 +228,21 @@ export class Confidant {
     list: (): Promise<CachedModel[]> => listModels(),
     /** Remove a cached model (and any interrupted download of it). True if it was cached. */
     delete: (url: string): Promise<boolean> => deleteModel(new URL(url, globalThis.location?.href).href),
+    /**
+     * Keep a GGUF file from the user's device in this browser, so it loads later without asking
+     * for the file again: resolves to its entry, whose `url` (`confidant-file://…`) is given to
+     * `loadModel({ model: { url } })` and `cache.delete`.
+     */
+    add: async (file: Blob, options: { name?: string; onProgress?: (p: Progress) => void } = {}): Promise<CachedModel> => {
+      if (!(file instanceof Blob)) throw new ConfidantError('bad_request', 'cache.add takes a File or Blob.');
+      const name = options.name ?? (file instanceof File ? file.name : 'model.gguf');
+      try {
+        return await storeFile(file, name, (loaded, total) => options.onProgress?.({ stage: 'cache', loaded, total }));
+      } catch (e) {
+        if ((e as DOMException)?.name === 'QuotaExceededError') throw new ConfidantError('storage_quota', `There is no room in this browser's storage for ${name} (${file.size} bytes).`);
+        throw new ConfidantError('storage', `Could not store ${name} in this browser: ${(e as Error).message}`);
+      }
+    },
   };
 
   /** The backend (and why it was chosen), the adapter and the model this engine runs; `model_not_loaded` before a model is. */

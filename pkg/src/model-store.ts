@@ -3,7 +3,8 @@
 // Layout under the OPFS root: `confidant-models/index.json` lists complete files by URL;
 // `<key>.gguf` holds a file's bytes (complete once the index lists it) and, while a download is
 // under way or was interrupted, `<key>.part.json` what is needed to resume it (HTTP validators,
-// bytes safely stored). `key` is a hash of the URL.
+// bytes safely stored). `key` is a hash of the URL. A file the user gave (`storeFile`) is kept the
+// same way under a URL of its own scheme, `confidant-file://<id>/<name>`, which no server answers.
 // Writers hold a Web Lock per key, so two tabs never write the same file at once.
 
 import type { CachedModel } from './types.js';
@@ -108,6 +109,42 @@ async function unlist(d: FileSystemDirectoryHandle, url: string): Promise<boolea
     }
     return existed;
   });
+}
+
+/** The scheme of the URLs naming files the user stored from their own device. */
+export const LOCAL_SCHEME = 'confidant-file:';
+
+/** Copy a file the user picked into the cache (streamed to disk), listed under a
+ * `confidant-file:` URL of its own; resolves to its entry. (WebCrypto has no streaming digest,
+ * so the SHA-256 reads the stored copy whole, as loading it does.) */
+export async function storeFile(file: Blob, name: string, onProgress: (loaded: number, total: number) => void): Promise<CachedModel> {
+  const url = `${LOCAL_SCHEME}//${crypto.randomUUID()}/${encodeURIComponent(name)}`;
+  const d = await dir();
+  const key = await keyFor(url);
+  const handle = await d.getFileHandle(`${key}.gguf`, { create: true });
+  try {
+    const writable = await handle.createWritable();
+    let loaded = 0;
+    const counted = file.stream().pipeThrough(
+      new TransformStream<Uint8Array, Uint8Array>({
+        transform(chunk, controller) {
+          loaded += chunk.byteLength;
+          onProgress(loaded, file.size);
+          controller.enqueue(chunk);
+        },
+      }),
+    );
+    await counted.pipeTo(writable);
+    const stored = await handle.getFile();
+    if (stored.size !== file.size) throw new Error(`stored ${stored.size} of ${file.size} bytes`);
+    const sha256 = await sha256Hex(await stored.arrayBuffer());
+    const entry: CachedModel = { url, size: file.size, sha256, etag: null, lastModified: null, storedAt: new Date().toISOString(), name };
+    await commitModel(url, entry);
+    return entry;
+  } catch (e) {
+    await d.removeEntry(`${key}.gguf`).catch(() => {});
+    throw e;
+  }
 }
 
 export async function deleteModel(url: string): Promise<boolean> {

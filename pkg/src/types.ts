@@ -265,6 +265,8 @@ export interface CachedModel {
   etag: string | null;
   lastModified: string | null;
   storedAt: string;
+  /** For a file stored from the user's device (`Confidant.cache.add`): its file name. */
+  name?: string;
 }
 
 /** What a memory is. */

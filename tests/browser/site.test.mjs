@@ -11,7 +11,8 @@
 
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { mkdirSync, readFileSync } from 'node:fs';
+import { execFileSync } from 'node:child_process';
+import { existsSync, mkdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { isolation, launch, root } from './harness.mjs';
 import { siteRoots } from '../../web/serve.mjs';
@@ -279,6 +280,59 @@ test('journey: first visit, demo character, three turns, stop, regenerate, forge
   // Privacy: no request ever left this origin.
   const foreign = requested.filter((u) => !u.startsWith(`${base}/`) && !u.startsWith('blob:') && !u.startsWith('data:'));
   assert.deepEqual(foreign, []);
+});
+
+// The model picker: the site's built-in models (Gemma only where the build found its file), a
+// person's own GGUF copied into the browser, chosen, kept across a reload, switched back from and
+// deleted. The file is a small synthetic model (crates/llm/tests/synth), so this adds two loads
+// of under a megabyte and one of SmolLM2 from the browser's cache.
+test('model picker: built-in models, a GGUF of ones own kept in the browser across a reload, switch back, delete', async () => {
+  const { page } = h;
+  await ensureApp();
+  const example = join(root, 'target/release/examples/synth_llama');
+  assert.ok(existsSync(example), `${example} is missing: run cargo build --release --all-targets`);
+  const file = join(shots, 'phi3_fused.gguf');
+  execFileSync(example, ['phi3_fused', file], { stdio: 'ignore' });
+
+  await openSettings();
+  const choices = () => page.textContent('dialog[open] .model-choices');
+  assert.match(await choices(), /SmolLM2 135M Instruct \(default, 98\.4 MB\)/);
+  if (existsSync(join(root, 'models/gemma-3-270m-Q4_K_M.gguf'))) assert.match(await choices(), /Gemma 3 270M \(253\.1 MB\).*base model, with no instruction tuning/);
+  else assert.doesNotMatch(await choices(), /Gemma/, 'a model the site does not serve is not offered');
+  await page.setInputFiles('#model-file', file);
+  await page.waitForSelector('dialog[open] .model-choices input[value^="stored:"]:checked');
+  assert.match(await choices(), /phi3_fused\.gguf \(\d+ kB, your file\)/);
+  await shot('settings-models');
+  await page.getByRole('button', { name: 'Use this model' }).click();
+  const arch = () => page.evaluate(() => window.confidantDemo.app.model.status.info?.model.arch ?? null);
+  await page.waitForFunction(() => window.confidantDemo.app.model.status.info?.model.arch === 'phi3');
+  await page.waitForFunction(() => /phi3, \d+M weights/.test(document.querySelector('dialog[open] .model-loaded')?.textContent ?? ''));
+  const stored = await page.evaluate(async () => (await window.confidantDemo.app.engine.constructor.cache.list()).filter((m) => m.url.startsWith('confidant-file:')));
+  assert.deepEqual(stored.map((m) => [m.name, m.size]), [['phi3_fused.gguf', readFileSync(file).length]]);
+  await closeDialog();
+
+  // Reloaded: the choice is remembered and the file loads from the browser, not asked for again.
+  const reloadFrom = Date.now();
+  await page.reload();
+  await waitReady();
+  await page.waitForFunction(() => window.confidantDemo.app.model.ready, null, { timeout: 600_000 });
+  assert.equal(await arch(), 'phi3');
+  assert.deepEqual(modelRequests(reloadFrom), [], 'nothing fetched from models/');
+
+  // Back to SmolLM2, then delete the file.
+  await openSettings();
+  assert.ok(await page.$('dialog[open] .model-choices input[value^="stored:"]:checked'), 'the stored file is the choice');
+  await page.check('dialog[open] .model-choices input[value="builtin:smollm2-135m"]');
+  await page.getByRole('button', { name: 'Use this model' }).click();
+  await page.waitForFunction(() => window.confidantDemo.app.model.status.info?.model.arch === 'llama');
+  assert.equal(JSON.parse(await page.evaluate(() => localStorage.getItem('confidant.settings'))).model.kind, 'default');
+  page.once('dialog', (d) => d.accept());
+  await page.getByRole('button', { name: 'Delete phi3_fused.gguf from this browser' }).click();
+  await page.waitForFunction(() => !document.querySelector('dialog[open] .model-choices input[value^="stored:"]'));
+  assert.deepEqual(await page.evaluate(async () => (await window.confidantDemo.app.engine.constructor.cache.list()).filter((m) => m.url.startsWith('confidant-file:'))), []);
+  assert.match(await choices(), /SmolLM2 135M Instruct.*In this browser/, 'the built-in model stays cached');
+  await closeDialog();
+  assert.deepEqual(modelRequests(reloadFrom), [], 'SmolLM2 came back from the browser');
 });
 
 test('mobile width and dark theme screenshots; a character with inner thoughts', async () => {

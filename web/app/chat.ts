@@ -45,7 +45,7 @@ export class ChatView {
         this.stats.textContent = shortSummary(status.info);
         this.stats.title = status.info.backendReason;
       } else if (status.state === 'absent') {
-        this.stats.textContent = status.cached ? 'The model is in this browser: it loads with your first message.' : `Your first message downloads the models (${downloadSize(app.settings)}), once.`;
+        this.stats.textContent = status.cached ? 'The model is in this browser: it loads with your first message.' : `Your first message downloads the models (${downloadSize(app.settings, app.model.catalogue)}), once.`;
       } else if (status.state === 'failed') {
         this.stats.textContent = `The model could not be loaded: ${status.message}`;
       }

@@ -96,7 +96,7 @@ export async function showGalleryView(app: App, view: HTMLElement, menu: HTMLEle
       if (shown && !section.isConnected) return unsubscribe?.();
       const about = 'Pick someone and say hello. Their replies are written on this device by a small language model, and what they remember stays in this browser. ';
       if (status.state === 'absent' && status.cached) replace(state, about, 'The models are already here: they load with your first message.');
-      else if (status.state === 'absent') replace(state, about, `The models (${downloadSize(app.settings)}) download from this site with your first message, once; or `, h('button', { type: 'button', class: 'link inline', onclick: () => void app.model.ensure() }, 'download them now'), '.');
+      else if (status.state === 'absent') replace(state, about, `The models (${downloadSize(app.settings, app.model.catalogue)}) download from this site with your first message, once; or `, h('button', { type: 'button', class: 'link inline', onclick: () => void app.model.ensure() }, 'download them now'), '.');
       else if (status.state === 'loading') replace(state, h('progress', { max: 1, value: status.fraction ?? undefined, 'aria-label': 'Loading the model' }), ' ', status.text);
       else if (status.state === 'ready') replace(state, 'The model is ready: pick someone and say hello.');
       else replace(state, `The model could not be loaded: ${status.message} `, h('button', { type: 'button', class: 'link inline', onclick: () => void app.model.ensure() }, 'Try again'));

@@ -14,6 +14,7 @@ import { ChatView } from './chat.js';
 import { openMemoryPanel } from './memory.js';
 import { openSettingsPanel } from './settings-view.js';
 import { describeError, ModelLoader, type ModelStatus } from './model.js';
+import { loadCatalogue } from './models.js';
 import { portraitUrl } from './portrait.js';
 
 const root = document.getElementById('app')!;
@@ -74,6 +75,7 @@ async function start(): Promise<void> {
   // A fault in the engine (a wasm trap, a lost GPU) restarts it; say so in one line.
   const onRestart = (cause: ConfidantError) =>
     window.confidantDemo?.app?.toast(`The engine stopped (${cause.code === 'device_lost' ? 'the GPU was lost' : 'an internal error'}) and was restarted; your chats are safe. A reply cut short can be regenerated.`, 'error');
+  const catalogue = loadCatalogue();
   let engine: Confidant;
   try {
     engine = await Confidant.open({ backend: settings.backend, embedder: { url: EMBEDDER_URL }, onProgress, onRestart });
@@ -81,7 +83,7 @@ async function start(): Promise<void> {
     replace(root, h('main', { class: 'splash' }, h('h1', {}, 'Confidant could not start'), h('p', {}, describeError(e)), h('button', { type: 'button', class: 'primary', onclick: () => location.reload() }, 'Try again')));
     return;
   }
-  const model = new ModelLoader(engine, settings);
+  const model = new ModelLoader(engine, settings, await catalogue);
   window.confidantDemo!.stages = model.seen;
   const cached = await model.checkCache();
   const shell = new Shell(engine, settings, model);

@@ -7,7 +7,8 @@ import { Confidant, ConfidantError } from 'confidant';
 import type { EngineInfo, LoadModelOptions, Progress } from 'confidant';
 import { h, openDialog } from './dom.js';
 import { bytes, duration } from './format.js';
-import { DEFAULT_MODEL_BYTES, DEFAULT_MODEL_URL, EMBEDDER_BYTES, saveSettings, type Settings } from './settings.js';
+import { builtinOf, type BuiltinModel } from './models.js';
+import { DEFAULT_MODEL_URL, EMBEDDER_BYTES, saveSettings, type ModelChoice, type Settings } from './settings.js';
 
 export type ModelStatus =
   | { state: 'absent'; cached: boolean }
@@ -15,9 +16,10 @@ export type ModelStatus =
   | { state: 'ready'; info: EngineInfo }
   | { state: 'failed'; message: string };
 
-/** "98.4 MB" for the default model, "the file" for others. */
-export function downloadSize(settings: Settings): string {
-  return settings.model.kind === 'default' ? `${bytes(DEFAULT_MODEL_BYTES)} and ${bytes(EMBEDDER_BYTES)}` : 'the model file and ' + bytes(EMBEDDER_BYTES);
+/** "98.4 MB and 91.3 MB" for a built-in model, "the model file and …" for others. */
+export function downloadSize(settings: Settings, catalogue: BuiltinModel[]): string {
+  const size = builtinOf(settings.model, catalogue)?.bytes;
+  return size ? `${bytes(size)} and ${bytes(EMBEDDER_BYTES)}` : 'the model file and ' + bytes(EMBEDDER_BYTES);
 }
 
 export class ModelLoader {
@@ -32,6 +34,8 @@ export class ModelLoader {
   constructor(
     private readonly engine: Confidant,
     private readonly settings: Settings,
+    /** The site's built-in models (models.json). */
+    readonly catalogue: BuiltinModel[],
   ) {}
 
   /** Whether the default (or chosen) model file is already in this browser. */
@@ -54,6 +58,20 @@ export class ModelLoader {
   }
 
   /**
+   * Make `choice` the model (remembered in the settings): loaded now when a model was loaded or
+   * loading, else at the first message. True unless loading it failed.
+   */
+  async switchTo(choice: ModelChoice): Promise<boolean> {
+    const wasLoaded = this.ready || this.loading !== null;
+    await this.loading;
+    this.settings.model = choice;
+    saveSettings(this.settings);
+    this.set({ state: 'absent', cached: false });
+    await this.checkCache();
+    return wasLoaded ? this.ensure() : true;
+  }
+
+  /**
    * Load the models unless they are loaded: first ask, when they would be downloaded and the
    * person has not agreed before. True once ready; false when declined or failed.
    */
@@ -65,7 +83,7 @@ export class ModelLoader {
 
   private async load(): Promise<boolean> {
     const cached = await this.checkCache();
-    if (!cached && !this.settings.welcomed) {
+    if (!cached && !this.settings.welcomed && this.settings.model.kind !== 'file') {
       if (!(await this.askConsent())) return false;
       this.settings.welcomed = true;
       saveSettings(this.settings);
@@ -84,17 +102,29 @@ export class ModelLoader {
     return true;
   }
 
-  private modelUrl(): string | null {
-    if (this.settings.model.kind === 'file') return null;
-    return this.settings.model.kind === 'url' && this.settings.model.url ? this.settings.model.url : DEFAULT_MODEL_URL;
+  /** The chosen model's URL: of this site, or a stored file's `confidant-file:` URL. */
+  modelUrl(): string | null {
+    const choice = this.settings.model;
+    if (choice.kind === 'file') return null;
+    if (choice.kind === 'url' || choice.kind === 'stored') return choice.url || DEFAULT_MODEL_URL;
+    return builtinOf(choice, this.catalogue)?.url ?? DEFAULT_MODEL_URL;
   }
 
-  /** The model's source: the settings' URL, or a file the person picks now. */
+  /** The model's source: the chosen URL, or (settings from before files were kept) a file the
+   * person picks now, which is then stored so it is not asked for again. */
   private async modelSource(): Promise<LoadModelOptions['model']> {
     const url = this.modelUrl();
     if (url !== null) return { url };
     const file = await chooseModelFile();
-    return file ? { file } : { url: DEFAULT_MODEL_URL };
+    if (!file) return { url: DEFAULT_MODEL_URL };
+    try {
+      const stored = await Confidant.cache.add(file, { onProgress: (p) => this.report(p) });
+      this.settings.model = { kind: 'stored', url: stored.url, name: stored.name ?? file.name };
+      saveSettings(this.settings);
+      return { url: stored.url };
+    } catch {
+      return { file };
+    }
   }
 
   private askConsent(): Promise<boolean> {
@@ -105,7 +135,7 @@ export class ModelLoader {
       const dialog = openDialog(
         'Download the language model?',
         [
-          h('p', {}, `Replies are written on this device by a small language model, with a second one for memory: ${downloadSize(this.settings)} from this site, once. They stay in this browser, so later visits start at once, offline too.`),
+          h('p', {}, `Replies are written on this device by a small language model, with a second one for memory: ${downloadSize(this.settings, this.catalogue)} from this site, once. They stay in this browser, so later visits start at once, offline too.`),
           h('p', { class: 'muted small' }, 'Nothing you write is sent anywhere.'),
           h('div', { class: 'row' }, yes, no),
         ],
@@ -166,7 +196,7 @@ function chooseModelFile(): Promise<File | null> {
     const dialog = openDialog(
       'Choose your model',
       [
-        h('p', {}, 'Your settings say the language model is a GGUF file on this computer. Choose it (browsers do not let a page keep access to a file between visits).'),
+        h('p', {}, 'Your settings say the language model is a GGUF file on this computer. Choose it once more: it is then kept in this browser, so it is not asked for again.'),
         input,
         h('div', { class: 'row' }, h('button', { type: 'button', onclick: () => dialog.close() }, 'Use the default model instead')),
       ],

@@ -1,12 +1,11 @@
-// Settings: the model, how replies are sampled, the person's name, the theme, storage, and
+// Settings: the model (model-picker.ts), how replies are sampled, the person's name, the theme, storage, and
 // export / import / wipe of everything.
 
 import type { App } from './app.js';
 import { download, field, h, openDialog, replace } from './dom.js';
 import { bytes, plural } from './format.js';
-import { expectations } from './device.js';
-import { applyTheme, DEFAULT_MODEL_BYTES, defaultSampling, type Sampling } from './settings.js';
-import { downloadSize } from './model.js';
+import { applyTheme, defaultSampling, type Sampling } from './settings.js';
+import { modelSection as buildModelSection } from './model-picker.js';
 
 const SAMPLING: [key: keyof Sampling, label: string, min: number, max: number, step: number, hint: string][] = [
   ['temperature', 'Temperature', 0, 2, 0.05, '0 always picks the likeliest word; higher is more varied.'],
@@ -24,58 +23,7 @@ const SAMPLING: [key: keyof Sampling, label: string, min: number, max: number, s
 
 export function openSettingsPanel(app: App): void {
   const s = app.settings;
-  // Which backend runs the model and how fast, once it is loaded; before, a way to load it now.
-  const about = h('div', { 'aria-live': 'polite' });
-  const unsubscribe = app.model.subscribe((status) => {
-    if (status.state === 'ready') {
-      const info = status.info;
-      replace(about, expectations(info).map((line) => h('p', { class: 'device-note' }, line)), h('p', { class: 'muted small' }, `${info.model.arch}, ${(info.model.params / 1e6).toFixed(0)}M weights, ${info.model.quant}.`));
-    } else if (status.state === 'loading') {
-      replace(about, h('p', { class: 'device-note' }, status.text));
-    } else {
-      const text = status.state === 'failed' ? `The model could not be loaded: ${status.message}` : status.cached ? 'No model is loaded yet; it is in this browser and loads with your first message.' : `No model is loaded yet: it downloads (${downloadSize(s)}) with your first message.`;
-      replace(about, h('p', { class: 'device-note' }, text), h('button', { type: 'button', onclick: () => void app.model.ensure() }, status.state === 'absent' && status.cached ? 'Load it now' : 'Download it now'));
-    }
-  });
-
-  // Model.
-  const choice = (value: string, label: string) => h('label', { class: 'check' }, h('input', { type: 'radio', name: 'model', value, checked: s.model.kind === value }), ` ${label}`);
-  const url = h('input', { type: 'text', value: s.model.kind === 'url' ? s.model.url : '', placeholder: 'models/your-model.gguf', 'aria-label': 'Model URL' });
-  const applyModel = h('button', { type: 'button' }, 'Use this model (reloads)');
-  const modelSection = h(
-    'fieldset',
-    {},
-    h('legend', {}, 'Model'),
-    about,
-    choice('default', `SmolLM2 135M Instruct (default, ${bytes(DEFAULT_MODEL_BYTES)})`),
-    choice('file', 'A GGUF file on this computer (asked for at each start)'),
-    choice('url', 'A GGUF file on this site:'),
-    url,
-    h('p', { class: 'muted small' }, 'Any llama-architecture GGUF. For privacy this page may only fetch from its own site.'),
-    applyModel,
-  );
-  applyModel.addEventListener('click', () => {
-    const kind = (modelSection.querySelector('input[name=model]:checked') as HTMLInputElement | null)?.value ?? 'default';
-    if (kind === 'url') {
-      const value = url.value.trim();
-      let ok = false;
-      try {
-        ok = value !== '' && new URL(value, location.href).origin === location.origin;
-      } catch {
-        ok = false;
-      }
-      if (!ok) {
-        app.toast('Give a URL on this site (the page may not fetch from other sites).', 'error');
-        url.focus();
-        return;
-      }
-      s.model = { kind: 'url', url: value };
-    } else {
-      s.model = kind === 'file' ? { kind: 'file' } : { kind: 'default' };
-    }
-    app.saveSettings();
-    location.reload();
-  });
+  const { section: modelSection, unsubscribe } = buildModelSection(app);
 
   // Where the model runs.
   const backendChoice = (value: string, label: string) =>

@@ -1,6 +1,17 @@
 // What the person chose, kept in localStorage (small, synchronous, read before the engine loads).
 
-export type ModelChoice = { kind: 'default' } | { kind: 'url'; url: string } | { kind: 'file' };
+/**
+ * Which language model: the default (SmolLM2), another built-in model of the site (models.json),
+ * a file the person stored in this browser (its `confidant-file:` URL in the package's cache), a
+ * GGUF at a URL of this site, or (settings from before files were stored) a file asked for at
+ * each start.
+ */
+export type ModelChoice =
+  | { kind: 'default' }
+  | { kind: 'builtin'; id: string }
+  | { kind: 'stored'; url: string; name: string }
+  | { kind: 'url'; url: string }
+  | { kind: 'file' };
 
 export interface Sampling {
   temperature: number;
