@@ -215,6 +215,23 @@ export interface Timings {
   decode_seconds: number;
   /** Prompt tokens actually run; the rest came from the cache. */
   prefilled_tokens: number;
+  /** What each prompt token run asked of the device, on average (see {@link TokenWork}). */
+  prefill_work: TokenWork;
+  /** What each token decoded after the prompt asked of the device, on average. */
+  decode_work: TokenWork;
+}
+
+/**
+ * Device work per token (engine::TokenWork): GPU compute dispatches (0 on the CPU backend),
+ * writes from the engine to the device (token ids, rope tables) and reads back that generation
+ * waits for (logits or sampled ids), with their bytes. Averages, so fractions are normal.
+ */
+export interface TokenWork {
+  dispatches: number;
+  uploads: number;
+  upload_bytes: number;
+  readbacks: number;
+  readback_bytes: number;
 }
 
 export interface Completion {

@@ -2,7 +2,7 @@
 
 use clap::Args;
 use llm::device::memory_usage;
-use llm::{GenerateOptions, LlmError, SamplingParams};
+use llm::{DeviceWorkPerToken, GenerateOptions, LlmError, SamplingParams};
 use serde_json::json;
 
 use crate::{Backend, load};
@@ -32,6 +32,17 @@ steps as his father had taught him. Below, the harbour filled with fishing boats
 grey water, their lanterns swaying like fireflies. He trimmed the wick, polished the great lens, and \
 watched the beam sweep across the rocks where, fifty years before, a schooner had broken apart in a \
 winter storm. ";
+
+/// Device work per token (see `llm::device_work`): dispatches, host writes, blocking reads.
+fn work_json(w: DeviceWorkPerToken) -> serde_json::Value {
+    json!({
+        "dispatches": w.dispatches,
+        "uploads": w.uploads,
+        "upload_bytes": w.upload_bytes,
+        "readbacks": w.readbacks,
+        "readback_bytes": w.readback_bytes,
+    })
+}
 
 fn median(values: &mut [f64]) -> f64 {
     values.sort_by(f64::total_cmp);
@@ -85,6 +96,10 @@ pub(crate) fn bench(args: BenchArgs) -> Result<(), LlmError> {
         "peak_device_bytes": peak,
         "weights_device_bytes": generator.model().device_bytes(),
         "kv_cache_device_bytes": generator.kv_cache_bytes(),
+        "layers": generator.model().config.block_count,
+        // Counted, not timed: the same in every run.
+        "prefill_device_work_per_token": work_json(generator.stats().prefill_work_per_token()),
+        "decode_device_work_per_token": work_json(generator.stats().decode_work_per_token()),
     });
     if args.json {
         println!("{report}");

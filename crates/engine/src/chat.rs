@@ -21,7 +21,7 @@ use crate::store::ChatStore;
 use crate::summary::SummaryJob;
 use crate::types::{Message, Session, SessionSummary, Speaker, StoredCharacter, UnreadableRecord};
 
-pub use turn::{ReplyOptions, Timings, TurnEvent, Usage};
+pub use turn::{ReplyOptions, Timings, TokenWork, TurnEvent, Usage};
 use turn::PendingTurn;
 
 /// Longest user message accepted, in bytes.

@@ -22,7 +22,7 @@ pub mod summary;
 pub mod types;
 
 pub use backup::{BACKUP_FORMAT, BACKUP_VERSION, ImportCounts};
-pub use chat::{CardFormat, ChatEngine, EngineSettings, PromptDebug, ReplyOptions, Timings, TurnEvent, Usage};
+pub use chat::{CardFormat, ChatEngine, EngineSettings, PromptDebug, ReplyOptions, Timings, TokenWork, TurnEvent, Usage};
 pub use error::{EngineError, Result};
 pub use model::ChatModel;
 pub use store::{ChatStore, InMemoryChatStore};

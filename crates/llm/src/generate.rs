@@ -9,6 +9,7 @@ use std::sync::Arc;
 use confidant_tokenizer::{ChatMessage, ChatTemplate, StreamDecoder, Tokenizer};
 use web_time::Instant;
 
+use crate::device_work::{self, DeviceWork, DeviceWorkPerToken};
 use crate::error::{LlmError, Result};
 use crate::kv_cache::KvCache;
 use crate::model::Model;
@@ -75,6 +76,10 @@ pub struct GenerationStats {
     /// Tokens run after the prompt (each generated token but the last).
     pub decoded_tokens: usize,
     pub finish_reason: Option<FinishReason>,
+    /// Device work of the prompt's tokens (see [`crate::device_work`]).
+    pub prefill_work: DeviceWork,
+    /// Device work of the tokens run after the prompt.
+    pub decode_work: DeviceWork,
 }
 
 impl GenerationStats {
@@ -84,6 +89,16 @@ impl GenerationStats {
 
     pub fn decode_tok_s(&self) -> f64 {
         rate(self.decoded_tokens, self.decode_seconds)
+    }
+
+    /// Device work per prompt token run.
+    pub fn prefill_work_per_token(&self) -> DeviceWorkPerToken {
+        self.prefill_work.per_token(self.prefilled_tokens)
+    }
+
+    /// Device work per token run after the prompt.
+    pub fn decode_work_per_token(&self) -> DeviceWorkPerToken {
+        self.decode_work.per_token(self.decoded_tokens)
     }
 }
 
@@ -257,6 +272,7 @@ impl Generator {
         }
         let input = run.prompt[at..at + chunk].to_vec();
         let started = Instant::now();
+        let counted_before = device_work::counted();
         if let Err(e) = self.run_model(&input).await {
             if let Some(run) = self.run.take() {
                 self.last_stats = run.stats;
@@ -265,6 +281,7 @@ impl Generator {
         }
         if let Some(run) = &mut self.run {
             run.stats.prefill_seconds += started.elapsed().as_secs_f64();
+            run.stats.prefill_work.add(device_work::counted().since(counted_before));
         }
         Ok(self.prefill_progress())
     }
@@ -281,6 +298,7 @@ impl Generator {
         };
 
         let started = Instant::now();
+        let counted_before = device_work::counted();
         let logits = match self.run_model(&input).await {
             Ok(logits) => logits,
             Err(e) => {
@@ -290,11 +308,14 @@ impl Generator {
         };
         let mut logits = logits;
         let elapsed = started.elapsed().as_secs_f64();
+        let work = device_work::counted().since(counted_before);
         if prefill {
             run.stats.prefill_seconds += elapsed;
+            run.stats.prefill_work.add(work);
         } else {
             run.stats.decode_seconds += elapsed;
             run.stats.decoded_tokens += 1;
+            run.stats.decode_work.add(work);
         }
 
         self.last_logits.clone_from(&logits);
@@ -324,6 +345,7 @@ impl Generator {
         let read = logits.into_data_async().await.map_err(|e| LlmError::Device(format!("{e:?}")));
         match read.and_then(|d| d.try_into_vec::<f32>().map_err(|e| LlmError::Device(format!("{e:?}")))) {
             Ok(logits) => {
+                device_work::count_readback(logits.len() * 4);
                 self.cached.extend_from_slice(input);
                 Ok(logits)
             }

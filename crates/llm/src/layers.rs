@@ -51,6 +51,8 @@ impl Rope {
                 theta *= ratio;
             }
         }
+        crate::device_work::count_upload(cos.len() * 4);
+        crate::device_work::count_upload(sin.len() * 4);
         RopeTables {
             cos: Tensor::from_data(TensorData::new(cos, [count, pairs]), device),
             sin: Tensor::from_data(TensorData::new(sin, [count, pairs]), device),

@@ -3,6 +3,7 @@
 
 pub mod config;
 pub mod device;
+pub mod device_work;
 pub mod error;
 mod gemma3;
 pub mod generate;
@@ -20,6 +21,7 @@ pub mod sampler;
 pub mod weights;
 
 pub use config::{Architecture, DecoderConfig};
+pub use device_work::{DeviceWork, DeviceWorkPerToken};
 pub use error::{LlmError, Result};
 pub use kv_cache::KvCache;
 pub use llama::LlamaConfig;

@@ -168,6 +168,7 @@ impl Linear {
     pub fn rows_of(&self, ids: &[u32], device: &Device) -> Tensor<2> {
         let tensor = |ids: Vec<i32>| {
             let len = ids.len();
+            crate::device_work::count_upload(len * 4);
             Tensor::<1, Int>::from_data(TensorData::new(ids, [len]), device)
         };
         let Self::Split(parts) = self else { return self.rows(tensor(ids.iter().map(|&i| i as i32).collect())) };

@@ -79,6 +79,29 @@ pub struct Timings {
     pub decode_seconds: f64,
     /// Prompt tokens actually run; the rest came from the cache.
     pub prefilled_tokens: usize,
+    /// Device work per prompt token run (zeros on the CPU backend but for its reads).
+    #[serde(default)]
+    pub prefill_work: TokenWork,
+    /// Device work per token decoded after the prompt.
+    #[serde(default)]
+    pub decode_work: TokenWork,
+}
+
+/// What one token asked of the device, on average (`llm::device_work`): GPU dispatches, host
+/// writes and blocking reads back to the host, with their bytes.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct TokenWork {
+    pub dispatches: f64,
+    pub uploads: f64,
+    pub upload_bytes: f64,
+    pub readbacks: f64,
+    pub readback_bytes: f64,
+}
+
+impl From<llm::DeviceWorkPerToken> for TokenWork {
+    fn from(w: llm::DeviceWorkPerToken) -> Self {
+        Self { dispatches: w.dispatches, uploads: w.uploads, upload_bytes: w.upload_bytes, readbacks: w.readbacks, readback_bytes: w.readback_bytes }
+    }
 }
 
 impl Usage {
@@ -100,6 +123,8 @@ impl Timings {
             prefill_seconds: stats.prefill_seconds,
             decode_seconds: stats.decode_seconds,
             prefilled_tokens: stats.prefilled_tokens,
+            prefill_work: stats.prefill_work_per_token().into(),
+            decode_work: stats.decode_work_per_token().into(),
         }
     }
 }

@@ -10,6 +10,7 @@ use burn_cubecl::{CubeBackend, tensor::CubeTensor};
 use cubecl::prelude::*;
 
 use super::{Heads, LlmKernels, QuantLayout};
+use crate::device_work::count_dispatch;
 
 /// What the matmul kernel does with each dot product before writing it.
 #[derive(Clone, Copy, PartialEq, Eq, Hash, Debug)]
@@ -441,6 +442,9 @@ fn check_f32(t: &CubeTensor, what: &str) {
 }
 
 fn contiguous(t: CubeTensor) -> CubeTensor {
+    if !t.is_contiguous() {
+        count_dispatch();
+    }
     burn_cubecl::kernel::into_contiguous(t)
 }
 
@@ -491,6 +495,7 @@ fn launch_quant_matmul(
     };
     let residual = residual.map(contiguous);
     let cube_count = CubeCount::new_2d(n.div_ceil(64) as u32, m.div_ceil(rows) as u32);
+    count_dispatch();
     unsafe {
         quant_matmul_kernel::launch_unchecked(
             &x.client,
@@ -545,6 +550,7 @@ impl LlmKernels for CubeBackend {
         assert_eq!(count, elements(&up), "gelu_mul: gate and up differ in size");
         let out = empty_f32(&gate, gate.meta.shape().clone());
         let (cube_count, cube_dim) = elementwise_launch(count);
+        count_dispatch();
         unsafe {
             gelu_mul_kernel::launch_unchecked(&gate.client, cube_count, cube_dim, buffer(&gate), buffer(&up), buffer(&out), count);
         }
@@ -558,6 +564,7 @@ impl LlmKernels for CubeBackend {
         let head_slots = elements(&qkv) / head_dim;
         assert_eq!(head_slots % (heads + 2 * kv_heads), 0, "qkv width");
         let out = empty_f32(&qkv, qkv.meta.shape().clone());
+        count_dispatch();
         unsafe {
             qk_norm_kernel::launch_unchecked(
                 &qkv.client,
@@ -583,6 +590,7 @@ impl LlmKernels for CubeBackend {
         let count = elements(&ids);
         let out = empty_f32(&scales, Shape::from(vec![count, cols]));
         let (cube_count, cube_dim) = elementwise_launch(count * cols);
+        count_dispatch();
         unsafe {
             quant_rows_kernel::launch_unchecked(
                 &out.client,
@@ -609,6 +617,7 @@ impl LlmKernels for CubeBackend {
         let d = dims[dims.len() - 1];
         let rows = dims.num_elements() / d;
         let out = empty_f32(&x, dims);
+        count_dispatch();
         unsafe {
             rms_norm_kernel::launch_unchecked(
                 &x.client,
@@ -643,6 +652,7 @@ impl LlmKernels for CubeBackend {
         let q = empty_f32(&qkv, Shape::from(vec![count, heads * head_dim]));
         let pairs_total = elements(&qkv) / 2;
         let (cube_count, cube_dim) = elementwise_launch(pairs_total);
+        count_dispatch();
         unsafe {
             rope_and_cache_kernel::launch_unchecked(
                 &qkv.client,
@@ -676,6 +686,7 @@ impl LlmKernels for CubeBackend {
         let out = empty_f32(&q, q.meta.shape().clone());
         // Keep the merge buffer (lanes × head_dim floats) within WebGPU's 16 KiB guarantee.
         let lanes = (2048 / head_dim).clamp(1, 32);
+        count_dispatch();
         unsafe {
             attention_kernel::launch_unchecked(
                 &q.client,
