@@ -48,6 +48,10 @@ pub enum GgufError {
     #[error("no tensor named {0:?}")]
     MissingTensor(String),
 
+    /// The parts of a split GGUF do not fit together (wrong count, order or tensor total).
+    #[error("split GGUF: {0}")]
+    Split(String),
+
     #[error("dequantizing {ty} is not supported")]
     UnsupportedDequant { ty: String },
 }

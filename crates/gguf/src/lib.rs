@@ -9,6 +9,7 @@
 mod error;
 mod quant;
 mod reader;
+mod split;
 mod types;
 mod value;
 mod writer;
@@ -16,6 +17,7 @@ mod writer;
 pub use error::{GgufError, Result};
 pub use quant::{Groups, dequantize, unpack};
 pub use reader::{DEFAULT_ALIGNMENT, Gguf, MAX_DIMS, TensorInfo};
+pub use split::{KEY_SPLIT_COUNT, KEY_SPLIT_NO, KEY_SPLIT_TENSORS_COUNT, SplitPart, parse_parts, split_gguf, split_part_name};
 pub use types::{GgmlType, QK_K};
 pub use value::{Array, Value};
 pub use writer::GgufWriter;

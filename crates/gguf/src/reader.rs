@@ -298,6 +298,20 @@ impl Gguf {
         Ok(Self { version, metadata, index, tensors, tensor_index, alignment, data_offset, file_len })
     }
 
+    /// A header put together from its pieces (merging a split's parts), indexes built by the caller.
+    pub(crate) fn from_parts(
+        version: u32,
+        metadata: Vec<(String, Value)>,
+        tensors: Vec<TensorInfo>,
+        tensor_index: HashMap<String, usize>,
+        alignment: u64,
+        data_offset: u64,
+        file_len: u64,
+    ) -> Self {
+        let index = metadata.iter().enumerate().map(|(i, (key, _))| (key.clone(), i)).collect();
+        Self { version, metadata, index, tensors, tensor_index, alignment, data_offset, file_len }
+    }
+
     pub fn get(&self, key: &str) -> Option<&Value> {
         self.index.get(key).map(|&i| &self.metadata[i].1)
     }

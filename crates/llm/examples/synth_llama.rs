@@ -2,6 +2,7 @@
 //! pseudo-random weights; see that module) to a file, for llama.cpp to run:
 //!
 //!   cargo run --release -p confidant-llm --example synth_llama -- <config-name> <out.gguf>
+//!   cargo run --release -p confidant-llm --example synth_llama -- <config-name> <out.gguf> --split-tensors N
 //!   cargo run --release -p confidant-llm --example synth_llama -- --list
 //!
 //! `tests/fixtures/make_synthetic_reference.py` calls it; `crates/llm/tests/synthetic_models.rs`
@@ -22,22 +23,52 @@ fn main() -> ExitCode {
             ExitCode::SUCCESS
         }
         [name, out] => match synth::build(name) {
-            Some(bytes) => {
-                if let Err(e) = std::fs::write(out, &bytes) {
-                    eprintln!("{out}: {e}");
-                    return ExitCode::FAILURE;
+            Some(bytes) => write(name, out, &bytes),
+            None => unknown(name),
+        },
+        // The model split in parts of `n` tensors, as llama.cpp's gguf-split writes them:
+        // OUT-00001-of-0000K.gguf, … beside OUT (which names the prefix).
+        [name, out, flag, n] if flag == "--split-tensors" => match (synth::build(name), n.parse::<usize>()) {
+            (Some(bytes), Ok(n)) if n > 0 => match gguf::split_gguf(&bytes, n) {
+                Ok(parts) => {
+                    let stem = out.strip_suffix(".gguf").unwrap_or(out);
+                    let count = parts.len();
+                    for (i, part) in parts.iter().enumerate() {
+                        let code = write(name, &format!("{stem}-{:05}-of-{count:05}.gguf", i + 1), part);
+                        if code != ExitCode::SUCCESS {
+                            return code;
+                        }
+                    }
+                    ExitCode::SUCCESS
                 }
-                eprintln!("{name}: wrote {out} ({} bytes)", bytes.len());
-                ExitCode::SUCCESS
-            }
-            None => {
-                eprintln!("unknown configuration {name:?}; known: {}", synth::CONFIGS.join(", "));
-                ExitCode::FAILURE
+                Err(e) => {
+                    eprintln!("{name}: {e}");
+                    ExitCode::FAILURE
+                }
+            },
+            (None, _) => unknown(name),
+            _ => {
+                eprintln!("--split-tensors takes a positive number, not {n:?}");
+                ExitCode::from(2)
             }
         },
         _ => {
-            eprintln!("usage: synth_llama <config-name> <out.gguf>  |  synth_llama --list");
+            eprintln!("usage: synth_llama <config-name> <out.gguf> [--split-tensors N]  |  synth_llama --list");
             ExitCode::from(2)
         }
     }
+}
+
+fn write(name: &str, out: &str, bytes: &[u8]) -> ExitCode {
+    if let Err(e) = std::fs::write(out, bytes) {
+        eprintln!("{out}: {e}");
+        return ExitCode::FAILURE;
+    }
+    eprintln!("{name}: wrote {out} ({} bytes)", bytes.len());
+    ExitCode::SUCCESS
+}
+
+fn unknown(name: &str) -> ExitCode {
+    eprintln!("unknown configuration {name:?}; known: {}", synth::CONFIGS.join(", "));
+    ExitCode::FAILURE
 }

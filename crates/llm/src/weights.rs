@@ -253,19 +253,56 @@ impl TensorSource for Vec<u8> {
     }
 }
 
-/// A GGUF file on disk, read a tensor at a time.
+/// A GGUF file on disk, read a tensor at a time; or a GGUF split in parts
+/// (`NAME-00001-of-0000N.gguf`, as llama.cpp's gguf-split writes them), read as one file: the
+/// parts laid end to end, as [`Gguf::merge_splits`] describes them.
 #[cfg(not(target_arch = "wasm32"))]
 pub struct FileSource {
+    parts: Vec<FilePart>,
+    len: u64,
+}
+
+#[cfg(not(target_arch = "wasm32"))]
+struct FilePart {
     file: std::sync::Mutex<std::fs::File>,
+    /// Where this part starts in the parts laid end to end.
+    start: u64,
     len: u64,
 }
 
 #[cfg(not(target_arch = "wasm32"))]
 impl FileSource {
-    /// Open `path` and parse its header, reading a growing prefix until the header fits.
+    /// Open `path` and parse its header, reading a growing prefix until the header fits. When
+    /// `path` is the first part of a split, the other parts (named beside it) are opened too and
+    /// the header is the merged one.
     pub fn open(path: impl AsRef<std::path::Path>) -> Result<(Gguf, Self)> {
-        use std::io::Read;
         let path = path.as_ref();
+        let (header, first) = Self::open_part(path)?;
+        let Some(place) = header.split_part()? else {
+            let len = first.len;
+            return Ok((header, Self { parts: vec![first], len }));
+        };
+        if place.no != 0 {
+            return Err(LlmError::Read(format!("{} is part {} of {}: open the first part", path.display(), place.no + 1, place.count)));
+        }
+        let name = path.file_name().and_then(|n| n.to_str()).unwrap_or_default();
+        let mut headers = vec![header];
+        let mut parts = vec![first];
+        for no in 1..place.count {
+            let part_name = gguf::split_part_name(name, no, place.count)
+                .ok_or_else(|| LlmError::Read(format!("{}: a split in {} parts must be named NAME-00001-of-{:05}.gguf", path.display(), place.count, place.count)))?;
+            let (header, mut part) = Self::open_part(&path.with_file_name(part_name))?;
+            part.start = parts.iter().map(|p| p.len).sum();
+            headers.push(header);
+            parts.push(part);
+        }
+        let merged = Gguf::merge_splits(&headers)?;
+        let len = merged.file_len;
+        Ok((merged, Self { parts, len }))
+    }
+
+    fn open_part(path: &std::path::Path) -> Result<(Gguf, FilePart)> {
+        use std::io::Read;
         let io = |e: std::io::Error| LlmError::Read(format!("{}: {e}", path.display()));
         let mut file = std::fs::File::open(path).map_err(io)?;
         let len = file.metadata().map_err(io)?.len();
@@ -275,7 +312,7 @@ impl FileSource {
             let have = prefix.len() as u64;
             (&mut file).take(want.min(len) - have.min(want.min(len))).read_to_end(&mut prefix).map_err(io)?;
             match Gguf::parse_prefix(&prefix, len) {
-                Ok(gguf) => return Ok((gguf, Self { file: std::sync::Mutex::new(file), len })),
+                Ok(gguf) => return Ok((gguf, FilePart { file: std::sync::Mutex::new(file), start: 0, len })),
                 Err(gguf::GgufError::Truncated { .. }) if (prefix.len() as u64) < len => want = want.saturating_mul(2),
                 Err(e) => return Err(e.into()),
             }
@@ -291,10 +328,17 @@ impl TensorSource for FileSource {
 
     fn read(&self, range: std::ops::Range<usize>) -> Result<std::borrow::Cow<'_, [u8]>> {
         use std::io::{Read, Seek, SeekFrom};
+        let (start, end) = (range.start as u64, range.end as u64);
+        // A tensor lies inside one part (checked when the parts were merged).
+        let part = self
+            .parts
+            .iter()
+            .find(|p| p.start <= start && end <= p.start + p.len)
+            .ok_or_else(|| LlmError::Read(format!("bytes {range:?} do not lie inside one part of the model file")))?;
         let io = |e: std::io::Error| LlmError::Read(format!("bytes {range:?} of the model file: {e}"));
         // A poisoned lock only means another read panicked; the file handle is still usable.
-        let mut file = self.file.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
-        file.seek(SeekFrom::Start(range.start as u64)).map_err(io)?;
+        let mut file = part.file.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        file.seek(SeekFrom::Start(start - part.start)).map_err(io)?;
         let mut bytes = vec![0u8; range.len()];
         file.read_exact(&mut bytes).map_err(io)?;
         Ok(std::borrow::Cow::Owned(bytes))

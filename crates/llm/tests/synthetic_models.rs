@@ -368,3 +368,47 @@ fn a_model_read_from_its_file_a_tensor_at_a_time_is_the_same() {
     assert_eq!(logits(&streamed), logits(&whole));
     assert_eq!(streamed.model().device_bytes(), whole.model().device_bytes());
 }
+
+/// A GGUF split in parts as llama.cpp's gguf-split writes them (gguf::split_gguf: all metadata
+/// in the first part, `split.*` keys in each, 5 tensors a part) loads as one model, from the
+/// part files beside each other (FileSource opens the rest from the first one's name) and from
+/// the parts held end to end in memory (gguf::parse_parts, as the browser gets them): the same
+/// logits as the whole file. A missing part is an error that names it.
+#[test]
+fn a_model_split_in_parts_loads_as_one() {
+    let bytes = synth::build("gemma3_swa").unwrap();
+    let parts = gguf::split_gguf(&bytes, 5).unwrap();
+    assert!(parts.len() > 2, "{} parts", parts.len());
+    let dir = std::env::temp_dir().join(format!("confidant-split-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let count = parts.len();
+    for (i, part) in parts.iter().enumerate() {
+        std::fs::write(dir.join(format!("synth-{:05}-of-{count:05}.gguf", i + 1)), part).unwrap();
+    }
+    let first = dir.join(format!("synth-00001-of-{count:05}.gguf"));
+    let device = common::cpu();
+    let prompt = ids(&config_fixture("gemma3_swa")["prompt_tokens"]);
+    let logits = |g: &Generator| {
+        let mut cache = g.model().new_cache(64);
+        g.model().forward(&prompt, &mut cache, false).unwrap().into_data().try_to_vec::<f32>().unwrap()
+    };
+    let whole = logits(&Generator::from_gguf(&bytes, &device, 64).unwrap());
+
+    let (gguf, source) = llm::weights::FileSource::open(&first).unwrap();
+    assert!(gguf.get(gguf::KEY_SPLIT_COUNT).is_none(), "the merged header drops the split keys");
+    assert_eq!(logits(&Generator::from_source(&gguf, &source, &device, 64).unwrap()), whole);
+
+    let joined: Vec<u8> = parts.concat();
+    let lens: Vec<u64> = parts.iter().map(|p| p.len() as u64).collect();
+    let merged = gguf::parse_parts(&joined, &lens).unwrap();
+    assert_eq!(logits(&Generator::from_source(&merged, &joined, &device, 64).unwrap()), whole);
+
+    // Parts out of order, or one missing, are refused.
+    let swapped: Vec<u64> = [lens[1], lens[0]].into_iter().chain(lens[2..].iter().copied()).collect();
+    let reordered: Vec<u8> = [parts[1].clone(), parts[0].clone()].into_iter().chain(parts[2..].iter().cloned()).collect::<Vec<_>>().concat();
+    assert!(gguf::parse_parts(&reordered, &swapped).is_err());
+    std::fs::remove_file(dir.join(format!("synth-{:05}-of-{count:05}.gguf", count))).unwrap();
+    let missing = llm::weights::FileSource::open(&first).err().expect("a missing part is an error").to_string();
+    assert!(missing.contains(&format!("synth-{count:05}-of-{count:05}.gguf")), "{missing}");
+    std::fs::remove_dir_all(&dir).ok();
+}
