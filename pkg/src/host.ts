@@ -455,7 +455,7 @@ export class EngineHost {
     // they and edits embed text. Everything else works on storage alone.
     const replies = ['send', 'regenerate', 'background'].includes(request.op);
     if (replies && !this.engine) throw new ConfidantError('model_not_loaded', 'No model is loaded: call loadModel before asking for a reply.');
-    const embeds = replies || ['editMessage', 'chooseSwipe'].includes(request.op);
+    const embeds = replies || ['editMessage', 'chooseSwipe', 'addUserFact', 'updateUserFact'].includes(request.op);
     const memory = await this.openMemory(request.embedder, request.database, progress, request.id, embeds);
     if (this.memoryStale) {
       this.memoryStale = false;
@@ -541,6 +541,18 @@ export class EngineHost {
         break;
       case 'unreadable':
         value = await chat.unreadable();
+        break;
+      case 'userProfile':
+        value = await chat.userProfile();
+        break;
+      case 'addUserFact':
+        value = await chat.addUserFact(a[0], a[1]);
+        break;
+      case 'updateUserFact':
+        value = await chat.updateUserFact(a[0], a[1] ?? undefined, a[2] ?? undefined);
+        break;
+      case 'removeUserFact':
+        value = await chat.removeUserFact(a[0]);
         break;
       case 'debugPrompt':
         value = chat.debugPrompt(a[0]);

@@ -18,6 +18,7 @@ import type {
   ImportCounts,
   ImportOptions,
   UnreadableRecord,
+  UserFact,
   PromptDebug,
   ReplyOptions,
   SessionInfo,
@@ -363,6 +364,28 @@ export class Confidant {
     /** Remove a session and the memories written from it. */
     remove: async (id: string): Promise<void> => {
       await this.chatCall('removeSession', [requireString(id, 'id')]);
+    },
+  };
+
+  /**
+   * The user's profile, shared by the characters that opt in (`characters.update(id, {
+   * userProfile: true })`): dated facts taken from what the user says in their chats (never
+   * from a character's replies) or entered here. A newer fact on the same subject supersedes the
+   * older one, which stays as history; those characters' prompts hold the current facts.
+   */
+  readonly userProfile = {
+    /** Every fact: current ones first, then the superseded ones (with `supersededBy`). */
+    list: (): Promise<UserFact[]> => this.chatCall('userProfile', []) as Promise<UserFact[]>,
+    /** Add a fact; it supersedes what it replaces, like one the user said. */
+    add: async ({ subject, value }: { subject: string; value: string }): Promise<UserFact> =>
+      this.chatCall('addUserFact', [requireString(subject, 'subject'), requireString(value, 'value')]) as Promise<UserFact>,
+    update: async (id: string, patch: { subject?: string; value?: string }): Promise<UserFact> => {
+      const p = requireObject(patch, 'patch') as { subject?: string; value?: string };
+      return this.chatCall('updateUserFact', [requireString(id, 'id'), p.subject ?? null, p.value ?? null]) as Promise<UserFact>;
+    },
+    /** Delete a fact (current or history) for good. */
+    remove: async (id: string): Promise<void> => {
+      await this.chatCall('removeUserFact', [requireString(id, 'id')]);
     },
   };
 

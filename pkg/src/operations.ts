@@ -18,6 +18,7 @@ import type {
   PromptDebug,
   SessionInfo,
   UnreadableRecord,
+  UserFact,
 } from './types.js';
 
 /** An operation: its arguments, what it resolves to, whether it changes stored data. */
@@ -68,6 +69,10 @@ export interface ChatOps {
   exportAll: Op<[], string, false>;
   importAll: Op<[text: string, replaceNewer: boolean], ImportCounts, true>;
   unreadable: Op<[], UnreadableRecord[], false>;
+  userProfile: Op<[], UserFact[], false>;
+  addUserFact: Op<[subject: string, value: string], UserFact, true>;
+  updateUserFact: Op<[id: string, subject: string | null, value: string | null], UserFact, true>;
+  removeUserFact: Op<[id: string], undefined, true>;
   wipe: Op<[], undefined, true>;
   /** Rolling summaries, one token at a time while nothing else waits (the host's own). */
   background: Op<[], null, true>;
@@ -112,6 +117,10 @@ export const CHAT_WRITES: { readonly [K in ChatOp]: ChatOps[K]['writes'] } = {
   exportAll: false,
   importAll: true,
   unreadable: false,
+  userProfile: false,
+  addUserFact: true,
+  updateUserFact: true,
+  removeUserFact: true,
   wipe: true,
   background: true,
 };

@@ -444,10 +444,15 @@ export interface Character {
   updatedAt: number;
   profile: Profile | null;
   innerThoughts: InnerThoughts;
+  /**
+   * Whether the character shares the user's profile (`engine.userProfile`): the facts the user
+   * states in its chats go to the profile, and the profile is in its prompt. Off by default.
+   */
+  userProfile: boolean;
   [field: string]: unknown;
 }
 
-/** Card fields to change (spec names), and/or `profile` (null removes it) and `innerThoughts`. */
+/** Card fields to change (spec names), and/or `profile` (null removes it), `innerThoughts` and `userProfile`. */
 export type CharacterPatch = Partial<Omit<Character, 'id' | 'importedSpec' | 'hasAvatar' | 'createdAt' | 'updatedAt'>>;
 
 export type CardInput = File | Blob | ArrayBuffer | Uint8Array | string | Record<string, unknown>;
@@ -590,4 +595,31 @@ export interface ImportCounts {
   characters: number;
   sessions: number;
   memories: number;
+  /** Facts of the user's profile (history included). */
+  userFacts: number;
+}
+
+/**
+ * A fact of the user's profile, shared by the characters that opt in (`Character.userProfile`).
+ * Taken from the user's own messages (never a character's), or entered by the user.
+ */
+export interface UserFact {
+  id: string;
+  /** What it is about: 'name', 'age', 'diet', 'home city', 'job', 'pets', 'favourite colour', … */
+  subject: string;
+  /** The fact: 'vegetarian', '34', 'Rome'. */
+  value: string;
+  /** The user's words it was taken from; absent when the user entered it. */
+  statement?: string;
+  /** When it was stated or entered (unix ms). */
+  createdAt: number;
+  /** When it was last said again or edited. */
+  updatedAt: number;
+  /** Where it was stated. */
+  characterId?: string;
+  sessionId?: string;
+  messageId?: string;
+  /** The fact that replaced it: a superseded fact is history, shown but never in a prompt. */
+  supersededBy?: string;
+  supersededAt?: number;
 }

@@ -1,5 +1,5 @@
-//! Everything in one file (`engine.exportAll` / `importAll`): characters, sessions and memory
-//! records with their embeddings, so a restore re-embeds nothing.
+//! Everything in one file (`engine.exportAll` / `importAll`): characters, sessions, the user's
+//! profile and memory records, with their embeddings, so a restore re-embeds nothing.
 
 use memory::record::{decode_record, encode_record};
 use memory::{Memory, Store, TextEmbedder};
@@ -9,9 +9,11 @@ use serde_json::{Value, json};
 use crate::error::{EngineError, Result};
 use crate::store::ChatStore;
 use crate::types::{Session, StoredCharacter};
+use crate::user_profile::UserFact;
 
 pub const BACKUP_FORMAT: &str = "confidant-backup";
-pub const BACKUP_VERSION: u64 = 1;
+/// 2: the user's profile (`userProfile`) added; version 1 backups import as before.
+pub const BACKUP_VERSION: u64 = 2;
 
 /// What an import wrote.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
@@ -19,6 +21,8 @@ pub struct ImportCounts {
     pub characters: usize,
     pub sessions: usize,
     pub memories: usize,
+    #[serde(rename = "userFacts")]
+    pub user_facts: usize,
 }
 
 pub(crate) async fn export_all<C: ChatStore, E: TextEmbedder, S: Store>(store: &C, memory: &Memory<E, S>, now: u64) -> Result<Value> {
@@ -29,6 +33,8 @@ pub(crate) async fn export_all<C: ChatStore, E: TextEmbedder, S: Store>(store: &
     let mut records = memory.export_records(None).await?;
     records.sort_by(|a, b| a.id.cmp(&b.id));
     let memories = records.iter().map(encode_record).collect::<memory::Result<Vec<Value>>>()?;
+    let mut user_profile = store.list_user_facts().await?;
+    user_profile.sort_by(|a, b| a.id.cmp(&b.id));
     let mut backup = json!({
         "format": BACKUP_FORMAT,
         "version": BACKUP_VERSION,
@@ -36,6 +42,7 @@ pub(crate) async fn export_all<C: ChatStore, E: TextEmbedder, S: Store>(store: &
         "characters": characters,
         "sessions": sessions,
         "memories": memories,
+        "userProfile": user_profile,
     });
     // Records that could not be read go along as they were stored, for a later recovery; an
     // import leaves them out.
@@ -85,6 +92,10 @@ pub(crate) async fn import_all<C: ChatStore, E: TextEmbedder, S: Store>(
         .iter()
         .map(|r| decode_record(r.clone()).map_err(|e| EngineError::BadRequest(format!("backup: a memory: {e}"))))
         .collect::<Result<Vec<_>>>()?;
+    let user_facts: Vec<UserFact> = list(backup, "userProfile")?
+        .iter()
+        .map(|f| serde_json::from_value(f.clone()).map_err(|e| EngineError::BadRequest(format!("backup: a profile fact: {e}"))))
+        .collect::<Result<_>>()?;
     memory::check_import(&records).map_err(|e| EngineError::BadRequest(format!("backup: {e}")))?;
     if !replace_newer {
         let mut newer = 0;
@@ -98,13 +109,13 @@ pub(crate) async fn import_all<C: ChatStore, E: TextEmbedder, S: Store>(
             return Err(EngineError::NewerData { count: newer });
         }
     }
-    let counts = ImportCounts { characters: characters.len(), sessions: sessions.len(), memories: records.len() };
+    let counts = ImportCounts { characters: characters.len(), sessions: sessions.len(), memories: records.len(), user_facts: user_facts.len() };
     if store.holds_memories() {
         // One transaction: characters, sessions and memories, all or nothing.
-        store.put_all(&characters, &sessions, &records).await?;
+        store.put_all(&characters, &sessions, &user_facts, &records).await?;
         memory.unload();
     } else {
-        store.put_all(&characters, &sessions, &[]).await?;
+        store.put_all(&characters, &sessions, &user_facts, &[]).await?;
         memory.import_records(records).await?;
     }
     Ok(counts)

@@ -4,6 +4,7 @@
 //! The model and the memory are passed into each call rather than owned: the browser bindings
 //! share them with the plain completion and memory APIs.
 
+mod profile;
 mod turn;
 
 use std::collections::{BTreeSet, HashMap};
@@ -340,6 +341,7 @@ impl<C: ChatStore> ChatEngine<C> {
         let character = self.character(&session.character_id).await?.character()?;
         let old_ids = std::mem::take(&mut session.messages[index].memory_ids);
         memory.forget_many(&old_ids).await?;
+        self.unlearn_user_facts(message_id).await?;
         let message = &mut session.messages[index];
         message.unfinished = false;
         match message.role {
@@ -432,6 +434,7 @@ impl<C: ChatStore> ChatEngine<C> {
             })
             .await?;
         memory.forget_many(&removed.memory_ids).await?;
+        self.unlearn_user_facts(message_id).await?;
         Ok(())
     }
 

@@ -20,10 +20,12 @@ pub mod model;
 pub mod store;
 pub mod summary;
 pub mod types;
+pub mod user_profile;
 
 pub use backup::{BACKUP_FORMAT, BACKUP_VERSION, ImportCounts};
 pub use chat::{CardFormat, ChatEngine, EngineSettings, PromptDebug, ReplyOptions, Timings, TokenWork, TurnEvent, Usage};
 pub use error::{EngineError, Result};
 pub use model::ChatModel;
 pub use store::{ChatStore, InMemoryChatStore};
+pub use user_profile::UserFact;
 pub use types::{Message, Session, SessionSummary, Speaker, StoredCharacter, Swipe, UnreadableRecord};

@@ -15,6 +15,7 @@ use memory::MemoryRecord;
 
 use crate::error::{EngineError, Result};
 use crate::types::{Session, StoredCharacter, UnreadableRecord};
+use crate::user_profile::UserFact;
 
 #[allow(async_fn_in_trait)]
 pub trait ChatStore {
@@ -35,16 +36,23 @@ pub trait ChatStore {
     async fn update_session<R>(&self, id: &str, change: impl FnOnce(&mut Session) -> Result<R>) -> Result<R>;
     async fn delete_session(&self, id: &str) -> Result<()>;
 
+    /// The user's profile: every fact, superseded ones included.
+    async fn list_user_facts(&self) -> Result<Vec<UserFact>>;
+    /// Store facts (new ones, or changed ones replacing theirs by id), in one transaction.
+    async fn put_user_facts(&self, facts: &[UserFact]) -> Result<()>;
+    /// Delete facts by id, in one transaction.
+    async fn delete_user_facts(&self, ids: &[String]) -> Result<()>;
+
     /// Whether the memory records live in this store's database, so that [`Self::put_all`]
     /// writes them in its transaction and [`Self::clear`] deletes them (IndexedDB); otherwise
     /// the caller writes them to its memory store.
     fn holds_memories(&self) -> bool {
         false
     }
-    /// Several characters, sessions and (see [`Self::holds_memories`]) memory records written
-    /// in one transaction: importing a backup, all of it or none.
-    async fn put_all(&self, characters: &[StoredCharacter], sessions: &[Session], memories: &[MemoryRecord]) -> Result<()>;
-    /// Delete every character and session (and with [`Self::holds_memories`], everything else in
+    /// Several characters, sessions, profile facts and (see [`Self::holds_memories`]) memory
+    /// records written in one transaction: importing a backup, all of it or none.
+    async fn put_all(&self, characters: &[StoredCharacter], sessions: &[Session], user_facts: &[UserFact], memories: &[MemoryRecord]) -> Result<()>;
+    /// Delete every character, session and profile fact (and with [`Self::holds_memories`], everything else in
     /// the database, unreadable records included), in one transaction.
     async fn clear(&self) -> Result<()>;
 
@@ -60,6 +68,7 @@ pub trait ChatStore {
 pub struct InMemoryChatStore {
     characters: RefCell<BTreeMap<String, StoredCharacter>>,
     sessions: RefCell<BTreeMap<String, Session>>,
+    user_facts: RefCell<BTreeMap<String, UserFact>>,
 }
 
 impl InMemoryChatStore {
@@ -113,7 +122,28 @@ impl ChatStore for InMemoryChatStore {
         Ok(())
     }
 
-    async fn put_all(&self, characters: &[StoredCharacter], sessions: &[Session], _memories: &[MemoryRecord]) -> Result<()> {
+    async fn list_user_facts(&self) -> Result<Vec<UserFact>> {
+        Ok(self.user_facts.borrow().values().cloned().collect())
+    }
+
+    async fn put_user_facts(&self, facts: &[UserFact]) -> Result<()> {
+        let mut stored = self.user_facts.borrow_mut();
+        for f in facts {
+            stored.insert(f.id.clone(), f.clone());
+        }
+        Ok(())
+    }
+
+    async fn delete_user_facts(&self, ids: &[String]) -> Result<()> {
+        let mut stored = self.user_facts.borrow_mut();
+        for id in ids {
+            stored.remove(id);
+        }
+        Ok(())
+    }
+
+    async fn put_all(&self, characters: &[StoredCharacter], sessions: &[Session], user_facts: &[UserFact], _memories: &[MemoryRecord]) -> Result<()> {
+        self.put_user_facts(user_facts).await?;
         let mut stored = self.characters.borrow_mut();
         for c in characters {
             stored.insert(c.id.clone(), c.clone());
@@ -128,6 +158,7 @@ impl ChatStore for InMemoryChatStore {
     async fn clear(&self) -> Result<()> {
         self.characters.borrow_mut().clear();
         self.sessions.borrow_mut().clear();
+        self.user_facts.borrow_mut().clear();
         Ok(())
     }
 }

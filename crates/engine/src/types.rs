@@ -59,8 +59,8 @@ impl StoredCharacter {
     }
 
     /// What `characters.get` returns: the card's `data` fields (spec names, e.g. `first_mes`)
-    /// flattened beside `id`, plus the profile and inner-thoughts option read from its
-    /// extensions. The same shape, partly, is what `characters.update` takes.
+    /// flattened beside `id`, plus the profile, the inner-thoughts option and whether it shares
+    /// the user's profile (`userProfile`), read from its extensions. The same shape, partly, is what `characters.update` takes.
     pub fn view(&self) -> Result<Value> {
         let character = self.character()?;
         let mut out = match self.card.get("data") {
@@ -74,11 +74,12 @@ impl StoredCharacter {
         out.insert("updatedAt".into(), Value::from(self.updated_at));
         out.insert("profile".into(), serde_json::to_value(character.profile()).unwrap_or(Value::Null));
         out.insert("innerThoughts".into(), serde_json::to_value(character.inner_thoughts()).unwrap_or(Value::Null));
+        out.insert("userProfile".into(), Value::Bool(character.shares_user_profile()));
         Ok(Value::Object(out))
     }
 
     /// Apply a `characters.update` patch: card `data` fields by their spec names, plus
-    /// `profile` (an object, or null to remove it) and `innerThoughts`. The result is checked
+    /// `profile` (an object, or null to remove it), `innerThoughts` and `userProfile` (bool). The result is checked
     /// like an imported card; on error nothing changes.
     pub fn apply_patch(&mut self, patch: &Value, now: u64) -> Result<()> {
         let Value::Object(patch) = patch else { return Err(EngineError::BadRequest("a character patch must be an object".into())) };
@@ -86,7 +87,7 @@ impl StoredCharacter {
         let Some(Value::Object(data)) = card.get_mut("data") else { return Err(EngineError::Corrupt(format!("character {} has no card data", self.id))) };
         for (key, value) in patch {
             match key.as_str() {
-                "profile" | "innerThoughts" => {}
+                "profile" | "innerThoughts" | "userProfile" => {}
                 "id" | "importedSpec" | "hasAvatar" | "createdAt" | "updatedAt" => {
                     return Err(EngineError::BadRequest(format!("`{key}` cannot be changed")));
                 }
@@ -105,6 +106,11 @@ impl StoredCharacter {
             let option: InnerThoughts =
                 serde_json::from_value(option.clone()).map_err(|e| EngineError::BadRequest(format!("innerThoughts: {e}")))?;
             character.set_inner_thoughts(option);
+        }
+        match patch.get("userProfile") {
+            None => {}
+            Some(Value::Bool(shares)) => character.set_shares_user_profile(*shares),
+            Some(_) => return Err(EngineError::BadRequest("userProfile: true or false".into())),
         }
         if character.name.trim().is_empty() {
             return Err(EngineError::BadRequest("a character needs a name".into()));

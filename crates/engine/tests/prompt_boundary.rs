@@ -34,6 +34,7 @@ fn prompt(tokenizer: &Tokenizer, inject: &str) -> Vec<llm::ChatMessage> {
         history: &history,
         summaries: &[],
         memories: &memories,
+        user_profile: &[],
         global_lorebooks: &[],
         global_system_prompt: None,
     };

@@ -13,7 +13,7 @@ use common::{WordHashEmbedder, read};
 use std::cell::Cell;
 use std::rc::Rc;
 
-use engine::{ChatEngine, ChatStore, EngineError, EngineSettings, InMemoryChatStore, Message, ReplyOptions, Session, Speaker, StoredCharacter, TurnEvent};
+use engine::{ChatEngine, ChatStore, EngineError, EngineSettings, InMemoryChatStore, Message, ReplyOptions, Session, Speaker, StoredCharacter, TurnEvent, UserFact};
 use llm::{Generator, SamplingParams};
 use memory::{InMemoryStore, Memory, MemoryConfig, MemoryRecord};
 use serde_json::json;
@@ -215,9 +215,19 @@ impl ChatStore for FillingStore {
     async fn delete_session(&self, id: &str) -> engine::Result<()> {
         self.inner.delete_session(id).await
     }
-    async fn put_all(&self, characters: &[StoredCharacter], sessions: &[Session], memories: &[MemoryRecord]) -> engine::Result<()> {
+    async fn list_user_facts(&self) -> engine::Result<Vec<UserFact>> {
+        self.inner.list_user_facts().await
+    }
+    async fn put_user_facts(&self, facts: &[UserFact]) -> engine::Result<()> {
         self.check()?;
-        self.inner.put_all(characters, sessions, memories).await
+        self.inner.put_user_facts(facts).await
+    }
+    async fn delete_user_facts(&self, ids: &[String]) -> engine::Result<()> {
+        self.inner.delete_user_facts(ids).await
+    }
+    async fn put_all(&self, characters: &[StoredCharacter], sessions: &[Session], user_facts: &[UserFact], memories: &[MemoryRecord]) -> engine::Result<()> {
+        self.check()?;
+        self.inner.put_all(characters, sessions, user_facts, memories).await
     }
     async fn clear(&self) -> engine::Result<()> {
         self.inner.clear().await

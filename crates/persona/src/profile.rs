@@ -262,6 +262,10 @@ pub struct ConfidantExtension {
     pub profile: Option<Profile>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub inner_thoughts: Option<InnerThoughts>,
+    /// Whether this character shares the user's profile (One Chatbot Per Person): its chats
+    /// add to the profile, and the profile is in its prompt. Off unless the user turns it on.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub user_profile: Option<bool>,
     #[serde(flatten)]
     pub extra: Map<String, Value>,
 }
@@ -309,6 +313,17 @@ impl Character {
     pub fn set_inner_thoughts(&mut self, option: InnerThoughts) {
         let mut ext = self.confidant().unwrap_or_default();
         ext.inner_thoughts = Some(option);
+        self.set_confidant(&ext);
+    }
+
+    /// Whether the character shares the user's profile (see [`ConfidantExtension::user_profile`]).
+    pub fn shares_user_profile(&self) -> bool {
+        self.confidant().ok().and_then(|c| c.user_profile).unwrap_or(false)
+    }
+
+    pub fn set_shares_user_profile(&mut self, shares: bool) {
+        let mut ext = self.confidant().unwrap_or_default();
+        ext.user_profile = Some(shares);
         self.set_confidant(&ext);
     }
 }

@@ -7,7 +7,8 @@
 //!
 //! ```text
 //! system     system prompt · output format · constant lore (before char) · description ·
-//!            personality · profile lines · scenario · constant lore (after char) · examples
+//!            personality · profile lines · scenario · what it knows about the user ·
+//!            constant lore (after char) · examples
 //! system     summary of the turns it covers (which are then never shown)
 //! …          chat history, oldest kept first (thoughts stripped if the character says so)
 //! system     keyword-triggered lore; memories: pinned, then retrieved ← at `dynamic_depth` (1:
@@ -90,10 +91,18 @@ impl MemoryItem {
 /// The heading of the memory block.
 pub const MEMORIES_HEADING: &str = "{{char}} knows these facts for certain (they are true even where the description above says otherwise):";
 
+/// "- label: text", or "- text" without a label.
+fn memory_line(m: &MemoryItem) -> String {
+    if m.label.trim().is_empty() { format!("- {}", m.text.trim()) } else { format!("- {}: {}", m.label.trim(), m.text.trim()) }
+}
+
 /// A memory's text reduced for spotting the same fact twice: lower case, words only.
 fn fact_key(text: &str) -> String {
     text.split(|c: char| !c.is_alphanumeric()).filter(|w| !w.is_empty()).map(str::to_lowercase).collect::<Vec<_>>().join(" ")
 }
+
+/// The heading of the user's profile in the system message.
+pub const USER_PROFILE_HEADING: &str = "{{char}} knows these facts about {{user}} for certain:";
 
 /// A summary of history messages `start..end` (indices into the history given), used in
 /// place of those messages once they no longer fit. A summary covering a wider range wins
@@ -138,6 +147,9 @@ pub struct PromptOptions {
     /// Pinned memories go in, in order, while their texts fit in this many tokens; they are
     /// never dropped for space.
     pub pinned_memory_tokens: usize,
+    /// Facts of the user's profile go in, in the order given, while their texts fit in this
+    /// many tokens; never dropped for space.
+    pub user_profile_tokens: usize,
 }
 
 impl Default for PromptOptions {
@@ -152,6 +164,7 @@ impl Default for PromptOptions {
             dynamic_depth: 1,
             max_memories: 3,
             pinned_memory_tokens: 200,
+            user_profile_tokens: 150,
         }
     }
 }
@@ -168,6 +181,9 @@ pub struct PromptInput<'a> {
     pub summaries: &'a [HistorySummary],
     /// Most relevant first.
     pub memories: &'a [MemoryItem],
+    /// What the character knows about the user for certain (the shared user profile), most
+    /// important first: in the system message, within [`PromptOptions::user_profile_tokens`].
+    pub user_profile: &'a [MemoryItem],
     pub global_lorebooks: &'a [Lorebook],
     /// Replaces [`DEFAULT_SYSTEM_PROMPT`] (a card's own `system_prompt` still wins, and its
     /// `{{original}}` then means this).
@@ -185,6 +201,7 @@ pub enum SectionKind {
     Personality,
     Profile,
     Scenario,
+    UserProfile,
     LoreAfterChar,
     Example,
     Summary,
@@ -367,8 +384,22 @@ pub fn assemble_prompt(input: &PromptInput, options: &PromptOptions, counter: &d
         ch.example_blocks().iter().map(|b| format!("Example conversation:\n{}", macros.apply(b))).collect();
     let profile_lines = ch.profile().map(|p| p.render_lines()).unwrap_or_default();
 
-    // Pinned memories first (while they fit their budget), then retrieved ones; each fact once.
+    // The user's profile: in order while it fits its budget; each fact once, and never again
+    // among the memories.
     let mut seen_facts = std::collections::HashSet::new();
+    let mut user_profile_tokens = 0;
+    let mut user_profile_lines: Vec<String> = Vec::new();
+    for fact in input.user_profile {
+        let line = memory_line(fact);
+        let tokens = counter.count(&line);
+        if fact.text.trim().is_empty() || user_profile_tokens + tokens > options.user_profile_tokens || !seen_facts.insert(fact_key(&fact.text)) {
+            continue;
+        }
+        user_profile_tokens += tokens;
+        user_profile_lines.push(line);
+    }
+
+    // Pinned memories first (while they fit their budget), then retrieved ones; each fact once.
     let mut pinned_tokens = 0;
     let mut memory_order: Vec<usize> = Vec::new();
     for (i, m) in input.memories.iter().enumerate().filter(|(_, m)| m.pinned) {
@@ -451,6 +482,13 @@ pub fn assemble_prompt(input: &PromptInput, options: &PromptOptions, counter: &d
         if !ch.scenario.trim().is_empty() {
             system.push(piece(SectionKind::Scenario, "Scenario", format!("Scenario: {}", trimmed(&ch.scenario))));
         }
+        if !user_profile_lines.is_empty() {
+            system.push(piece(
+                SectionKind::UserProfile,
+                "User profile",
+                format!("{}\n{}", macros.apply(USER_PROFILE_HEADING), user_profile_lines.join("\n")),
+            ));
+        }
         system.extend(after);
         let kept_examples = examples.len() - cut.examples;
         for (i, e) in examples.iter().take(kept_examples).enumerate() {
@@ -503,16 +541,7 @@ pub fn assemble_prompt(input: &PromptInput, options: &PromptOptions, counter: &d
         }
         let used_memories = memories.len() - cut.memories;
         if used_memories > 0 {
-            let lines: Vec<String> = memories[..used_memories]
-                .iter()
-                .map(|m| {
-                    if m.label.trim().is_empty() {
-                        format!("- {}", m.text.trim())
-                    } else {
-                        format!("- {}: {}", m.label.trim(), m.text.trim())
-                    }
-                })
-                .collect();
+            let lines: Vec<String> = memories[..used_memories].iter().map(|m| memory_line(m)).collect();
             let text = format!("{}\n{}", macros.apply(MEMORIES_HEADING), lines.join("\n"));
             inject(
                 options.dynamic_depth,

@@ -19,6 +19,7 @@ fn input<'a>(c: &'a Character, history: &'a [ChatMessage]) -> PromptInput<'a> {
         history,
         summaries: &[],
         memories: &[],
+        user_profile: &[],
         global_lorebooks: &[],
         global_system_prompt: None,
     }

@@ -184,7 +184,7 @@ impl ChatEngineJs {
     }
 
     /// `patch`: card fields by their spec names (`description`, `first_mes`, …), `profile`,
-    /// `innerThoughts`.
+    /// `innerThoughts`, `userProfile`.
     #[wasm_bindgen(js_name = updateCharacter)]
     pub fn update_character(&self, id: String, patch: JsValue) -> js_sys::Promise {
         let patch: Result<Value, JsValue> = from_js(patch, "patch");
@@ -310,6 +310,32 @@ impl ChatEngineJs {
     pub fn save_partial(&self) -> js_sys::Promise {
         with_chat!(self, |c| {
             c.save_partial().await.map_err(engine_error)?;
+            Ok(JsValue::UNDEFINED)
+        })
+    }
+
+    /// The user's profile: current facts first, then the superseded ones (`supersededBy` set).
+    #[wasm_bindgen(js_name = userProfile)]
+    pub fn user_profile(&self) -> js_sys::Promise {
+        with_chat!(self, |c| to_js(&c.user_profile().await.map_err(engine_error)?))
+    }
+
+    /// Add a fact to the user's profile → the fact (it supersedes what it replaces).
+    #[wasm_bindgen(js_name = addUserFact)]
+    pub fn add_user_fact(&self, subject: String, value: String) -> js_sys::Promise {
+        with_chat!(self, |c, mem| to_js(&c.add_user_fact(mem, &subject, &value).await.map_err(engine_error)?))
+    }
+
+    /// Change a profile fact's subject and/or value → the fact.
+    #[wasm_bindgen(js_name = updateUserFact)]
+    pub fn update_user_fact(&self, id: String, subject: Option<String>, value: Option<String>) -> js_sys::Promise {
+        with_chat!(self, |c, mem| to_js(&c.update_user_fact(mem, &id, subject.as_deref(), value.as_deref()).await.map_err(engine_error)?))
+    }
+
+    #[wasm_bindgen(js_name = removeUserFact)]
+    pub fn remove_user_fact(&self, id: String) -> js_sys::Promise {
+        with_chat!(self, |c| {
+            c.remove_user_fact(&id).await.map_err(engine_error)?;
             Ok(JsValue::UNDEFINED)
         })
     }

@@ -13,6 +13,8 @@
 //! - `quarantine` (since version 3): stored values that could not be read, moved out of their
 //!   store (keyed `"store/key"`, as [`engine::UnreadableRecord`]) so everything else stays
 //!   usable; reported, exported, cleared by a wipe.
+//! - `profile` (since version 4): the user's profile shared across characters
+//!   (`engine::UserFact`, superseded facts included), key path `id`.
 //!
 //! Opening an older database upgrades it in place: the new stores are added, nothing is
 //! rewritten. A tab still holding the database open closes its connection when a newer version
@@ -32,7 +34,7 @@ use memory::{MemoryError, MemoryRecord, Result, Store, WriteBatch};
 use serde::Serialize;
 use wasm_bindgen::{JsCast, JsValue};
 
-pub const DATABASE_VERSION: u32 = 3;
+pub const DATABASE_VERSION: u32 = 4;
 const RECORDS: &str = "records";
 const INDEXES: &str = "indexes";
 const META: &str = "meta";
@@ -42,7 +44,8 @@ const CHARACTERS: &str = "characters";
 const SESSIONS: &str = "sessions";
 const SESSIONS_BY_CHARACTER: &str = "characterId";
 const QUARANTINE: &str = "quarantine";
-const ALL_STORES: [&str; 6] = [RECORDS, INDEXES, META, CHARACTERS, SESSIONS, QUARANTINE];
+const PROFILE: &str = "profile";
+const ALL_STORES: [&str; 7] = [RECORDS, INDEXES, META, CHARACTERS, SESSIONS, QUARANTINE, PROFILE];
 
 /// A stored value that did not decode: its key, the value, why.
 type Unread = (JsValue, JsValue, String);
@@ -126,6 +129,11 @@ impl IdbStore {
             }
             if !existing.iter().any(|s| s == QUARANTINE) {
                 let _ = db.create_object_store(QUARANTINE, ObjectStoreParams::new());
+            }
+            if !existing.iter().any(|s| s == PROFILE) {
+                let mut params = ObjectStoreParams::new();
+                params.key_path(Some(KeyPath::new_single("id")));
+                let _ = db.create_object_store(PROFILE, params);
             }
         });
         // Older tabs close their connection when asked (below); one that does not (an older
@@ -405,7 +413,7 @@ fn decode_stored_record(value: JsValue) -> std::result::Result<MemoryRecord, Str
 
 // ---- characters and sessions --------------------------------------------------------------
 
-use engine::{ChatStore, EngineError, Session, StoredCharacter, UnreadableRecord};
+use engine::{ChatStore, EngineError, Session, StoredCharacter, UnreadableRecord, UserFact};
 
 fn chat_value<T: Serialize>(value: &T, what: &str) -> engine::Result<JsValue> {
     value.serialize(&serde_wasm_bindgen::Serializer::json_compatible()).map_err(|e| EngineError::Storage(format!("{what}: {e}")))
@@ -424,6 +432,10 @@ fn decode_character(value: JsValue) -> std::result::Result<StoredCharacter, Stri
 
 fn decode_session(value: JsValue) -> std::result::Result<Session, String> {
     chat_item(value, "a stored session").map_err(|e| e.to_string())
+}
+
+fn decode_user_fact(value: JsValue) -> std::result::Result<UserFact, String> {
+    chat_item(value, "a stored profile fact").map_err(|e| e.to_string())
 }
 
 impl IdbStore {
@@ -519,18 +531,49 @@ impl ChatStore for IdbStore {
         Ok(self.change(&[SESSIONS], "removing a session", |t| t.object_store(SESSIONS)?.delete(JsValue::from_str(id)).map(|_| ())).await?)
     }
 
+    async fn list_user_facts(&self) -> engine::Result<Vec<UserFact>> {
+        Ok(self.read_decoded(PROFILE, None, "reading the user's profile", decode_user_fact).await?)
+    }
+
+    async fn put_user_facts(&self, facts: &[UserFact]) -> engine::Result<()> {
+        let what = "saving the user's profile";
+        let values: Vec<JsValue> = facts.iter().map(|f| chat_value(f, what)).collect::<engine::Result<_>>()?;
+        Ok(self
+            .change(&[PROFILE], what, |t| {
+                let store = t.object_store(PROFILE)?;
+                for v in &values {
+                    store.put(v, None)?;
+                }
+                Ok(())
+            })
+            .await?)
+    }
+
+    async fn delete_user_facts(&self, ids: &[String]) -> engine::Result<()> {
+        Ok(self
+            .change(&[PROFILE], "removing profile facts", |t| {
+                let store = t.object_store(PROFILE)?;
+                for id in ids {
+                    store.delete(JsValue::from_str(id))?;
+                }
+                Ok(())
+            })
+            .await?)
+    }
+
     fn holds_memories(&self) -> bool {
         true
     }
 
-    async fn put_all(&self, characters: &[StoredCharacter], sessions: &[Session], memories: &[MemoryRecord]) -> engine::Result<()> {
+    async fn put_all(&self, characters: &[StoredCharacter], sessions: &[Session], user_facts: &[UserFact], memories: &[MemoryRecord]) -> engine::Result<()> {
         // Everything encoded before the transaction starts: a value that cannot be encoded fails
         // the import with nothing written.
         let characters: Vec<JsValue> = characters.iter().map(|c| chat_value(c, "importing characters")).collect::<engine::Result<_>>()?;
         let sessions: Vec<JsValue> = sessions.iter().map(|s| chat_value(s, "importing sessions")).collect::<engine::Result<_>>()?;
+        let user_facts: Vec<JsValue> = user_facts.iter().map(|f| chat_value(f, "importing the user's profile")).collect::<engine::Result<_>>()?;
         let records: Vec<JsValue> = memories.iter().map(|r| encode_record(r).and_then(|v| to_js_value(&v))).collect::<Result<_>>()?;
         Ok(self
-            .change(&[CHARACTERS, SESSIONS, RECORDS, META], "importing", |t| {
+            .change(&[CHARACTERS, SESSIONS, RECORDS, META, PROFILE], "importing", |t| {
                 let store = t.object_store(CHARACTERS)?;
                 for c in &characters {
                     store.put(c, None)?;
@@ -538,6 +581,10 @@ impl ChatStore for IdbStore {
                 let store = t.object_store(SESSIONS)?;
                 for s in &sessions {
                     store.put(s, None)?;
+                }
+                let store = t.object_store(PROFILE)?;
+                for f in &user_facts {
+                    store.put(f, None)?;
                 }
                 let store = t.object_store(RECORDS)?;
                 for r in &records {

@@ -211,7 +211,10 @@ impl PendingTurn {
 }
 
 impl<C: ChatStore> ChatEngine<C> {
-    /// Memory records for a message: the message itself and the facts it states.
+    /// Memory records for a message: the message itself and, for the user's, the facts it
+    /// states (what a character says about the user may be made up, so its replies give
+    /// none). With a character that shares the user's profile, facts that go to the profile
+    /// get no record of their own.
     pub(super) async fn remember_message<E: TextEmbedder, S: Store>(
         &self,
         memory: &mut Memory<E, S>,
@@ -222,9 +225,9 @@ impl<C: ChatStore> ChatEngine<C> {
         if message.text.trim().is_empty() || message.greeting {
             return Ok(Vec::new());
         }
-        let (speaker, kind) = match message.role {
-            Speaker::User => (session.user_name.as_str(), MemoryKind::UserFact),
-            Speaker::Assistant => (character.display_name(), MemoryKind::CharacterFact),
+        let speaker = match message.role {
+            Speaker::User => session.user_name.as_str(),
+            Speaker::Assistant => character.display_name(),
         };
         let mut new = vec![NewMemory {
             id: Some(message.id.clone()),
@@ -233,13 +236,15 @@ impl<C: ChatStore> ChatEngine<C> {
             created_at: Some(message.created_at),
             ..NewMemory::new(&session.character_id, MemoryKind::Message, format!("{speaker}: {}", message.text.trim()))
         }];
-        for sentence in fact_sentences(&message.text) {
+        let in_profile = self.learn_user_facts(memory, session, character, message).await?;
+        let sentences = if message.role == Speaker::User { fact_sentences(&message.text) } else { Vec::new() };
+        for sentence in sentences.into_iter().filter(|s| !in_profile.contains(s)) {
             new.push(NewMemory {
                 session_id: Some(session.id.clone()),
                 source_message_ids: vec![message.id.clone()],
                 importance: Some(self.settings.fact_importance),
                 created_at: Some(message.created_at),
-                ..NewMemory::new(&session.character_id, kind, fact_text(speaker, &sentence))
+                ..NewMemory::new(&session.character_id, MemoryKind::UserFact, fact_text(speaker, &sentence))
             });
         }
         Ok(memory.add_many(new).await?.into_iter().map(|r| r.id).collect())
@@ -344,6 +349,7 @@ impl<C: ChatStore> ChatEngine<C> {
         history: &'a [ChatMessage],
         summaries: &'a [HistorySummary],
         memories: &'a [MemoryItem],
+        user_profile: &'a [MemoryItem],
     ) -> PromptInput<'a> {
         PromptInput {
             character,
@@ -351,6 +357,7 @@ impl<C: ChatStore> ChatEngine<C> {
             history,
             summaries,
             memories,
+            user_profile,
             global_lorebooks: &self.settings.global_lorebooks,
             global_system_prompt: self.settings.global_system_prompt.as_deref(),
         }
@@ -381,7 +388,8 @@ impl<C: ChatStore> ChatEngine<C> {
         let counter = |text: &str| model.count_tokens(text);
 
         // Which messages the prompt shows anyway: their verbatim memories would only repeat them.
-        let without_memories = assemble_prompt(&self.prompt_input(&session, &character, &history, &summaries, &[]), &prompt_options, &counter);
+        let user_profile = self.user_profile_items(character).await?;
+        let without_memories = assemble_prompt(&self.prompt_input(session, character, &history, &summaries, &[], &user_profile), &prompt_options, &counter);
         let visible: HashSet<&str> = shown[without_memories.history_start.min(shown.len())..].iter().map(|m| m.id.as_str()).collect();
         // ... and their texts: a message recorded earlier with the same words says nothing new.
         let visible_texts: HashSet<&str> = shown[without_memories.history_start.min(shown.len())..].iter().map(|m| m.text.trim()).collect();
@@ -398,6 +406,9 @@ impl<C: ChatStore> ChatEngine<C> {
             let found = memory.search(SearchQuery::new(&session.character_id, &query, self.settings.memories_searched)).await?;
             hits.extend(found.into_iter().filter(|h| !h.record.pinned).take(prompt_options.max_memories * 2));
         }
+        // What the user said that the profile says is no longer true ("I live in Paris" once
+        // they moved) is not recalled as if it were.
+        let outdated = self.outdated_messages(character).await?;
         // A fact and the message it was taken from say the same thing: whichever ranks first
         // stands for both.
         let mut sources_seen: HashSet<String> = HashSet::new();
@@ -407,7 +418,7 @@ impl<C: ChatStore> ChatEngine<C> {
                 let sources = &h.record.source_message_ids;
                 // Nothing from the message being answered or the reply being replaced; no
                 // visible message twice.
-                !sources.iter().any(|s| s == latest || s == replaced) && !(h.record.kind == MemoryKind::Message && sources.iter().all(|s| visible.contains(s.as_str())) && !sources.is_empty())
+                !sources.iter().any(|s| s == latest || s == replaced || outdated.contains(s)) && !(h.record.kind == MemoryKind::Message && sources.iter().all(|s| visible.contains(s.as_str())) && !sources.is_empty())
             })
             .filter(|h| {
                 // A message memory reads "Name: text".
@@ -426,7 +437,8 @@ impl<C: ChatStore> ChatEngine<C> {
             })
             .collect();
         let items: Vec<MemoryItem> = hits.iter().map(|h| MemoryItem { label: date_label(h.record.created_at), text: h.record.text.clone(), pinned: h.record.pinned }).collect();
-        let assembled: AssembledPrompt = assemble_prompt(&self.prompt_input(&session, &character, &history, &summaries, &items), &prompt_options, &counter);
+        let assembled: AssembledPrompt =
+            assemble_prompt(&self.prompt_input(session, character, &history, &summaries, &items, &user_profile), &prompt_options, &counter);
         if assembled.over_budget {
             return Err(EngineError::BadRequest(format!(
                 "the character and the latest message need {} tokens, more than the {} the context leaves",

@@ -4,6 +4,9 @@
 
 use memory::{EMBEDDING_DIM, Embedding, TextEmbedder};
 
+mod scripted;
+pub use scripted::ScriptedModel;
+
 /// Each word lights one dimension: enough for memories to be written and found.
 pub struct WordHashEmbedder;
 
