@@ -2,7 +2,7 @@
 
 use clap::Args;
 use llm::device::memory_usage;
-use llm::{DeviceWorkPerToken, GenerateOptions, LlmError, SamplingParams};
+use llm::{DeviceWorkPerToken, GenerateOptions, LlmError, Lookahead, SamplingParams};
 use serde_json::json;
 
 use crate::{Backend, load};
@@ -22,6 +22,9 @@ pub(crate) struct BenchArgs {
     /// Runs; the median is reported.
     #[arg(long, default_value_t = 3)]
     repeats: usize,
+    /// Greedy decode steps queued on the GPU per read back of their ids (default: adaptive).
+    #[arg(long)]
+    lookahead: Option<usize>,
     #[arg(long)]
     json: bool,
 }
@@ -53,6 +56,7 @@ pub(crate) fn bench(args: BenchArgs) -> Result<(), LlmError> {
     let context = args.prompt_tokens + args.decode_tokens + 8;
     let (mut generator, adapter, load_seconds) = load(&args.model, args.backend, context)?;
     let device = generator.model().device().clone();
+    generator.set_lookahead(args.lookahead.map_or(Lookahead::Adaptive, Lookahead::Fixed));
     let mut peak = memory_usage(&device).map_or(0, |(_, reserved)| reserved);
 
     let mut prompt = Vec::new();
@@ -90,6 +94,7 @@ pub(crate) fn bench(args: BenchArgs) -> Result<(), LlmError> {
         "load_seconds": load_seconds,
         "prompt_tokens": args.prompt_tokens,
         "decode_tokens": args.decode_tokens,
+        "lookahead": args.lookahead.map_or_else(|| "adaptive".to_string(), |n| n.to_string()),
         "repeats": args.repeats,
         "prefill_tok_s": median(&mut prefill),
         "decode_tok_s": median(&mut decode),

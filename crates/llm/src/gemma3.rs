@@ -18,7 +18,7 @@ use burn::tensor::Tensor;
 use crate::config::{DecoderConfig, Metadata, TensorCheck};
 use crate::error::{LlmError, Result};
 use crate::kv_cache::KvCache;
-use crate::layers::{Activation, Attention, AttentionParts, FeedForward, Rope};
+use crate::layers::{Activation, Attention, AttentionParts, FeedForward, PreNormed, Rope};
 use crate::llama;
 use crate::ops::{self, Heads};
 use crate::weights::WeightLoader;
@@ -80,7 +80,7 @@ impl Gemma3 {
             0 => None,
             n => Some(n),
         };
-        let local_rope = Rope { base: m.positive_or("rope.freq_base_swa", 10_000.0)?, scale: 1.0, ..Rope::new(c) };
+        let local_rope = Rope::new(c).with_base(m.positive_or("rope.freq_base_swa", 10_000.0)?, 1.0);
         let global_heads = llama::heads(c, true);
         let d = c.embedding_length;
         // llama.cpp's `f_attention_scale`: the 27B model (62 layers) scales scores by the
@@ -124,12 +124,12 @@ impl Gemma3 {
         let layers = std::mem::take(&mut cache.layers);
         for (block, layer) in self.blocks.iter().zip(layers) {
             let (rope, heads) = if block.local { (&local_rope, self.local_heads) } else { (&global_rope, self.global_heads) };
-            let h = ops::rms_norm(x.clone(), &block.attn_norm, self.eps);
+            let h = PreNormed { x: x.clone(), weight: &block.attn_norm, eps: self.eps };
             let (attended, layer) = block.attn.attend(h, layer, start, rope, heads, self.eps);
             cache.layers.push(layer);
             let attended = block.attn.output.forward(attended);
             x = x + ops::rms_norm(attended, &block.post_attention_norm, self.eps);
-            let h = ops::rms_norm(x.clone(), &block.ffn_norm, self.eps);
+            let h = PreNormed { x: x.clone(), weight: &block.ffn_norm, eps: self.eps };
             let ffn = block.ffn.down.forward(block.ffn.hidden(h));
             x = x + ops::rms_norm(ffn, &block.post_ffw_norm, self.eps);
         }

@@ -4,7 +4,10 @@
 //! The generator keeps the KV cache between requests together with the tokens it holds; a new
 //! prompt that starts with the same tokens only prefills what differs.
 
+use std::collections::VecDeque;
 use std::sync::Arc;
+
+use burn::tensor::{Int, Tensor, TensorData};
 
 use confidant_tokenizer::{ChatMessage, ChatTemplate, StreamDecoder, Tokenizer};
 use web_time::Instant;
@@ -102,6 +105,18 @@ impl GenerationStats {
     }
 }
 
+/// Token ids `[n]` read back from the device, each checked against the vocabulary.
+async fn read_ids(ids: Tensor<1, Int>, vocab: usize) -> Result<Vec<u32>> {
+    let data = ids.into_data_async().await.map_err(|e| LlmError::Device(format!("{e:?}")))?;
+    device_work::count_readback(data.bytes().len());
+    data.iter::<i64>()
+        .map(|id| match u32::try_from(id) {
+            Ok(id) if (id as usize) < vocab => Ok(id),
+            _ => Err(LlmError::Device(format!("the device chose token {id}, outside the vocabulary"))),
+        })
+        .collect()
+}
+
 fn rate(count: usize, seconds: f64) -> f64 {
     if seconds > 0.0 { count as f64 / seconds } else { 0.0 }
 }
@@ -113,7 +128,35 @@ struct Run {
     options: GenerateOptions,
     stream: StreamDecoder,
     stats: GenerationStats,
+    /// Greedy choices made on the device (see [`Generator::decode_on_device`]).
+    on_device: bool,
+    /// Tokens chosen on the device and read back, not yet handed out. The cache already holds
+    /// the ones before the last.
+    ready: VecDeque<u32>,
+    /// The latest chosen id, still on the device: the next burst's first input.
+    device_last: Option<Tensor<1, Int>>,
+    /// Decode steps queued per read back in the next burst.
+    lookahead: usize,
 }
+
+/// How many decode steps are queued on the device before their tokens are read back, when the
+/// device chooses them (greedy).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Lookahead {
+    /// Chosen by measurement: as many steps as take about [`BURST_SECONDS`], at most
+    /// [`MAX_LOOKAHEAD`], so a fast GPU waits for one read per several tokens while a slow
+    /// adapter still streams every token as it comes.
+    Adaptive,
+    /// This many steps (at least 1) per read back.
+    Fixed(usize),
+}
+
+/// Wall time one burst of queued decode steps aims at: short enough that text still streams
+/// smoothly, long enough to hide a read's round trip (about a millisecond in browsers).
+pub const BURST_SECONDS: f64 = 0.05;
+
+/// Most decode steps queued per read back.
+pub const MAX_LOOKAHEAD: usize = 16;
 
 /// A model with its tokenizer, chat template and KV cache.
 pub struct Generator {
@@ -130,6 +173,7 @@ pub struct Generator {
     /// DRY's latest sequence breakers and their token forms: matching them scans the
     /// vocabulary, so it is done once per list rather than once per reply.
     breakers: Option<(Vec<String>, Arc<SequenceBreakers>)>,
+    lookahead: Lookahead,
 }
 
 impl Generator {
@@ -146,7 +190,13 @@ impl Generator {
             last_stats: GenerationStats::default(),
             last_logits: Vec::new(),
             breakers: None,
+            lookahead: Lookahead::Adaptive,
         }
+    }
+
+    /// How many greedy decode steps to queue on the device per read back (default adaptive).
+    pub fn set_lookahead(&mut self, lookahead: Lookahead) {
+        self.lookahead = lookahead;
     }
 
     /// Load everything from a GGUF held in memory.
@@ -226,7 +276,23 @@ impl Generator {
         self.cache.truncate(reuse);
         self.cached.truncate(reuse);
         let stats = GenerationStats { prompt_tokens: prompt.len(), prefilled_tokens: prompt.len() - reuse, ..Default::default() };
-        self.run = Some(Run { sampler, prompt, produced: Vec::new(), options, stream: StreamDecoder::new(true), stats });
+        let on_device = options.sampling.is_plain_greedy() && self.model.embeds_device_ids();
+        let lookahead = match self.lookahead {
+            Lookahead::Adaptive => 1,
+            Lookahead::Fixed(n) => n.max(1),
+        };
+        self.run = Some(Run {
+            sampler,
+            prompt,
+            produced: Vec::new(),
+            options,
+            stream: StreamDecoder::new(true),
+            stats,
+            on_device,
+            ready: VecDeque::new(),
+            device_last: None,
+            lookahead,
+        });
         Ok(())
     }
 
@@ -292,6 +358,51 @@ impl Generator {
         // Taken out while the device works, so an error leaves no half-finished run behind.
         let Some(mut run) = self.run.take() else { return Ok(None) };
         let prefill = run.produced.is_empty();
+        let token = if !prefill && run.on_device {
+            if run.ready.is_empty()
+                && let Err(e) = self.decode_on_device(&mut run).await
+            {
+                self.last_stats = run.stats;
+                return Err(e);
+            }
+            let Some(token) = run.ready.pop_front() else {
+                self.last_stats = run.stats;
+                return Err(LlmError::Device("the device returned no token".into()));
+            };
+            token
+        } else {
+            match self.run_and_sample(&mut run, prefill).await {
+                Ok(token) => token,
+                Err(e) => {
+                    self.last_stats = run.stats;
+                    return Err(e);
+                }
+            }
+        };
+        if !run.options.ignore_eos && self.tokenizer.is_end_of_generation(token) {
+            self.finish(run, FinishReason::Stop);
+            return Ok(None);
+        }
+        run.produced.push(token);
+        run.stats.completion_tokens += 1;
+        let mut text = run.stream.push(&self.tokenizer, token)?;
+        // The next step would run `token`: stop if it would not fit. Tokens read ahead are in
+        // the cache already but not yet handed out.
+        let context_full = self.cached.len() - run.ready.len() + 1 >= self.cache.max_len();
+        if run.produced.len() >= run.options.max_tokens || context_full {
+            // Tokens chosen past this one are dropped; the cache keeps their keys and values,
+            // which are right for those tokens (`cached` lists them), so a later prompt that
+            // continues with them reuses them and any other does not.
+            text += &run.stream.finish();
+            self.finish(run, FinishReason::Length);
+        } else {
+            self.run = Some(run);
+        }
+        Ok(Some(Step { token, text }))
+    }
+
+    /// Run the prompt (or the latest token), read the logits back and sample on the CPU.
+    async fn run_and_sample(&mut self, run: &mut Run, prefill: bool) -> Result<u32> {
         let input: Vec<u32> = match run.produced.last() {
             None => run.prompt[self.cached.len()..].to_vec(),
             Some(&last) => vec![last],
@@ -299,14 +410,7 @@ impl Generator {
 
         let started = Instant::now();
         let counted_before = device_work::counted();
-        let logits = match self.run_model(&input).await {
-            Ok(logits) => logits,
-            Err(e) => {
-                self.last_stats = run.stats;
-                return Err(e);
-            }
-        };
-        let mut logits = logits;
+        let mut logits = self.run_model(&input).await?;
         let elapsed = started.elapsed().as_secs_f64();
         let work = device_work::counted().since(counted_before);
         if prefill {
@@ -320,23 +424,84 @@ impl Generator {
 
         self.last_logits.clone_from(&logits);
         let history: Vec<u32> = run.prompt.iter().chain(&run.produced).copied().collect();
-        let token = run.sampler.sample(&mut logits, &history);
-        if !run.options.ignore_eos && self.tokenizer.is_end_of_generation(token) {
-            self.finish(run, FinishReason::Stop);
-            return Ok(None);
+        Ok(run.sampler.sample(&mut logits, &history))
+    }
+
+    /// Greedy decoding without the logits leaving the device: queue `run.lookahead` steps
+    /// (fewer near `max_tokens` or the end of the context), each one's argmax feeding the next
+    /// one's embedding look-up on the device, then read all their ids back at once. The first
+    /// input is the previous burst's last id, still on the device, or the token the CPU sampled
+    /// after the prompt.
+    async fn decode_on_device(&mut self, run: &mut Run) -> Result<()> {
+        let Some(&last) = run.produced.last() else { return Err(LlmError::BadRequest("decoding before the prompt".into())) };
+        let remaining = run.options.max_tokens.saturating_sub(run.produced.len());
+        // Input `i` goes to position `cached + i`; the last token handed out must leave room
+        // for one more position, as `step` checks.
+        let room = self.cache.max_len().saturating_sub(self.cached.len() + 1);
+        let count = run.lookahead.min(remaining).min(room).max(1);
+
+        let started = Instant::now();
+        let counted_before = device_work::counted();
+        let device = self.model.device().clone();
+        let mut ids = match run.device_last.take() {
+            Some(ids) => ids,
+            None => {
+                device_work::count_upload(4);
+                Tensor::<1, Int>::from_data(TensorData::new(vec![last as i32], [1]), &device)
+            }
+        };
+        let mut chosen = Vec::with_capacity(count);
+        for _ in 0..count {
+            let logits = match self.model.forward_ids(ids, &mut self.cache) {
+                Ok(logits) => logits,
+                Err(e) => {
+                    self.forget_cache();
+                    return Err(e);
+                }
+            };
+            ids = logits.argmax(1).reshape([1]);
+            // burn's own kernels launch outside the seam's counter: counted here, the argmax as
+            // one reduction and the gathering of the ids as one copy per id.
+            device_work::count_dispatch();
+            chosen.push(ids.clone());
         }
-        run.produced.push(token);
-        run.stats.completion_tokens += 1;
-        let mut text = run.stream.push(&self.tokenizer, token)?;
-        // The next step would run `token`: stop if it would not fit.
-        let context_full = self.cached.len() + 1 >= self.cache.max_len();
-        if run.produced.len() >= run.options.max_tokens || context_full {
-            text += &run.stream.finish();
-            self.finish(run, FinishReason::Length);
+        let all = if count == 1 {
+            ids.clone()
         } else {
-            self.run = Some(run);
+            (0..count).for_each(|_| device_work::count_dispatch());
+            Tensor::cat(chosen, 0)
+        };
+        let read = read_ids(all, self.model.config.vocab_size).await.and_then(|tokens| {
+            if tokens.len() == count { Ok(tokens) } else { Err(LlmError::Device("the device returned the wrong number of tokens".into())) }
+        });
+        let tokens = match read {
+            Ok(tokens) => tokens,
+            Err(e) => {
+                self.forget_cache();
+                return Err(e);
+            }
+        };
+        self.cached.push(last);
+        self.cached.extend_from_slice(&tokens[..count - 1]);
+        run.ready.extend(tokens);
+        run.device_last = Some(ids);
+        self.last_logits.clear();
+
+        let elapsed = started.elapsed().as_secs_f64();
+        run.stats.decode_seconds += elapsed;
+        run.stats.decoded_tokens += count;
+        run.stats.decode_work.add(device_work::counted().since(counted_before));
+        if self.lookahead == Lookahead::Adaptive {
+            let per_step = elapsed / count as f64;
+            run.lookahead = if per_step > 0.0 { ((BURST_SECONDS / per_step) as usize).clamp(1, MAX_LOOKAHEAD) } else { MAX_LOOKAHEAD };
         }
-        Ok(Some(Step { token, text }))
+        Ok(())
+    }
+
+    /// After a failed step the cache may hold part of it: the next request starts from scratch.
+    fn forget_cache(&mut self) {
+        self.cache.truncate(0);
+        self.cached.clear();
     }
 
     /// Run `input` after the cached tokens and read back the last position's logits.
@@ -350,9 +515,7 @@ impl Generator {
                 Ok(logits)
             }
             Err(e) => {
-                // The cache may hold part of this step: start the next request from scratch.
-                self.cache.truncate(0);
-                self.cached.clear();
+                self.forget_cache();
                 Err(e)
             }
         }
@@ -375,7 +538,8 @@ impl Generator {
         self.run.as_ref().map_or(&self.last_stats, |r| &r.stats)
     }
 
-    /// The raw logits from which the latest token was chosen (empty before the first step).
+    /// The raw logits from which the latest token was chosen (empty before the first step, and
+    /// when the device chose it: greedy decoding after the first token).
     pub fn last_logits(&self) -> &[f32] {
         &self.last_logits
     }

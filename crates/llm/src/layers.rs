@@ -3,16 +3,19 @@
 //! pre-norm block of llama-like models, and the token embedding with the output head. Each
 //! model file (llama.rs, qwen2.rs, …) says which pieces it uses and how they connect.
 
+use std::sync::Mutex;
+
 use burn::tensor::{Device, Tensor, TensorData};
 
 use crate::config::DecoderConfig;
 use crate::error::{LlmError, Result};
 use crate::kv_cache::KvCache;
+use crate::kernels::Projection;
 use crate::ops::{self, Heads};
 use crate::weights::{Linear, WeightLoader};
 
 /// Rotary position embedding of one kind of layer.
-#[derive(Debug, Clone)]
+#[derive(Debug)]
 pub(crate) struct Rope {
     /// Rotated dimensions of each head.
     pub dims: usize,
@@ -21,9 +24,14 @@ pub(crate) struct Rope {
     pub scale: f32,
     /// Per-pair frequency divisors (`rope_freqs.weight`, Llama 3.1+).
     pub factors: Option<Vec<f32>>,
+    /// The tables from position 0 on, kept on the device and grown by doubling, so a decode
+    /// step slices its row instead of sending two small tables from the host (each host write
+    /// also makes CubeCL submit the work queued before it).
+    table: Mutex<Option<RopeTables>>,
 }
 
 /// cos and sin of each rotated pair's angle at each position, `[positions, dims / 2]`.
+#[derive(Debug, Clone)]
 pub(crate) struct RopeTables {
     pub cos: Tensor<2>,
     pub sin: Tensor<2>,
@@ -31,12 +39,35 @@ pub(crate) struct RopeTables {
 
 impl Rope {
     pub fn new(c: &DecoderConfig) -> Self {
-        Self { dims: c.rope_dimensions, base: c.rope_freq_base, scale: c.rope_freq_scale, factors: None }
+        Self { dims: c.rope_dimensions, base: c.rope_freq_base, scale: c.rope_freq_scale, factors: None, table: Mutex::default() }
+    }
+
+    /// The same rope with another base and scale (Gemma 3's sliding-window layers).
+    pub fn with_base(&self, base: f32, scale: f32) -> Self {
+        Self { dims: self.dims, base, scale, factors: self.factors.clone(), table: Mutex::default() }
+    }
+
+    /// The tables for positions `start..start + count`: rows of the table kept on the device.
+    pub fn tables(&self, start: usize, count: usize, device: &Device) -> RopeTables {
+        let end = start + count;
+        let pairs = self.dims / 2;
+        // A poisoned lock only means a panic elsewhere mid-update: the table is rebuilt if short.
+        let mut kept = self.table.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let rows = kept.as_ref().map_or(0, |t| t.cos.dims()[0]);
+        let table = match kept.as_ref() {
+            Some(table) if rows >= end && table.cos.device() == *device => table.clone(),
+            _ => {
+                let table = self.compute(0, end.max(2 * rows).max(256), device);
+                *kept = Some(table.clone());
+                table
+            }
+        };
+        RopeTables { cos: table.cos.slice([start..end, 0..pairs]), sin: table.sin.slice([start..end, 0..pairs]) }
     }
 
     /// The tables for positions `start..start + count`, computed as ggml's `rope_f32` does (a
     /// running product of the frequency ratio, in f32).
-    pub fn tables(&self, start: usize, count: usize, device: &Device) -> RopeTables {
+    fn compute(&self, start: usize, count: usize, device: &Device) -> RopeTables {
         let pairs = self.dims / 2;
         let ratio = self.base.powf(-2.0 / self.dims as f32);
         let mut cos = Vec::with_capacity(count * pairs);
@@ -71,6 +102,26 @@ impl Rope {
     }
 }
 
+/// A block's input with the RMSNorm that comes before its first products, not yet applied: a
+/// quantized product takes the norm itself (one dispatch instead of two on a GPU).
+pub(crate) struct PreNormed<'a> {
+    pub x: Tensor<2>,
+    pub weight: &'a Tensor<1>,
+    pub eps: f32,
+}
+
+impl PreNormed<'_> {
+    /// The normalized input, for products that cannot take the norm themselves.
+    fn apply(self) -> Tensor<2> {
+        ops::rms_norm(self.x, self.weight, self.eps)
+    }
+
+    /// `rms_norm(x) · wᵀ` through `projection`.
+    fn through(self, w: &Linear, projection: Projection) -> Tensor<2> {
+        w.normed(self.x, self.weight, self.eps, projection)
+    }
+}
+
 /// Query, key and value projections: one stacked matrix when their layouts allow (or the file
 /// stores them fused), so one kernel computes all three.
 pub(crate) enum QkvProjection {
@@ -87,10 +138,13 @@ impl QkvProjection {
     }
 
     /// `[t, d] → [t, (heads + 2 kv_heads) × head_dim]`: queries, then keys, then values.
-    fn forward(&self, x: Tensor<2>) -> Tensor<2> {
+    fn forward(&self, input: PreNormed) -> Tensor<2> {
         match self {
-            Self::Stacked(w) => w.forward(x),
-            Self::Separate(q, k, v) => Tensor::cat(vec![q.forward(x.clone()), k.forward(x.clone()), v.forward(x)], 1),
+            Self::Stacked(w) => input.through(w, Projection::Plain),
+            Self::Separate(q, k, v) => {
+                let x = input.apply();
+                Tensor::cat(vec![q.forward(x.clone()), k.forward(x.clone()), v.forward(x)], 1)
+            }
         }
     }
 
@@ -161,7 +215,7 @@ impl Attention {
     /// Attention of the normalized input `h [t, d]` at positions `start..start + t`: keys and
     /// values go into `layer`'s cache; returns the attended values `[t, heads × head_dim]`,
     /// before the output projection, and the cache.
-    pub fn attend(&self, h: Tensor<2>, layer: (Tensor<3>, Tensor<3>), start: usize, rope: &RopeTables, heads: Heads, eps: f32) -> (Tensor<2>, (Tensor<3>, Tensor<3>)) {
+    pub fn attend(&self, h: PreNormed, layer: (Tensor<3>, Tensor<3>), start: usize, rope: &RopeTables, heads: Heads, eps: f32) -> (Tensor<2>, (Tensor<3>, Tensor<3>)) {
         let mut qkv = self.qkv.forward(h);
         if let Some(bias) = &self.bias {
             qkv = qkv + bias.clone().unsqueeze::<2>();
@@ -224,13 +278,19 @@ impl FeedForward {
         Ok(Self { gate_up, down: w.linear(&name("ffn_down"), d, f)?, activation })
     }
 
-    /// `act(x · gateᵀ) * (x · upᵀ)`, the input of the down projection.
-    pub fn hidden(&self, x: Tensor<2>) -> Tensor<2> {
+    /// `act(x · gateᵀ) * (x · upᵀ)` of the normalized input, the input of the down projection.
+    pub fn hidden(&self, input: PreNormed) -> Tensor<2> {
         match (&self.gate_up, self.activation) {
-            (GateUp::Stacked(w), Activation::Silu) => w.swiglu_stacked(x),
-            (GateUp::Stacked(w), Activation::GeluTanh) => w.geglu_stacked(x),
-            (GateUp::Separate(gate, up), Activation::Silu) => burn::tensor::activation::silu(gate.forward(x.clone())) * up.forward(x),
-            (GateUp::Separate(gate, up), Activation::GeluTanh) => ops::gelu_mul(gate.forward(x.clone()), up.forward(x)),
+            (GateUp::Stacked(w), Activation::Silu) => input.through(w, Projection::SwiGlu),
+            (GateUp::Stacked(w), Activation::GeluTanh) => input.through(w, Projection::GeGlu),
+            (GateUp::Separate(gate, up), Activation::Silu) => {
+                let x = input.apply();
+                burn::tensor::activation::silu(gate.forward(x.clone())) * up.forward(x)
+            }
+            (GateUp::Separate(gate, up), Activation::GeluTanh) => {
+                let x = input.apply();
+                ops::gelu_mul(gate.forward(x.clone()), up.forward(x))
+            }
         }
     }
 
@@ -284,11 +344,11 @@ impl PreNormDecoder {
         let rope = self.rope.tables(start, count, &x.device());
         let layers = std::mem::take(&mut cache.layers);
         for (block, layer) in self.blocks.iter().zip(layers) {
-            let h = ops::rms_norm(x.clone(), &block.attn_norm, self.eps);
+            let h = PreNormed { x: x.clone(), weight: &block.attn_norm, eps: self.eps };
             let (attended, layer) = block.attn.attend(h, layer, start, &rope, self.heads, self.eps);
             x = block.attn.output.forward_add(attended, x);
             cache.layers.push(layer);
-            let h = ops::rms_norm(x.clone(), &block.ffn_norm, self.eps);
+            let h = PreNormed { x: x.clone(), weight: &block.ffn_norm, eps: self.eps };
             x = block.ffn.down.forward_add(block.ffn.hidden(h), x);
         }
         x
@@ -323,12 +383,22 @@ impl TokenIo {
         self.token_embd.rows_of(tokens, device)
     }
 
+    /// Whether ids on the device can be looked up ([`TokenIo::embed_ids`]): a split table needs
+    /// them on the host.
+    pub fn embeds_device_ids(&self) -> bool {
+        !matches!(self.token_embd, Linear::Split(_))
+    }
+
+    /// Embedding rows of ids already on the device, `[ids, d]` (see [`Self::embeds_device_ids`]).
+    pub fn embed_ids(&self, ids: Tensor<1, burn::tensor::Int>) -> Tensor<2> {
+        self.token_embd.rows(ids)
+    }
+
     /// Logits of the last row of `x [t, d]`, or of every row when `all`.
     pub fn logits(&self, x: Tensor<2>, all: bool, eps: f32) -> Tensor<2> {
         let [t, d] = x.dims();
         let x = if all { x } else { x.slice([t - 1..t, 0..d]) };
-        let x = ops::rms_norm(x, &self.output_norm, eps);
-        self.output.as_ref().unwrap_or(&self.token_embd).forward(x)
+        PreNormed { x, weight: &self.output_norm, eps }.through(self.output.as_ref().unwrap_or(&self.token_embd), Projection::Plain)
     }
 
     pub fn device_bytes(&self) -> usize {

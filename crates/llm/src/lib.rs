@@ -26,7 +26,7 @@ pub use error::{LlmError, Result};
 pub use kv_cache::KvCache;
 pub use llama::LlamaConfig;
 pub use model::Model;
-pub use generate::{FinishReason, GenerateOptions, GenerationStats, Generator, PrefillProgress, Step};
+pub use generate::{FinishReason, GenerateOptions, GenerationStats, Generator, Lookahead, PrefillProgress, Step};
 pub use sampler::{DryParams, Sampler, SamplingParams, SequenceBreakers};
 pub use confidant_tokenizer::{ChatMessage, ChatTemplate, Tokenizer};
 pub use info::ModelInfo;

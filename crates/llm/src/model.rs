@@ -1,7 +1,7 @@
 //! A decoder model of any supported architecture on the device: its configuration, token
 //! embedding and output head, and the architecture's blocks.
 
-use burn::tensor::{Device, Tensor};
+use burn::tensor::{Device, Int, Tensor};
 use gguf::Gguf;
 
 use crate::config::{Architecture, DecoderConfig};
@@ -91,11 +91,38 @@ impl Model {
         if let Some(&bad) = tokens.iter().find(|&&t| t as usize >= c.vocab_size) {
             return Err(LlmError::BadRequest(format!("token id {bad} is outside the vocabulary of {}", c.vocab_size)));
         }
+        let x = self.io.embed(tokens, &self.device);
+        self.run_blocks(x, cache, all_logits)
+    }
+
+    /// Whether [`Model::forward_ids`] can run: the embedding table is one matrix on the device.
+    pub fn embeds_device_ids(&self) -> bool {
+        self.io.embeds_device_ids()
+    }
+
+    /// [`Model::forward`] of one token whose id is already on the device (`ids [1]`, as an
+    /// argmax left it), returning the logits `[1, vocab]`: decoding never sends the id from the
+    /// host. The id is not checked here: it comes from an argmax over this model's vocabulary.
+    pub fn forward_ids(&self, ids: Tensor<1, Int>, cache: &mut KvCache) -> Result<Tensor<2>> {
+        let start = cache.len;
+        if start + 1 > cache.max_len() {
+            return Err(LlmError::BadRequest(format!("{} positions do not fit the context of {} tokens", start + 1, cache.max_len())));
+        }
+        if !self.embeds_device_ids() {
+            return Err(LlmError::Unsupported("this model's embedding table is split across buffers: ids must come from the host".into()));
+        }
+        let x = self.io.embed_ids(ids);
+        self.run_blocks(x, cache, false)
+    }
+
+    /// The blocks and the head over embedded tokens `x [t, d]` at positions `cache.len..`.
+    fn run_blocks(&self, x: Tensor<2>, cache: &mut KvCache, all_logits: bool) -> Result<Tensor<2>> {
+        let c = &self.config;
+        let (start, count) = (cache.len, x.dims()[0]);
         if cache.layers.len() != c.block_count {
             return Err(LlmError::BadRequest("the cache was made for another model".into()));
         }
         cache.reserve(start + count);
-        let x = self.io.embed(tokens, &self.device);
         let x = match &self.blocks {
             Blocks::PreNorm(b) => b.forward(x, cache),
             Blocks::Gemma3(b) => b.forward(x, cache),

@@ -63,6 +63,12 @@ impl SamplingParams {
         Self { temperature: 0.0, ..Self::default() }
     }
 
+    /// Whether the choice depends on the logits alone (greedy, no penalties, no DRY), so the
+    /// device can make it without the logits coming back to the CPU.
+    pub fn is_plain_greedy(&self) -> bool {
+        self.temperature <= 0.0 && !self.has_penalties() && !self.dry.is_enabled()
+    }
+
     pub fn validate(&self) -> Result<()> {
         let bad = |what: &str| Err(LlmError::BadRequest(what.to_string()));
         if !self.temperature.is_finite() {
@@ -86,7 +92,7 @@ impl SamplingParams {
         self.dry.validate()
     }
 
-    fn has_penalties(&self) -> bool {
+    pub(crate) fn has_penalties(&self) -> bool {
         self.repeat_last_n > 0 && (self.repeat_penalty != 1.0 || self.presence_penalty != 0.0 || self.frequency_penalty != 0.0)
     }
 }

@@ -11,7 +11,7 @@ use burn::tensor::{DType, Device, Int, Tensor, TensorData};
 use gguf::{GgmlType, Gguf, TensorInfo};
 
 use crate::error::{LlmError, Result};
-use crate::kernels::{LlmKernels, QuantLayout};
+use crate::kernels::{LlmKernels, Projection, QuantLayout};
 
 /// A matrix whose values stay quantized on the device, in the layout of [`QuantLayout`].
 #[derive(Clone, Debug)]
@@ -116,6 +116,31 @@ impl Linear {
                 let both = self.forward(x);
                 let [t, _] = both.dims();
                 crate::ops::gelu_mul(both.clone().slice([0..t, 0..half]), both.slice([0..t, half..2 * half]))
+            }
+        }
+    }
+
+    /// `rms_norm(x, norm, eps)` followed by [`Linear::forward`], [`Linear::swiglu_stacked`] or
+    /// [`Linear::geglu_stacked`] as `projection` says: one kernel when quantized (where the
+    /// backend fuses them; see [`LlmKernels::normed_quant_matmul`]).
+    pub fn normed(&self, x: Tensor<2>, norm: &Tensor<1>, eps: f32, projection: Projection) -> Tensor<2> {
+        match self {
+            Self::Quant(q) => Tensor::from_dispatch(Dispatch::normed_quant_matmul(
+                x.into_dispatch(),
+                norm.clone().into_dispatch(),
+                eps,
+                q.packed(),
+                q.scales(),
+                q.layout,
+                projection,
+            )),
+            Self::Dense(_) | Self::Split(_) => {
+                let h = crate::ops::rms_norm(x, norm, eps);
+                match projection {
+                    Projection::Plain => self.forward(h),
+                    Projection::SwiGlu => self.swiglu_stacked(h),
+                    Projection::GeGlu => self.geglu_stacked(h),
+                }
             }
         }
     }

@@ -12,7 +12,7 @@ use burn::tensor::{Shape, TensorData};
 use burn_flex::{Flex, FlexTensor};
 use cpu_kernels::{AttnShape, Q8Activations, QuantMatrix};
 
-use super::{Heads, LlmKernels, QuantLayout};
+use super::{Heads, LlmKernels, Projection, QuantLayout};
 
 /// The tensor with its values in one contiguous run from offset 0.
 fn dense(t: FlexTensor) -> FlexTensor {
@@ -116,6 +116,25 @@ impl LlmKernels for Flex {
 
     fn quant_geglu(x: FloatTensor<Self>, packed: IntTensor<Self>, scales: FloatTensor<Self>, w: QuantLayout) -> FloatTensor<Self> {
         gated_product(x, packed, scales, w, cpu_kernels::gelu_mul, "geglu")
+    }
+
+    fn normed_quant_matmul(
+        x: FloatTensor<Self>,
+        norm: FloatTensor<Self>,
+        eps: f32,
+        packed: IntTensor<Self>,
+        scales: FloatTensor<Self>,
+        w: QuantLayout,
+        projection: Projection,
+    ) -> FloatTensor<Self> {
+        // The norm's output is quantized to 8 bits for the product anyway: a separate pass
+        // costs one read of a row that is in cache.
+        let x = Self::rms_norm(x, norm, eps);
+        match projection {
+            Projection::Plain => Self::quant_matmul(x, packed, scales, w),
+            Projection::SwiGlu => Self::quant_swiglu(x, packed, scales, w),
+            Projection::GeGlu => Self::quant_geglu(x, packed, scales, w),
+        }
     }
 
     fn gelu_mul(gate: FloatTensor<Self>, up: FloatTensor<Self>) -> FloatTensor<Self> {

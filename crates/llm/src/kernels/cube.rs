@@ -9,7 +9,7 @@ use burn::tensor::{DType, Shape};
 use burn_cubecl::{CubeBackend, tensor::CubeTensor};
 use cubecl::prelude::*;
 
-use super::{Heads, LlmKernels, QuantLayout};
+use super::{Heads, LlmKernels, Projection, QuantLayout};
 use crate::device_work::count_dispatch;
 
 /// What the matmul kernel does with each dot product before writing it.
@@ -41,22 +41,31 @@ fn gelu_tanh(x: f32) -> f32 {
 /// fast as lanes sharing a row and reducing through shared memory. With `SwiGlu` the invocation
 /// also reads row `n + col` (the up projection stacked under the gate).
 ///
-/// Five storage buffers (plus CubeCL's own) stay within WebGPU's default limit of eight.
+/// With `normed`, the invocation also takes the RMSNorm of its activation rows on the way
+/// (`side` is then the norm's weight): `rms_norm(x) · w = inv_rms × ((x ∘ weight) · w)`, so
+/// the dot products use `x ∘ weight` and are scaled once at the end. Each invocation sums the
+/// squares of its rows itself, which costs one multiply-add per value it reads anyway and saves
+/// a dispatch and a round trip through memory per norm.
+///
+/// Five storage buffers (plus CubeCL's own) stay within WebGPU's default limit of eight: `side`
+/// is the residual for `AddResidual`, the norm's weight when `normed`, else unused.
 #[cube(launch_unchecked)]
 #[allow(clippy::too_many_arguments)]
 fn quant_matmul_kernel(
     x: &[f32],
     packed: &[u32],
     scales: &[f32],
-    residual: &[f32],
+    side: &[f32],
     out: &mut [f32],
     m: usize,
     n: usize,
     k: usize,
+    eps: f32,
     #[comptime] bits: u32,
     #[comptime] group: usize,
     #[comptime] rows: usize,
     #[comptime] epilogue: Epilogue,
+    #[comptime] normed: bool,
 ) {
     let per_word = comptime!(32 / bits) as usize;
     let mask = comptime!((1u32 << bits) - 1);
@@ -76,10 +85,12 @@ fn quant_matmul_kernel(
 
     let mut acc = Array::<f32>::new(rows);
     let mut acc2 = Array::<f32>::new(rows);
+    let mut squares = Array::<f32>::new(rows);
     #[unroll]
     for r in 0..rows {
         acc[r] = 0.0;
         acc2[r] = 0.0;
+        squares[r] = 0.0;
     }
     // The up projection's row, when there is one.
     let col2 = col + n;
@@ -111,9 +122,18 @@ fn quant_matmul_kernel(
                 if swiglu {
                     q2 = f32::cast_from((word2 >> shift) & mask);
                 }
+                let mut norm_weight = 1.0f32;
+                if normed {
+                    norm_weight = side[kk + e];
+                }
                 #[unroll]
                 for r in 0..rows {
-                    let xv = x[min(row0 + r, last_row) * k + kk + e];
+                    let raw = x[min(row0 + r, last_row) * k + kk + e];
+                    let mut xv = raw;
+                    if normed {
+                        squares[r] += raw * raw;
+                        xv = raw * norm_weight;
+                    }
                     dot[r] += xv * q;
                     sum[r] += xv;
                     if swiglu {
@@ -143,16 +163,22 @@ fn quant_matmul_kernel(
         let row = row0 + r;
         if row < m {
             let index = row * n + col;
-            let value = acc[r];
+            let mut value = acc[r];
+            let mut up = acc2[r];
+            if normed {
+                let inv = 1.0 / (squares[r] / f32::cast_from(k) + eps).sqrt();
+                value *= inv;
+                up *= inv;
+            }
             let mut result = value;
             if comptime!(epilogue == Epilogue::AddResidual) {
-                result = residual[index] + value;
+                result = side[index] + value;
             }
             if comptime!(epilogue == Epilogue::SwiGlu) {
-                result = value / (1.0 + (-value).exp()) * acc2[r];
+                result = value / (1.0 + (-value).exp()) * up;
             }
             if comptime!(epilogue == Epilogue::GeGlu) {
-                result = gelu_tanh(value) * acc2[r];
+                result = gelu_tanh(value) * up;
             }
             out[index] = result;
         }
@@ -466,11 +492,24 @@ fn elementwise_launch(units: usize) -> (CubeCount, CubeDim) {
     (CubeCount::new_1d(units.div_ceil(64) as u32), CubeDim::new_1d(64))
 }
 
+/// The matmul kernel's fourth buffer: see [`quant_matmul_kernel`].
+enum Side {
+    None,
+    Residual(CubeTensor),
+    /// RMSNorm of the activations with this weight and epsilon first.
+    Norm(CubeTensor, f32),
+}
+
+/// Most activation rows for which the matmul takes the RMSNorm itself: each invocation sums
+/// its rows' squares, which pays for decode (one row: a dispatch saved) but, with many rows,
+/// repeats the sums in every invocation; a separate norm kernel does them once.
+const FUSED_NORM_MAX_ROWS: usize = 4;
+
 fn launch_quant_matmul(
     x: CubeTensor,
     packed: CubeTensor,
     scales: CubeTensor,
-    residual: Option<CubeTensor>,
+    side: Side,
     n: usize,
     w: QuantLayout,
     epilogue: Epilogue,
@@ -493,7 +532,11 @@ fn launch_quant_matmul(
         3 | 4 => 4,
         _ => 8,
     };
-    let residual = residual.map(contiguous);
+    let (side, eps, normed) = match side {
+        Side::None => (None, 0.0, false),
+        Side::Residual(r) => (Some(contiguous(r)), 0.0, false),
+        Side::Norm(weight, eps) => (Some(contiguous(weight)), eps, true),
+    };
     let cube_count = CubeCount::new_2d(n.div_ceil(64) as u32, m.div_ceil(rows) as u32);
     count_dispatch();
     unsafe {
@@ -504,17 +547,19 @@ fn launch_quant_matmul(
             buffer(&x),
             buffer(&packed),
             buffer(&scales),
-            // Unused without the residual epilogue: bind the (read-only) input in its place,
-            // since WebGPU refuses a buffer bound both read-only and writable.
-            buffer(residual.as_ref().unwrap_or(&x)),
+            // Unused without a side input: bind the (read-only) input in its place, since
+            // WebGPU refuses a buffer bound both read-only and writable.
+            buffer(side.as_ref().unwrap_or(&x)),
             buffer(&out),
             m,
             n,
             k,
+            eps,
             bits,
             group,
             rows,
             epilogue,
+            normed,
         );
     }
     out
@@ -522,7 +567,7 @@ fn launch_quant_matmul(
 
 impl LlmKernels for CubeBackend {
     fn quant_matmul(x: FloatTensor<Self>, packed: IntTensor<Self>, scales: FloatTensor<Self>, w: QuantLayout) -> FloatTensor<Self> {
-        launch_quant_matmul(x, packed, scales, None, w.rows, w, Epilogue::Plain)
+        launch_quant_matmul(x, packed, scales, Side::None, w.rows, w, Epilogue::Plain)
     }
 
     fn quant_matmul_add(
@@ -532,15 +577,39 @@ impl LlmKernels for CubeBackend {
         residual: FloatTensor<Self>,
         w: QuantLayout,
     ) -> FloatTensor<Self> {
-        launch_quant_matmul(x, packed, scales, Some(residual), w.rows, w, Epilogue::AddResidual)
+        launch_quant_matmul(x, packed, scales, Side::Residual(residual), w.rows, w, Epilogue::AddResidual)
     }
 
     fn quant_swiglu(x: FloatTensor<Self>, packed: IntTensor<Self>, scales: FloatTensor<Self>, w: QuantLayout) -> FloatTensor<Self> {
-        launch_quant_matmul(x, packed, scales, None, w.rows / 2, w, Epilogue::SwiGlu)
+        launch_quant_matmul(x, packed, scales, Side::None, w.rows / 2, w, Epilogue::SwiGlu)
     }
 
     fn quant_geglu(x: FloatTensor<Self>, packed: IntTensor<Self>, scales: FloatTensor<Self>, w: QuantLayout) -> FloatTensor<Self> {
-        launch_quant_matmul(x, packed, scales, None, w.rows / 2, w, Epilogue::GeGlu)
+        launch_quant_matmul(x, packed, scales, Side::None, w.rows / 2, w, Epilogue::GeGlu)
+    }
+
+    fn normed_quant_matmul(
+        x: FloatTensor<Self>,
+        norm: FloatTensor<Self>,
+        eps: f32,
+        packed: IntTensor<Self>,
+        scales: FloatTensor<Self>,
+        w: QuantLayout,
+        projection: Projection,
+    ) -> FloatTensor<Self> {
+        let (n, epilogue) = match projection {
+            Projection::Plain => (w.rows, Epilogue::Plain),
+            Projection::SwiGlu => (w.rows / 2, Epilogue::SwiGlu),
+            Projection::GeGlu => (w.rows / 2, Epilogue::GeGlu),
+        };
+        let dims = x.meta.shape();
+        let m = dims.num_elements() / dims[dims.len() - 1];
+        if m <= FUSED_NORM_MAX_ROWS {
+            launch_quant_matmul(x, packed, scales, Side::Norm(norm, eps), n, w, epilogue)
+        } else {
+            let x = Self::rms_norm(x, norm, eps);
+            launch_quant_matmul(x, packed, scales, Side::None, n, w, epilogue)
+        }
     }
 
     fn gelu_mul(gate: FloatTensor<Self>, up: FloatTensor<Self>) -> FloatTensor<Self> {

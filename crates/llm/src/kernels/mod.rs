@@ -56,6 +56,17 @@ pub struct Heads {
     pub window: Option<usize>,
 }
 
+/// What a quantized product computes from its rows (see [`LlmKernels::normed_quant_matmul`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Projection {
+    /// `x · wᵀ`, `[m, w.rows]`.
+    Plain,
+    /// As [`LlmKernels::quant_swiglu`].
+    SwiGlu,
+    /// As [`LlmKernels::quant_geglu`].
+    GeGlu,
+}
+
 /// Operations of the forward pass on a backend's own tensors.
 #[backend_extension(Cube: cfg(any(feature = "wgpu", feature = "webgpu")), Flex: cfg(feature = "cpu"))]
 pub trait LlmKernels: Backend {
@@ -78,6 +89,19 @@ pub trait LlmKernels: Backend {
     /// `gelu(x · gateᵀ) * (x · upᵀ) → [m, w.rows / 2]` with the tanh approximation of GELU
     /// (GeGLU, Gemma's feed-forward), laid out as in [`LlmKernels::quant_swiglu`].
     fn quant_geglu(x: FloatTensor<Self>, packed: IntTensor<Self>, scales: FloatTensor<Self>, w: QuantLayout) -> FloatTensor<Self>;
+
+    /// `rms_norm(x, norm, eps)` followed by the quantized product `projection`, one pass where
+    /// the backend can: the pre-norm blocks' norm → q/k/v and norm → gate/up steps, and the
+    /// final norm → output head.
+    fn normed_quant_matmul(
+        x: FloatTensor<Self>,
+        norm: FloatTensor<Self>,
+        eps: f32,
+        packed: IntTensor<Self>,
+        scales: FloatTensor<Self>,
+        w: QuantLayout,
+        projection: Projection,
+    ) -> FloatTensor<Self>;
 
     /// `gelu(gate) * up` elementwise for `gate` and `up` of one shape (GeGLU over float weights).
     fn gelu_mul(gate: FloatTensor<Self>, up: FloatTensor<Self>) -> FloatTensor<Self>;
