@@ -231,7 +231,7 @@ export class EngineHost {
   private async serve(request: HostRequest): Promise<void> {
     switch (request.type) {
       case 'open':
-        await this.openEngine(request, (p) => this.post({ type: 'progress', id: request.id, progress: p }), request.storageOnly);
+        await this.openEngine(request, (p) => this.post({ type: 'progress', id: request.id, progress: p }));
         this.post({ type: 'result', id: request.id, value: null });
         return;
       case 'load':
@@ -267,14 +267,9 @@ export class EngineHost {
   private async openEngine(
     request: { backend: Backend; threads?: number; wasmUrl: string; threadsWasmUrl: string },
     progress: (p: Progress) => void,
-    singleThreaded = false,
   ): Promise<{ wasm: Wasm; choice: BackendChoice }> {
     if (!this.wasm || !this.choice) {
-      let choice = await chooseBackend(request.backend, request.threads);
-      // The threaded build stalls on IndexedDB calls made before a model is loaded in its worker
-      // (not understood yet): an engine opened without a model runs single-threaded.
-      if (singleThreaded && choice.threads > 0) choice = { ...choice, threads: 0, noThreads: 'the engine was opened without a model (Confidant.open)' };
-      const loaded = await loadWasm(choice, request, progress);
+      const loaded = await loadWasm(await chooseBackend(request.backend, request.threads), request, progress);
       this.wasm = loaded.wasm;
       this.choice = loaded.choice;
     }

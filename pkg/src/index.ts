@@ -153,7 +153,7 @@ export class Confidant {
     requireObject(options, 'options');
     // Checked before a worker starts.
     modelPayload(options.model);
-    const engine = await Confidant.openWith(options, false);
+    const engine = await Confidant.open(options);
     try {
       await engine.loadModel(options);
     } catch (e) {
@@ -170,10 +170,6 @@ export class Confidant {
    * Nothing is fetched from the model's or the embedder's URL until then.
    */
   static async open(options: OpenOptions = {}): Promise<Confidant> {
-    return Confidant.openWith(options, true);
-  }
-
-  private static async openWith(options: OpenOptions, storageOnly: boolean): Promise<Confidant> {
     requireObject(options, 'options');
     const backend = options.backend ?? 'auto';
     if (!['auto', 'webgpu', 'cpu'].includes(backend)) throw new ConfidantError('bad_request', `Unknown backend ${String(backend)}.`);
@@ -189,7 +185,7 @@ export class Confidant {
     globalThis.addEventListener?.('pagehide', () => channel.flush());
     globalThis.document?.addEventListener('visibilitychange', () => globalThis.document.visibilityState === 'hidden' && channel.flush());
     try {
-      await channel.request({ type: 'open', backend, threads, storageOnly, ...wasmUrls() }, { onProgress: options.onProgress }).done;
+      await channel.request({ type: 'open', backend, threads, ...wasmUrls() }, { onProgress: options.onProgress }).done;
     } catch (e) {
       channel.close();
       throw e;

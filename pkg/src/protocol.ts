@@ -22,11 +22,7 @@ export type { ChatOp, MemoryOp } from './operations.js';
 
 export type HostRequest =
   /** Load the engine's code (the wasm build the backend needs) and nothing else: storage works, replies wait for 'load'. */
-  /**
-   * Load the engine's code. `storageOnly` (`Confidant.open`): no model follows at once, and the
-   * single-threaded build is loaded, which any model loaded later also runs on.
-   */
-  | { type: 'open'; id: number; backend: Backend; threads?: number; storageOnly: boolean; wasmUrl: string; threadsWasmUrl: string }
+  | { type: 'open'; id: number; backend: Backend; threads?: number; wasmUrl: string; threadsWasmUrl: string }
   | {
       type: 'load';
       id: number;

@@ -24,8 +24,15 @@
 //! Every [`WriteBatch`] is one `readwrite` transaction over `records` and `meta`: the browser
 //! applies all of it or none (a quota refusal or a closed tab aborts it). Values are decoded
 //! one by one: one that fails is quarantined, never fails a list, an export or a wipe.
+//!
+//! No request is placed after an await in the same transaction, and every request listens from
+//! the moment it is placed: the multi-threaded build resumes futures a task later, when the
+//! transaction has moved on. A write that depends on a read goes through [`ReadWrite`].
+
+mod read_write;
 
 use std::cell::Cell;
+use std::future::IntoFuture;
 use std::rc::Rc;
 
 use idb::{Database, DatabaseEvent, Factory, IndexParams, KeyPath, ObjectStoreParams, Query, TransactionMode, TransactionResult};
@@ -33,6 +40,8 @@ use memory::record::{decode_record, encode_record};
 use memory::{MemoryError, MemoryRecord, Result, Store, WriteBatch};
 use serde::Serialize;
 use wasm_bindgen::{JsCast, JsValue};
+
+use read_write::{ReadWrite, Write};
 
 pub const DATABASE_VERSION: u32 = 4;
 const RECORDS: &str = "records";
@@ -200,7 +209,7 @@ impl IdbStore {
     }
 
     /// The value under `key`, decoded; one that does not decode is quarantined and read as none.
-    async fn get_decoded<T>(&self, name: &str, key: &str, what: &str, decode: impl Fn(JsValue) -> std::result::Result<T, String>) -> Result<Option<T>> {
+    async fn get_decoded<T>(&self, name: &'static str, key: &str, what: &str, decode: impl Fn(JsValue) -> std::result::Result<T, String>) -> Result<Option<T>> {
         let Some(value) = self.get(name, key, what).await? else { return Ok(None) };
         match decode(value.clone()) {
             Ok(item) => Ok(Some(item)),
@@ -216,7 +225,7 @@ impl IdbStore {
     /// one; those that do not decode are quarantined and left out.
     async fn read_decoded<T>(
         &self,
-        name: &str,
+        name: &'static str,
         by: Option<(&str, &str)>,
         what: &str,
         decode: impl Fn(JsValue) -> std::result::Result<T, String>,
@@ -231,6 +240,9 @@ impl IdbStore {
             }
             None => (store.get_all(None, None).map_err(|e| storage(what, e))?, store.get_all_keys(None, None).map_err(|e| storage(what, e))?),
         };
+        // Both listen from now on: on the threaded build the first await resumes a task later,
+        // after the second request's result has been delivered (see read_write.rs).
+        let (values, keys) = (values.into_future(), keys.into_future());
         let values = values.await.map_err(|e| idb_error(what, e))?;
         // Primary keys, in the same order as the values (an index lists them too).
         let keys = keys.await.map_err(|e| idb_error(what, e))?;
@@ -250,15 +262,14 @@ impl IdbStore {
 
     /// Move values that did not decode from store `name` to the quarantine, in one transaction;
     /// each only if it is still the value that failed (another tab may have rewritten it).
-    async fn quarantine(&self, name: &str, unread: Vec<Unread>) -> Result<()> {
+    async fn quarantine(&self, name: &'static str, unread: Vec<Unread>) -> Result<()> {
         let what = "setting an unreadable record aside";
-        let transaction = self.transaction(&[name, QUARANTINE], TransactionMode::ReadWrite, what)?;
-        let store = transaction.object_store(name).map_err(|e| storage(what, e))?;
-        let quarantine = transaction.object_store(QUARANTINE).map_err(|e| storage(what, e))?;
+        let transaction = ReadWrite::begin(self, &[name, QUARANTINE], what)?;
+        let reads = unread.iter().map(|(key, _, _)| transaction.get(name, key.clone())).collect::<Result<Vec<_>>>()?;
         let now = js_sys::Date::now();
-        for (key, value, error) in unread {
-            let current = store.get(Query::Key(key.clone())).map_err(|e| storage(what, e))?.await.map_err(|e| idb_error(what, e))?;
-            let Some(current) = current else { continue };
+        let mut writes = Vec::new();
+        for ((key, value, error), current) in unread.into_iter().zip(reads) {
+            let Some(current) = current.await? else { continue };
             let text = json_text(&value);
             if json_text(&current) != text {
                 continue;
@@ -274,10 +285,10 @@ impl IdbStore {
             ] {
                 let _ = js_sys::Reflect::set(&entry, &field.into(), &v);
             }
-            quarantine.put(&entry, Some(&JsValue::from_str(&format!("{name}/{key_text}")))).map_err(|e| storage(what, e))?;
-            store.delete(Query::Key(key)).map_err(|e| storage(what, e))?;
+            writes.push(Write::Put { store: QUARANTINE, value: entry.into(), key: Some(JsValue::from_str(&format!("{name}/{key_text}"))) });
+            writes.push(Write::Delete { store: name, key });
         }
-        Self::finish(transaction, what).await
+        transaction.commit(writes).await
     }
 
     async fn read_records(&self, character_id: Option<&str>) -> Result<Vec<JsValue>> {
@@ -395,15 +406,15 @@ impl Store for IdbStore {
         // Read and written in one transaction, field by field on the stored value: a record
         // another tab forgot meanwhile is not brought back.
         let what = "noting when memories were used";
-        let transaction = self.transaction(&[RECORDS], TransactionMode::ReadWrite, what)?;
-        let store = transaction.object_store(RECORDS).map_err(|e| storage(what, e))?;
-        for id in ids {
-            let value = store.get(JsValue::from_str(id)).map_err(|e| storage(what, e))?.await.map_err(|e| idb_error(what, e))?;
-            let Some(value) = value.filter(|v| v.is_object()) else { continue };
+        let transaction = ReadWrite::begin(self, &[RECORDS], what)?;
+        let reads = ids.iter().map(|id| transaction.get(RECORDS, JsValue::from_str(id))).collect::<Result<Vec<_>>>()?;
+        let mut writes = Vec::with_capacity(reads.len());
+        for read in reads {
+            let Some(value) = read.await?.filter(|v| v.is_object()) else { continue };
             let _ = js_sys::Reflect::set(&value, &"last_accessed".into(), &JsValue::from_f64(at as f64));
-            store.put(&value, None).map_err(|e| storage(what, e))?;
+            writes.push(Write::Put { store: RECORDS, value, key: None });
         }
-        Self::finish(transaction, what).await
+        transaction.commit(writes).await
     }
 }
 
@@ -500,31 +511,17 @@ impl ChatStore for IdbStore {
 
     async fn update_session<R>(&self, id: &str, change: impl FnOnce(&mut Session) -> engine::Result<R>) -> engine::Result<R> {
         let what = "saving a session";
-        let transaction = self.transaction(&[SESSIONS], TransactionMode::ReadWrite, what)?;
-        let store = transaction.object_store(SESSIONS).map_err(|e| storage(what, e))?;
         // The read, the change and the write in one transaction: nothing written by another tab
         // between them can be lost (IndexedDB runs overlapping read-write transactions one after
-        // the other).
-        let value = store.get(JsValue::from_str(id)).map_err(|e| storage(what, e))?.await.map_err(|e| idb_error(what, e))?;
-        let outcome = match value {
-            None => Err(EngineError::NotFound { what: "session", id: id.to_string() }),
-            Some(value) => chat_item::<Session>(value, "a stored session").and_then(|mut session| {
-                let result = change(&mut session)?;
-                let value = chat_value(&session, what)?;
-                store.put(&value, None).map_err(|e| storage(what, e))?;
-                Ok(result)
-            }),
-        };
-        match outcome {
-            Ok(result) => {
-                Self::finish(transaction, what).await?;
-                Ok(result)
-            }
-            Err(e) => {
-                let _ = transaction.abort();
-                Err(e)
-            }
-        }
+        // the other). Dropped on an error, the transaction writes nothing.
+        let transaction = ReadWrite::begin(self, &[SESSIONS], what)?;
+        let value = transaction.get(SESSIONS, JsValue::from_str(id))?.await?;
+        let Some(value) = value else { return Err(EngineError::NotFound { what: "session", id: id.to_string() }) };
+        let mut session = chat_item::<Session>(value, "a stored session")?;
+        let result = change(&mut session)?;
+        let value = chat_value(&session, what)?;
+        transaction.commit(vec![Write::Put { store: SESSIONS, value, key: None }]).await?;
+        Ok(result)
     }
 
     async fn delete_session(&self, id: &str) -> engine::Result<()> {
