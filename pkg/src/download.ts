@@ -10,7 +10,7 @@ import {
   findModel,
   keyFor,
   LOCAL_SCHEME,
-  readModel,
+  cachedFile,
   readPartial,
   readPartialBytes,
   sha256Hex,
@@ -49,12 +49,16 @@ async function changedOnServer(url: string, etag: string | null, lastModified: s
   }
 }
 
-export async function loadModelBytes(
+/**
+ * The model file of `source` as the browser keeps it (a File in the origin private file
+ * system): the cached copy when there is one (no network), else downloaded into the cache first.
+ */
+export async function loadModelFile(
   source: UrlSource,
   onProgress: (p: Progress) => void,
   checkHeader: HeaderCheck,
   signal?: AbortSignal,
-): Promise<Uint8Array> {
+): Promise<Blob> {
   const url = new URL(source.url, globalThis.location?.href).href;
   const key = await keyFor(url);
   return withLock(`model:${key}`, async () => {
@@ -64,16 +68,18 @@ export async function loadModelBytes(
       useCache = !(await changedOnServer(url, cached.etag, cached.lastModified));
     }
     if (useCache && cached) {
-      onProgress({ stage: 'cache', loaded: 0, total: cached.size });
-      const bytes = await readModel(url);
-      if (bytes) {
-        onProgress({ stage: 'cache', loaded: bytes.byteLength, total: bytes.byteLength });
-        return new Uint8Array(bytes);
+      const file = await cachedFile(url);
+      if (file) {
+        onProgress({ stage: 'cache', loaded: file.size, total: file.size });
+        return file;
       }
     }
     // A file stored from the user's device has no server to fetch it from again.
     if (url.startsWith(LOCAL_SCHEME)) throw new ConfidantError('model_fetch', `The model file ${decodeURIComponent(url.slice(url.lastIndexOf('/') + 1))} is no longer stored in this browser: add it again (Confidant.cache.add).`);
-    return download(url, source.sha256?.toLowerCase(), onProgress, checkHeader, signal);
+    await download(url, source.sha256?.toLowerCase(), onProgress, checkHeader, signal);
+    const file = await cachedFile(url);
+    if (!file) throw new ConfidantError('storage', `The download of ${url} was stored but cannot be read back from this browser's storage.`);
+    return file;
   });
 }
 

@@ -4,7 +4,8 @@
 import type { ChatEngine, Engine, MemoryEngine } from './wasm/confidant_web.js';
 import { type BackendChoice, chooseBackend, describeChoice } from './backend.js';
 import { ConfidantError, serializeError } from './errors.js';
-import { loadModelBytes } from './download.js';
+import { joinParts, orderParts, partName, splitPart } from './split.js';
+import { type HeaderCheck, loadModelFile } from './download.js';
 import { CHAT_WRITES, MEMORY_WRITES } from './operations.js';
 import type { EmbedderPayload, GenerationResult, HostRequest, HostResponse, ModelPayload } from './protocol.js';
 import type { Backend, EngineInfo, FinishReason, MeasuredSpeed, Progress, Timings, Usage } from './types.js';
@@ -67,10 +68,38 @@ function yieldToEvents(): Promise<void> {
   });
 }
 
-/** Throws for a model the engine cannot run; false while the header is still incomplete. */
-function checkHeader(wasm: Wasm, prefix: Uint8Array, fileLength: number): boolean {
+/**
+ * The most wasm memory a model's weights and cache may take on the CPU: the 4 GiB a wasm32
+ * memory can grow to, less what the engine needs besides (its code, the embedding model,
+ * activations, the tokenizer).
+ */
+const CPU_MEMORY_LIMIT = 4 * 2 ** 30 - 384 * 2 ** 20;
+
+/** Workers' synchronous Blob reader (absent on a page's main thread). */
+const FileReaderSyncClass = (globalThis as { FileReaderSync?: new () => { readAsArrayBuffer(blob: Blob): ArrayBuffer } }).FileReaderSync;
+
+/** Reads `[start, end)` of Blobs laid end to end, synchronously (FileReaderSync: workers only), reporting the bytes read. */
+function rangeReader(blobs: Blob[], onRead: (loaded: number) => void): (start: number, end: number) => Uint8Array {
+  if (!FileReaderSyncClass) throw new ConfidantError('internal', 'No synchronous file reads on this thread.');
+  const reader = new FileReaderSyncClass();
+  const starts = blobs.map((_, i) => blobs.slice(0, i).reduce((n, b) => n + b.size, 0));
+  let loaded = 0;
+  return (start, end) => {
+    let i = starts.length - 1;
+    while (i > 0 && starts[i]! > start) i -= 1;
+    const blob = blobs[i];
+    if (!blob) throw new ConfidantError('model_format', `byte ${start} lies outside the model file`);
+    const bytes = new Uint8Array(reader.readAsArrayBuffer(blob.slice(start - starts[i]!, end - starts[i]!)));
+    loaded += bytes.byteLength;
+    onRead(loaded);
+    return bytes;
+  };
+}
+
+/** Throws for a model the engine cannot run (or that cannot fit in `memoryLimit` at `contextLength`); false while the header is still incomplete. */
+function checkHeader(wasm: Wasm, prefix: Uint8Array, fileLength: number, contextLength?: number, memoryLimit?: number): boolean {
   try {
-    wasm.inspectModel(prefix, fileLength);
+    wasm.inspectModel(prefix, fileLength, contextLength, memoryLimit);
     return true;
   } catch (e) {
     if ((e as WasmError).code === 'need_more_bytes') return false;
@@ -279,44 +308,88 @@ export class EngineHost {
   private async load(request: Extract<HostRequest, { type: 'load' }>): Promise<void> {
     const progress = (p: Progress) => this.post({ type: 'progress', id: request.id, progress: p });
     const { wasm, choice } = await this.openEngine(request, progress);
-    const bytes = await this.modelBytes(request.model, progress, request.id);
-    progress({ stage: 'load', loaded: 0, total: bytes.byteLength });
+    // On the CPU the weights live in wasm memory: a model that cannot fit is refused before
+    // its download (from its header) or its load, naming the numbers.
+    const memoryLimit = choice.backend === 'cpu' ? CPU_MEMORY_LIMIT : undefined;
+    const check = (prefix: Uint8Array, length: number) => checkHeader(wasm, prefix, length, request.contextLength, memoryLimit);
+    const data = await this.modelData(request.model, progress, request.id, check);
+    const total = 'bytes' in data ? data.bytes.byteLength : data.blobs.reduce((n, b) => n + b.size, 0);
+    progress({ stage: 'load', loaded: 0, total });
     this.engine?.free();
     this.engine = null;
-    this.engine = await wasm.Engine.load(bytes, request.contextLength, choice.backend);
-    const speed = request.measureSpeed ? await measureSpeed(this.engine) : null;
-    const info: EngineInfo = { ...(this.engine.info() as EngineInfo), backendReason: describeChoice(choice), threads: Math.max(1, choice.threads), gpu: choice.gpu, speed };
+    let engine: Engine;
+    if ('blobs' in data && FileReaderSyncClass) {
+      // A tensor at a time from the file (the browser's cache or the user's): only the header
+      // and one tensor's bytes pass through wasm memory, not the whole file.
+      const read = rangeReader(data.blobs, (loaded) => progress({ stage: 'load', loaded, total }));
+      engine = await wasm.Engine.loadStreamed(read, Float64Array.from(data.blobs.map((b) => b.size)), request.contextLength, choice.backend, memoryLimit);
+    } else {
+      // No synchronous reads on this thread (the engine runs on the page's): the file whole.
+      const parts = 'bytes' in data ? [data.bytes] : await Promise.all(data.blobs.map(async (b) => new Uint8Array(await b.arrayBuffer())));
+      const { bytes, lengths } = joinParts(parts);
+      engine = await wasm.Engine.load(bytes, request.contextLength, choice.backend, lengths.length > 1 ? Float64Array.from(lengths) : undefined);
+    }
+    this.engine = engine;
+    const speed = request.measureSpeed ? await measureSpeed(engine) : null;
+    const info: EngineInfo = { ...(engine.info() as EngineInfo), backendReason: describeChoice(choice), threads: Math.max(1, choice.threads), gpu: choice.gpu, speed };
     this.modelName = info.model.name;
     // Chats opened before (storage only, or on the previous model) reply with this one now.
-    this.chat?.attachModel(this.engine);
-    progress({ stage: 'load', loaded: bytes.byteLength, total: bytes.byteLength });
+    this.chat?.attachModel(engine);
+    progress({ stage: 'load', loaded: total, total });
     this.post({ type: 'loaded', id: request.id, info });
   }
 
-  private async modelBytes(model: ModelPayload, progress: (p: Progress) => void, id: number, checkModel = true): Promise<Uint8Array> {
-    const wasm = this.wasm;
-    if (!wasm) throw new ConfidantError('bad_request', 'The engine is not loaded yet.');
-    const check = (prefix: Uint8Array, length: number) => !checkModel || checkHeader(wasm, prefix, length);
-    let bytes: Uint8Array;
-    if ('url' in model) {
-      const controller = new AbortController();
-      const watch = setInterval(() => this.aborted.has(id) && controller.abort(), 50);
-      try {
-        return await loadModelBytes(model, progress, check, controller.signal);
-      } finally {
-        clearInterval(watch);
-      }
-    } else if ('file' in model) {
-      progress({ stage: 'download', loaded: 0, total: model.file.size });
-      // Check the header before reading the rest of a large file.
-      check(new Uint8Array(await model.file.slice(0, Math.min(model.file.size, 16 << 20)).arrayBuffer()), model.file.size);
-      bytes = new Uint8Array(await model.file.arrayBuffer());
-    } else {
-      bytes = new Uint8Array(model.bytes);
+  /**
+   * Where the model's bytes are: Blobs (the browser's cached copy of a URL, the user's files),
+   * read a range at a time while loading, or bytes given. A GGUF split in parts is its parts in
+   * order: files (ordered by name), or the URL of the first part, whose siblings are fetched and
+   * cached each under its own URL. `check` sees the (first) file's header as soon as it is there.
+   */
+  private async modelData(model: ModelPayload, progress: (p: Progress) => void, id: number, check: HeaderCheck): Promise<{ blobs: Blob[] } | { bytes: Uint8Array }> {
+    if ('bytes' in model) {
+      const bytes = new Uint8Array(model.bytes);
+      check(bytes, bytes.byteLength);
+      return { bytes };
     }
-    progress({ stage: 'download', loaded: bytes.byteLength, total: bytes.byteLength });
-    check(bytes, bytes.byteLength);
-    return bytes;
+    if ('url' in model) {
+      const split = splitPart(new URL(model.url).pathname);
+      const urls = split?.no === 1 ? Array.from({ length: split.count }, (_, i) => partName(model.url, i + 1)) : [model.url];
+      const blobs: Blob[] = [];
+      for (const [i, url] of urls.entries()) {
+        const file = urls.length > 1 ? decodeURIComponent(url.slice(url.lastIndexOf('/') + 1)) : undefined;
+        // Only the first part holds the metadata the engine checks.
+        const source = { ...model, url, sha256: i === 0 ? model.sha256 : undefined };
+        blobs.push(await this.withAbort(id, (signal) => loadModelFile(source, (p) => progress(file ? { ...p, file } : p), i === 0 ? check : () => true, signal)));
+      }
+      return { blobs };
+    }
+    const blobs = 'file' in model ? [model.file] : orderParts(model.files);
+    const total = blobs.reduce((n, b) => n + b.size, 0);
+    progress({ stage: 'download', loaded: 0, total });
+    // The header, before anything else is read (it may run past the first megabytes).
+    const first = blobs[0]!;
+    for (let want = Math.min(first.size, 1 << 20); ; want = Math.min(first.size, want * 4)) {
+      if (check(new Uint8Array(await first.slice(0, want).arrayBuffer()), first.size) || want >= first.size) break;
+    }
+    progress({ stage: 'download', loaded: total, total });
+    return { blobs };
+  }
+
+  /** Run `fn` with a signal that fires when request `id` is aborted. */
+  private async withAbort<T>(id: number, fn: (signal: AbortSignal) => Promise<T>): Promise<T> {
+    const controller = new AbortController();
+    const watch = setInterval(() => this.aborted.has(id) && controller.abort(), 50);
+    try {
+      return await fn(controller.signal);
+    } finally {
+      clearInterval(watch);
+    }
+  }
+
+  /** The embedding model's files, from the browser's cache or downloaded into it. */
+  private async embedderFile(url: string, progress: (p: Progress) => void, id: number): Promise<Uint8Array> {
+    const file = await this.withAbort(id, (signal) => loadModelFile({ url }, progress, () => true, signal));
+    return new Uint8Array(await file.arrayBuffer());
   }
 
   private async generate(request: Extract<HostRequest, { type: 'generate' }>): Promise<void> {
@@ -386,7 +459,7 @@ export class EngineHost {
     const files: Uint8Array[] = [];
     for (const name of ['model.safetensors', 'tokenizer.json', 'config.json']) {
       const report = (p: Progress) => progress({ ...p, what: 'embedder', file: name });
-      files.push(await this.modelBytes({ url: new URL(name, folder).href }, report, id, false));
+      files.push(await this.embedderFile(new URL(name, folder).href, report, id));
     }
     const total = files.reduce((n, f) => n + f.byteLength, 0);
     progress({ stage: 'load', loaded: 0, total, what: 'embedder' });

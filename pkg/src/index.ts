@@ -5,6 +5,7 @@
 import { Channel } from './channel.js';
 import { ConfidantError } from './errors.js';
 import { deleteModel, listModels, LOCAL_SCHEME, storeFile } from './model-store.js';
+import { partName, splitPart } from './split.js';
 import type { ChatOps, MemoryOps } from './operations.js';
 import type { ChatOp, EmbedderPayload, GenerationResult, MemoryOp, ModelPayload } from './protocol.js';
 import { ChunkStream, TurnStream } from './streams.js';
@@ -109,13 +110,16 @@ function modelPayload(source: ModelSource | undefined): { payload: ModelPayload;
     return { payload: { url: new URL(source.url, globalThis.location?.href).href, sha256: source.sha256, revalidate: source.revalidate }, transfer: [] };
   }
   if (source && 'file' in source && source.file instanceof Blob) return { payload: { file: source.file }, transfer: [] };
+  if (source && 'files' in source && Array.isArray(source.files) && source.files.length > 0 && source.files.every((f) => f instanceof Blob)) {
+    return { payload: source.files.length === 1 ? { file: source.files[0]! } : { files: source.files }, transfer: [] };
+  }
   if (source && 'bytes' in source && (source.bytes instanceof ArrayBuffer || ArrayBuffer.isView(source.bytes))) {
     const view = source.bytes instanceof ArrayBuffer ? new Uint8Array(source.bytes) : source.bytes;
     // A copy, so the caller's buffer stays usable after it is handed to the worker.
     const copy = view.slice().buffer as ArrayBuffer;
     return { payload: { bytes: copy }, transfer: [copy] };
   }
-  throw new ConfidantError('bad_request', 'options.model must be { url }, { file: File } or { bytes: ArrayBuffer }.');
+  throw new ConfidantError('bad_request', 'options.model must be { url }, { file: File }, { files: File[] } or { bytes: ArrayBuffer }.');
 }
 
 function embedderPayload(embedder: { url: string } | undefined): EmbedderPayload {
@@ -224,19 +228,46 @@ export class Confidant {
     /** Every cached model: URL, size, SHA-256, HTTP validators, when it was stored. */
     list: (): Promise<CachedModel[]> => listModels(),
     /** Remove a cached model (and any interrupted download of it). True if it was cached. */
-    delete: (url: string): Promise<boolean> => deleteModel(new URL(url, globalThis.location?.href).href),
+    delete: async (url: string): Promise<boolean> => {
+      const href = new URL(url, globalThis.location?.href).href;
+      // The first part of a split model stands for all of its parts.
+      const split = splitPart(new URL(href).pathname);
+      if (split?.no !== 1) return deleteModel(href);
+      const deleted = await Promise.all(Array.from({ length: split.count }, (_, i) => deleteModel(partName(href, i + 1))));
+      return deleted.some(Boolean);
+    },
     /**
      * Keep a GGUF file from the user's device in this browser, so it loads later without asking
      * for the file again: resolves to its entry, whose `url` (`confidant-file://…`) is given to
-     * `loadModel({ model: { url } })` and `cache.delete`.
+     * `loadModel({ model: { url } })` and `cache.delete`. The parts of a split GGUF (Files named
+     * `NAME-0000i-of-0000N.gguf`) are given together and kept together; the entry is the first part's.
      */
-    add: async (file: Blob, options: { name?: string; onProgress?: (p: Progress) => void } = {}): Promise<CachedModel> => {
-      if (!(file instanceof Blob)) throw new ConfidantError('bad_request', 'cache.add takes a File or Blob.');
-      const name = options.name ?? (file instanceof File ? file.name : 'model.gguf');
+    add: async (file: Blob | Blob[], options: { name?: string; onProgress?: (p: Progress) => void } = {}): Promise<CachedModel> => {
+      const files = Array.isArray(file) ? file : [file];
+      if (files.length === 0 || !files.every((f) => f instanceof Blob)) throw new ConfidantError('bad_request', 'cache.add takes a File or Blob, or the Files of a split model.');
+      const names = files.map((f, i) => (files.length === 1 ? options.name : undefined) ?? (f instanceof File ? f.name : `model-${String(i + 1).padStart(5, '0')}-of-${String(files.length).padStart(5, '0')}.gguf`));
+      const name = names[0]!;
+      if (files.length > 1) {
+        const parts = names.map(splitPart);
+        const count = files.length;
+        if (parts.some((p) => p?.count !== count) || new Set(parts.map((p) => p?.no)).size !== count) {
+          throw new ConfidantError('bad_request', `The ${count} files are not the ${count} parts of one split model (named NAME-00001-of-${String(count).padStart(5, '0')}.gguf and so on).`);
+        }
+      }
+      const total = files.reduce((n, f) => n + f.size, 0);
+      const entries: CachedModel[] = [];
       try {
-        return await storeFile(file, name, (loaded, total) => options.onProgress?.({ stage: 'cache', loaded, total }));
+        const id = crypto.randomUUID();
+        let before = 0;
+        for (const [i, part] of files.entries()) {
+          entries.push(await storeFile(part, names[i]!, (loaded) => options.onProgress?.({ stage: 'cache', loaded: before + loaded, total }), id));
+          before += part.size;
+        }
+        return entries.find((e) => splitPart(e.name ?? '')?.no === 1) ?? entries[0]!;
       } catch (e) {
-        if ((e as DOMException)?.name === 'QuotaExceededError') throw new ConfidantError('storage_quota', `There is no room in this browser's storage for ${name} (${file.size} bytes).`);
+        // No half-kept split: the parts stored before the failure go too.
+        for (const entry of entries) await deleteModel(entry.url).catch(() => {});
+        if ((e as DOMException)?.name === 'QuotaExceededError') throw new ConfidantError('storage_quota', `There is no room in this browser's storage for ${name} (${total} bytes).`);
         throw new ConfidantError('storage', `Could not store ${name} in this browser: ${(e as Error).message}`);
       }
     },

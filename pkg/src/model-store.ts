@@ -72,15 +72,14 @@ export async function findModel(url: string): Promise<CachedModel | null> {
   return index[url] ?? null;
 }
 
-/** The cached bytes of `url`, or null. */
-export async function readModel(url: string): Promise<ArrayBuffer | null> {
+/** The cached copy of `url` (a File in OPFS, read a slice at a time or whole), or null. */
+export async function cachedFile(url: string): Promise<File | null> {
   const entry = await findModel(url);
   if (!entry) return null;
   try {
     const d = await dir();
     const file = await (await d.getFileHandle(`${await keyFor(url)}.gguf`)).getFile();
-    if (file.size !== entry.size) return null;
-    return await file.arrayBuffer();
+    return file.size === entry.size ? file : null;
   } catch {
     return null;
   }
@@ -117,8 +116,8 @@ export const LOCAL_SCHEME = 'confidant-file:';
 /** Copy a file the user picked into the cache (streamed to disk), listed under a
  * `confidant-file:` URL of its own; resolves to its entry. (WebCrypto has no streaming digest,
  * so the SHA-256 reads the stored copy whole, as loading it does.) */
-export async function storeFile(file: Blob, name: string, onProgress: (loaded: number, total: number) => void): Promise<CachedModel> {
-  const url = `${LOCAL_SCHEME}//${crypto.randomUUID()}/${encodeURIComponent(name)}`;
+export async function storeFile(file: Blob, name: string, onProgress: (loaded: number, total: number) => void, id: string = crypto.randomUUID()): Promise<CachedModel> {
+  const url = `${LOCAL_SCHEME}//${id}/${encodeURIComponent(name)}`;
   const d = await dir();
   const key = await keyFor(url);
   const handle = await d.getFileHandle(`${key}.gguf`, { create: true });

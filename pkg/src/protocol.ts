@@ -7,6 +7,7 @@ import type { Backend, ChatMessage, EngineInfo, FinishReason, Progress, Sampling
 export type ModelPayload =
   | { url: string; sha256?: string; revalidate?: boolean }
   | { file: Blob }
+  | { files: Blob[] }
   | { bytes: ArrayBuffer };
 
 /** Generation options as they cross to the host (no AbortSignal: aborts are messages). */

@@ -11,6 +11,8 @@ export type ModelSource =
       revalidate?: boolean;
     }
   | { file: Blob }
+  /** The parts of a GGUF split by llama.cpp's gguf-split (`NAME-00001-of-0000N.gguf` …), in any order: loaded as one model. */
+  | { files: Blob[] }
   | { bytes: ArrayBuffer | Uint8Array };
 
 export type Backend = 'auto' | 'webgpu' | 'cpu';
@@ -25,7 +27,7 @@ export interface Progress {
   total: number;
   /** What is loading: the language model (absent or 'model') or the embedding model for memory ('embedder'). */
   what?: 'model' | 'embedder';
-  /** For the embedder, which of its files. */
+  /** For the embedder, which of its files; for a model split in parts, which part. */
   file?: string;
 }
 
@@ -126,6 +128,20 @@ export interface EngineInfo {
   model: ModelInfo;
   /** The context this engine was created with (prompt + reply). */
   contextLength: number;
+  /** Memory, in bytes. */
+  memory: MemoryInfo;
+}
+
+/** What the loaded model takes, in bytes. */
+export interface MemoryInfo {
+  /** The weights, as the file stores them (they stay quantized: on the GPU with WebGPU, in wasm memory on the CPU). */
+  weights: number;
+  /** The key/value cache at `contextLength` tokens, when full. */
+  kvCache: number;
+  /** The largest single tensor: what a load reads at once. */
+  largestTensor: number;
+  /** The engine's WebAssembly memory after loading, which is also its high-water mark (a wasm memory never shrinks). */
+  wasm: number;
 }
 
 /**

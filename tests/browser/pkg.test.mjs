@@ -6,7 +6,8 @@
 
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { copyFileSync, mkdtempSync, readFileSync, rmSync, statSync, utimesSync, writeFileSync } from 'node:fs';
+import { execFileSync } from 'node:child_process';
+import { copyFileSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, utimesSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { agreedSteps, isolation, launch, modelPath, nativeGreedy, root } from './harness.mjs';
@@ -434,6 +435,13 @@ test("backend: 'webgpu' runs on the GPU adapter even when it is a software one; 
   assert.deepEqual(r.info.gpu, { name: 'SwiftShader (software)', software: true });
   assert.equal(r.info.speed, null, 'measureSpeed: false skips the warm-up');
   assert.equal(r.text, nativeGreedy(PROMPT, 2, { backend: 'gpu' }).text);
+  // Read from the browser's cache a tensor at a time onto the GPU: the file never passed
+  // through wasm memory whole (its high-water mark, with the engine's code, tokenizer and
+  // working buffers, stays under the file's size; read whole it was the file and all of those).
+  const fileBytes = statSync(modelPath).size;
+  assert.ok(r.info.memory.weights > fileBytes * 0.9 && r.info.memory.weights <= fileBytes, JSON.stringify(r.info.memory));
+  assert.ok(r.info.memory.wasm < fileBytes, `wasm memory ${r.info.memory.wasm} bytes for a ${fileBytes}-byte model`);
+  console.log(`WebGPU load of a ${fileBytes}-byte model: wasm memory ${r.info.memory.wasm} bytes, largest tensor ${r.info.memory.largestTensor}`);
 });
 
 test('without WebGPU and without isolation: auto runs single-threaded on the CPU, webgpu fails with webgpu_unavailable', async () => {
@@ -522,4 +530,89 @@ test('open without a model: cards, chats and backups work with no request for a 
   // The page is cross-origin isolated: the storage calls above ran on the multi-threaded build,
   // whose futures resume a task later (IndexedDB requests must not depend on resuming at once).
   assert.deepEqual(loaded, { loaded: true, backend: 'cpu', threaded: true, tokens: 1, sameInfo: true, left: 0 });
+});
+
+// A GGUF split in parts by llama.cpp's gguf-split (here a synthetic Gemma 3 written in parts of
+// 6 tensors by the synth_llama example) loads as one model: from the URL of its first part (the
+// others fetched and cached beside it) and from the parts given as files, in any order; the
+// same greedy text as the whole file. cache.delete of the first part removes every part.
+test('a GGUF split in parts loads as one model, from the URL of its first part and from its files', async () => {
+  const example = join(root, 'target/release/examples/synth_llama');
+  execFileSync(example, ['gemma3_swa', join(fixtures, 'synth.gguf')], { stdio: 'ignore' });
+  execFileSync(example, ['gemma3_swa', join(fixtures, 'synth-split.gguf'), '--split-tensors', '6'], { stdio: 'ignore' });
+  const parts = readdirSync(fixtures).filter((f) => /^synth-split-\d{5}-of-\d{5}\.gguf$/.test(f)).sort();
+  assert.ok(parts.length > 2, `${parts.length} parts`);
+  const r = await h.page.evaluate(
+    async ({ parts }) => {
+      const { Confidant } = window.pkg;
+      const engine = await Confidant.open({ database: 'split-parts' });
+      const greedy = async (model) => {
+        const info = await engine.loadModel({ model, measureSpeed: false, contextLength: 64 });
+        const c = await engine.completions.create({ prompt: 'a b c', max_tokens: 6, temperature: 0, ignore_eos: true });
+        return { arch: info.model.arch, params: info.model.params, text: c.choices[0].text };
+      };
+      const whole = await greedy({ url: '/fixtures/synth.gguf' });
+      const fromUrl = await greedy({ url: `/fixtures/${parts[0]}` });
+      const cachedParts = (await Confidant.cache.list()).filter((m) => m.url.includes('/fixtures/synth-split-')).length;
+      const blobs = await Promise.all(parts.map(async (name) => new File([await (await fetch(`/fixtures/${name}`)).blob()], name)));
+      const fromFiles = await greedy({ files: blobs.reverse() });
+      await Confidant.cache.delete(`/fixtures/${parts[0]}`);
+      const left = (await Confidant.cache.list()).filter((m) => m.url.includes('/fixtures/synth-split-')).length;
+      // One part alone, the first or another, is refused with what it is.
+      const alone = [];
+      for (const name of [parts[0], parts[1]]) {
+        try {
+          await engine.loadModel({ model: { file: blobs.find((b) => b.name === name) }, measureSpeed: false });
+          alone.push(null);
+        } catch (e) {
+          alone.push(`${e.code}: ${e.message}`);
+        }
+      }
+      await engine.dispose();
+      return { whole, fromUrl, fromFiles, cachedParts, left, alone };
+    },
+    { parts },
+  );
+  assert.equal(r.whole.arch, 'gemma3');
+  assert.deepEqual(r.fromUrl, r.whole);
+  assert.deepEqual(r.fromFiles, r.whole);
+  assert.equal(r.cachedParts, parts.length, 'every part cached under its own URL');
+  assert.equal(r.left, 0, 'deleting the first part deleted them all');
+  assert.match(r.alone[0] ?? '', /^model_format: .*part 1 of \d+ of a split model/, 'the first part alone is refused, named');
+  assert.match(r.alone[1] ?? '', /^model_format: .*part 2 of \d+ of a split model/, 'a later part alone is refused, named');
+});
+
+// On the CPU the weights and the key/value cache live in wasm memory (at most 4 GiB): a model
+// that cannot fit is refused before it loads, the message naming the numbers. Here a synthetic
+// Gemma 3 whose header claims a context of 2^31 - 1 tokens, asked for all of them.
+test('on the CPU a model whose weights and cache cannot fit in wasm memory is refused early, naming the numbers', async () => {
+  execFileSync(join(root, 'target/release/examples/synth_llama'), ['gemma3_swa', join(fixtures, 'synth.gguf')], { stdio: 'ignore' });
+  const bytes = readFileSync(join(fixtures, 'synth.gguf'));
+  const key = Buffer.from('gemma3.context_length');
+  const at = bytes.indexOf(key) + key.length;
+  assert.equal(bytes.readUInt32LE(at), 4, 'value type u32');
+  bytes.writeUInt32LE(2 ** 31 - 1, at + 4);
+  writeFileSync(join(fixtures, 'synth-long.gguf'), bytes);
+  const r = await h.page.evaluate(async () => {
+    const { Confidant } = window.pkg;
+    const engine = await Confidant.open({ backend: 'cpu', database: 'too-large' });
+    const file = new File([await (await fetch('/fixtures/synth-long.gguf')).blob()], 'synth-long.gguf');
+    const attempt = async (contextLength) => {
+      try {
+        const info = await engine.loadModel({ model: { file }, measureSpeed: false, contextLength });
+        return { ok: true, memory: info.memory };
+      } catch (e) {
+        return { ok: false, code: e.code, message: e.message };
+      }
+    };
+    const huge = await attempt(2 ** 31 - 1);
+    const small = await attempt(256);
+    await engine.dispose();
+    return { huge, small };
+  });
+  assert.equal(r.huge.code, 'out_of_memory', JSON.stringify(r.huge));
+  assert.match(r.huge.message, /needs \d+ MB for its weights and \d+ MB for its cache at 2147483647 tokens of context, \d+ MB in all; at most 3892 MB is available/);
+  // The same file at a sensible context loads, and says what it takes.
+  assert.ok(r.small.ok, JSON.stringify(r.small));
+  assert.ok(r.small.memory.weights > 0 && r.small.memory.kvCache > 0 && r.small.memory.wasm > r.small.memory.weights, JSON.stringify(r.small.memory));
 });

@@ -12,6 +12,16 @@ import { downloadSize } from './model.js';
 import { builtinOf } from './models.js';
 import type { ModelChoice } from './settings.js';
 
+/** A split model's part (`NAME-00002-of-00003.gguf`: part 2 of 3), or null for a whole file. */
+function splitPartOf(name: string): { no: number; count: number } | null {
+  const match = /-(\d{5})-of-(\d{5})\.gguf$/.exec(name);
+  return match && Number(match[2]) > 1 ? { no: Number(match[1]), count: Number(match[2]) } : null;
+}
+
+function nameOf(m: CachedModel): string {
+  return m.name ?? decodeURIComponent(m.url.slice(m.url.lastIndexOf('/') + 1));
+}
+
 /** A radio's value for a choice: `builtin:<id>`, `stored:<url>` or `url`. */
 function valueOf(choice: ModelChoice, app: App): string {
   if (choice.kind === 'stored') return `stored:${choice.url}`;
@@ -40,7 +50,8 @@ export function modelSection(app: App): { section: HTMLElement; unsubscribe: () 
   const list = h('ul', { class: 'model-choices', 'aria-label': 'Models' });
   const url = h('input', { type: 'text', value: s.model.kind === 'url' ? s.model.url : '', placeholder: 'models/your-model.gguf', 'aria-label': 'Model URL' });
   const note = h('p', { class: 'muted small', 'aria-live': 'polite' });
-  const adding = h('input', { type: 'file', accept: '.gguf', id: 'model-file', class: 'visually-hidden' });
+  // Several files at once: the parts of a split model (NAME-00001-of-00003.gguf, …).
+  const adding = h('input', { type: 'file', accept: '.gguf', multiple: true, id: 'model-file', class: 'visually-hidden' });
   const addLabel = h('label', { for: 'model-file', class: 'button', tabindex: 0 }, 'Add a GGUF file from this computer');
   addLabel.addEventListener('keydown', (e) => {
     if (e.key === 'Enter' || e.key === ' ') {
@@ -63,11 +74,17 @@ export function modelSection(app: App): { section: HTMLElement; unsubscribe: () 
       const size = m.bytes ? bytes(m.bytes) : '';
       return radio(`builtin:${m.id}`, `${m.name} (${[m.default ? 'default' : '', size].filter(Boolean).join(', ')})`, h('p', { class: 'muted small' }, m.description, entry ? ' In this browser. ' : ' ', entry ? forget(entry, m.name) : ''));
     });
-    const files = [...cached.values()]
-      .filter((m) => m.url.startsWith('confidant-file:'))
+    // A person's files, a split model's parts as one (kept under one folder, listed by its first part).
+    const stored = [...cached.values()].filter((m) => m.url.startsWith('confidant-file:'));
+    const folder = (m: CachedModel) => m.url.slice(0, m.url.lastIndexOf('/'));
+    const files = stored
+      .filter((m) => (splitPartOf(nameOf(m))?.no ?? 1) === 1)
       .map((m) => {
-        const name = m.name ?? decodeURIComponent(m.url.slice(m.url.lastIndexOf('/') + 1));
-        return radio(`stored:${m.url}`, `${name} (${bytes(m.size)}, your file)`, h('p', { class: 'muted small' }, 'Kept in this browser. ', forget(m, name)));
+        const name = nameOf(m);
+        const parts = stored.filter((p) => folder(p) === folder(m));
+        const size = parts.reduce((n, p) => n + p.size, 0);
+        const kind = parts.length > 1 ? `your file, in ${parts.length} parts` : 'your file';
+        return radio(`stored:${m.url}`, `${name} (${bytes(size)}, ${kind})`, h('p', { class: 'muted small' }, 'Kept in this browser. ', forget(m, name)));
       });
     replace(list, builtins, files, radio('url', 'A GGUF file on this site:', url));
   };
@@ -85,15 +102,18 @@ export function modelSection(app: App): { section: HTMLElement; unsubscribe: () 
   };
 
   adding.addEventListener('change', async () => {
-    const file = adding.files?.[0];
+    const chosen = [...(adding.files ?? [])];
     adding.value = '';
+    const file = chosen.find((f) => (splitPartOf(f.name)?.no ?? 1) === 1) ?? chosen[0];
     if (!file) return;
-    if ((await file.slice(0, 4).text()) !== 'GGUF') {
-      app.toast(`${file.name} is not a GGUF model file.`, 'error');
-      return;
+    for (const f of chosen) {
+      if ((await f.slice(0, 4).text()) !== 'GGUF') {
+        app.toast(`${f.name} is not a GGUF model file.`, 'error');
+        return;
+      }
     }
     try {
-      const entry = await Confidant.cache.add(file, { onProgress: (p) => (note.textContent = `Keeping ${file.name} in this browser · ${bytes(p.loaded)} of ${bytes(p.total)}`) });
+      const entry = await Confidant.cache.add(chosen.length > 1 ? chosen : file, { onProgress: (p) => (note.textContent = `Keeping ${file.name} in this browser · ${bytes(p.loaded)} of ${bytes(p.total)}`) });
       note.textContent = `${file.name} is kept in this browser: choose it and press Use this model.`;
       selected = `stored:${entry.url}`;
       await render();
@@ -145,7 +165,7 @@ export function modelSection(app: App): { section: HTMLElement; unsubscribe: () 
     list,
     h('div', { class: 'row' }, use, addLabel, adding),
     note,
-    h('p', { class: 'muted small' }, 'Any GGUF of the llama (Llama, Mistral, SmolLM), qwen2, qwen3, gemma3 or phi3 architecture. For privacy this page may only fetch from its own site.'),
+    h('p', { class: 'muted small' }, 'A model split in parts (NAME-00001-of-00003.gguf, …): choose all its parts at once. Any GGUF of the llama (Llama, Mistral, SmolLM), qwen2, qwen3, gemma3 or phi3 architecture. For privacy this page may only fetch from its own site.'),
   );
   return { section, unsubscribe };
 }

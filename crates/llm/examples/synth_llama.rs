@@ -3,6 +3,7 @@
 //!
 //!   cargo run --release -p confidant-llm --example synth_llama -- <config-name> <out.gguf>
 //!   cargo run --release -p confidant-llm --example synth_llama -- <config-name> <out.gguf> --split-tensors N
+//!   cargo run --release -p confidant-llm --example synth_llama -- --large <out.gguf> <blocks>
 //!   cargo run --release -p confidant-llm --example synth_llama -- --list
 //!
 //! `tests/fixtures/make_synthetic_reference.py` calls it; `crates/llm/tests/synthetic_models.rs`
@@ -25,6 +26,18 @@ fn main() -> ExitCode {
         [name, out] => match synth::build(name) {
             Some(bytes) => write(name, out, &bytes),
             None => unknown(name),
+        },
+        // A large llama (2048 wide, 8192 feed-forward, Q4_0: about 34 MB a block) of `blocks`
+        // blocks, for load benchmarks (tests/bench/large-load.mjs): 44 blocks make 1.5 GB.
+        [flag, out, blocks] if flag == "--large" => match (synth::spec("gqa_q4_0"), blocks.parse::<usize>()) {
+            (Some(base), Ok(blocks)) if blocks > 0 => {
+                let spec = synth::Spec { name: "large_llama", blocks, embedding: 2048, feed_forward: 8192, heads: 16, kv_heads: 4, head_dim: 128, context_length: 2048, ..base };
+                write("large_llama", out, &synth::build_spec(&spec))
+            }
+            _ => {
+                eprintln!("--large takes a positive number of blocks, not {blocks:?}");
+                ExitCode::from(2)
+            }
         },
         // The model split in parts of `n` tensors, as llama.cpp's gguf-split writes them:
         // OUT-00001-of-0000K.gguf, … beside OUT (which names the prefix).
@@ -53,7 +66,7 @@ fn main() -> ExitCode {
             }
         },
         _ => {
-            eprintln!("usage: synth_llama <config-name> <out.gguf> [--split-tensors N]  |  synth_llama --list");
+            eprintln!("usage: synth_llama <config-name> <out.gguf> [--split-tensors N]  |  synth_llama --large <out.gguf> <blocks>  |  synth_llama --list");
             ExitCode::from(2)
         }
     }

@@ -71,6 +71,33 @@ impl ModelInfo {
     }
 }
 
+/// What a model needs in memory: its weights as the file stores them (the engine keeps them
+/// quantized, in about that size) and its key/value cache at a context length (f32 keys and
+/// values for every layer and position). Needs only the header.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct MemoryNeed {
+    pub weights: u64,
+    pub kv_cache: u64,
+    /// The largest single tensor: what one read of the file holds while loading.
+    pub largest_tensor: u64,
+}
+
+impl MemoryNeed {
+    pub fn of(g: &Gguf, max_context: usize) -> Result<Self> {
+        let config = LlamaConfig::from_gguf(g)?;
+        let sizes = g.tensors.iter().map(|t| t.byte_size().unwrap_or(0));
+        let weights = sizes.clone().fold(0u64, u64::saturating_add);
+        let largest_tensor = sizes.max().unwrap_or(0);
+        let positions = max_context.min(config.context_length) as u64;
+        let per_position = (2 * config.block_count * config.head_count_kv * config.head_dim * 4) as u64;
+        Ok(Self { weights, kv_cache: per_position.saturating_mul(positions), largest_tensor })
+    }
+
+    pub fn total(&self) -> u64 {
+        self.weights.saturating_add(self.kv_cache)
+    }
+}
+
 /// Models this project ships or suggests, by `general.basename`, `general.size_label` and
 /// `general.finetune` (`None`: the file has none): their files carry a training run's name in
 /// `general.name`, or none that says what the model is.

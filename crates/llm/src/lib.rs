@@ -29,5 +29,5 @@ pub use model::Model;
 pub use generate::{FinishReason, GenerateOptions, GenerationStats, Generator, Lookahead, PrefillProgress, Step};
 pub use sampler::{DryParams, Sampler, SamplingParams, SequenceBreakers};
 pub use confidant_tokenizer::{ChatMessage, ChatTemplate, Tokenizer};
-pub use info::ModelInfo;
+pub use info::{MemoryNeed, ModelInfo};
 pub use burn::tensor::Device;

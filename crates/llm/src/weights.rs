@@ -327,21 +327,44 @@ impl FileSource {
     }
 
     fn open_part(path: &std::path::Path) -> Result<(Gguf, FilePart)> {
-        use std::io::Read;
         let io = |e: std::io::Error| LlmError::Read(format!("{}: {e}", path.display()));
-        let mut file = std::fs::File::open(path).map_err(io)?;
+        let file = std::fs::File::open(path).map_err(io)?;
         let len = file.metadata().map_err(io)?.len();
-        let mut prefix = Vec::new();
-        let mut want = 1u64 << 20;
-        loop {
-            let have = prefix.len() as u64;
-            (&mut file).take(want.min(len) - have.min(want.min(len))).read_to_end(&mut prefix).map_err(io)?;
-            match Gguf::parse_prefix(&prefix, len) {
-                Ok(gguf) => return Ok((gguf, FilePart { file: std::sync::Mutex::new(file), start: 0, len })),
-                Err(gguf::GgufError::Truncated { .. }) if (prefix.len() as u64) < len => want = want.saturating_mul(2),
-                Err(e) => return Err(e.into()),
-            }
+        let part = FilePart { file: std::sync::Mutex::new(file), start: 0, len };
+        Ok((read_header(&part, 0, len)?, part))
+    }
+}
+
+/// Parse the header of the GGUF of `len` bytes at `start` in `source`, reading a growing prefix
+/// until the header fits (1 MiB first: most headers are smaller).
+pub fn read_header(source: &dyn TensorSource, start: u64, len: u64) -> Result<Gguf> {
+    let mut want = (1u64 << 20).min(len);
+    loop {
+        let range = usize::try_from(start).ok().zip(usize::try_from(start + want).ok()).ok_or_else(|| LlmError::Read(format!("byte {} is past what this machine can address", start + want)))?;
+        let prefix = source.read(range.0..range.1)?;
+        match Gguf::parse_prefix(&prefix, len) {
+            Err(gguf::GgufError::Truncated { needed, .. }) if want < len => want = needed.max(want.saturating_mul(2)).min(len),
+            parsed => return Ok(parsed?),
         }
+    }
+}
+
+#[cfg(not(target_arch = "wasm32"))]
+impl TensorSource for FilePart {
+    fn file_len(&self) -> u64 {
+        self.len
+    }
+
+    /// `range` within this part.
+    fn read(&self, range: std::ops::Range<usize>) -> Result<std::borrow::Cow<'_, [u8]>> {
+        use std::io::{Read, Seek, SeekFrom};
+        let io = |e: std::io::Error| LlmError::Read(format!("bytes {range:?} of the model file: {e}"));
+        // A poisoned lock only means another read panicked; the file handle is still usable.
+        let mut file = self.file.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        file.seek(SeekFrom::Start(range.start as u64)).map_err(io)?;
+        let mut bytes = vec![0u8; range.len()];
+        file.read_exact(&mut bytes).map_err(io)?;
+        Ok(std::borrow::Cow::Owned(bytes))
     }
 }
 
@@ -352,7 +375,6 @@ impl TensorSource for FileSource {
     }
 
     fn read(&self, range: std::ops::Range<usize>) -> Result<std::borrow::Cow<'_, [u8]>> {
-        use std::io::{Read, Seek, SeekFrom};
         let (start, end) = (range.start as u64, range.end as u64);
         // A tensor lies inside one part (checked when the parts were merged).
         let part = self
@@ -360,13 +382,8 @@ impl TensorSource for FileSource {
             .iter()
             .find(|p| p.start <= start && end <= p.start + p.len)
             .ok_or_else(|| LlmError::Read(format!("bytes {range:?} do not lie inside one part of the model file")))?;
-        let io = |e: std::io::Error| LlmError::Read(format!("bytes {range:?} of the model file: {e}"));
-        // A poisoned lock only means another read panicked; the file handle is still usable.
-        let mut file = part.file.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
-        file.seek(SeekFrom::Start(start - part.start)).map_err(io)?;
-        let mut bytes = vec![0u8; range.len()];
-        file.read_exact(&mut bytes).map_err(io)?;
-        Ok(std::borrow::Cow::Owned(bytes))
+        let at = (start - part.start) as usize;
+        part.read(at..at + range.len())
     }
 }
 

@@ -220,8 +220,13 @@ pub(crate) async fn device(backend: Backend) -> Result<(llm::Device, AdapterInfo
 /// Describe a GGUF from its first bytes and check that the engine can run it. `fileLength` is
 /// the whole file's size. Throws `unsupported_model` or `model_format`; a prefix too short for
 /// the header throws with code `need_more_bytes` and a `needed` property (a lower bound).
+/// Check a model from the first bytes of its file (`fileLength` long): what it is, whether this
+/// engine runs it, and what it needs in memory at `contextLength` (`memory: { weights, kvCache }`
+/// in bytes). With `memoryLimit`, a model whose weights and cache do not fit in it is refused
+/// with `out_of_memory`, naming the numbers. The first part of a split model is checked for its
+/// architecture and tokenizer only (its tensors are spread over the parts): that gives `null`.
 #[wasm_bindgen(js_name = inspectModel)]
-pub fn inspect_model(prefix: &[u8], file_length: f64) -> Result<JsValue, JsValue> {
+pub fn inspect_model(prefix: &[u8], file_length: f64, context_length: Option<usize>, memory_limit: Option<f64>) -> Result<JsValue, JsValue> {
     let parsed = gguf::Gguf::parse_prefix(prefix, file_length as u64);
     let header = match parsed {
         Ok(h) => h,
@@ -232,10 +237,94 @@ pub fn inspect_model(prefix: &[u8], file_length: f64) -> Result<JsValue, JsValue
         }
         Err(e) => return Err(llm_error(e.into())),
     };
+    match header.split_part().map_err(|e| llm_error(e.into()))? {
+        Some(part) if part.no > 0 => {
+            return Err(llm_error(gguf::GgufError::Split(format!("this file is part {} of {} of a split model: give all its parts, or the URL of the first", part.no + 1, part.count)).into()));
+        }
+        Some(_) => {
+            llm::Architecture::of(&header).map_err(llm_error)?;
+            llm::Tokenizer::check_supported(&header).map_err(|e| llm_error(e.into()))?;
+            return Ok(JsValue::NULL);
+        }
+        None => {}
+    }
     let info = ModelInfo::from_gguf(&header).map_err(llm_error)?;
     // A file too short for the tensors its header lists is broken, however much of it arrived.
     header.check_data(file_length as u64).map_err(|e| llm_error(e.into()))?;
-    to_js(&ModelInfoJs::from(&info))
+    let need = check_fits(&header, context_length.unwrap_or(info.context_length), memory_limit)?;
+    #[derive(Serialize)]
+    #[serde(rename_all = "camelCase")]
+    struct Inspected {
+        #[serde(flatten)]
+        model: ModelInfoJs,
+        memory: MemoryJs,
+    }
+    to_js(&Inspected { model: ModelInfoJs::from(&info), memory: need.into() })
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct MemoryJs {
+    weights: u64,
+    kv_cache: u64,
+    largest_tensor: u64,
+}
+
+impl From<llm::MemoryNeed> for MemoryJs {
+    fn from(need: llm::MemoryNeed) -> Self {
+        Self { weights: need.weights, kv_cache: need.kv_cache, largest_tensor: need.largest_tensor }
+    }
+}
+
+/// `header` when it is a whole model, not one part of a split.
+fn whole_model(header: gguf::Gguf) -> gguf::Result<gguf::Gguf> {
+    match header.split_part()? {
+        Some(part) => Err(gguf::GgufError::Split(format!("this file is part {} of {} of a split model: give all its parts", part.no + 1, part.count))),
+        None => Ok(header),
+    }
+}
+
+/// What the model needs at `context` positions; `out_of_memory` when over `limit` bytes.
+fn check_fits(header: &gguf::Gguf, context: usize, limit: Option<f64>) -> Result<llm::MemoryNeed, JsValue> {
+    let need = llm::MemoryNeed::of(header, context).map_err(llm_error)?;
+    if let Some(limit) = limit.filter(|&l| (need.total() as f64) > l) {
+        let mb = |n: f64| format!("{:.0} MB", n / 1e6);
+        return Err(js_error(
+            "out_of_memory",
+            &format!(
+                "the model needs {} for its weights and {} for its cache at {context} tokens of context, {} in all; at most {} is available here",
+                mb(need.weights as f64),
+                mb(need.kv_cache as f64),
+                mb(need.total() as f64),
+                mb(limit)
+            ),
+        ));
+    }
+    Ok(need)
+}
+
+/// The model's file read by JavaScript a range at a time (`read(start, end)` returns those
+/// bytes as a Uint8Array, synchronously: FileReaderSync over Blob slices in a worker), so that
+/// only one tensor's bytes are in wasm memory at once while loading.
+struct JsSource {
+    read: js_sys::Function,
+    len: u64,
+}
+
+impl llm::weights::TensorSource for JsSource {
+    fn file_len(&self) -> u64 {
+        self.len
+    }
+
+    fn read(&self, range: std::ops::Range<usize>) -> llm::Result<std::borrow::Cow<'_, [u8]>> {
+        let failed = |what: String| LlmError::Read(format!("bytes {range:?} of the model file: {what}"));
+        let value = self.read.call2(&JsValue::NULL, &(range.start as f64).into(), &(range.end as f64).into()).map_err(|e| failed(format!("{e:?}")))?;
+        let bytes = value.dyn_into::<js_sys::Uint8Array>().map_err(|_| failed("the reader gave no Uint8Array".into()))?;
+        if bytes.length() as usize != range.len() {
+            return Err(failed(format!("the reader gave {} bytes", bytes.length())));
+        }
+        Ok(std::borrow::Cow::Owned(bytes.to_vec()))
+    }
 }
 
 pub(crate) struct Inner {
@@ -243,6 +332,8 @@ pub(crate) struct Inner {
     backend: Backend,
     adapter: AdapterInfo,
     model: ModelInfo,
+    /// What the weights and the cache at the loaded context take.
+    need: llm::MemoryNeed,
 }
 
 /// A loaded model. Calls must not overlap: wait for each promise before the next.
@@ -254,18 +345,53 @@ pub struct Engine {
 #[wasm_bindgen]
 impl Engine {
     /// Load a GGUF held in `bytes` on `backend` (`'webgpu'` or `'cpu'`). `maxContext` caps
-    /// prompt + reply.
-    pub async fn load(bytes: Vec<u8>, max_context: usize, backend: String) -> Result<Engine, JsValue> {
+    /// prompt + reply. A GGUF split in parts comes as its parts end to end, `partLengths` their
+    /// lengths in order.
+    pub async fn load(bytes: Vec<u8>, max_context: usize, backend: String, part_lengths: Option<Box<[f64]>>) -> Result<Engine, JsValue> {
         console_error_panic_hook::set_once();
         let backend = Backend::parse(&backend)?;
-        let header = gguf::Gguf::parse(&bytes).map_err(|e| llm_error(e.into()))?;
+        let header = match part_lengths.as_deref() {
+            Some(lengths) if lengths.len() > 1 => gguf::parse_parts(&bytes, &lengths.iter().map(|&l| l as u64).collect::<Vec<_>>()),
+            _ => gguf::Gguf::parse(&bytes).and_then(whole_model),
+        };
+        let header = header.map_err(|e| llm_error(e.into()))?;
         let model = ModelInfo::from_gguf(&header).map_err(llm_error)?;
+        let need = check_fits(&header, max_context.max(16), None)?;
         let (device, adapter) = device(backend).await?;
-        let generator = Generator::from_gguf(&bytes, &device, max_context.max(16)).map_err(llm_error)?;
-        Ok(Engine { inner: Rc::new(RefCell::new(Inner { generator, backend, adapter, model })) })
+        let generator = Generator::from_source(&header, &bytes, &device, max_context.max(16)).map_err(llm_error)?;
+        Ok(Engine { inner: Rc::new(RefCell::new(Inner { generator, backend, adapter, model, need })) })
     }
 
-    /// `{ backend, adapter, model: { name, arch, params, quant, contextLength, … } }`
+    /// Load a GGUF that JavaScript reads a range at a time: `read(start, end)` returns those
+    /// bytes (a Uint8Array, synchronously), `partLengths` are the lengths of the file, or of the
+    /// parts of a split model laid end to end. Only the header and one tensor at a time pass
+    /// through wasm memory, plus the weights on the CPU backend. With `memoryLimit`, a model
+    /// whose weights and cache at `maxContext` do not fit in it is refused with `out_of_memory`
+    /// before anything is loaded.
+    #[wasm_bindgen(js_name = loadStreamed)]
+    pub async fn load_streamed(read: js_sys::Function, part_lengths: Box<[f64]>, max_context: usize, backend: String, memory_limit: Option<f64>) -> Result<Engine, JsValue> {
+        console_error_panic_hook::set_once();
+        let backend = Backend::parse(&backend)?;
+        let lengths: Vec<u64> = part_lengths.iter().map(|&l| l as u64).collect();
+        let source = JsSource { read, len: lengths.iter().sum() };
+        let mut headers = Vec::with_capacity(lengths.len());
+        let mut start = 0;
+        for &len in &lengths {
+            headers.push(llm::weights::read_header(&source, start, len).map_err(llm_error)?);
+            start += len;
+        }
+        let header = if headers.len() == 1 { whole_model(headers.remove(0)) } else { gguf::Gguf::merge_splits(&headers) };
+        let header = header.map_err(|e| llm_error(e.into()))?;
+        let model = ModelInfo::from_gguf(&header).map_err(llm_error)?;
+        let need = check_fits(&header, max_context.max(16), memory_limit)?;
+        let (device, adapter) = device(backend).await?;
+        let generator = Generator::from_source(&header, &source, &device, max_context.max(16)).map_err(llm_error)?;
+        Ok(Engine { inner: Rc::new(RefCell::new(Inner { generator, backend, adapter, model, need })) })
+    }
+
+    /// `{ backend, adapter, model: { name, arch, params, quant, contextLength, … }, memory:
+    /// { weights, kvCache, largestTensor, wasm } }`: `wasm` is the engine's wasm memory now,
+    /// which is also its high-water mark (a wasm memory never shrinks).
     pub fn info(&self) -> Result<JsValue, JsValue> {
         #[derive(Serialize)]
         #[serde(rename_all = "camelCase")]
@@ -274,13 +400,29 @@ impl Engine {
             adapter: AdapterJs,
             model: ModelInfoJs,
             context_length: usize,
+            memory: MemoryInfo,
+        }
+        #[derive(Serialize)]
+        #[serde(rename_all = "camelCase")]
+        struct MemoryInfo {
+            #[serde(flatten)]
+            need: MemoryJs,
+            wasm: f64,
         }
         let inner = self.inner.borrow();
+        // An ArrayBuffer, or a SharedArrayBuffer in the multi-threaded build: read its length by name.
+        let wasm = wasm_bindgen::memory()
+            .dyn_into::<js_sys::WebAssembly::Memory>()
+            .ok()
+            .and_then(|m| js_sys::Reflect::get(&m.buffer(), &"byteLength".into()).ok())
+            .and_then(|length| length.as_f64())
+            .unwrap_or(0.0);
         to_js(&Info {
             backend: inner.backend.name(),
             adapter: (&inner.adapter).into(),
             model: (&inner.model).into(),
             context_length: inner.generator.context_length(),
+            memory: MemoryInfo { need: inner.need.into(), wasm },
         })
     }
 
