@@ -41,7 +41,7 @@ async function generate(engine, prompt, { raw = true, maxTokens = 24, onText } =
     onText?.(text);
   }
   const { usage, timings } = engine.stats();
-  return { prompt_tokens: Array.from(ids), tokens, text, completion_tokens: usage.completion_tokens, prefillTokS: timings.prefill_tok_s, decodeTokS: timings.decode_tok_s };
+  return { prompt_tokens: Array.from(ids), tokens, text, completion_tokens: usage.completion_tokens, prefillTokS: timings.prefill_tok_s, decodeTokS: timings.decode_tok_s, decodeWork: timings.decode_work };
 }
 
 const ready = loadEngine().then((engine) => {

@@ -1,10 +1,12 @@
 // Browser benchmark (not a test): load the npm package in headless Chromium and time prefill
 // and decode with the same prompt construction as `confidant bench`, printing JSON.
 //
-//   node tests/bench/browser-bench.mjs [--prompt-tokens 128] [--decode-tokens 32] [--repeats 3]
+//   node tests/bench/browser-bench.mjs [--prompt-tokens 128] [--decode-tokens 32] [--repeats 3] [--backend webgpu]
 //
-// Uses SwiftShader here (the only adapter on CI machines); on a desktop with a GPU, point a
-// real Chrome at the same page to measure that instead.
+// `--backend` is the package's option (default 'auto', which takes the CPU on a software
+// adapter); `webgpu` measures SwiftShader here (the only adapter on CI machines); on a desktop
+// with a GPU, point a real Chrome at the same page to measure that instead. The output has the
+// device work per token of the last run (timings.prefill_work / decode_work).
 
 import { join } from 'node:path';
 import { launch, root } from '../browser/harness.mjs';
@@ -16,6 +18,8 @@ const arg = (name, fallback) => {
 const promptTokens = arg('--prompt-tokens', 128);
 const decodeTokens = arg('--decode-tokens', 32);
 const repeats = arg('--repeats', 3);
+const backendAt = process.argv.indexOf('--backend');
+const backend = backendAt > 0 ? process.argv[backendAt + 1] : 'auto';
 
 const text =
   'The lighthouse keeper climbed the spiral stairs every evening at dusk, counting the steps as his father had taught him. ' +
@@ -29,9 +33,9 @@ try {
   await h.page.goto(`${h.base}/pkg.html`);
   await h.page.waitForFunction(() => window.pkgReady === true);
   const result = await h.page.evaluate(
-    async ({ text, promptTokens, decodeTokens, repeats }) => {
+    async ({ text, promptTokens, decodeTokens, repeats, backend }) => {
       const t0 = performance.now();
-      const engine = await window.pkg.Confidant.create({ model: { url: '/models/SmolLM2-135M-Instruct-Q4_1.gguf' } });
+      const engine = await window.pkg.Confidant.create({ model: { url: '/models/SmolLM2-135M-Instruct-Q4_1.gguf' }, backend });
       const loadSeconds = (performance.now() - t0) / 1000;
       // Grow the prompt until it tokenizes to at least promptTokens, then run exactly that many.
       let prompt = text;
@@ -54,11 +58,14 @@ try {
         loadSeconds,
         promptTokens: used,
         decodeTokens,
+        backend: info.backend,
         prefill_tok_s: median(runs.map((r) => r.prefill_tok_s)),
         decode_tok_s: median(runs.map((r) => r.decode_tok_s)),
+        prefill_work_per_token: runs[runs.length - 1].prefill_work,
+        decode_work_per_token: runs[runs.length - 1].decode_work,
       };
     },
-    { text, promptTokens, decodeTokens, repeats },
+    { text, promptTokens, decodeTokens, repeats, backend },
   );
   console.log(JSON.stringify({ browser: (await h.browser.version()), ...result }, null, 2));
 } finally {

@@ -69,6 +69,13 @@ test('WebGPU: greedy text in Chromium equals the native GPU build', async () => 
   assert.deepEqual(web.prompt_tokens, native.prompt_tokens);
   assert.deepEqual(web.tokens, native.tokens);
   assert.equal(web.text, native.text);
+  // Greedy tokens after the first are chosen on the device: ids come back, never the logits,
+  // and a step takes at most six dispatches per layer (SmolLM2: 30) plus a few.
+  const work = web.decodeWork;
+  console.log(`decode work per token: ${JSON.stringify(work)}`);
+  assert.ok(work.readbacks > 0 && work.readbacks <= 1, JSON.stringify(work));
+  assert.ok(work.readback_bytes <= 8, JSON.stringify(work));
+  assert.ok(work.dispatches > 0 && work.dispatches <= 6 * 30 + 4, JSON.stringify(work));
 });
 
 test('WebGPU: logits and greedy tokens match llama.cpp (F32) in Chromium', async () => {
