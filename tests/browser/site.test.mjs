@@ -237,6 +237,21 @@ test('journey: first visit, demo character, three turns, stop, regenerate, forge
   await shot('memory');
   await page.locator('dialog[open] .memories .memory', { hasText: 'Biscuit' }).first().getByRole('button', { name: 'Forget' }).click();
   await page.waitForFunction((t) => ![...document.querySelectorAll('dialog[open] .memories .memory p')].some((p) => p.textContent === t), fact);
+  // The profile editor, from the memory panel: share it with Wren, add a home city, then a
+  // newer one, which replaces it (the old one is kept under Replaced); no new page load.
+  await page.getByRole('button', { name: 'Your profile…' }).click();
+  await page.waitForSelector('dialog[open] .profile-facts li');
+  await page.getByLabel('Wren Okafor knows your profile').check();
+  await page.waitForSelector('dialog[open] [role=status]:has-text("now knows your profile")');
+  for (const city of ['Paris', 'Rome']) {
+    await page.fill('dialog[open] .profile-add [aria-label=Subject]', 'home city');
+    await page.fill('dialog[open] .profile-add [aria-label=Fact]', city);
+    await page.click('dialog[open] .profile-add button[type=submit]');
+    await page.waitForFunction((c) => [...document.querySelectorAll('dialog[open] .profile-facts .memory p')].some((p) => p.textContent === c), city);
+  }
+  assert.deepEqual(await page.$$eval('dialog[open] .profile-facts .memory p', (ps) => ps.map((p) => p.textContent)), ['Rome']);
+  assert.deepEqual(await page.$$eval('dialog[open] .profile-history del', (ds) => ds.map((d) => d.textContent)), ['Paris']);
+  assert.equal((await page.evaluate(() => window.confidantDemo.app.engine.characters.list()))[0].userProfile, true);
   await closeDialog();
 
   // Nothing went to the network while chatting.
@@ -265,6 +280,7 @@ test('journey: first visit, demo character, three turns, stop, regenerate, forge
   await download.saveAs(backupPath);
   const backup = JSON.parse(readFileSync(backupPath, 'utf8'));
   assert.equal(backup.format, 'confidant-backup');
+  assert.deepEqual(backup.userProfile.map((f) => [f.value, Boolean(f.supersededBy)]).sort(), [['Paris', true], ['Rome', false]]);
   page.once('dialog', (d) => d.accept());
   await page.getByRole('button', { name: 'Delete everything' }).click();
   await page.waitForSelector('[data-demo="wren"]');

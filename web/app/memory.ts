@@ -5,6 +5,7 @@ import type { Character, MemoryHit, MemoryKind, MemoryRecord } from 'confidant';
 import type { App } from './app.js';
 import { h, openDialog, replace } from './dom.js';
 import { when } from './format.js';
+import { openProfileView } from './profile-view.js';
 
 const KIND_LABEL: Record<MemoryKind, string> = {
   user_fact: 'About you',
@@ -130,7 +131,15 @@ export function openMemoryPanel(app: App, character: Character, lastUsed: Memory
     );
   }
 
-  openDialog(`What ${character.name} remembers`, [
+  const profile = h(
+    'p',
+    { class: 'small profile-link' },
+    character.userProfile ? `${character.name} shares your profile. ` : `${character.name} does not share your profile. `,
+    h('button', { type: 'button', class: 'link inline', onclick: () => { dialog.close(); openProfileView(app, character); } }, 'Your profile…'),
+  );
+
+  const dialog = openDialog(`What ${character.name} remembers`, [
+    profile,
     used,
     h('div', { class: 'row search-row' }, search, h('label', { class: 'check small' }, withMessages, ' Include messages')),
     searchNote,
