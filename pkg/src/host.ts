@@ -521,7 +521,7 @@ export class EngineHost {
     const progress = (p: Progress) => this.post({ type: 'progress', id: request.id, progress: p });
     // Replies need the model (checked first: no embedder download for a call that must fail);
     // they and edits embed text. Everything else works on storage alone.
-    const replies = ['send', 'regenerate', 'background'].includes(request.op);
+    const replies = ['send', 'regenerate', 'continueReply', 'impersonate', 'background'].includes(request.op);
     if (replies && !this.engine) throw new ConfidantError('model_not_loaded', 'No model is loaded: call loadModel before asking for a reply.');
     const embeds = replies || ['editMessage', 'chooseSwipe', 'addUserFact', 'updateUserFact'].includes(request.op);
     const memory = await this.openMemory(request.embedder, request.database, progress, request.id, embeds);
@@ -573,10 +573,16 @@ export class EngineHost {
         value = await chat.history(a[0]);
         break;
       case 'send':
-      case 'regenerate': {
+      case 'regenerate':
+      case 'continueReply':
+      case 'impersonate': {
         if (request.op === 'send') {
           const message = await chat.send(a[0], a[1], a[2]);
           this.post({ type: 'event', id: request.id, event: { type: 'user', message } });
+        } else if (request.op === 'continueReply') {
+          await chat.continueReply(a[0], a[1]);
+        } else if (request.op === 'impersonate') {
+          await chat.impersonate(a[0], a[1]);
         } else {
           await chat.regenerate(a[0], a[1]);
         }

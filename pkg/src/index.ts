@@ -602,6 +602,16 @@ export class Session implements SessionInfo {
     return new TurnStream(this.engine, 'regenerate', [this.id, replyOptions(options)], options.signal);
   }
 
+  /** Extend the latest reply: the model continues where it stopped, the new text streams, and the same message is stored longer. */
+  continue(options: ReplyOptions = {}): TurnStream {
+    return new TurnStream(this.engine, 'continueReply', [this.id, replyOptions(options)], options.signal);
+  }
+
+  /** Draft the user's next message in their voice: it streams, and the final event's `draft` holds it; nothing is stored. */
+  impersonate(options: ReplyOptions = {}): TurnStream {
+    return new TurnStream(this.engine, 'impersonate', [this.id, replyOptions(options)], options.signal);
+  }
+
   history(): Promise<HistoryMessage[]> {
     return this.engine.chatCall('history', [this.id]) as Promise<HistoryMessage[]>;
   }

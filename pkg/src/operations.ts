@@ -61,6 +61,10 @@ export interface ChatOps {
   /** Streams events; resolves to null once the reply is stored. */
   send: Op<[sessionId: string, text: string, options: HostReplyOptions], null, true>;
   regenerate: Op<[sessionId: string, options: HostReplyOptions], null, true>;
+  /** Streams events; the latest reply grows. */
+  continueReply: Op<[sessionId: string, options: HostReplyOptions], null, true>;
+  /** Streams events; the draft of the user's turn is in `done`, nothing is stored. */
+  impersonate: Op<[sessionId: string, options: HostReplyOptions], null, false>;
   editMessage: Op<[sessionId: string, messageId: string, text: string], HistoryMessage, true>;
   deleteMessage: Op<[sessionId: string, messageId: string], undefined, true>;
   setGreeting: Op<[sessionId: string, index: number], HistoryMessage, true>;
@@ -109,6 +113,8 @@ export const CHAT_WRITES: { readonly [K in ChatOp]: ChatOps[K]['writes'] } = {
   history: false,
   send: true,
   regenerate: true,
+  continueReply: true,
+  impersonate: false,
   editMessage: true,
   deleteMessage: true,
   setGreeting: true,

@@ -5,9 +5,12 @@ import { ConfidantError } from './errors.js';
 import type { ChatOps } from './operations.js';
 import type { ChatEvent, DoneEvent } from './types.js';
 
+/** @internal The operations that stream a turn. */
+export type TurnOp = 'send' | 'regenerate' | 'continueReply' | 'impersonate';
+
 /** @internal The engine as a turn stream uses it. */
 export interface TurnRequester {
-  chatRequest<K extends 'send' | 'regenerate'>(op: K, args: ChatOps[K]['args'], transfer?: Transferable[], onEvent?: (event: unknown) => void): { id: number; done: Promise<unknown> };
+  chatRequest<K extends TurnOp>(op: K, args: ChatOps[K]['args'], transfer?: Transferable[], onEvent?: (event: unknown) => void): { id: number; done: Promise<unknown> };
   abortRequest(id: number): void;
 }
 
@@ -139,7 +142,7 @@ export class TurnStream extends ProgressEventTarget implements AsyncIterable<Cha
   private readonly result: Promise<DoneEvent>;
 
   /** @internal */
-  constructor(engine: TurnRequester, op: 'send' | 'regenerate', args: ChatOps['send' | 'regenerate']['args'], signal: AbortSignal | undefined) {
+  constructor(engine: TurnRequester, op: TurnOp, args: ChatOps[TurnOp]['args'], signal: AbortSignal | undefined) {
     super();
     let requestId = 0;
     let done: DoneEvent | null = null;

@@ -569,7 +569,15 @@ export type ChatEvent =
   /** The model is reading a long prompt: `done` of `total` tokens (not counting those reused from the cache); at the start and after each chunk of 64. */
   | { type: 'progress'; done: number; total: number }
   | { type: 'thought' | 'action' | 'text'; text: string; opens: boolean }
-  | { type: 'done'; message: HistoryMessage | null; usage: ChatUsage; timings: ChatTimings; finishReason: 'stop' | 'length' | 'abort' };
+  | {
+      type: 'done';
+      message: HistoryMessage | null;
+      /** From `impersonate`: the drafted user message (nothing was stored; `message` is null). */
+      draft?: string;
+      usage: ChatUsage;
+      timings: ChatTimings;
+      finishReason: 'stop' | 'length' | 'abort';
+    };
 
 export type DoneEvent = Extract<ChatEvent, { type: 'done' }>;
 

@@ -366,7 +366,7 @@ test('mobile width and dark theme screenshots; a character with inner thoughts',
       return { name: b.getAttribute('aria-label') ?? b.textContent, left: r.left, right: r.right, top: r.top, bottom: r.bottom, uncovered: b === hit || b.contains(hit) };
     }),
   );
-  assert.deepEqual(actions.map((a) => a.name), ['Menu', 'New chat', 'Memory', 'Edit', 'Delete chat', 'Send']);
+  assert.deepEqual(actions.map((a) => a.name), ['Menu', 'New chat', 'Continue', 'Write for me', 'Memory', 'Edit', 'Delete chat', 'Send']);
   for (const a of actions) assert.ok(a.left >= 0 && a.right <= 390 && a.top >= 0 && a.bottom <= 844 && a.uncovered, `${a.name} reachable at 390×844: ${JSON.stringify(a)}`);
   const asked = new Promise((resolve) => page.once('dialog', (d) => { resolve(d.message()); void d.dismiss(); }));
   await page.getByRole('button', { name: 'Delete chat' }).click();

@@ -78,6 +78,8 @@ export class ChatView {
           'div',
           { class: 'head-actions' },
           h('button', { type: 'button', onclick: () => void this.newSession() }, 'New chat'),
+          h('button', { type: 'button', title: `${character.name} goes on from the last reply`, onclick: () => void this.continueReply() }, 'Continue'),
+          h('button', { type: 'button', title: 'Draft your next message (you can edit it before sending)', onclick: () => void this.impersonate() }, 'Write for me'),
           this.thoughtsToggle,
           h('button', { type: 'button', onclick: () => app.openMemory() }, 'Memory'),
           h('button', { type: 'button', onclick: () => app.editCharacter(character.id) }, 'Edit'),
@@ -203,6 +205,33 @@ export class ChatView {
     this.history.pop();
     this.renderMessages();
     await this.run(() => this.session.regenerate(this.app.settings.sampling));
+  }
+
+  /** The latest reply goes on: the new text streams below it, then the message shows whole. */
+  private async continueReply(): Promise<void> {
+    if (this.stream || !(await this.app.model.ensure())) return;
+    await this.run(() => this.session.continue(this.app.settings.sampling));
+  }
+
+  /** A draft of the person's next message, written into the composer as it streams; nothing is sent. */
+  private async impersonate(): Promise<void> {
+    if (this.stream || !(await this.app.model.ensure())) return;
+    const stream = this.session.impersonate(this.app.settings.sampling);
+    this.stream = stream;
+    this.setBusy(true);
+    this.input.value = '';
+    try {
+      for await (const event of stream as AsyncIterable<ChatEvent>) {
+        if (event.type === 'text') this.input.value += event.text;
+        else if (event.type === 'done' && event.draft !== undefined) this.input.value = event.draft;
+      }
+    } catch (e) {
+      this.app.toast(this.app.describe(e), 'error');
+    } finally {
+      this.stream = null;
+      this.setBusy(false);
+      this.input.focus();
+    }
   }
 
   /** Show version `index` of a regenerated reply. */

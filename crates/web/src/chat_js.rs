@@ -26,8 +26,8 @@ fn engine_error(e: EngineError) -> JsValue {
 }
 
 /// A turn event as JS sees it: `{ type: 'memory', records }`, `{ type: 'progress', done, total }`,
-/// `{ type: 'thought' | 'action' | 'text', text, opens }`, `{ type: 'done', message, usage,
-/// timings, finishReason }`.
+/// `{ type: 'thought' | 'action' | 'text', text, opens }`, `{ type: 'done', message, draft?,
+/// usage, timings, finishReason }` (`draft`: the user's turn an `impersonate` wrote).
 #[derive(Serialize)]
 #[serde(tag = "type", rename_all = "lowercase")]
 enum EventJs {
@@ -38,6 +38,8 @@ enum EventJs {
     Text { text: String, opens: bool },
     Done {
         message: Option<engine::Message>,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        draft: Option<String>,
         usage: engine::Usage,
         timings: engine::Timings,
         #[serde(rename = "finishReason")]
@@ -67,7 +69,7 @@ impl From<TurnEvent> for EventJs {
             TurnEvent::Thought { text, opens } => EventJs::Thought { text, opens },
             TurnEvent::Action { text, opens } => EventJs::Action { text, opens },
             TurnEvent::Text { text, opens } => EventJs::Text { text, opens },
-            TurnEvent::Done { message, usage, timings, finish_reason } => EventJs::Done { message, usage, timings, finish_reason },
+            TurnEvent::Done { message, draft, usage, timings, finish_reason } => EventJs::Done { message, draft, usage, timings, finish_reason },
         }
     }
 }
@@ -263,6 +265,26 @@ impl ChatEngineJs {
         let options = reply_options(options);
         with_chat!(self, |c, m, mem| {
             c.begin_regenerate(m, mem, &session_id, &options?).await.map_err(engine_error)?;
+            Ok(JsValue::UNDEFINED)
+        })
+    }
+
+    /// Extend the latest reply (the same message grows); then `nextEvent()` until `null`.
+    #[wasm_bindgen(js_name = continueReply)]
+    pub fn continue_reply(&self, session_id: String, options: JsValue) -> js_sys::Promise {
+        let options = reply_options(options);
+        with_chat!(self, |c, m, _mem| {
+            c.begin_continue(m, &session_id, &options?).await.map_err(engine_error)?;
+            Ok(JsValue::UNDEFINED)
+        })
+    }
+
+    /// Draft the user's next message (not stored; `done` carries `draft`); then `nextEvent()`
+    /// until `null`.
+    pub fn impersonate(&self, session_id: String, options: JsValue) -> js_sys::Promise {
+        let options = reply_options(options);
+        with_chat!(self, |c, m, _mem| {
+            c.begin_impersonate(m, &session_id, &options?).await.map_err(engine_error)?;
             Ok(JsValue::UNDEFINED)
         })
     }

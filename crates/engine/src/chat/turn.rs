@@ -37,6 +37,8 @@ use crate::store::ChatStore;
 use crate::model::ChatModel;
 use crate::types::{Message, Session, Speaker, Swipe};
 
+mod extend;
+
 /// What a reply starts with when the character's inner thoughts are on.
 const THOUGHT_OPENER: &str = "[";
 
@@ -143,9 +145,10 @@ pub enum TurnEvent {
     Thought { text: String, opens: bool },
     Action { text: String, opens: bool },
     Text { text: String, opens: bool },
-    /// The reply as stored (`None` if it came out empty and nothing was stored).
-    /// `finish_reason`: "stop", "length" or "abort".
-    Done { message: Option<Message>, usage: Usage, timings: Timings, finish_reason: String },
+    /// The reply as stored (`None` if it came out empty and nothing was stored, or for a
+    /// draft). `draft`: the user's turn written by [`ChatEngine::begin_impersonate`] (nothing
+    /// is stored). `finish_reason`: "stop", "length" or "abort".
+    Done { message: Option<Message>, draft: Option<String>, usage: Usage, timings: Timings, finish_reason: String },
 }
 
 /// A reply being generated.
@@ -181,6 +184,10 @@ pub(super) struct PendingTurn {
     last_save: u64,
     /// The memories the prompt used, noted on the reply.
     used_memory_ids: Vec<String>,
+    /// Continuing: the reply being extended (its text is the start of this one).
+    continues: Option<extend::Continued>,
+    /// Writing a draft of the user's next turn, which is not stored.
+    impersonating: bool,
 }
 
 impl PendingTurn {
@@ -198,6 +205,8 @@ impl PendingTurn {
             unremembered,
             parser,
             used_memory_ids: Vec::new(),
+            continues: None,
+            impersonating: false,
             raw: String::new(),
             parsed_len: 0,
             stops: Vec::new(),
@@ -317,7 +326,7 @@ impl<C: ChatStore> ChatEngine<C> {
                 turn.started = true;
                 turn.finished = true;
                 turn.queue.push_back(TurnEvent::Text { text: message.text.clone(), opens: true });
-                turn.queue.push_back(TurnEvent::Done { message: Some(message), usage: Usage::default(), timings: Timings::default(), finish_reason: "stop".into() });
+                turn.queue.push_back(TurnEvent::Done { message: Some(message), draft: None, usage: Usage::default(), timings: Timings::default(), finish_reason: "stop".into() });
                 self.turn = Some(turn);
                 return Ok(());
             }
@@ -377,7 +386,9 @@ impl<C: ChatStore> ChatEngine<C> {
         let (session, character, options) = (&turn.session, &turn.character, &turn.options);
         // The reply being replaced is not part of the conversation the new one answers.
         let replaced = turn.replaces.as_deref().unwrap_or_default();
-        let shown: Vec<&Message> = session.messages.iter().filter(|m| m.id != replaced).collect();
+        // A reply being continued is not history but the start of what the model writes.
+        let continued = turn.continues.as_ref().map(|c| c.message_id.as_str()).unwrap_or_default();
+        let shown: Vec<&Message> = session.messages.iter().filter(|m| m.id != replaced && m.id != continued).collect();
 
         let history: Vec<ChatMessage> = shown.iter().map(|m| ChatMessage::new(speaker_role(m.role), m.raw.clone())).collect();
         let summaries: Vec<HistorySummary> =
@@ -453,9 +464,18 @@ impl<C: ChatStore> ChatEngine<C> {
         let persona_only = model.encode_chat(&messages[..1.min(messages.len())])?;
         let shared = persona_only.iter().zip(&tokens).take_while(|(a, b)| a == b).count();
         self.persona_prefix.insert(session.id.clone(), tokens[..shared].to_vec());
-        // With inner thoughts on, the reply is started with the thought marker (HER's
-        // pre-filled turn): the model writes the thought first instead of perhaps forgetting it.
-        if character.inner_thoughts().enabled {
+        if let Some(start) = turn.continues.as_ref().map(|c| c.raw.clone()) {
+            // Continuing: the reply so far is where the model picks up.
+            tokens.extend(model.encode_text(&start)?);
+            rendered.push_str(&start);
+            // The parser takes the reply so far without streaming it: only what the model adds
+            // is sent as events, and the stored message is the whole.
+            turn.parsed_len = start.len();
+            let _ = turn.parser.push(&start);
+            turn.raw = start;
+        } else if character.inner_thoughts().enabled {
+            // With inner thoughts on, the reply is started with the thought marker (HER's
+            // pre-filled turn): the model writes the thought first instead of perhaps forgetting it.
             tokens.extend(model.encode_text(THOUGHT_OPENER)?);
             rendered.push_str(THOUGHT_OPENER);
             turn.raw.push_str(THOUGHT_OPENER);
@@ -478,8 +498,14 @@ impl<C: ChatStore> ChatEngine<C> {
         );
         model.begin(tokens, GenerateOptions { max_tokens: options.max_tokens, sampling: options.sampling.clone(), ignore_eos: false, cache_prompt: true })?;
         let char_name = character.display_name().to_string();
-        turn.stops = vec![format!("\n{}:", session.user_name), format!("\n{char_name}:"), format!("{}:", session.user_name)];
-        turn.own_label = format!("{char_name}:");
+        if turn.impersonating {
+            // The model writes as the user: the character's line ends it, the user's label is its own.
+            turn.stops = vec![format!("\n{char_name}:"), format!("{char_name}:"), format!("\n{}:", session.user_name)];
+            turn.own_label = format!("{}:", session.user_name);
+        } else {
+            turn.stops = vec![format!("\n{}:", session.user_name), format!("\n{char_name}:"), format!("{}:", session.user_name)];
+            turn.own_label = if turn.continues.is_some() { String::new() } else { format!("{char_name}:") };
+        }
         turn.started = true;
         turn.queue.push_back(TurnEvent::Memory { hits });
         if let Some(p) = model.prefill_progress().filter(|p| p.total > self.settings.prefill_chunk) {
@@ -568,7 +594,8 @@ impl<C: ChatStore> ChatEngine<C> {
     pub async fn save_partial(&mut self) -> Result<()> {
         let now = self.now();
         let Some(turn) = &mut self.turn else { return Ok(()) };
-        if !turn.started || turn.finished {
+        // A draft of the user's turn is never stored.
+        if !turn.started || turn.finished || turn.impersonating {
             return Ok(());
         }
         turn.last_save = now;
@@ -653,8 +680,14 @@ impl<C: ChatStore> ChatEngine<C> {
         };
         let usage = Usage::of(&stats);
         let timings = Timings::of(&stats);
+        if turn.impersonating {
+            let draft = reply.speech().trim().to_string();
+            turn.queue.push_back(TurnEvent::Done { message: None, draft: Some(draft), usage, timings, finish_reason });
+            return Ok(());
+        }
         let character = turn.character.clone();
         let unremembered = turn.unremembered.take();
+        let continued_memories = turn.continues.as_ref().map(|c| c.memory_ids.clone()).unwrap_or_default();
         let (session_id, reply_id, replaces) = (turn.session.id.clone(), turn.reply_id.clone(), turn.replaces.clone());
         let used_memory_ids = turn.used_memory_ids.clone();
         let speech = reply.speech();
@@ -687,6 +720,10 @@ impl<C: ChatStore> ChatEngine<C> {
         // Then the memories: the replaced version's go, the user's message's (left until now,
         // out of the reply's way) and the reply's come.
         memory.forget_many(&displaced).await?;
+        // A continued reply's memories are written again for its whole text.
+        if version.is_some() {
+            memory.forget_many(&continued_memories).await?;
+        }
         let mut remember: Vec<&str> = Vec::new();
         if let Some(id) = &unremembered {
             remember.push(id);
@@ -700,7 +737,7 @@ impl<C: ChatStore> ChatEngine<C> {
             self.summary_wanted.insert(session.id.clone());
         }
         if let Some(turn) = &mut self.turn {
-            turn.queue.push_back(TurnEvent::Done { message, usage, timings, finish_reason });
+            turn.queue.push_back(TurnEvent::Done { message, draft: None, usage, timings, finish_reason });
         }
         Ok(())
     }

@@ -5,6 +5,7 @@
 use memory::{EMBEDDING_DIM, Embedding, TextEmbedder};
 
 mod scripted;
+#[allow(unused_imports)] // not every test file drives a model
 pub use scripted::ScriptedModel;
 
 /// Each word lights one dimension: enough for memories to be written and found.
