@@ -429,6 +429,22 @@ export interface Profile {
   verbosity?: number;
   humor?: string;
   quirks?: string[];
+  /** The other fourteen of the 26 indicators, 0..100 each; a middling value adds nothing to the prompt. */
+  honesty?: number;
+  empathy?: number;
+  self_esteem?: number;
+  impulsivity?: number;
+  trust?: number;
+  assertiveness?: number;
+  optimism?: number;
+  expressiveness?: number;
+  patience?: number;
+  ambition?: number;
+  spirituality?: number;
+  principles?: number;
+  energy?: number;
+  /** Towards the user: a stranger (0) .. deeply attached (100). */
+  closeness?: number;
   [key: string]: unknown;
 }
 

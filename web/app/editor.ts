@@ -29,6 +29,20 @@ const TRAITS: [key: keyof Profile, label: string, low: string, high: string, min
   ['mood', 'Mood', 'gloomy', 'cheerful', -100, 100],
   ['formality', 'Formality', 'casual', 'formal', 0, 100],
   ['verbosity', 'Verbosity', 'terse', 'talkative', 0, 100],
+  ['honesty', 'Honesty', 'lies, boasts', 'honest, modest', 0, 100],
+  ['empathy', 'Empathy', 'oblivious', 'empathetic', 0, 100],
+  ['self_esteem', 'Self-esteem', 'self-doubting', 'confident', 0, 100],
+  ['impulsivity', 'Impulsivity', 'deliberate', 'impulsive', 0, 100],
+  ['trust', 'Trust', 'suspicious', 'trusting', 0, 100],
+  ['assertiveness', 'Assertiveness', 'yielding', 'forceful', 0, 100],
+  ['optimism', 'Optimism', 'pessimist', 'optimist', 0, 100],
+  ['expressiveness', 'Expressiveness', 'hides feelings', 'shows feelings', 0, 100],
+  ['patience', 'Patience', 'impatient', 'patient', 0, 100],
+  ['ambition', 'Ambition', 'content', 'driven', 0, 100],
+  ['spirituality', 'Spirituality', 'sceptical', 'devout', 0, 100],
+  ['principles', 'Principles', 'anything goes', 'principled', 0, 100],
+  ['energy', 'Energy', 'tired', 'energetic', 0, 100],
+  ['closeness', 'Closeness to you', 'stranger', 'attached', 0, 100],
 ];
 
 const list = (text: string) => text.split(',').map((s) => s.trim()).filter(Boolean);

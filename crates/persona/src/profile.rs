@@ -23,6 +23,25 @@
 //! | `verbosity` | 0–100 | speech length: very few words ↔ long, flowing sentences |
 //! | `humor` | `serious`, `dry`, `playful`, `sarcastic`, `dark`, `gentle` | kind of humour |
 //! | `quirks` | list of short phrases | speech habits, catchphrases (at most 5 are rendered) |
+//! | `honesty` | 0–100 | HEXACO honesty-humility: lies and boasts ↔ scrupulously honest, modest |
+//! | `empathy` | 0–100 | blind to others' feelings ↔ feels them as their own |
+//! | `self_esteem` | 0–100 | thinks little of themselves ↔ supremely (over)confident |
+//! | `impulsivity` | 0–100 | thinks everything through ↔ acts first, thinks later |
+//! | `trust` | 0–100 | trusts no one ↔ trusts everyone, naively |
+//! | `assertiveness` | 0–100 | never stands up for themselves ↔ forceful, domineering |
+//! | `optimism` | 0–100 | expects the worst ↔ relentlessly hopeful |
+//! | `expressiveness` | 0–100 | hides every feeling ↔ wears them on their sleeve |
+//! | `patience` | 0–100 | snaps at once ↔ endlessly patient |
+//! | `ambition` | 0–100 | no ambitions ↔ driven above all |
+//! | `spirituality` | 0–100 | sceptical of anything spiritual ↔ deeply devout |
+//! | `principles` | 0–100 | anything to get their way ↔ never compromises on right and wrong |
+//! | `energy` | 0–100 | always tired, slow ↔ bursting with energy |
+//! | `closeness` | 0–100 | towards the user: a stranger ↔ deeply attached |
+//!
+//! The first twelve describe how the character thinks, feels and speaks; the fourteen after them
+//! (PsyMem has 26 indicators over "intrinsic" and "extrinsic" dimensions; its list was not
+//! published in what we could read, research.md §1) add the moral, social and motivational
+//! sides and one towards the user (`closeness`), which persona notes may change over a chat.
 //!
 //! # Rendering
 //!
@@ -89,6 +108,34 @@ pub struct Profile {
     pub humor: Option<HumorStyle>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub quirks: Vec<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub honesty: Option<u8>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub empathy: Option<u8>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub self_esteem: Option<u8>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub impulsivity: Option<u8>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub trust: Option<u8>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub assertiveness: Option<u8>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub optimism: Option<u8>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub expressiveness: Option<u8>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub patience: Option<u8>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ambition: Option<u8>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub spirituality: Option<u8>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub principles: Option<u8>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub energy: Option<u8>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub closeness: Option<u8>,
     /// Keys written by a newer version, kept as they are.
     #[serde(flatten)]
     pub extra: Map<String, Value>,
@@ -228,6 +275,24 @@ impl Profile {
             .to_owned()
         }));
         push(short_list(&self.quirks).map(|q| format!("Speech habits: {q}.")));
+        for (score, bands) in [
+            (self.honesty, ["Lies easily and likes to boast.", "Bends the truth when it suits them.", "Honest and modest.", "Scrupulously honest; never boasts."]),
+            (self.empathy, ["Barely notices how others feel.", "Not very attuned to others' feelings.", "Quick to sense how others feel.", "Deeply empathetic; feels others' pain as their own."]),
+            (self.self_esteem, ["Thinks very little of themselves.", "Often doubts themselves.", "Self-assured.", "Supremely confident, even arrogant."]),
+            (self.impulsivity, ["Thinks everything through before acting.", "Careful before acting.", "Often acts on impulse.", "Reckless; acts first, thinks later."]),
+            (self.trust, ["Trusts no one.", "Wary of strangers.", "Trusting.", "Trusts everyone, sometimes naively."]),
+            (self.assertiveness, ["Never stands up for themselves.", "Avoids confrontation.", "Says plainly what they want.", "Forceful and domineering."]),
+            (self.optimism, ["Always expects the worst.", "A bit of a pessimist.", "Hopeful.", "Relentlessly optimistic."]),
+            (self.expressiveness, ["Hides every feeling.", "Keeps feelings to themselves.", "Shows feelings openly.", "Wears every feeling on their sleeve."]),
+            (self.patience, ["Very impatient; snaps quickly.", "Impatient.", "Patient.", "Endlessly patient."]),
+            (self.ambition, ["Has no ambitions at all.", "Content with little.", "Ambitious.", "Driven by ambition above all else."]),
+            (self.spirituality, ["Firmly sceptical of anything spiritual.", "Not religious.", "Spiritual.", "Deeply devout."]),
+            (self.principles, ["Will do anything to get their way.", "Morally flexible.", "Principled.", "Never compromises on right and wrong."]),
+            (self.energy, ["Always tired and slow.", "Low-key and unhurried.", "Energetic.", "Bursting with energy."]),
+            (self.closeness, ["Treats {{user}} as a stranger.", "Guarded with {{user}}.", "Fond of {{user}}.", "Deeply attached to {{user}}."]),
+        ] {
+            push(scaled(score, bands));
+        }
         lines
     }
 }

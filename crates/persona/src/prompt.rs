@@ -382,7 +382,7 @@ pub fn assemble_prompt(input: &PromptInput, options: &PromptOptions, counter: &d
     }
     let examples: Vec<String> =
         ch.example_blocks().iter().map(|b| format!("Example conversation:\n{}", macros.apply(b))).collect();
-    let profile_lines = ch.profile().map(|p| p.render_lines()).unwrap_or_default();
+    let profile_lines: Vec<String> = ch.profile().map(|p| p.render_lines()).unwrap_or_default().iter().map(|l| macros.apply(l)).collect();
 
     // The user's profile: in order while it fits its budget; each fact once, and never again
     // among the memories.

@@ -292,6 +292,33 @@ fn profile_renders_plain_sentences() {
 }
 
 #[test]
+fn all_twenty_six_indicators_say_something_only_away_from_the_middle() {
+    // Every indicator at its extreme: 26 lines, each different.
+    let extreme: Profile = serde_json::from_value(json!({
+        "openness": 95, "conscientiousness": 5, "extraversion": 95, "agreeableness": 5, "neuroticism": 95,
+        "values": ["duty"], "attachment": "avoidant", "mood": 90, "formality": 95, "verbosity": 5, "humor": "dark",
+        "quirks": ["hums"], "honesty": 95, "empathy": 5, "self_esteem": 95, "impulsivity": 5, "trust": 95,
+        "assertiveness": 5, "optimism": 95, "expressiveness": 5, "patience": 95, "ambition": 5, "spirituality": 95,
+        "principles": 5, "energy": 95, "closeness": 90
+    }))
+    .unwrap();
+    let lines = extreme.render_lines();
+    assert_eq!(lines.len(), 26, "{lines:#?}");
+    assert_eq!(lines.iter().collect::<std::collections::HashSet<_>>().len(), 26);
+    assert!(lines.contains(&"Deeply attached to {{user}}.".to_owned()));
+    assert!(lines.contains(&"Will do anything to get their way.".to_owned()));
+    // The same indicators in the middle band: nothing at all.
+    let middling: Profile = serde_json::from_value(json!({
+        "openness": 50, "conscientiousness": 50, "extraversion": 50, "agreeableness": 50, "neuroticism": 50, "mood": 0,
+        "formality": 50, "verbosity": 50, "honesty": 50, "empathy": 45, "self_esteem": 55, "impulsivity": 50, "trust": 50,
+        "assertiveness": 50, "optimism": 50, "expressiveness": 50, "patience": 50, "ambition": 50, "spirituality": 50,
+        "principles": 50, "energy": 50, "closeness": 50
+    }))
+    .unwrap();
+    assert!(middling.render_lines().is_empty(), "{:?}", middling.render_lines());
+}
+
+#[test]
 fn profile_lives_under_a_namespaced_extension_key() {
     let mut c = Character::new("Plain");
     c.extensions.insert("other".into(), json!({"keep": true}));
