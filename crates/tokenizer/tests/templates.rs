@@ -169,3 +169,25 @@ fn long_real_chats_fit_the_fuel() {
     let rendered = template.render(&messages, true).unwrap();
     assert!(rendered.contains("message 19999 with some words"));
 }
+
+/// The family templates this engine gives models without one (ChatML, Gemma's turn markers)
+/// render through minijinja exactly as jinja2 renders them the way transformers does
+/// (fixtures/make_template_fixture.py: the reference conversations and a role-play's shape).
+#[test]
+fn family_templates_match_jinja2() {
+    let path = format!("{}/tests/fixtures/family_templates.json", env!("CARGO_MANIFEST_DIR"));
+    let fixture: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+    let shipped = [("chatml", confidant_tokenizer::CHATML_TEMPLATE), ("gemma", confidant_tokenizer::GEMMA_TEMPLATE)];
+    let templates = fixture["templates"].as_array().unwrap();
+    assert_eq!(templates.len(), shipped.len());
+    for ((family, source), t) in shipped.into_iter().zip(templates) {
+        assert_eq!(t["family"], family);
+        assert_eq!(t["source"].as_str(), Some(source), "{family}: the fixture was made from another template: run make_template_fixture.py");
+        let template = ChatTemplate::new(source, t["bos_token"].as_str().unwrap(), t["eos_token"].as_str().unwrap()).unwrap();
+        for case in t["cases"].as_array().unwrap() {
+            let messages: Vec<ChatMessage> = case["messages"].as_array().unwrap().iter().map(|m| ChatMessage::new(m["role"].as_str().unwrap(), m["content"].as_str().unwrap())).collect();
+            let rendered = template.render(&messages, case["add_generation_prompt"].as_bool().unwrap()).unwrap();
+            assert_eq!(rendered, case["expected"].as_str().unwrap(), "{family} {}", case["name"]);
+        }
+    }
+}
