@@ -2,7 +2,7 @@
 // delete, alternate greetings, the sessions of this character, and the speed and context use of
 // the last reply.
 
-import type { Character, ChatEvent, DoneEvent, HistoryMessage, MemoryHit, Session, TurnStream } from 'confidant';
+import type { Character, ChatEvent, DoneEvent, HistoryMessage, MemoryHit, MemoryRecord, Session, TurnStream } from 'confidant';
 import type { App } from './app.js';
 import { h, replace } from './dom.js';
 import { plural, when } from './format.js';
@@ -14,6 +14,8 @@ export class ChatView {
   /** The memories the engine used for the last reply (for the memory panel). */
   lastMemories: MemoryHit[] | null = null;
   private history: HistoryMessage[] = [];
+  /** This character's memories by id, read when a reply's citations are first opened (reset after each reply). */
+  private memoriesById: Promise<Map<string, MemoryRecord>> | null = null;
   private stream: TurnStream | null = null;
   private greetingIndex = 0;
   private readonly messages = h('ol', { class: 'messages', 'aria-label': 'Messages', 'aria-live': 'polite', 'aria-relevant': 'additions' });
@@ -166,7 +168,36 @@ export class ChatView {
     }
     // A reply saved while it was written, whose page closed before it ended.
     const unfinished = m?.unfinished ? h('span', { class: 'unfinished', title: 'The page closed while this reply was being written.' }, 'unfinished') : null;
-    return h('li', { class: `message ${role}`, 'data-id': m?.id || undefined }, h('div', { class: 'meta' }, h('span', { class: 'name' }, name), m ? h('time', {}, when(m.createdAt)) : null, unfinished), body, h('div', { class: 'tools' }, tools));
+    const cites = role === 'assistant' && m?.usedMemoryIds?.length ? this.citations(m.usedMemoryIds) : null;
+    return h('li', { class: `message ${role}`, 'data-id': m?.id || undefined }, h('div', { class: 'meta' }, h('span', { class: 'name' }, name), m ? h('time', {}, when(m.createdAt)) : null, unfinished), body, cites, h('div', { class: 'tools' }, tools));
+  }
+
+  /**
+   * What the character knew when it wrote a reply: the memories its prompt used, listed (read
+   * from storage) when the person opens them.
+   */
+  private citations(ids: string[]): HTMLDetailsElement {
+    const list = h('ol', {});
+    const details = h('details', { class: 'cites' }, h('summary', {}, `Remembered ${plural(ids.length, 'memory', 'memories')}`), list);
+    details.addEventListener('toggle', () => {
+      if (!details.open || list.childElementCount > 0) return;
+      const memories = (this.memoriesById ??= this.app.engine.memory.list({ characterId: this.character.id }).then((records) => new Map(records.map((r) => [r.id, r]))));
+      memories.then(
+        (byId) =>
+          replace(
+            list,
+            ids.map((id) => {
+              const record = byId.get(id);
+              return record ? h('li', { 'data-memory-id': id }, record.pinned ? h('span', { class: 'pin', title: 'Always kept in mind' }, '📌 ') : null, record.text) : h('li', { class: 'forgotten' }, 'A memory since forgotten');
+            }),
+          ),
+        (e) => {
+          this.memoriesById = null;
+          this.app.toast(this.app.describe(e), 'error');
+        },
+      );
+    });
+    return details;
   }
 
   /** The header's message count for what is on screen: the history, and the reply once it has begun. */
@@ -325,6 +356,8 @@ export class ChatView {
     this.setBusy(false);
     if (done) this.showStats(done);
     if (done && !done.message && done.finishReason !== 'abort') this.app.toast(`${this.character.name} had nothing to say that time. Send again, or raise the longest reply in the settings.`);
+    // The reply may have written memories, or used ones read before.
+    this.memoriesById = null;
     try {
       this.history = await this.session.history();
     } catch (e) {
