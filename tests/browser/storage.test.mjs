@@ -5,12 +5,14 @@
 // record in each object store, and a newer version of the site upgrading the database
 // while an older tab is open; and a wasm trap, after which the worker restarts and the chat goes
 // on. Each test checks that no message, character or memory was lost or duplicated. Replies are
-// a few tokens; one page (and a second tab where needed) serves all.
+// a few tokens; one page (and a second tab where needed) serves all. The page is cross-origin
+// isolated, as the demo is, so the engine runs its multi-threaded build: the one whose futures
+// resume a task after IndexedDB answers (the harder case for transactions).
 
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { join } from 'node:path';
-import { createPkgEngine, inPage, launch, okInPage, root } from './harness.mjs';
+import { createPkgEngine, inPage, isolation, launch, okInPage, root } from './harness.mjs';
 
 const MODEL_URL = '/models/SmolLM2-135M-Instruct-Q4_1.gguf';
 const CARD = {
@@ -115,12 +117,14 @@ before(async () => {
     needs: ['pkg/dist/wasm/confidant_web_bg.wasm', 'pkg/dist/index.js', 'models/all-MiniLM-L6-v2/model.safetensors'],
     serverOptions: {
       roots: [['/confidant/', join(root, 'pkg/dist')], ['/models/', join(root, 'models')], ['/', join(root, 'tests/browser/pages')]],
+      headers: isolation,
       onRequest: (req) => served.push(new URL(req.url, 'http://x').pathname),
     },
     webgpu: false,
   });
   h.page.setDefaultTimeout(120_000);
   await createEngine();
+  assert.match(await h.page.evaluate(() => window.engine.info().backendReason), /\d+ threads/, 'the multi-threaded build runs');
   ids = await ok(async (engine, card) => {
     const character = await engine.characters.import(card);
     const s = await engine.sessions.create({ characterId: character.id, userName: 'Sam' });
