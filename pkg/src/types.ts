@@ -481,11 +481,28 @@ export interface Character {
    * states in its chats go to the profile, and the profile is in its prompt. Off by default.
    */
   userProfile: boolean;
+  /**
+   * The character's own notes on how things stand with the user, one written after each rolling
+   * summary (the latest three are in its prompt, beside the memories). Kept with the character, not in its exported
+   * card. `characters.update(id, { notes: [{ id?, text }] })` replaces them: a known id keeps its
+   * date, a note without one is new, notes left out are deleted.
+   */
+  notes: PersonaNote[];
   [field: string]: unknown;
 }
 
+export interface PersonaNote {
+  id: string;
+  text: string;
+  createdAt: number;
+  /** The chat whose summary it came from; absent when the user wrote it. */
+  sessionId?: string;
+}
+
 /** Card fields to change (spec names), and/or `profile` (null removes it), `innerThoughts` and `userProfile`. */
-export type CharacterPatch = Partial<Omit<Character, 'id' | 'importedSpec' | 'hasAvatar' | 'createdAt' | 'updatedAt'>>;
+export type CharacterPatch = Partial<Omit<Character, 'id' | 'importedSpec' | 'hasAvatar' | 'createdAt' | 'updatedAt' | 'notes'>> & {
+  notes?: { id?: string; text: string }[];
+};
 
 export type CardInput = File | Blob | ArrayBuffer | Uint8Array | string | Record<string, unknown>;
 

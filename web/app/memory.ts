@@ -138,9 +138,54 @@ export function openMemoryPanel(app: App, character: Character, lastUsed: Memory
     h('button', { type: 'button', class: 'link inline', onclick: () => { dialog.close(); openProfileView(app, character); } }, 'Your profile…'),
   );
 
+  // The character's own notes (one after each summary): rewritten or deleted by the person.
+  const notesList = h('ul', { class: 'memories compact persona-notes', 'aria-label': `${character.name}'s notes` });
+  const saveNotes = async (notes: { id?: string; text: string }[]) => {
+    try {
+      const updated = await app.engine.characters.update(character.id, { notes });
+      character.notes = updated.notes;
+      showNotes();
+    } catch (e) {
+      app.toast(app.describe(e), 'error');
+    }
+  };
+  const showNotes = () => {
+    const notes = character.notes ?? [];
+    const others = (id: string) => notes.filter((n) => n.id !== id).map((n) => ({ id: n.id, text: n.text }));
+    replace(
+      notesList,
+      notes.length
+        ? notes.map((note) => {
+            const li = h('li', { class: 'memory', 'data-id': note.id });
+            const show = () =>
+              replace(
+                li,
+                h('p', {}, note.text),
+                h('div', { class: 'tools' }, h('time', { class: 'muted small' }, when(note.createdAt)), h('button', { type: 'button', class: 'link', onclick: () => edit() }, 'Edit'), h('button', { type: 'button', class: 'link danger', onclick: () => void saveNotes(others(note.id)) }, 'Delete')),
+              );
+            const edit = () => {
+              const area = h('textarea', { rows: 2, value: note.text, 'aria-label': 'Note text' });
+              const form = h('form', { class: 'edit-form' }, area, h('div', { class: 'row' }, h('button', { type: 'submit', class: 'primary' }, 'Save'), h('button', { type: 'button', onclick: show }, 'Cancel')));
+              form.addEventListener('submit', (e) => {
+                e.preventDefault();
+                if (area.value.trim()) void saveNotes(notes.map((n) => ({ id: n.id, text: n.id === note.id ? area.value.trim() : n.text })));
+              });
+              replace(li, form);
+              area.focus();
+            };
+            show();
+            return li;
+          })
+        : h('li', { class: 'muted' }, `After every few messages ${character.name} writes down how things stand with you; those notes appear here.`),
+    );
+  };
+  showNotes();
+
   const dialog = openDialog(`What ${character.name} remembers`, [
     profile,
     used,
+    h('h3', {}, `${character.name}'s own notes`),
+    notesList,
     h('div', { class: 'row search-row' }, search, h('label', { class: 'check small' }, withMessages, ' Include messages')),
     searchNote,
     status,

@@ -19,8 +19,8 @@ use serde_json::Value;
 
 use crate::error::{EngineError, Result};
 use crate::store::ChatStore;
-use crate::summary::SummaryJob;
-use crate::types::{Message, Session, SessionSummary, Speaker, StoredCharacter, UnreadableRecord};
+use crate::summary::{NoteJob, SummaryJob};
+use crate::types::{MAX_PERSONA_NOTES, Message, PersonaNote, Session, SessionSummary, Speaker, StoredCharacter, UnreadableRecord};
 
 pub use turn::{ReplyOptions, Timings, TokenWork, TurnEvent, Usage};
 use turn::PendingTurn;
@@ -102,6 +102,8 @@ pub struct ChatEngine<C: ChatStore> {
     clock: Box<dyn Fn() -> u64>,
     turn: Option<PendingTurn>,
     summary: Option<SummaryJob>,
+    /// The character's note on the summary just written, being written.
+    note: Option<NoteJob>,
     /// Sessions that may want a summary.
     summary_wanted: BTreeSet<String>,
     last_prompts: HashMap<String, PromptDebug>,
@@ -137,6 +139,7 @@ impl<C: ChatStore> ChatEngine<C> {
             clock: Box::new(memory::record::now_ms),
             turn: None,
             summary: None,
+            note: None,
             summary_wanted: BTreeSet::new(),
             last_prompts: HashMap::new(),
             persona_prefix: HashMap::new(),
@@ -458,7 +461,7 @@ impl<C: ChatStore> ChatEngine<C> {
 
     /// Whether background work is waiting or under way.
     pub fn has_background_work(&self) -> bool {
-        self.summary.is_some() || !self.summary_wanted.is_empty() || self.rewarming
+        self.summary.is_some() || self.note.is_some() || !self.summary_wanted.is_empty() || self.rewarming
     }
 
     /// Do a little background work — one token of a rolling summary, or a chunk of the persona
@@ -486,7 +489,7 @@ impl<C: ChatStore> ChatEngine<C> {
             }
             return Ok(true);
         }
-        if self.summary.is_none() {
+        if self.summary.is_none() && self.note.is_none() {
             let Some(session_id) = self.summary_wanted.pop_first() else { return Ok(false) };
             let Some(session) = self.store.get_session(&session_id).await? else { return Ok(true) };
             let Some((start, end)) = self.summary_range(&session) else { return Ok(true) };
@@ -499,18 +502,35 @@ impl<C: ChatStore> ChatEngine<C> {
             Ok(step) => step,
             Err(e) => {
                 self.summary = None;
+                self.note = None;
                 return Err(e.into());
             }
         };
         if let Some(step) = step {
             if let Some(job) = &mut self.summary {
                 job.text.push_str(&step.text);
+            } else if let Some(job) = &mut self.note {
+                job.text.push_str(&step.text);
             }
             return Ok(true);
         }
-        let Some(job) = self.summary.take() else { return Ok(true) };
-        let session_id = job.session_id.clone();
-        self.store_summary(memory, job).await?;
+        let session_id = if let Some(job) = self.summary.take() {
+            let session_id = job.session_id.clone();
+            let through = job.through_id.clone();
+            self.store_summary(memory, job).await?;
+            // Then the character's own note on it, before the persona is read back.
+            if let Some(note) = self.begin_note(model, &session_id, &through).await? {
+                self.note = Some(note);
+                return Ok(true);
+            }
+            session_id
+        } else if let Some(job) = self.note.take() {
+            let session_id = job.session_id.clone();
+            self.store_note(job).await?;
+            session_id
+        } else {
+            return Ok(true);
+        };
         // The summary's prompt pushed the persona out of the cache: read it back now, while
         // nothing waits, rather than at the next reply.
         if let Some(prefix) = self.persona_prefix.get(&session_id).filter(|p| p.len() > 1)
@@ -562,11 +582,37 @@ impl<C: ChatStore> ChatEngine<C> {
         Ok(())
     }
 
+    /// Start the character's note on the summary through `through_id`, if that summary was
+    /// stored (the chat did not change under it).
+    async fn begin_note<M: ChatModel>(&mut self, model: &mut M, session_id: &str, through_id: &str) -> Result<Option<NoteJob>> {
+        let Some(session) = self.store.get_session(session_id).await? else { return Ok(None) };
+        let Some(summary) = session.summaries.iter().rev().find(|s| s.through_id == through_id) else { return Ok(None) };
+        let character = self.character(&session.character_id).await?.character()?;
+        Ok(Some(NoteJob::begin(model, &session, &character, &summary.text, self.settings.summary_max_tokens / 2)?))
+    }
+
+    async fn store_note(&mut self, job: NoteJob) -> Result<()> {
+        let text = job.cleaned_text();
+        if text.is_empty() {
+            return Ok(());
+        }
+        // Gone meanwhile (removed in another tab): nothing to note.
+        let Some(mut stored) = self.store.get_character(&job.character_id).await? else { return Ok(()) };
+        stored.notes.push(PersonaNote { id: new_id(), text, created_at: self.now(), session_id: Some(job.session_id) });
+        let excess = stored.notes.len().saturating_sub(MAX_PERSONA_NOTES);
+        stored.notes.drain(..excess);
+        self.store.put_character(&stored).await
+    }
+
     /// Stop a summary under way (it is tried again later). Replies call this themselves.
     pub fn cancel_background<M: ChatModel>(&mut self, model: &mut M) {
         if let Some(job) = self.summary.take() {
             model.abort();
             self.summary_wanted.insert(job.session_id);
+        }
+        if self.note.take().is_some() {
+            // A note is not tried again: the next summary brings the next one.
+            model.abort();
         }
         if self.rewarming {
             model.abort();
@@ -627,7 +673,7 @@ impl<C: ChatStore> ChatEngine<C> {
     /// one yet), so no summary can be under way to stop.
     pub async fn wipe_stored<E: TextEmbedder, S: Store>(&mut self, memory: &mut Memory<E, S>) -> Result<()> {
         self.ensure_idle()?;
-        if self.summary.is_some() {
+        if self.summary.is_some() || self.note.is_some() {
             return Err(EngineError::Busy);
         }
         self.summary_wanted.clear();

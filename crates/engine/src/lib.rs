@@ -28,4 +28,4 @@ pub use error::{EngineError, Result};
 pub use model::ChatModel;
 pub use store::{ChatStore, InMemoryChatStore};
 pub use user_profile::UserFact;
-pub use types::{Message, Session, SessionSummary, Speaker, StoredCharacter, Swipe, UnreadableRecord};
+pub use types::{PersonaNote, Message, Session, SessionSummary, Speaker, StoredCharacter, Swipe, UnreadableRecord};

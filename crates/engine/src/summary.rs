@@ -72,3 +72,40 @@ impl SummaryJob {
         }
     }
 }
+
+/// After a rolling summary, the character's own note on it (CharacterGPT: the persona grows
+/// with each chapter's summary, research.md §3): one sentence in its voice, on what it now
+/// thinks of the user and how things between them changed.
+pub(crate) struct NoteJob {
+    pub session_id: String,
+    pub character_id: String,
+    pub text: String,
+}
+
+/// The note prompt's request, said plainly for a small model.
+pub(crate) const NOTE_REQUEST: &str = "In one short sentence, as {char}, write what you now feel about {user} and how things between you have changed. Start with \"I\".";
+
+impl NoteJob {
+    pub fn begin<M: ChatModel>(model: &mut M, session: &Session, character: &Character, summary: &str, max_tokens: usize) -> Result<Self> {
+        let char_name = character.display_name();
+        let who: String = character.description.chars().take(400).collect();
+        let system = format!("You are {char_name}. {}", who.replace("{{char}}", char_name).replace("{{user}}", &session.user_name));
+        let request = NOTE_REQUEST.replace("{char}", char_name).replace("{user}", &session.user_name);
+        let messages = [
+            llm::ChatMessage::new("system", system),
+            llm::ChatMessage::new("user", format!("What happened between you and {}: {summary}\n\n{request}", session.user_name)),
+        ];
+        let tokens = model.encode_chat(&messages)?;
+        model.begin(tokens, GenerateOptions { max_tokens, sampling: SamplingParams::greedy(), ignore_eos: false, cache_prompt: true })?;
+        Ok(Self { session_id: session.id.clone(), character_id: session.character_id.clone(), text: String::new() })
+    }
+
+    /// The first sentence, or nothing when the model wrote none.
+    pub fn cleaned_text(&self) -> String {
+        let text = self.text.trim().trim_matches('"').trim();
+        match text.find(['.', '!', '?']) {
+            Some(end) => text[..=end].to_string(),
+            None => text.to_string(),
+        }
+    }
+}

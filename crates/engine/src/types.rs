@@ -24,7 +24,30 @@ pub struct StoredCharacter {
     /// Unix ms.
     pub created_at: u64,
     pub updated_at: u64,
+    /// What the character has come to think, in its own words, one note per rolling summary
+    /// (CharacterGPT's persona that grows chapter by chapter): kept here, not in the card, so an
+    /// exported card stays the author's; in backups. The user may edit them.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub notes: Vec<PersonaNote>,
 }
+
+/// One of a character's persona notes (see [`StoredCharacter::notes`]).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct PersonaNote {
+    pub id: String,
+    pub text: String,
+    /// Unix ms.
+    pub created_at: u64,
+    /// The chat whose summary it came from; none when the user wrote it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub session_id: Option<String>,
+}
+
+/// Most notes a character keeps (the oldest go first); the prompt shows the latest
+/// [`NOTES_IN_PROMPT`].
+pub const MAX_PERSONA_NOTES: usize = 12;
+pub const NOTES_IN_PROMPT: usize = 3;
 
 pub(crate) fn spec_name(spec: CardSpec) -> &'static str {
     match spec {
@@ -43,7 +66,13 @@ impl StoredCharacter {
             imported_spec: spec_name(spec).to_string(),
             created_at: now,
             updated_at: now,
+            notes: Vec::new(),
         }
+    }
+
+    /// The latest notes, oldest first, as the prompt shows them.
+    pub fn prompt_notes(&self) -> Vec<String> {
+        self.notes.iter().rev().take(NOTES_IN_PROMPT).rev().map(|n| n.text.clone()).collect()
     }
 
     /// The card, parsed.
@@ -75,6 +104,7 @@ impl StoredCharacter {
         out.insert("profile".into(), serde_json::to_value(character.profile()).unwrap_or(Value::Null));
         out.insert("innerThoughts".into(), serde_json::to_value(character.inner_thoughts()).unwrap_or(Value::Null));
         out.insert("userProfile".into(), Value::Bool(character.shares_user_profile()));
+        out.insert("notes".into(), serde_json::to_value(&self.notes).unwrap_or(Value::Null));
         Ok(Value::Object(out))
     }
 
@@ -87,7 +117,7 @@ impl StoredCharacter {
         let Some(Value::Object(data)) = card.get_mut("data") else { return Err(EngineError::Corrupt(format!("character {} has no card data", self.id))) };
         for (key, value) in patch {
             match key.as_str() {
-                "profile" | "innerThoughts" | "userProfile" => {}
+                "profile" | "innerThoughts" | "userProfile" | "notes" => {}
                 "id" | "importedSpec" | "hasAvatar" | "createdAt" | "updatedAt" => {
                     return Err(EngineError::BadRequest(format!("`{key}` cannot be changed")));
                 }
@@ -115,9 +145,36 @@ impl StoredCharacter {
         if character.name.trim().is_empty() {
             return Err(EngineError::BadRequest("a character needs a name".into()));
         }
+        if let Some(notes) = patch.get("notes") {
+            self.notes = self.edited_notes(notes, now)?;
+        }
         self.card = character.to_value(ExportSpec::V3);
         self.updated_at = now;
         Ok(())
+    }
+}
+
+impl StoredCharacter {
+    /// The notes as the user edited them: `[{ id?, text }]`, a note with a known id keeps its
+    /// date and source, one without is new; notes left out are deleted.
+    fn edited_notes(&self, notes: &Value, now: u64) -> Result<Vec<PersonaNote>> {
+        #[derive(Deserialize)]
+        struct Edit {
+            #[serde(default)]
+            id: Option<String>,
+            text: String,
+        }
+        let edits: Vec<Edit> = serde_json::from_value(notes.clone()).map_err(|e| EngineError::BadRequest(format!("notes: {e}")))?;
+        if edits.len() > MAX_PERSONA_NOTES || edits.iter().any(|e| e.text.trim().is_empty() || e.text.len() > 1000) {
+            return Err(EngineError::BadRequest(format!("notes: at most {MAX_PERSONA_NOTES}, each 1 to 1000 bytes")));
+        }
+        Ok(edits
+            .into_iter()
+            .map(|e| match e.id.and_then(|id| self.notes.iter().find(|n| n.id == id)) {
+                Some(old) => PersonaNote { text: e.text.trim().to_string(), ..old.clone() },
+                None => PersonaNote { id: memory::record::new_id(), text: e.text.trim().to_string(), created_at: now, session_id: None },
+            })
+            .collect())
     }
 }
 

@@ -35,6 +35,7 @@ fn prompt(tokenizer: &Tokenizer, inject: &str) -> Vec<llm::ChatMessage> {
         summaries: &[],
         memories: &memories,
         user_profile: &[],
+        persona_notes: &[],
         global_lorebooks: &[],
         global_system_prompt: None,
     };

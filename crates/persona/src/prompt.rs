@@ -11,7 +11,8 @@
 //!            constant lore (after char) · examples
 //! system     summary of the turns it covers (which are then never shown)
 //! …          chat history, oldest kept first (thoughts stripped if the character says so)
-//! system     keyword-triggered lore; memories: pinned, then retrieved ← at `dynamic_depth` (1:
+//! system     keyword-triggered lore; its own notes; memories: pinned,  ← at `dynamic_depth` (1:
+//!            then retrieved
 //! user       latest message                                          before the last message)
 //! system     post-history instructions
 //! ```
@@ -101,6 +102,9 @@ fn fact_key(text: &str) -> String {
     text.split(|c: char| !c.is_alphanumeric()).filter(|w| !w.is_empty()).map(str::to_lowercase).collect::<Vec<_>>().join(" ")
 }
 
+/// The heading of the character's persona notes in the system message.
+pub const PERSONA_NOTES_HEADING: &str = "{{char}}'s own notes on how things stand with {{user}}:";
+
 /// The heading of the user's profile in the system message.
 pub const USER_PROFILE_HEADING: &str = "{{char}} knows these facts about {{user}} for certain:";
 
@@ -184,6 +188,9 @@ pub struct PromptInput<'a> {
     /// What the character knows about the user for certain (the shared user profile), most
     /// important first: in the system message, within [`PromptOptions::user_profile_tokens`].
     pub user_profile: &'a [MemoryItem],
+    /// The character's own notes on how things stand (the latest few, oldest first), in the
+    /// late block before the memories.
+    pub persona_notes: &'a [String],
     pub global_lorebooks: &'a [Lorebook],
     /// Replaces [`DEFAULT_SYSTEM_PROMPT`] (a card's own `system_prompt` still wins, and its
     /// `{{original}}` then means this).
@@ -200,6 +207,7 @@ pub enum SectionKind {
     Description,
     Personality,
     Profile,
+    PersonaNotes,
     Scenario,
     UserProfile,
     LoreAfterChar,
@@ -538,6 +546,13 @@ pub fn assemble_prompt(input: &PromptInput, options: &PromptOptions, counter: &d
         }
         for p in late_lore {
             inject(options.dynamic_depth, Role::System, p, &mut injections);
+        }
+        // The character's own notes change after each summary: in the late block, so the
+        // system message (and the cache of it read back after a summary) stays as it was.
+        let notes: Vec<String> = input.persona_notes.iter().filter(|n| !n.trim().is_empty()).map(|n| format!("- {}", n.trim())).collect();
+        if !notes.is_empty() {
+            let text = format!("{}\n{}", macros.apply(PERSONA_NOTES_HEADING), notes.join("\n"));
+            inject(options.dynamic_depth, Role::System, piece(SectionKind::PersonaNotes, "Persona notes", text), &mut injections);
         }
         let used_memories = memories.len() - cut.memories;
         if used_memories > 0 {

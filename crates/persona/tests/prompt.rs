@@ -20,6 +20,7 @@ fn input<'a>(c: &'a Character, history: &'a [ChatMessage]) -> PromptInput<'a> {
         summaries: &[],
         memories: &[],
         user_profile: &[],
+        persona_notes: &[],
         global_lorebooks: &[],
         global_system_prompt: None,
     }

@@ -359,6 +359,7 @@ impl<C: ChatStore> ChatEngine<C> {
         summaries: &'a [HistorySummary],
         memories: &'a [MemoryItem],
         user_profile: &'a [MemoryItem],
+        persona_notes: &'a [String],
     ) -> PromptInput<'a> {
         PromptInput {
             character,
@@ -367,6 +368,7 @@ impl<C: ChatStore> ChatEngine<C> {
             summaries,
             memories,
             user_profile,
+            persona_notes,
             global_lorebooks: &self.settings.global_lorebooks,
             global_system_prompt: self.settings.global_system_prompt.as_deref(),
         }
@@ -400,7 +402,8 @@ impl<C: ChatStore> ChatEngine<C> {
 
         // Which messages the prompt shows anyway: their verbatim memories would only repeat them.
         let user_profile = self.user_profile_items(character).await?;
-        let without_memories = assemble_prompt(&self.prompt_input(session, character, &history, &summaries, &[], &user_profile), &prompt_options, &counter);
+        let notes = self.character(&session.character_id).await?.prompt_notes();
+        let without_memories = assemble_prompt(&self.prompt_input(session, character, &history, &summaries, &[], &user_profile, &notes), &prompt_options, &counter);
         let visible: HashSet<&str> = shown[without_memories.history_start.min(shown.len())..].iter().map(|m| m.id.as_str()).collect();
         // ... and their texts: a message recorded earlier with the same words says nothing new.
         let visible_texts: HashSet<&str> = shown[without_memories.history_start.min(shown.len())..].iter().map(|m| m.text.trim()).collect();
@@ -449,7 +452,7 @@ impl<C: ChatStore> ChatEngine<C> {
             .collect();
         let items: Vec<MemoryItem> = hits.iter().map(|h| MemoryItem { label: date_label(h.record.created_at), text: h.record.text.clone(), pinned: h.record.pinned }).collect();
         let assembled: AssembledPrompt =
-            assemble_prompt(&self.prompt_input(session, character, &history, &summaries, &items, &user_profile), &prompt_options, &counter);
+            assemble_prompt(&self.prompt_input(session, character, &history, &summaries, &items, &user_profile, &notes), &prompt_options, &counter);
         if assembled.over_budget {
             return Err(EngineError::BadRequest(format!(
                 "the character and the latest message need {} tokens, more than the {} the context leaves",

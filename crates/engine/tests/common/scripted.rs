@@ -97,6 +97,9 @@ impl ChatModel for ScriptedModel {
         let text = if rendered.contains("Summarize what happened") {
             self.summaries_written += 1;
             format!("Summary {}: Sam and Mira kept talking about the garden.", self.summaries_written)
+        } else if rendered.contains("how things between you have changed") {
+            // The character's note on a summary.
+            "I trust Sam more now. He listens.".to_string()
         } else if options.max_tokens <= 1 {
             // The engine reading a prefix back into the cache: no reply wanted.
             String::new()
