@@ -58,6 +58,24 @@ pub struct UserFact {
 }
 
 impl UserFact {
+    /// A current fact stated or entered at `at` (unix ms), from nowhere in particular yet.
+    pub fn new(subject: impl Into<String>, value: impl Into<String>, at: u64) -> Self {
+        UserFact {
+            id: memory::record::new_id(),
+            subject: subject.into(),
+            value: value.into(),
+            statement: String::new(),
+            created_at: at,
+            updated_at: at,
+            character_id: None,
+            session_id: None,
+            message_id: None,
+            superseded_by: None,
+            superseded_at: None,
+            embedding: Vec::new(),
+        }
+    }
+
     /// Still true (not superseded).
     pub fn is_current(&self) -> bool {
         self.superseded_by.is_none()
@@ -155,20 +173,7 @@ mod tests {
     use super::*;
 
     fn fact(id: &str, subject: &str, value: &str) -> UserFact {
-        UserFact {
-            id: id.into(),
-            subject: subject.into(),
-            value: value.into(),
-            statement: String::new(),
-            created_at: 0,
-            updated_at: 0,
-            character_id: None,
-            session_id: None,
-            message_id: None,
-            superseded_by: None,
-            superseded_at: None,
-            embedding: Vec::new(),
-        }
+        UserFact { id: id.into(), ..UserFact::new(subject, value, 0) }
     }
 
     #[test]

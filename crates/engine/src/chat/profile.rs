@@ -2,7 +2,6 @@
 //! messages in chats with characters that share it, edited by the user, and put in those
 //! characters' prompts.
 
-use memory::record::new_id;
 use memory::{Memory, Store, TextEmbedder};
 use persona::{Character, MemoryItem};
 
@@ -99,18 +98,11 @@ impl<C: ChatStore> ChatEngine<C> {
         let new: Vec<UserFact> = statements
             .into_iter()
             .map(|s| UserFact {
-                id: new_id(),
-                subject: s.subject,
-                value: s.value,
                 statement: s.sentence,
-                created_at: message.created_at,
-                updated_at: message.created_at,
                 character_id: Some(session.character_id.clone()),
                 session_id: Some(session.id.clone()),
                 message_id: Some(message.id.clone()),
-                superseded_by: None,
-                superseded_at: None,
-                embedding: Vec::new(),
+                ..UserFact::new(s.subject, s.value, message.created_at)
             })
             .collect();
         self.merge_user_facts(memory, new).await?;
@@ -138,20 +130,7 @@ impl<C: ChatStore> ChatEngine<C> {
     pub async fn add_user_fact<E: TextEmbedder, S: Store>(&mut self, memory: &Memory<E, S>, subject: &str, value: &str) -> Result<UserFact> {
         check_fact(subject, value)?;
         let now = self.now();
-        let fact = UserFact {
-            id: new_id(),
-            subject: subject.trim().to_lowercase(),
-            value: value.trim().to_string(),
-            statement: String::new(),
-            created_at: now,
-            updated_at: now,
-            character_id: None,
-            session_id: None,
-            message_id: None,
-            superseded_by: None,
-            superseded_at: None,
-            embedding: Vec::new(),
-        };
+        let fact = UserFact::new(subject.trim().to_lowercase(), value.trim(), now);
         self.merge_user_facts(memory, vec![fact]).await?.pop().ok_or_else(|| EngineError::Storage("the fact was not stored".into()))
     }
 
