@@ -223,11 +223,12 @@ impl Attention {
         if let Some((q_norm, k_norm)) = &self.qk_norm {
             qkv = ops::qk_norm(qkv, q_norm, k_norm, eps, heads);
         }
-        let (mut q, k_cache, v_cache) = ops::rope_and_cache(qkv, &rope.cos, &rope.sin, layer.0, layer.1, start, heads);
-        if let Some(scale) = self.query_scale {
-            q = q * scale;
-        }
-        let attended = ops::attention(q, &k_cache, &v_cache, start, heads);
+        let Some(scale) = self.query_scale else {
+            let (attended, k_cache, v_cache) = ops::rope_cache_attention(qkv, &rope.cos, &rope.sin, layer.0, layer.1, start, heads);
+            return (attended, (k_cache, v_cache));
+        };
+        let (q, k_cache, v_cache) = ops::rope_and_cache(qkv, &rope.cos, &rope.sin, layer.0, layer.1, start, heads);
+        let attended = ops::attention(q * scale, &k_cache, &v_cache, start, heads);
         (attended, (k_cache, v_cache))
     }
 

@@ -34,6 +34,28 @@ pub fn rope_and_cache(
     (Tensor::from_dispatch(q), Tensor::from_dispatch(k), Tensor::from_dispatch(v))
 }
 
+/// See [`LlmKernels::rope_cache_attention`]: returns the attended values and the updated caches.
+pub fn rope_cache_attention(
+    qkv: Tensor<2>,
+    cos: &Tensor<2>,
+    sin: &Tensor<2>,
+    k_cache: Tensor<3>,
+    v_cache: Tensor<3>,
+    start: usize,
+    h: Heads,
+) -> (Tensor<2>, Tensor<3>, Tensor<3>) {
+    let (out, k, v) = Dispatch::rope_cache_attention(
+        qkv.into_dispatch(),
+        cos.clone().into_dispatch(),
+        sin.clone().into_dispatch(),
+        k_cache.into_dispatch(),
+        v_cache.into_dispatch(),
+        start,
+        h,
+    );
+    (Tensor::from_dispatch(out), Tensor::from_dispatch(k), Tensor::from_dispatch(v))
+}
+
 /// See [`LlmKernels::attention`].
 pub fn attention(q: Tensor<2>, k_cache: &Tensor<3>, v_cache: &Tensor<3>, start: usize, h: Heads) -> Tensor<2> {
     Tensor::from_dispatch(Dispatch::attention(q.into_dispatch(), k_cache.clone().into_dispatch(), v_cache.clone().into_dispatch(), start, h))

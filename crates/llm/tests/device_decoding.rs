@@ -93,9 +93,10 @@ fn gpu_decode_needs_few_dispatches_and_no_logits_readback() {
     // Six bursts' worth of tokens in two reads of three ids each, never the logits.
     assert_eq!(decode.readbacks, 2, "{decode:?}");
     assert!(decode.readback_bytes <= 6 * 8, "{decode:?}");
-    // At most six dispatches per layer, plus embedding, head, argmax and the ids' gathering.
+    // Five dispatches per layer (q/k/v with the norm, rope + cache + attention, output, gate/up
+    // with the norm, down), plus embedding, head, argmax and the ids' gathering.
     let per_token = stats.decode_work_per_token().dispatches;
-    assert!(per_token <= (6 * layers + 4) as f64, "{per_token} dispatches per decoded token for {layers} layers");
+    assert!(per_token <= (5 * layers + 4) as f64, "{per_token} dispatches per decoded token for {layers} layers");
     // The prompt's first token still comes from logits read back (vocab × 4 bytes).
     assert_eq!(stats.prefill_work.readbacks, 1);
     assert_eq!(stats.prefill_work.readback_bytes, (vocab * 4) as u64);

@@ -236,6 +236,58 @@ fn rms_norm_matches_plain_math() {
     }
 }
 
+/// RMSNorm of each row of `x [m, d]` times `w`, in plain f32 math.
+fn rms_norm_cpu(x: &[f32], w: &[f32], d: usize, eps: f32) -> Vec<f32> {
+    x.chunks(d)
+        .flat_map(|row| {
+            let inv = 1.0 / (row.iter().map(|v| v * v).sum::<f32>() / d as f32 + eps).sqrt();
+            row.iter().zip(w).map(move |(v, g)| v * inv * g)
+        })
+        .collect()
+}
+
+/// The norm taken inside the product (`normed_quant_matmul`; on a GPU for up to 4 rows, by a
+/// separate norm kernel above that) against plain math: the norm, then the product of the
+/// dequantized weights (8-bit activations on the CPU backend, as its products use).
+#[test]
+fn normed_products_match_norm_then_product() {
+    use llm::kernels::Projection;
+    for (backend, device) in common::devices() {
+        let mut rng = Rng(0x5eed_0000_0000_0017);
+        let (n, k, eps) = (70usize, 256usize, 1e-5f32);
+        for ty in [GgmlType::F32, GgmlType::Q4_1, GgmlType::Q8_0] {
+            let (gate_data, up_data) = (random_tensor(ty, n * k, &mut rng), random_tensor(ty, n * k, &mut rng));
+            let (gate_w, up_w) = (gguf::dequantize(ty, &gate_data).unwrap(), gguf::dequantize(ty, &up_data).unwrap());
+            let mut writer = GgufWriter::new();
+            writer.tensor("gate", &[k as u64, n as u64], ty, gate_data).tensor("up", &[k as u64, n as u64], ty, up_data);
+            let file = writer.to_bytes();
+            let gguf = Gguf::parse(&file).unwrap();
+            let loader = WeightLoader { gguf: &gguf, file: &file, device: &device };
+            let gate = loader.linear("gate", n, k).unwrap();
+            let stacked = Linear::stack_rows(&[&gate, &loader.linear("up", n, k).unwrap()]).unwrap();
+            let norm: Vec<f32> = (0..k).map(|_| rng.unit()).collect();
+            let norm_tensor = tensor1(norm.clone(), &device);
+            for m in [1usize, 3, 9] {
+                let x: Vec<f32> = (0..m * k).map(|_| rng.unit() * 3.0).collect();
+                let normed = rms_norm_cpu(&x, &norm, k, eps);
+                let seen = if backend == "cpu" && ty != GgmlType::F32 { q8_activations_for(ty, &normed) } else { normed };
+                let (want_gate, want_up) = (matmul_cpu(&seen, &gate_w, m, n, k), matmul_cpu(&seen, &up_w, m, n, k));
+                let what = format!("{backend} {ty} m={m}");
+
+                let got = values(gate.normed(tensor2(x.clone(), [m, k], &device), &norm_tensor, eps, Projection::Plain));
+                let diff = max_abs_diff(&got, &want_gate);
+                assert!(diff < 1e-3, "{what} normed product: max difference {diff}");
+
+                let got = values(stacked.normed(tensor2(x.clone(), [m, k], &device), &norm_tensor, eps, Projection::SwiGlu));
+                let want: Vec<f32> = want_gate.iter().zip(&want_up).map(|(g, u)| silu(*g) * u).collect();
+                for (i, (y, w)) in got.iter().zip(&want).enumerate() {
+                    assert!((y - w).abs() <= 2e-3 * w.abs().max(1.0), "{what} normed SwiGLU [{i}]: {y} vs {w}");
+                }
+            }
+        }
+    }
+}
+
 /// Causal attention on the CPU: `q [t, heads, dim]` at positions `start..start + t` over keys
 /// and values `[kv_heads, positions, dim]`.
 #[allow(clippy::too_many_arguments)]

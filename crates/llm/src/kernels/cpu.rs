@@ -241,6 +241,21 @@ impl LlmKernels for Flex {
         (tensor(q, vec![t, heads * head_dim]), k_cache, v_cache)
     }
 
+    fn rope_cache_attention(
+        qkv: FloatTensor<Self>,
+        cos: FloatTensor<Self>,
+        sin: FloatTensor<Self>,
+        k_cache: FloatTensor<Self>,
+        v_cache: FloatTensor<Self>,
+        start: usize,
+        h: Heads,
+    ) -> (FloatTensor<Self>, FloatTensor<Self>, FloatTensor<Self>) {
+        // Two passes cost nothing extra here: the queries stay in cache between them.
+        let (q, k_cache, v_cache) = Self::rope_and_cache(qkv, cos, sin, k_cache, v_cache, start, h);
+        let out = Self::attention(q, k_cache.clone(), v_cache.clone(), start, h);
+        (out, k_cache, v_cache)
+    }
+
     fn attention(q: FloatTensor<Self>, k_cache: FloatTensor<Self>, v_cache: FloatTensor<Self>, start: usize, h: Heads) -> FloatTensor<Self> {
         let (q, k_cache, v_cache) = (dense(q), dense(k_cache), dense(v_cache));
         let (t, width) = matrix_dims(&q);

@@ -41,11 +41,13 @@ fn gelu_tanh(x: f32) -> f32 {
 /// fast as lanes sharing a row and reducing through shared memory. With `SwiGlu` the invocation
 /// also reads row `n + col` (the up projection stacked under the gate).
 ///
-/// With `normed`, the invocation also takes the RMSNorm of its activation rows on the way
-/// (`side` is then the norm's weight): `rms_norm(x) · w = inv_rms × ((x ∘ weight) · w)`, so
-/// the dot products use `x ∘ weight` and are scaled once at the end. Each invocation sums the
-/// squares of its rows itself, which costs one multiply-add per value it reads anyway and saves
-/// a dispatch and a round trip through memory per norm.
+/// With `normed`, the workgroup first takes the RMSNorm of its activation rows (`side` is then
+/// the norm's weight): its lanes stage `x ∘ weight` in workgroup memory (`staged` values: the
+/// rows × k) and sum the squares, then every invocation's dot products read the staged rows and
+/// are scaled by `1 / rms` at the end (`rms_norm(x) · w = inv_rms × ((x ∘ weight) · w)`). That
+/// saves the norm's own dispatch and its trip through memory; the staging costs one pass over
+/// the rows per workgroup (each invocation taking the norm itself measured slower on lavapipe:
+/// two more operations per weight).
 ///
 /// Five storage buffers (plus CubeCL's own) stay within WebGPU's default limit of eight: `side`
 /// is the residual for `AddResidual`, the norm's weight when `normed`, else unused.
@@ -66,6 +68,7 @@ fn quant_matmul_kernel(
     #[comptime] rows: usize,
     #[comptime] epilogue: Epilogue,
     #[comptime] normed: bool,
+    #[comptime] staged: usize,
 ) {
     let per_word = comptime!(32 / bits) as usize;
     let mask = comptime!((1u32 << bits) - 1);
@@ -75,22 +78,51 @@ fn quant_matmul_kernel(
 
     // The activation block comes from the workgroup's position, so every lane of a workgroup
     // reads the same activations: uniform loads, which software adapters turn into broadcasts.
-    let col = CUBE_POS_X as usize * CUBE_DIM_X as usize + UNIT_POS_X as usize;
+    let lane = UNIT_POS_X as usize;
+    let col = CUBE_POS_X as usize * CUBE_DIM_X as usize + lane;
     let row0 = CUBE_POS_Y as usize * rows;
-    if col >= n {
-        terminate!();
-    }
     let last_row = m - 1;
     let groups_per_row = k / group;
 
+    // Staging comes before any lane leaves: every lane must reach the barrier.
+    let lanes = comptime!(MATMUL_LANES);
+    let mut rows_in = Shared::new_slice(staged);
+    let mut partial = Shared::new_slice(comptime!(rows * MATMUL_LANES));
+    let mut inv = Array::<f32>::new(rows);
+    if normed {
+        #[unroll]
+        for r in 0..rows {
+            let base = min(row0 + r, last_row) * k;
+            let mut squares = 0.0f32;
+            let mut i = lane;
+            while i < k {
+                let v = x[base + i];
+                rows_in[r * k + i] = v * side[i];
+                squares += v * v;
+                i += lanes;
+            }
+            partial[r * lanes + lane] = squares;
+        }
+        sync_cube();
+        #[unroll]
+        for r in 0..rows {
+            let mut total = 0.0f32;
+            for i in 0..lanes {
+                total += partial[r * lanes + i];
+            }
+            inv[r] = 1.0 / (total / f32::cast_from(k) + eps).sqrt();
+        }
+    }
+    if col >= n {
+        terminate!();
+    }
+
     let mut acc = Array::<f32>::new(rows);
     let mut acc2 = Array::<f32>::new(rows);
-    let mut squares = Array::<f32>::new(rows);
     #[unroll]
     for r in 0..rows {
         acc[r] = 0.0;
         acc2[r] = 0.0;
-        squares[r] = 0.0;
     }
     // The up projection's row, when there is one.
     let col2 = col + n;
@@ -122,18 +154,9 @@ fn quant_matmul_kernel(
                 if swiglu {
                     q2 = f32::cast_from((word2 >> shift) & mask);
                 }
-                let mut norm_weight = 1.0f32;
-                if normed {
-                    norm_weight = side[kk + e];
-                }
                 #[unroll]
                 for r in 0..rows {
-                    let raw = x[min(row0 + r, last_row) * k + kk + e];
-                    let mut xv = raw;
-                    if normed {
-                        squares[r] += raw * raw;
-                        xv = raw * norm_weight;
-                    }
+                    let xv = if normed { rows_in[r * k + kk + e] } else { x[min(row0 + r, last_row) * k + kk + e] };
                     dot[r] += xv * q;
                     sum[r] += xv;
                     if swiglu {
@@ -166,9 +189,8 @@ fn quant_matmul_kernel(
             let mut value = acc[r];
             let mut up = acc2[r];
             if normed {
-                let inv = 1.0 / (squares[r] / f32::cast_from(k) + eps).sqrt();
-                value *= inv;
-                up *= inv;
+                value *= inv[r];
+                up *= inv[r];
             }
             let mut result = value;
             if comptime!(epilogue == Epilogue::AddResidual) {
@@ -463,6 +485,150 @@ fn attention_kernel(
     }
 }
 
+/// Value `d` of head `head_base`'s row in `qkv` after rope (pairs as in
+/// [`rope_and_cache_kernel`]), at table row 0.
+#[cube]
+fn roped(qkv: &[f32], cos: &[f32], sin: &[f32], head_base: usize, d: usize, rope_pairs: usize, #[comptime] neox: bool) -> f32 {
+    let x = qkv[head_base + d];
+    let mut y = x;
+    if neox {
+        if d < rope_pairs {
+            y = x * cos[d] - qkv[head_base + d + rope_pairs] * sin[d];
+        } else {
+            if d < 2 * rope_pairs {
+                let p = d - rope_pairs;
+                y = qkv[head_base + p] * sin[p] + x * cos[p];
+            }
+        }
+    } else {
+        let p = d / 2;
+        if p < rope_pairs {
+            if d % 2 == 0 {
+                y = x * cos[p] - qkv[head_base + d + 1] * sin[p];
+            } else {
+                y = qkv[head_base + d - 1] * sin[p] + x * cos[p];
+            }
+        }
+    }
+    y
+}
+
+/// Decoding (one new position, `start`): rope, the cache write and attention in one dispatch.
+/// One workgroup per query head, as [`attention_kernel`]; every lane rotates its head's query
+/// and its key/value head's new key itself (a few hundred flops), so no workgroup waits for
+/// another: the new position's key and value are used from registers, older ones from the
+/// cache, and the first query head of each key/value group writes the new ones to the cache
+/// for the next steps.
+#[cube(launch_unchecked)]
+#[allow(clippy::too_many_arguments)]
+fn rope_cache_attention_kernel(
+    qkv: &[f32],
+    cos: &[f32],
+    sin: &[f32],
+    k_cache: &mut [f32],
+    v_cache: &mut [f32],
+    out: &mut [f32],
+    start: usize,
+    capacity: usize,
+    heads: usize,
+    kv_heads: usize,
+    group: usize,
+    rope_pairs: usize,
+    scale: f32,
+    window: usize,
+    #[comptime] head_dim: usize,
+    #[comptime] lanes: usize,
+    #[comptime] neox: bool,
+) {
+    let lane = UNIT_POS_X as usize;
+    let head = CUBE_POS_X as usize;
+    let kv_head = head / group;
+    let q_base = head * head_dim;
+    let k_base_new = (heads + kv_head) * head_dim;
+    let v_base_new = (heads + kv_heads + kv_head) * head_dim;
+
+    let mut query = Array::<f32>::new(head_dim);
+    let mut key = Array::<f32>::new(head_dim);
+    let mut acc = Array::<f32>::new(head_dim);
+    #[unroll]
+    for d in 0..head_dim {
+        query[d] = roped(qkv, cos, sin, q_base, d, rope_pairs, neox) * scale;
+        key[d] = roped(qkv, cos, sin, k_base_new, d, rope_pairs, neox);
+        acc[d] = 0.0;
+    }
+    // The group's first query head stores the new key and value (values are not rotated).
+    if head % group == 0 {
+        let o = (kv_head * capacity + start) * head_dim;
+        let mut d = lane;
+        while d < head_dim {
+            k_cache[o + d] = roped(qkv, cos, sin, k_base_new, d, rope_pairs, neox);
+            v_cache[o + d] = qkv[v_base_new + d];
+            d += lanes;
+        }
+    }
+
+    let visible = start + 1;
+    let mut first = 0usize;
+    if window > 0 && visible > window {
+        first = visible - window;
+    }
+    let mut running_max = f32::new(-1.0e30);
+    let mut running_sum = 0.0f32;
+    let mut s = first + lane;
+    while s < visible {
+        let k_base = (kv_head * capacity + s) * head_dim;
+        let fresh = s == start;
+        let mut score = 0.0f32;
+        #[unroll]
+        for d in 0..head_dim {
+            // At `start` the cache may be being written by another workgroup: its value is
+            // read (in bounds) but not used.
+            let k = select(fresh, key[d], k_cache[k_base + d]);
+            score += query[d] * k;
+        }
+        let new_max = max(running_max, score);
+        let correction = (running_max - new_max).exp();
+        let weight = (score - new_max).exp();
+        running_sum = running_sum * correction + weight;
+        #[unroll]
+        for d in 0..head_dim {
+            let v = select(fresh, qkv[v_base_new + d], v_cache[k_base + d]);
+            acc[d] = acc[d] * correction + weight * v;
+        }
+        running_max = new_max;
+        s += lanes;
+    }
+
+    let mut shared_max = Shared::new_slice(lanes);
+    let mut shared_sum = Shared::new_slice(lanes);
+    let mut shared_acc = Shared::new_slice(comptime!(lanes * head_dim));
+    shared_max[lane] = running_max;
+    shared_sum[lane] = running_sum;
+    #[unroll]
+    for d in 0..head_dim {
+        shared_acc[lane * head_dim + d] = acc[d];
+    }
+    sync_cube();
+
+    let mut global_max = f32::new(-1.0e30);
+    for i in 0..lanes {
+        global_max = max(global_max, shared_max[i]);
+    }
+    let mut total = 0.0f32;
+    for i in 0..lanes {
+        total += shared_sum[i] * (shared_max[i] - global_max).exp();
+    }
+    let mut d = lane;
+    while d < head_dim {
+        let mut value = 0.0f32;
+        for i in 0..lanes {
+            value += shared_acc[i * head_dim + d] * (shared_max[i] - global_max).exp();
+        }
+        out[q_base + d] = value / total;
+        d += lanes;
+    }
+}
+
 fn check_f32(t: &CubeTensor, what: &str) {
     assert_eq!(t.dtype, DType::F32, "{what} must be f32");
 }
@@ -500,10 +666,17 @@ enum Side {
     Norm(CubeTensor, f32),
 }
 
-/// Most activation rows for which the matmul takes the RMSNorm itself: each invocation sums
-/// its rows' squares, which pays for decode (one row: a dispatch saved) but, with many rows,
-/// repeats the sums in every invocation; a separate norm kernel does them once.
+/// Most activation rows for which the matmul takes the RMSNorm itself: each workgroup stages its
+/// rows, which pays for decode (one row: a dispatch saved) but, with many rows, repeats the
+/// staging in every workgroup; a separate norm kernel does each row once.
 const FUSED_NORM_MAX_ROWS: usize = 4;
+
+/// Invocations per workgroup of the matmul kernel.
+const MATMUL_LANES: usize = 64;
+
+/// Workgroup memory a fused norm may stage (rows × k f32 values plus the partial sums): WebGPU
+/// guarantees 16 KiB per workgroup; the rest is left for the compiler's own use.
+const MAX_STAGED_BYTES: usize = 12 << 10;
 
 fn launch_quant_matmul(
     x: CubeTensor,
@@ -537,13 +710,15 @@ fn launch_quant_matmul(
         Side::Residual(r) => (Some(contiguous(r)), 0.0, false),
         Side::Norm(weight, eps) => (Some(contiguous(weight)), eps, true),
     };
-    let cube_count = CubeCount::new_2d(n.div_ceil(64) as u32, m.div_ceil(rows) as u32);
+    // Workgroup memory cannot be empty: one unused value without a norm.
+    let staged = if normed { rows * k } else { 1 };
+    let cube_count = CubeCount::new_2d(n.div_ceil(MATMUL_LANES) as u32, m.div_ceil(rows) as u32);
     count_dispatch();
     unsafe {
         quant_matmul_kernel::launch_unchecked(
             &x.client,
             cube_count,
-            CubeDim::new_1d(64),
+            CubeDim::new_1d(MATMUL_LANES as u32),
             buffer(&x),
             buffer(&packed),
             buffer(&scales),
@@ -560,6 +735,7 @@ fn launch_quant_matmul(
             rows,
             epilogue,
             normed,
+            staged,
         );
     }
     out
@@ -603,8 +779,10 @@ impl LlmKernels for CubeBackend {
             Projection::GeGlu => (w.rows / 2, Epilogue::GeGlu),
         };
         let dims = x.meta.shape();
-        let m = dims.num_elements() / dims[dims.len() - 1];
-        if m <= FUSED_NORM_MAX_ROWS {
+        let k = dims[dims.len() - 1];
+        let m = dims.num_elements() / k;
+        let rows = m.next_power_of_two();
+        if m <= FUSED_NORM_MAX_ROWS && (rows * k + rows * MATMUL_LANES) * 4 <= MAX_STAGED_BYTES {
             launch_quant_matmul(x, packed, scales, Side::Norm(norm, eps), n, w, epilogue)
         } else {
             let x = Self::rms_norm(x, norm, eps);
@@ -744,6 +922,58 @@ impl LlmKernels for CubeBackend {
             );
         }
         (q, k_cache, v_cache)
+    }
+
+    fn rope_cache_attention(
+        qkv: FloatTensor<Self>,
+        cos: FloatTensor<Self>,
+        sin: FloatTensor<Self>,
+        k_cache: FloatTensor<Self>,
+        v_cache: FloatTensor<Self>,
+        start: usize,
+        h: Heads,
+    ) -> (FloatTensor<Self>, FloatTensor<Self>, FloatTensor<Self>) {
+        let Heads { heads, kv_heads, head_dim, rope_dims, neox, window } = h;
+        check_f32(&qkv, "qkv");
+        if qkv.meta.shape()[0] != 1 {
+            // Several new positions: each query needs keys that other workgroups rotate.
+            let (q, k_cache, v_cache) = Self::rope_and_cache(qkv, cos, sin, k_cache, v_cache, start, h);
+            let out = Self::attention(q, k_cache.clone(), v_cache.clone(), start, h);
+            return (out, k_cache, v_cache);
+        }
+        let (qkv, cos, sin) = (contiguous(qkv), contiguous(cos), contiguous(sin));
+        // The caches are written in place: they must be plain contiguous buffers of their own.
+        let (k_cache, v_cache) = (contiguous(k_cache), contiguous(v_cache));
+        let capacity = k_cache.meta.shape()[1];
+        let out = empty_f32(&qkv, Shape::from(vec![1, heads * head_dim]));
+        // As in `attention`: the merge buffer within WebGPU's 16 KiB of workgroup memory.
+        let lanes = (2048 / head_dim).clamp(1, 32);
+        count_dispatch();
+        unsafe {
+            rope_cache_attention_kernel::launch_unchecked(
+                &qkv.client,
+                CubeCount::new_1d(heads as u32),
+                CubeDim::new_1d(lanes as u32),
+                buffer(&qkv),
+                buffer(&cos),
+                buffer(&sin),
+                buffer(&k_cache),
+                buffer(&v_cache),
+                buffer(&out),
+                start,
+                capacity,
+                heads,
+                kv_heads,
+                heads / kv_heads,
+                rope_dims / 2,
+                1.0 / (head_dim as f32).sqrt(),
+                window.unwrap_or(0),
+                head_dim,
+                lanes,
+                neox,
+            );
+        }
+        (out, k_cache, v_cache)
     }
 
     fn attention(q: FloatTensor<Self>, k_cache: FloatTensor<Self>, v_cache: FloatTensor<Self>, start: usize, h: Heads) -> FloatTensor<Self> {

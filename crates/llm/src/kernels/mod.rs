@@ -140,4 +140,17 @@ pub trait LlmKernels: Backend {
     /// last `window` positions up to its own. Scores are scaled by `1 / sqrt(head_dim)`.
     /// Returns `[t, heads × head_dim]`.
     fn attention(q: FloatTensor<Self>, k_cache: FloatTensor<Self>, v_cache: FloatTensor<Self>, start: usize, heads: Heads) -> FloatTensor<Self>;
+
+    /// [`LlmKernels::rope_and_cache`] then [`LlmKernels::attention`] over the result, in one
+    /// pass where the backend can (a GPU, for one new position: decoding). Returns the attended
+    /// values `[t, heads × head_dim]` and the caches.
+    fn rope_cache_attention(
+        qkv: FloatTensor<Self>,
+        cos: FloatTensor<Self>,
+        sin: FloatTensor<Self>,
+        k_cache: FloatTensor<Self>,
+        v_cache: FloatTensor<Self>,
+        start: usize,
+        heads: Heads,
+    ) -> (FloatTensor<Self>, FloatTensor<Self>, FloatTensor<Self>);
 }
