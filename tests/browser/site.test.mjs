@@ -234,6 +234,17 @@ test('journey: first visit, demo character, three turns, stop, regenerate, forge
   await page.getByRole('button', { name: 'Next version' }).click();
   await lastShown(messages[6].id);
   assert.deepEqual(await history(), messages);
+  // Continue: the same last reply goes on (its id and place kept, its text extended or, if the
+  // model stops at once, unchanged); nothing else in the history moves.
+  await page.getByRole('button', { name: 'Continue' }).click();
+  await page.waitForSelector('.composer .send.stop');
+  await waitIdle();
+  const continued = await history();
+  assert.equal(continued.length, 7);
+  assert.deepEqual(continued.slice(0, 6), messages.slice(0, 6));
+  assert.equal(continued[6].id, messages[6].id);
+  assert.ok(continued[6].text.startsWith(messages[6].text.trimEnd()), `${JSON.stringify(continued[6].text)} continues ${JSON.stringify(messages[6].text)}`);
+  messages = continued;
 
   // What the last reply knew: its citations list the memories its prompt used, as stored.
   await page.click('.messages .message:last-child .cites summary');
