@@ -1,7 +1,7 @@
 //! Tensor-level entry points to the kernels of [`crate::kernels`], so model code reads as
 //! tensor code whatever the backend.
 
-use burn::backend::Dispatch;
+use burn::backend::{Dispatch, DispatchTensor};
 use burn::tensor::Tensor;
 
 pub use crate::kernels::Heads;
@@ -13,46 +13,20 @@ pub fn rms_norm(x: Tensor<2>, weight: &Tensor<1>, eps: f32) -> Tensor<2> {
 }
 
 /// See [`LlmKernels::rope_and_cache`]: returns the rotated queries and the updated caches.
-pub fn rope_and_cache(
-    qkv: Tensor<2>,
-    cos: &Tensor<2>,
-    sin: &Tensor<2>,
-    k_cache: Tensor<3>,
-    v_cache: Tensor<3>,
-    start: usize,
-    h: Heads,
-) -> (Tensor<2>, Tensor<3>, Tensor<3>) {
-    let (q, k, v) = Dispatch::rope_and_cache(
-        qkv.into_dispatch(),
-        cos.clone().into_dispatch(),
-        sin.clone().into_dispatch(),
-        k_cache.into_dispatch(),
-        v_cache.into_dispatch(),
-        start,
-        h,
-    );
-    (Tensor::from_dispatch(q), Tensor::from_dispatch(k), Tensor::from_dispatch(v))
+pub fn rope_and_cache(qkv: Tensor<2>, cos: &Tensor<2>, sin: &Tensor<2>, k_cache: Tensor<3>, v_cache: Tensor<3>, start: usize, h: Heads) -> (Tensor<2>, Tensor<3>, Tensor<3>) {
+    with_cache(Dispatch::rope_and_cache, qkv, (cos, sin), (k_cache, v_cache), start, h)
 }
 
 /// See [`LlmKernels::rope_cache_attention`]: returns the attended values and the updated caches.
-pub fn rope_cache_attention(
-    qkv: Tensor<2>,
-    cos: &Tensor<2>,
-    sin: &Tensor<2>,
-    k_cache: Tensor<3>,
-    v_cache: Tensor<3>,
-    start: usize,
-    h: Heads,
-) -> (Tensor<2>, Tensor<3>, Tensor<3>) {
-    let (out, k, v) = Dispatch::rope_cache_attention(
-        qkv.into_dispatch(),
-        cos.clone().into_dispatch(),
-        sin.clone().into_dispatch(),
-        k_cache.into_dispatch(),
-        v_cache.into_dispatch(),
-        start,
-        h,
-    );
+pub fn rope_cache_attention(qkv: Tensor<2>, cos: &Tensor<2>, sin: &Tensor<2>, k_cache: Tensor<3>, v_cache: Tensor<3>, start: usize, h: Heads) -> (Tensor<2>, Tensor<3>, Tensor<3>) {
+    with_cache(Dispatch::rope_cache_attention, qkv, (cos, sin), (k_cache, v_cache), start, h)
+}
+
+/// A seam operation over `qkv`, the rope tables and the caches (which it returns updated).
+type CacheOp = fn(DispatchTensor, DispatchTensor, DispatchTensor, DispatchTensor, DispatchTensor, usize, Heads) -> (DispatchTensor, DispatchTensor, DispatchTensor);
+
+fn with_cache(op: CacheOp, qkv: Tensor<2>, (cos, sin): (&Tensor<2>, &Tensor<2>), (k, v): (Tensor<3>, Tensor<3>), start: usize, h: Heads) -> (Tensor<2>, Tensor<3>, Tensor<3>) {
+    let (out, k, v) = op(qkv.into_dispatch(), cos.clone().into_dispatch(), sin.clone().into_dispatch(), k.into_dispatch(), v.into_dispatch(), start, h);
     (Tensor::from_dispatch(out), Tensor::from_dispatch(k), Tensor::from_dispatch(v))
 }
 

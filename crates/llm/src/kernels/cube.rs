@@ -390,101 +390,6 @@ fn rope_and_cache_kernel(
     }
 }
 
-/// One workgroup per (query position, head). Each lane takes every `lanes`-th visible key (the
-/// last `window` positions when `window` > 0) and
-/// keeps a running softmax (max, sum, weighted values); the lanes' partial results are merged
-/// in shared memory.
-#[cube(launch_unchecked)]
-#[allow(clippy::too_many_arguments)]
-fn attention_kernel(
-    q: &[f32],
-    k_cache: &[f32],
-    v_cache: &[f32],
-    out: &mut [f32],
-    start: usize,
-    capacity: usize,
-    heads: usize,
-    group: usize,
-    scale: f32,
-    window: usize,
-    #[comptime] head_dim: usize,
-    #[comptime] lanes: usize,
-) {
-    let lane = UNIT_POS_X as usize;
-    let head = CUBE_POS_X as usize;
-    let t = CUBE_POS_Y as usize;
-    let kv_head = head / group;
-    let visible = start + t + 1;
-    let q_base = (t * heads + head) * head_dim;
-
-    let mut query = Array::<f32>::new(head_dim);
-    #[unroll]
-    for d in 0..head_dim {
-        query[d] = q[q_base + d] * scale;
-    }
-    let mut acc = Array::<f32>::new(head_dim);
-    #[unroll]
-    for d in 0..head_dim {
-        acc[d] = 0.0;
-    }
-    // A large finite floor instead of -inf keeps exp(max_old - max_new) finite for idle lanes.
-    let mut running_max = f32::new(-1.0e30);
-    let mut running_sum = 0.0f32;
-
-    let mut first = 0usize;
-    if window > 0 && visible > window {
-        first = visible - window;
-    }
-    let mut s = first + lane;
-    while s < visible {
-        let k_base = (kv_head * capacity + s) * head_dim;
-        let mut score = 0.0f32;
-        #[unroll]
-        for d in 0..head_dim {
-            score += query[d] * k_cache[k_base + d];
-        }
-        let new_max = max(running_max, score);
-        let correction = (running_max - new_max).exp();
-        let weight = (score - new_max).exp();
-        running_sum = running_sum * correction + weight;
-        #[unroll]
-        for d in 0..head_dim {
-            acc[d] = acc[d] * correction + weight * v_cache[k_base + d];
-        }
-        running_max = new_max;
-        s += lanes;
-    }
-
-    let mut shared_max = Shared::new_slice(lanes);
-    let mut shared_sum = Shared::new_slice(lanes);
-    let mut shared_acc = Shared::new_slice(comptime!(lanes * head_dim));
-    shared_max[lane] = running_max;
-    shared_sum[lane] = running_sum;
-    #[unroll]
-    for d in 0..head_dim {
-        shared_acc[lane * head_dim + d] = acc[d];
-    }
-    sync_cube();
-
-    let mut global_max = f32::new(-1.0e30);
-    for i in 0..lanes {
-        global_max = max(global_max, shared_max[i]);
-    }
-    let mut total = 0.0f32;
-    for i in 0..lanes {
-        total += shared_sum[i] * (shared_max[i] - global_max).exp();
-    }
-    let mut d = lane;
-    while d < head_dim {
-        let mut value = 0.0f32;
-        for i in 0..lanes {
-            value += shared_acc[i * head_dim + d] * (shared_max[i] - global_max).exp();
-        }
-        out[q_base + d] = value / total;
-        d += lanes;
-    }
-}
-
 /// Value `d` of head `head_base`'s row in `qkv` after rope (pairs as in
 /// [`rope_and_cache_kernel`]), at table row 0.
 #[cube]
@@ -513,16 +418,20 @@ fn roped(qkv: &[f32], cos: &[f32], sin: &[f32], head_base: usize, d: usize, rope
     y
 }
 
-/// Decoding (one new position, `start`): rope, the cache write and attention in one dispatch.
-/// One workgroup per query head, as [`attention_kernel`]; every lane rotates its head's query
-/// and its key/value head's new key itself (a few hundred flops), so no workgroup waits for
-/// another: the new position's key and value are used from registers, older ones from the
-/// cache, and the first query head of each key/value group writes the new ones to the cache
-/// for the next steps.
+/// One workgroup per (query position, head). Each lane takes every `lanes`-th visible key (the
+/// last `window` positions when `window` > 0) and keeps a running softmax (max, sum, weighted
+/// values); the lanes' partial results are merged in shared memory.
+///
+/// With `fused` (decoding: one new position, `start`), `q` is that position's `qkv` row and
+/// `cos`/`sin` its rope table row: rope, the cache write and attention are one dispatch. Every
+/// lane rotates its head's query and its key/value head's new key itself (a few hundred flops),
+/// so no workgroup waits for another: the new key and value are used from registers, older ones
+/// from the cache, and the first query head of each key/value group writes the new ones to the
+/// cache for the next steps. Without it `cos` and `sin` are unused.
 #[cube(launch_unchecked)]
 #[allow(clippy::too_many_arguments)]
-fn rope_cache_attention_kernel(
-    qkv: &[f32],
+fn attention_kernel(
+    q: &[f32],
     cos: &[f32],
     sin: &[f32],
     k_cache: &mut [f32],
@@ -539,11 +448,15 @@ fn rope_cache_attention_kernel(
     #[comptime] head_dim: usize,
     #[comptime] lanes: usize,
     #[comptime] neox: bool,
+    #[comptime] fused: bool,
 ) {
     let lane = UNIT_POS_X as usize;
     let head = CUBE_POS_X as usize;
+    let t = CUBE_POS_Y as usize;
     let kv_head = head / group;
-    let q_base = head * head_dim;
+    let visible = start + t + 1;
+    // Queries first in a `qkv` row too: the same offset either way (t = 0 when fused).
+    let q_base = (t * heads + head) * head_dim;
     let k_base_new = (heads + kv_head) * head_dim;
     let v_base_new = (heads + kv_heads + kv_head) * head_dim;
 
@@ -552,39 +465,48 @@ fn rope_cache_attention_kernel(
     let mut acc = Array::<f32>::new(head_dim);
     #[unroll]
     for d in 0..head_dim {
-        query[d] = roped(qkv, cos, sin, q_base, d, rope_pairs, neox) * scale;
-        key[d] = roped(qkv, cos, sin, k_base_new, d, rope_pairs, neox);
+        if fused {
+            query[d] = roped(q, cos, sin, q_base, d, rope_pairs, neox) * scale;
+            key[d] = roped(q, cos, sin, k_base_new, d, rope_pairs, neox);
+        } else {
+            query[d] = q[q_base + d] * scale;
+            key[d] = 0.0;
+        }
         acc[d] = 0.0;
     }
-    // The group's first query head stores the new key and value (values are not rotated).
-    if head % group == 0 {
-        let o = (kv_head * capacity + start) * head_dim;
-        let mut d = lane;
-        while d < head_dim {
-            k_cache[o + d] = roped(qkv, cos, sin, k_base_new, d, rope_pairs, neox);
-            v_cache[o + d] = qkv[v_base_new + d];
-            d += lanes;
+    if fused {
+        // The group's first query head stores the new key and value (values are not rotated).
+        if head % group == 0 {
+            let o = (kv_head * capacity + start) * head_dim;
+            let mut d = lane;
+            while d < head_dim {
+                k_cache[o + d] = roped(q, cos, sin, k_base_new, d, rope_pairs, neox);
+                v_cache[o + d] = q[v_base_new + d];
+                d += lanes;
+            }
         }
     }
+    // A large finite floor instead of -inf keeps exp(max_old - max_new) finite for idle lanes.
+    let mut running_max = f32::new(-1.0e30);
+    let mut running_sum = 0.0f32;
 
-    let visible = start + 1;
     let mut first = 0usize;
     if window > 0 && visible > window {
         first = visible - window;
     }
-    let mut running_max = f32::new(-1.0e30);
-    let mut running_sum = 0.0f32;
     let mut s = first + lane;
     while s < visible {
         let k_base = (kv_head * capacity + s) * head_dim;
-        let fresh = s == start;
+        // When fused, the cache at `start` may be being written by another workgroup: it is
+        // read (in bounds) but not used.
+        let mut fresh = false;
+        if fused {
+            fresh = s == start;
+        }
         let mut score = 0.0f32;
         #[unroll]
         for d in 0..head_dim {
-            // At `start` the cache may be being written by another workgroup: its value is
-            // read (in bounds) but not used.
-            let k = select(fresh, key[d], k_cache[k_base + d]);
-            score += query[d] * k;
+            score += query[d] * select(fresh, key[d], k_cache[k_base + d]);
         }
         let new_max = max(running_max, score);
         let correction = (running_max - new_max).exp();
@@ -592,7 +514,10 @@ fn rope_cache_attention_kernel(
         running_sum = running_sum * correction + weight;
         #[unroll]
         for d in 0..head_dim {
-            let v = select(fresh, qkv[v_base_new + d], v_cache[k_base + d]);
+            let mut v = v_cache[k_base + d];
+            if fused {
+                v = select(fresh, q[v_base_new + d], v);
+            }
             acc[d] = acc[d] * correction + weight * v;
         }
         running_max = new_max;
@@ -736,6 +661,45 @@ fn launch_quant_matmul(
             epilogue,
             normed,
             staged,
+        );
+    }
+    out
+}
+
+/// [`attention_kernel`] for `count` query positions of `q`, or with `rope` (the table rows of
+/// one new position) over that position's `qkv` row, rotating and caching it on the way.
+fn launch_attention(q: &CubeTensor, rope: Option<(&CubeTensor, &CubeTensor)>, k_cache: &CubeTensor, v_cache: &CubeTensor, start: usize, h: Heads, count: usize) -> CubeTensor {
+    let Heads { heads, kv_heads, head_dim, rope_dims, neox, window } = h;
+    let capacity = k_cache.meta.shape()[1];
+    let out = empty_f32(q, Shape::from(vec![count, heads * head_dim]));
+    // Keep the merge buffer (lanes × head_dim floats) within WebGPU's 16 KiB guarantee.
+    let lanes = (2048 / head_dim).clamp(1, 32);
+    // Unused without rope: the (read-only) input bound in their place.
+    let (cos, sin) = rope.unwrap_or((q, q));
+    count_dispatch();
+    unsafe {
+        attention_kernel::launch_unchecked(
+            &q.client,
+            CubeCount::new_2d(heads as u32, count as u32),
+            CubeDim::new_1d(lanes as u32),
+            buffer(q),
+            buffer(cos),
+            buffer(sin),
+            buffer(k_cache),
+            buffer(v_cache),
+            buffer(&out),
+            start,
+            capacity,
+            heads,
+            kv_heads,
+            heads / kv_heads,
+            rope_dims / 2,
+            1.0 / (head_dim as f32).sqrt(),
+            window.unwrap_or(0),
+            head_dim,
+            lanes,
+            neox,
+            rope.is_some(),
         );
     }
     out
@@ -933,7 +897,6 @@ impl LlmKernels for CubeBackend {
         start: usize,
         h: Heads,
     ) -> (FloatTensor<Self>, FloatTensor<Self>, FloatTensor<Self>) {
-        let Heads { heads, kv_heads, head_dim, rope_dims, neox, window } = h;
         check_f32(&qkv, "qkv");
         if qkv.meta.shape()[0] != 1 {
             // Several new positions: each query needs keys that other workgroups rotate.
@@ -944,67 +907,14 @@ impl LlmKernels for CubeBackend {
         let (qkv, cos, sin) = (contiguous(qkv), contiguous(cos), contiguous(sin));
         // The caches are written in place: they must be plain contiguous buffers of their own.
         let (k_cache, v_cache) = (contiguous(k_cache), contiguous(v_cache));
-        let capacity = k_cache.meta.shape()[1];
-        let out = empty_f32(&qkv, Shape::from(vec![1, heads * head_dim]));
-        // As in `attention`: the merge buffer within WebGPU's 16 KiB of workgroup memory.
-        let lanes = (2048 / head_dim).clamp(1, 32);
-        count_dispatch();
-        unsafe {
-            rope_cache_attention_kernel::launch_unchecked(
-                &qkv.client,
-                CubeCount::new_1d(heads as u32),
-                CubeDim::new_1d(lanes as u32),
-                buffer(&qkv),
-                buffer(&cos),
-                buffer(&sin),
-                buffer(&k_cache),
-                buffer(&v_cache),
-                buffer(&out),
-                start,
-                capacity,
-                heads,
-                kv_heads,
-                heads / kv_heads,
-                rope_dims / 2,
-                1.0 / (head_dim as f32).sqrt(),
-                window.unwrap_or(0),
-                head_dim,
-                lanes,
-                neox,
-            );
-        }
+        let out = launch_attention(&qkv, Some((&cos, &sin)), &k_cache, &v_cache, start, h, 1);
         (out, k_cache, v_cache)
     }
 
     fn attention(q: FloatTensor<Self>, k_cache: FloatTensor<Self>, v_cache: FloatTensor<Self>, start: usize, h: Heads) -> FloatTensor<Self> {
-        let Heads { heads, kv_heads, head_dim, window, .. } = h;
         check_f32(&q, "queries");
         let q = contiguous(q);
-        let capacity = k_cache.meta.shape()[1];
         let count = q.meta.shape()[0];
-        let out = empty_f32(&q, q.meta.shape().clone());
-        // Keep the merge buffer (lanes × head_dim floats) within WebGPU's 16 KiB guarantee.
-        let lanes = (2048 / head_dim).clamp(1, 32);
-        count_dispatch();
-        unsafe {
-            attention_kernel::launch_unchecked(
-                &q.client,
-                CubeCount::new_2d(heads as u32, count as u32),
-                CubeDim::new_1d(lanes as u32),
-                buffer(&q),
-                buffer(&k_cache),
-                buffer(&v_cache),
-                buffer(&out),
-                start,
-                capacity,
-                heads,
-                heads / kv_heads,
-                1.0 / (head_dim as f32).sqrt(),
-                window.unwrap_or(0),
-                head_dim,
-                lanes,
-            );
-        }
-        out
+        launch_attention(&q, None, &k_cache, &v_cache, start, h, count)
     }
 }
