@@ -443,7 +443,8 @@ export class EngineHost {
   private async openMemory(embedder: EmbedderPayload | null, database: string, progress: (p: Progress) => void, id: number, withEmbedder: boolean): Promise<MemoryEngine> {
     if (!this.wasm || !this.choice) throw new ConfidantError('bad_request', 'The engine is not open (was it disposed?).');
     if (!this.memory) {
-      this.memory = await this.wasm.MemoryEngine.openStore(database);
+      // An older tab that keeps the database open holds the upgrade: the page is told, and this waits.
+      this.memory = await this.wasm.MemoryEngine.openStore(database, () => progress({ stage: 'blocked', loaded: 0, total: 0 }));
       if (typeof BroadcastChannel === 'function') {
         this.memoryNews = new BroadcastChannel(`confidant-memory:${database}`);
         this.memoryNews.onmessage = () => {

@@ -17,7 +17,12 @@ export type ModelSource =
 
 export type Backend = 'auto' | 'webgpu' | 'cpu';
 
-export type ProgressStage = 'download' | 'cache' | 'compile' | 'load';
+/**
+ * `blocked`: the storage cannot open yet, because another tab of the site, from an older release,
+ * keeps the database open during an upgrade; the call waits until that tab is closed or reloaded
+ * (tell the person so).
+ */
+export type ProgressStage = 'download' | 'cache' | 'compile' | 'load' | 'blocked';
 
 export interface Progress {
   stage: ProgressStage;

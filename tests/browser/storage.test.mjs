@@ -403,3 +403,25 @@ test('a newer version upgrading the database while this tab is open is not block
   assert.equal(after.error?.code, 'storage');
   assert.match(after.error.message, /reload/);
 });
+
+test('an older tab that keeps the database open blocks the upgrade: the page is told (blocked), and storage goes on once it closes', async () => {
+  const result = await h.page.evaluate(async () => {
+    const name = 'held-by-an-older-tab';
+    // What a release without the versionchange handler does: hold the database at an older version.
+    const old = await new Promise((ok, no) => {
+      const r = indexedDB.open(name, 1);
+      r.onsuccess = () => ok(r.result);
+      r.onerror = () => no(r.error);
+    });
+    const stages = [];
+    const engine = await window.pkg.Confidant.open({ database: name, backend: 'cpu', onProgress: (p) => stages.push(p.stage) });
+    const listed = engine.characters.list();
+    for (let i = 0; i < 100 && !stages.includes('blocked'); i++) await new Promise((r) => setTimeout(r, 50));
+    const toldBeforeClose = stages.includes('blocked');
+    old.close();
+    const characters = await listed;
+    await engine.dispose();
+    return { toldBeforeClose, characters: characters.length };
+  });
+  assert.deepEqual(result, { toldBeforeClose: true, characters: 0 });
+});

@@ -70,6 +70,11 @@ async function start(): Promise<void> {
     .then((demos) => replace(faces, demos.map((d) => h('li', {}, h('img', { src: portraitUrl({ seed: d.id, ...d.portrait }), alt: '', width: 88, height: 88 }), h('span', {}, d.name)))))
     .catch(() => {});
   const onProgress = (p: Progress) => {
+    if (p.stage === 'blocked') {
+      const text = 'Another tab of Confidant, from an older version, keeps your data open: close or reload it to go on.';
+      starting.textContent = text;
+      window.confidantDemo?.app?.toast(text, 'error');
+    }
     if (p.stage === 'compile' && p.total > 0) starting.textContent = `Loading the app · ${bytes(p.loaded)} of ${bytes(p.total)} · ${Math.floor((100 * p.loaded) / p.total)} %`;
   };
   // A fault in the engine (a wasm trap, a lost GPU) restarts it; say so in one line.

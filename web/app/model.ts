@@ -150,6 +150,10 @@ export class ModelLoader {
     const label = `${p.what ?? 'model'}:${p.stage}`;
     if (this.seen[this.seen.length - 1] !== label) this.seen.push(label);
     const what = p.what === 'embedder' ? 'the memory model' : 'the language model';
+    if (p.stage === 'blocked') {
+      this.set({ state: 'loading', text: 'Waiting for another tab of Confidant, from an older version, to close or reload…', fraction: null });
+      return;
+    }
     if (p.stage === 'load') {
       // One step with no measure of its own: say what happens rather than show "0 B of …".
       this.set({ state: 'loading', text: `Setting up ${what} on this device…`, fraction: null });

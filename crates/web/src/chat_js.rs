@@ -154,7 +154,7 @@ impl ChatEngineJs {
     pub fn open_store(memory: &MemoryEngine, database_name: String) -> js_sys::Promise {
         let memory = memory.inner.clone();
         wasm_bindgen_futures::future_to_promise(async move {
-            let store = IdbStore::open(&database_name).await.map_err(|e| js_error(e.code(), &e.to_string()))?;
+            let store = IdbStore::open(&database_name, None).await.map_err(|e| js_error(e.code(), &e.to_string()))?;
             let chat = ChatEngine::new(store, EngineSettings::default());
             Ok(ChatEngineJs { chat: Rc::new(RefCell::new(chat)), model: RefCell::new(None), memory }.into())
         })

@@ -105,8 +105,10 @@ pub struct IdbStore {
 }
 
 impl IdbStore {
-    /// Open (creating or upgrading) the database `name`.
-    pub async fn open(name: &str) -> Result<Self> {
+    /// Open (creating or upgrading) the database `name`. `on_blocked` is called when an older
+    /// tab holds the database open and does not let the upgrade through (a release without the
+    /// `versionchange` handler below): the open waits until that tab closes or reloads.
+    pub async fn open(name: &str, on_blocked: Option<js_sys::Function>) -> Result<Self> {
         let factory = Factory::new().map_err(|e| storage("IndexedDB is not available", e))?;
         let mut request = factory.open(name, Some(DATABASE_VERSION)).map_err(|e| storage("opening IndexedDB", e))?;
         request.on_upgrade_needed(|event| {
@@ -146,9 +148,12 @@ impl IdbStore {
             }
         });
         // Older tabs close their connection when asked (below); one that does not (an older
-        // release) holds the upgrade until it is closed or reloaded.
-        request.on_blocked(|_| {
+        // release) holds the upgrade until it is closed or reloaded: the caller tells the person.
+        request.on_blocked(move |_| {
             web_sys::console::warn_1(&"Confidant: another tab of this site keeps the database open with an older version; close or reload it".into());
+            if let Some(callback) = on_blocked {
+                let _ = callback.call0(&JsValue::NULL);
+            }
         });
         let mut db = request.await.map_err(|e| idb_error("opening IndexedDB", e))?;
         for store in ALL_STORES {

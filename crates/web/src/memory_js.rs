@@ -123,10 +123,11 @@ macro_rules! with_memory {
 impl MemoryEngine {
     /// Open the IndexedDB database `databaseName` without an embedding model: everything but
     /// embedding new text (add, search, a changed text) works until `loadEmbedder`.
+    /// `onBlocked` is called if an older tab holds the database and the open must wait for it.
     #[wasm_bindgen(js_name = openStore)]
-    pub async fn open_store(database_name: String) -> Result<MemoryEngine, JsValue> {
+    pub async fn open_store(database_name: String, on_blocked: Option<js_sys::Function>) -> Result<MemoryEngine, JsValue> {
         console_error_panic_hook::set_once();
-        let store = IdbStore::open(&database_name).await.map_err(memory_error)?;
+        let store = IdbStore::open(&database_name, on_blocked).await.map_err(memory_error)?;
         let embedder = CountingEmbedder { embedder: RefCell::new(None), texts: Cell::new(0) };
         let memory = Memory::open(embedder, store, MemoryConfig::default()).await.map_err(memory_error)?;
         Ok(MemoryEngine { inner: Rc::new(RefCell::new(memory)) })
