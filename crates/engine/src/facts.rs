@@ -145,6 +145,15 @@ const NOT_A_JOB: &[&str] = &[
     "morning", "light", "heavy", "real", "total", "complete", "new", "vegetarian", "vegan", "pescatarian",
 ];
 
+/// Whether a noun phrase's last word looks like an occupation: an agent noun ("teacher",
+/// "sailor", "florist", "librarian", "accountant") or one of a few common jobs that are not.
+fn sounds_like_a_job(phrase: &str) -> bool {
+    const JOBS: &[&str] = &["nurse", "chef", "cook", "pilot", "vet", "mechanic", "surgeon", "student", "clerk", "guard", "nanny", "midwife", "barista", "medic", "paramedic", "judge", "priest", "architect", "therapist", "analyst", "detective"];
+    const ENDINGS: &[&str] = &["er", "or", "ist", "ian", "ant", "man", "woman", "smith", "wright"];
+    let last = phrase.split_whitespace().last().unwrap_or_default().to_lowercase();
+    JOBS.contains(&last.as_str()) || (last.len() > 4 && ENDINGS.iter().any(|e| last.ends_with(e)))
+}
+
 /// `text` without `prefix` (ASCII, compared case-insensitively), if it starts with it.
 fn strip_prefix_ci<'a>(text: &'a str, prefix: &str) -> Option<&'a str> {
     let head = text.get(..prefix.len())?;
@@ -235,9 +244,10 @@ fn clause_statement(clause: &str) -> Option<(String, String)> {
     }
     if let Some(rest) = after_any(clause, &["i'm a ", "i'm an ", "i am a ", "i am an "]) {
         let word = first_word(rest).to_lowercase();
-        // A short noun phrase that is no adjective of taste: a job, as people say it.
+        // A short noun phrase that names a job as people say it ("a teacher", "an ICU nurse"),
+        // not a mood or a taste ("a mess", "a big fan of jazz").
         if !NOT_A_JOB.contains(&word.as_str()) && !rest.to_lowercase().contains(" of ") {
-            return object(rest).filter(|o| o.split_whitespace().count() <= 3).map(|o| (String::from("job"), o));
+            return object(rest).filter(|o| o.split_whitespace().count() <= 3 && sounds_like_a_job(o)).map(|o| (String::from("job"), o));
         }
     }
     if let Some(rest) = after_any(clause, &["i study ", "i'm studying ", "i am studying "]) {
@@ -277,7 +287,9 @@ fn clause_statement(clause: &str) -> Option<(String, String)> {
     if let Some(rest) = after_any(clause, &["i love ", "i like ", "i adore ", "i enjoy ", "i really like ", "i really love ", "i now like ", "i now love "]) {
         // "I like it" / "I love you" are about the moment, not a taste.
         let o = object(rest)?;
-        let skip = ["it", "that", "this", "you", "them", "him", "her", "to", "the idea"].contains(&o.to_lowercase().as_str());
+        let lower = o.to_lowercase();
+        let first = lower.split_whitespace().next().unwrap_or_default();
+        let skip = ["it", "that", "this", "you", "your", "them", "him", "her", "to", "the idea", "here", "how", "what", "when"].contains(&first);
         return (!skip).then_some((String::from("likes"), o));
     }
     None
@@ -351,7 +363,10 @@ mod tests {
 
     #[test]
     fn profile_rules_leave_out_questions_and_moods() {
-        for text in ["Are you vegetarian?", "I'm 5 minutes away.", "I'm a big fan of jazz.", "I'm not vegetarian.", "I love you.", "She is 34.", "I like it."] {
+        for text in [
+            "Are you vegetarian?", "I'm 5 minutes away.", "I'm a big fan of jazz.", "I'm not vegetarian.", "I love you.", "She is 34.",
+            "I like it.", "I like it here.", "I love your garden.", "I'm a mess.", "I'm an idiot.", "I love how you said that.",
+        ] {
             assert!(profile_statements(text).is_empty(), "{text}: {:?}", profile_statements(text));
         }
     }
