@@ -329,6 +329,14 @@ export class EngineHost {
       const { bytes, lengths } = joinParts(parts);
       engine = await wasm.Engine.load(bytes, request.contextLength, choice.backend, lengths.length > 1 ? Float64Array.from(lengths) : undefined);
     }
+    if (request.chatTemplate !== undefined) {
+      try {
+        engine.setChatTemplate(request.chatTemplate);
+      } catch (e) {
+        engine.free();
+        throw e;
+      }
+    }
     this.engine = engine;
     const speed = request.measureSpeed ? await measureSpeed(engine) : null;
     const info: EngineInfo = { ...(engine.info() as EngineInfo), backendReason: describeChoice(choice), threads: Math.max(1, choice.threads), gpu: choice.gpu, speed };

@@ -211,11 +211,12 @@ export class Confidant {
     const { payload, transfer } = modelPayload(options.model);
     const contextLength = options.contextLength ?? 4096;
     if (!Number.isInteger(contextLength) || contextLength < 16) throw new ConfidantError('bad_request', 'contextLength must be an integer ≥ 16.');
+    if (options.chatTemplate !== undefined && typeof options.chatTemplate !== 'string') throw new ConfidantError('bad_request', 'chatTemplate must be a string.');
     if (options.embedder !== undefined) this.embedder = embedderPayload(options.embedder);
     else if (!this.embedder && 'url' in payload && !payload.url.startsWith(LOCAL_SCHEME)) this.embedder = { url: new URL('all-MiniLM-L6-v2/', payload.url).href };
     if (options.onProgress) this.onProgress = options.onProgress;
     const { done } = this.channel.request(
-      { type: 'load', model: payload, backend: this.backend, threads: this.threads, contextLength, measureSpeed: options.measureSpeed !== false, ...wasmUrls() },
+      { type: 'load', model: payload, backend: this.backend, threads: this.threads, contextLength, measureSpeed: options.measureSpeed !== false, chatTemplate: options.chatTemplate, ...wasmUrls() },
       { onProgress: this.onProgress },
       transfer,
     );

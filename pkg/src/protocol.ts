@@ -33,6 +33,8 @@ export type HostRequest =
       threads?: number;
       contextLength: number;
       measureSpeed: boolean;
+      /** Used instead of the model's own chat template. */
+      chatTemplate?: string;
       /** The single-threaded build (WebGPU and CPU) and the multi-threaded one (CPU). */
       wasmUrl: string;
       threadsWasmUrl: string;

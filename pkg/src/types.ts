@@ -60,6 +60,8 @@ export interface CreateOptions {
   database?: string;
   /** Time a short warm-up generation after loading, for `info().speed` (default true; about half a second on a CPU). */
   measureSpeed?: boolean;
+  /** A chat template (Jinja, as a GGUF's `tokenizer.chat_template`) used instead of the model's own; `info().model.chatTemplate` is then 'custom'. One that does not compile fails the load with `bad_request`. */
+  chatTemplate?: string;
   /** Run the engine in a dedicated Web Worker (default true). With false it runs on the calling thread, which then blocks while a token is computed. */
   worker?: boolean;
   /**
@@ -75,7 +77,7 @@ export interface CreateOptions {
 export type OpenOptions = Pick<CreateOptions, 'backend' | 'threads' | 'worker' | 'database' | 'embedder' | 'onProgress' | 'onRestart'>;
 
 /** `engine.loadModel`: a model for an engine from `Confidant.open` (or another one for any engine). */
-export type LoadModelOptions = Pick<CreateOptions, 'model' | 'contextLength' | 'measureSpeed' | 'embedder' | 'onProgress'>;
+export type LoadModelOptions = Pick<CreateOptions, 'model' | 'contextLength' | 'measureSpeed' | 'embedder' | 'onProgress' | 'chatTemplate'>;
 
 export interface ModelInfo {
   /** `general.name` as written in the file (often a training run's name). */
@@ -91,8 +93,10 @@ export interface ModelInfo {
   contextLength: number;
   vocabSize: number;
   layers: number;
-  /** The chat template in use: 'own' (the file's), or the family template standing in for a file without one: 'gemma' (Gemma's turn markers) or 'chatml'. */
+  /** The chat template in use: 'own' (the file's), the family template standing in for a file without one: 'gemma' (Gemma's turn markers) or 'chatml', or 'custom' (the `chatTemplate` option). */
   chatTemplate: string;
+  /** That template's text (Jinja). */
+  chatTemplateSource: string;
 }
 
 export interface AdapterInfo {

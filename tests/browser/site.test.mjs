@@ -336,7 +336,7 @@ test('journey: first visit, demo character, three turns, stop, regenerate, forge
 // person's own GGUF copied into the browser, chosen, kept across a reload, switched back from and
 // deleted. The file is a small synthetic model (crates/llm/tests/synth), so this adds two loads
 // of under a megabyte and one of SmolLM2 from the browser's cache.
-test('model picker: built-in models, a GGUF of ones own kept in the browser across a reload, switch back, delete', async () => {
+test('model picker: built-in models, a GGUF of ones own kept in the browser across a reload with its own chat template, switch back, delete', async () => {
   const { page } = h;
   await ensureApp();
   const example = join(root, 'target/release/examples/synth_llama');
@@ -359,6 +359,23 @@ test('model picker: built-in models, a GGUF of ones own kept in the browser acro
   await page.waitForFunction(() => /phi3, \d+M weights/.test(document.querySelector('dialog[open] .model-loaded')?.textContent ?? ''));
   const stored = await page.evaluate(async () => (await window.confidantDemo.app.engine.constructor.cache.list()).filter((m) => m.url.startsWith('confidant-file:')));
   assert.deepEqual(stored.map((m) => [m.name, m.size]), [['phi3_fused.gguf', readFileSync(file).length]]);
+
+  // Its chat template (the ChatML stand-in: the file has none) replaced by one of the person's,
+  // kept for this model; one that does not compile is refused and the model keeps its own.
+  const template = () => page.evaluate(() => window.confidantDemo.app.model.status.info?.model.chatTemplate ?? null);
+  await page.click('dialog[open] .template-override summary');
+  assert.match(await page.inputValue('dialog[open] .template-source'), /<\|im_start\|>/);
+  await page.fill('dialog[open] .template-source', '{% for m in messages %}[{{ m.role }}] {{ m.content }}\n{% endfor %}');
+  await page.getByRole('button', { name: 'Use this template' }).click();
+  await page.waitForFunction(() => window.confidantDemo.app.model.status.info?.model.chatTemplate === 'custom');
+  await page.fill('dialog[open] .template-source', '{% for m in messages %}');
+  await page.getByRole('button', { name: 'Use this template' }).click();
+  await page.waitForSelector('.toast.error:has-text("That template cannot be used")');
+  await page.waitForFunction(() => window.confidantDemo.app.model.ready);
+  assert.equal(await template(), 'chatml', 'a refused template leaves the model its own');
+  await page.fill('dialog[open] .template-source', '{% for m in messages %}<{{ m.role }}>{{ m.content }}{% endfor %}');
+  await page.getByRole('button', { name: 'Use this template' }).click();
+  await page.waitForFunction(() => window.confidantDemo.app.model.status.info?.model.chatTemplate === 'custom');
   await closeDialog();
 
   // Reloaded: the choice is remembered and the file loads from the browser, not asked for again.
@@ -367,6 +384,7 @@ test('model picker: built-in models, a GGUF of ones own kept in the browser acro
   await waitReady();
   await page.waitForFunction(() => window.confidantDemo.app.model.ready, null, { timeout: 600_000 });
   assert.equal(await arch(), 'phi3');
+  assert.equal(await template(), 'custom', 'the template is kept for this model across a reload');
   assert.deepEqual(modelRequests(reloadFrom), [], 'nothing fetched from models/');
 
   // Back to SmolLM2, then delete the file.
@@ -375,6 +393,7 @@ test('model picker: built-in models, a GGUF of ones own kept in the browser acro
   await page.check('dialog[open] .model-choices input[value="builtin:smollm2-135m"]');
   await page.getByRole('button', { name: 'Use this model' }).click();
   await page.waitForFunction(() => window.confidantDemo.app.model.status.info?.model.arch === 'llama');
+  assert.equal(await template(), 'own', "SmolLM2 keeps its own template: the other was the phi3 file's");
   assert.equal(JSON.parse(await page.evaluate(() => localStorage.getItem('confidant.settings'))).model.kind, 'default');
   page.once('dialog', (d) => d.accept());
   await page.getByRole('button', { name: 'Delete phi3_fused.gguf from this browser' }).click();

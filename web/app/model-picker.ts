@@ -8,7 +8,7 @@ import type { App } from './app.js';
 import { h, replace } from './dom.js';
 import { bytes } from './format.js';
 import { expectations } from './device.js';
-import { downloadSize } from './model.js';
+import { downloadSize, type ModelStatus } from './model.js';
 import { builtinOf } from './models.js';
 import type { ModelChoice } from './settings.js';
 
@@ -33,9 +33,40 @@ function valueOf(choice: ModelChoice, app: App): string {
 /** The Model fieldset; `unsubscribe` stops its status line following the model. */
 export function modelSection(app: App): { section: HTMLElement; unsubscribe: () => void } {
   const s = app.settings;
+  // The chat template of the loaded model, which the person may replace (kept per model).
+  const templateText = h('textarea', { rows: 6, spellcheck: 'false', 'aria-label': 'Chat template', class: 'template-source' });
+  const templateNote = h('p', { class: 'muted small' });
+  const useTemplate = h('button', { type: 'button' }, 'Use this template');
+  const ownTemplate = h('button', { type: 'button', class: 'link' }, "Back to the model's own template");
+  const templateSection = h('details', { class: 'template-override' }, h('summary', {}, 'Chat template'), templateNote, templateText, h('div', { class: 'row' }, useTemplate, ownTemplate));
+  const applyTemplate = async (source: string | null) => {
+    useTemplate.disabled = ownTemplate.disabled = true;
+    const refused = await app.model.setTemplate(source);
+    if (refused) app.toast(`That template cannot be used: ${refused}`, 'error');
+  };
+  useTemplate.addEventListener('click', () => void applyTemplate(templateText.value));
+  ownTemplate.addEventListener('click', () => void applyTemplate(null));
+
+  function showTemplate(status: ModelStatus): void {
+    const ready = status.state === 'ready';
+    useTemplate.disabled = ownTemplate.disabled = !ready;
+    if (!ready) {
+      templateNote.textContent = 'Load the model to see and change the template its chats are written with.';
+      return;
+    }
+    const { chatTemplate, chatTemplateSource } = status.info.model;
+    templateText.value = chatTemplateSource ?? '';
+    ownTemplate.hidden = chatTemplate !== 'custom';
+    templateNote.textContent =
+      chatTemplate === 'custom'
+        ? 'Your template for this model is in use (Jinja, as in a GGUF).'
+        : `The ${chatTemplate === 'own' ? "model's own template" : `template standing in for the model's (${chatTemplate}: the file has none)`}, in Jinja as in a GGUF: change it to change how chats are written for this model.`;
+  }
+
   // Which backend runs the model and how fast, once it is loaded; before, a way to load it now.
   const about = h('div', { 'aria-live': 'polite' });
   const unsubscribe = app.model.subscribe((status) => {
+    showTemplate(status);
     if (status.state === 'ready') {
       const info = status.info;
       replace(about, expectations(info).map((line) => h('p', { class: 'device-note' }, line)), h('p', { class: 'muted small model-loaded' }, `${info.model.displayName}: ${info.model.arch}, ${(info.model.params / 1e6).toFixed(0)}M weights, ${info.model.quant}.`));
@@ -60,6 +91,7 @@ export function modelSection(app: App): { section: HTMLElement; unsubscribe: () 
     }
   });
   const use = h('button', { type: 'button', class: 'primary' }, 'Use this model');
+
 
   // The radio checked when the list is drawn: the settings' choice, or one just added.
   let selected = valueOf(s.model, app);
@@ -165,6 +197,7 @@ export function modelSection(app: App): { section: HTMLElement; unsubscribe: () 
     list,
     h('div', { class: 'row' }, use, addLabel, adding),
     note,
+    templateSection,
     h('p', { class: 'muted small' }, 'A model split in parts (NAME-00001-of-00003.gguf, …): choose all its parts at once. Any GGUF of the llama (Llama, Mistral, SmolLM), qwen2, qwen3, gemma3 or phi3 architecture. For privacy this page may only fetch from its own site.'),
   );
   return { section, unsubscribe };

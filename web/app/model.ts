@@ -72,6 +72,26 @@ export class ModelLoader {
   }
 
   /**
+   * Render chats with the chosen model through `source` instead of its own template (null: its
+   * own again), remembered per model; a loaded model is loaded again with it. A template the
+   * engine refuses is forgotten (the model comes back with its own): resolves to why, or null.
+   */
+  async setTemplate(source: string | null): Promise<string | null> {
+    const url = this.modelUrl();
+    if (url === null) return 'The model has no address to remember its template by.';
+    if (source === null) delete this.settings.templates[url];
+    else this.settings.templates[url] = source;
+    if (await this.switchTo(this.settings.model)) return null;
+    const why = this.status.state === 'failed' ? this.status.message : 'the model did not load';
+    if (source !== null) {
+      delete this.settings.templates[url];
+      saveSettings(this.settings);
+      await this.ensure();
+    }
+    return why;
+  }
+
+  /**
    * Load the models unless they are loaded: first ask, when they would be downloaded and the
    * person has not agreed before. True once ready; false when declined or failed.
    */
@@ -91,7 +111,9 @@ export class ModelLoader {
     const model = await this.modelSource();
     this.set({ state: 'loading', text: 'Starting…', fraction: null });
     try {
-      await this.engine.loadModel({ model, onProgress: (p) => this.report(p) });
+      const url = this.modelUrl();
+      const chatTemplate = url !== null ? this.settings.templates[url] : undefined;
+      await this.engine.loadModel({ model, chatTemplate, onProgress: (p) => this.report(p) });
       // The memory model too, so the first reply does not wait for it.
       await this.engine.memory.load();
     } catch (e) {

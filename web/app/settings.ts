@@ -42,6 +42,8 @@ export interface Settings {
   sessionId: string | null;
   /** The person agreed to download the models (asked at the first message that needs them). */
   welcomed: boolean;
+  /** Chat templates used instead of a model's own, by the model's URL. */
+  templates: Record<string, string>;
 }
 
 const KEY = 'confidant.settings';
@@ -69,7 +71,7 @@ export const defaultSampling: Sampling = {
 };
 
 export function defaults(): Settings {
-  return { model: { kind: 'default' }, backend: 'auto', sampling: { ...defaultSampling }, userName: 'User', theme: 'system', showThoughts: true, characterId: null, sessionId: null, welcomed: false };
+  return { model: { kind: 'default' }, backend: 'auto', sampling: { ...defaultSampling }, userName: 'User', theme: 'system', showThoughts: true, characterId: null, sessionId: null, welcomed: false, templates: {} };
 }
 
 export function loadSettings(): Settings {
@@ -77,7 +79,8 @@ export function loadSettings(): Settings {
   try {
     const stored = JSON.parse(localStorage.getItem(KEY) ?? 'null') as Partial<Settings> | null;
     if (!stored || typeof stored !== 'object') return base;
-    return { ...base, ...stored, sampling: { ...base.sampling, ...(stored.sampling ?? {}) } };
+    const templates = stored.templates && typeof stored.templates === 'object' ? stored.templates : {};
+    return { ...base, ...stored, sampling: { ...base.sampling, ...(stored.sampling ?? {}) }, templates };
   } catch {
     // A damaged entry is replaced by the defaults rather than stopping the app.
     return base;

@@ -229,6 +229,11 @@ impl Generator {
         &self.template
     }
 
+    /// Render chats through `template` from now on (a person's override); returns the one it replaces.
+    pub fn replace_template(&mut self, template: ChatTemplate) -> ChatTemplate {
+        std::mem::replace(&mut self.template, template)
+    }
+
     pub fn context_length(&self) -> usize {
         self.cache.max_len()
     }

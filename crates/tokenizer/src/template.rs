@@ -152,6 +152,11 @@ impl ChatTemplate {
         self.fallback.is_some()
     }
 
+    /// Another template with this one's BOS and EOS texts: a person's override of the model's.
+    pub fn with_source(&self, source: impl Into<String>) -> Result<Self> {
+        Self::new(source, self.bos_token.clone(), self.eos_token.clone())
+    }
+
     /// The family template used because the GGUF has none: "gemma" or "chatml"; `None` when
     /// the template is the file's own (or given to [`Self::new`]).
     pub fn fallback_family(&self) -> Option<&'static str> {

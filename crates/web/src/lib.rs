@@ -56,6 +56,9 @@ struct ModelInfoJs {
     vocab_size: usize,
     layers: usize,
     chat_template: String,
+    /// The template's text, where an engine has one loaded (not from `inspectModel`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    chat_template_source: Option<String>,
 }
 
 impl From<&ModelInfo> for ModelInfoJs {
@@ -70,6 +73,7 @@ impl From<&ModelInfo> for ModelInfoJs {
             vocab_size: m.vocab_size,
             layers: m.layers,
             chat_template: m.chat_template.clone(),
+            chat_template_source: None,
         }
     }
 }
@@ -334,12 +338,28 @@ pub(crate) struct Inner {
     model: ModelInfo,
     /// What the weights and the cache at the loaded context take.
     need: llm::MemoryNeed,
+    /// The model's own chat template (its source and its name in `info()`), for undoing an override.
+    own_template: (String, String),
 }
 
 /// A loaded model. Calls must not overlap: wait for each promise before the next.
 #[wasm_bindgen]
 pub struct Engine {
     pub(crate) inner: Rc<RefCell<Inner>>,
+}
+
+impl Engine {
+    /// The model of `header`, its tensors read from `source`, on `backend`; refused with
+    /// `out_of_memory` when its weights and cache at `max_context` exceed `memory_limit`.
+    async fn load_from(header: &gguf::Gguf, source: &dyn llm::weights::TensorSource, max_context: usize, backend: Backend, memory_limit: Option<f64>) -> Result<Engine, JsValue> {
+        let max_context = max_context.max(16);
+        let model = ModelInfo::from_gguf(header).map_err(llm_error)?;
+        let need = check_fits(header, max_context, memory_limit)?;
+        let (device, adapter) = device(backend).await?;
+        let generator = Generator::from_source(header, source, &device, max_context).map_err(llm_error)?;
+        let own_template = (generator.template().source().to_string(), model.chat_template.clone());
+        Ok(Engine { inner: Rc::new(RefCell::new(Inner { generator, backend, adapter, model, need, own_template })) })
+    }
 }
 
 #[wasm_bindgen]
@@ -355,11 +375,7 @@ impl Engine {
             _ => gguf::Gguf::parse(&bytes).and_then(whole_model),
         };
         let header = header.map_err(|e| llm_error(e.into()))?;
-        let model = ModelInfo::from_gguf(&header).map_err(llm_error)?;
-        let need = check_fits(&header, max_context.max(16), None)?;
-        let (device, adapter) = device(backend).await?;
-        let generator = Generator::from_source(&header, &bytes, &device, max_context.max(16)).map_err(llm_error)?;
-        Ok(Engine { inner: Rc::new(RefCell::new(Inner { generator, backend, adapter, model, need })) })
+        Self::load_from(&header, &bytes, max_context, backend, None).await
     }
 
     /// Load a GGUF that JavaScript reads a range at a time: `read(start, end)` returns those
@@ -382,11 +398,7 @@ impl Engine {
         }
         let header = if headers.len() == 1 { whole_model(headers.remove(0)) } else { gguf::Gguf::merge_splits(&headers) };
         let header = header.map_err(|e| llm_error(e.into()))?;
-        let model = ModelInfo::from_gguf(&header).map_err(llm_error)?;
-        let need = check_fits(&header, max_context.max(16), memory_limit)?;
-        let (device, adapter) = device(backend).await?;
-        let generator = Generator::from_source(&header, &source, &device, max_context.max(16)).map_err(llm_error)?;
-        Ok(Engine { inner: Rc::new(RefCell::new(Inner { generator, backend, adapter, model, need })) })
+        Self::load_from(&header, &source, max_context, backend, memory_limit).await
     }
 
     /// `{ backend, adapter, model: { name, arch, params, quant, contextLength, … }, memory:
@@ -420,10 +432,26 @@ impl Engine {
         to_js(&Info {
             backend: inner.backend.name(),
             adapter: (&inner.adapter).into(),
-            model: (&inner.model).into(),
+            model: ModelInfoJs { chat_template_source: Some(inner.generator.template().source().to_string()), ..(&inner.model).into() },
             context_length: inner.generator.context_length(),
             memory: MemoryInfo { need: inner.need.into(), wasm },
         })
+    }
+
+    /// Render chats through `source` (Jinja, as a GGUF's `tokenizer.chat_template`) instead of
+    /// the model's own template; `null` goes back to the model's. `info().model.chatTemplate`
+    /// is then `custom`. A template that does not compile is refused with `bad_request`.
+    #[wasm_bindgen(js_name = setChatTemplate)]
+    pub fn set_chat_template(&self, source: Option<String>) -> Result<(), JsValue> {
+        let mut inner = self.inner.borrow_mut();
+        let (source, name) = match source {
+            Some(source) => (source, "custom".to_string()),
+            None => inner.own_template.clone(),
+        };
+        let template = inner.generator.template().with_source(source).map_err(|e| js_error("bad_request", &format!("the chat template cannot be used: {e}")))?;
+        inner.generator.replace_template(template);
+        inner.model.chat_template = name;
+        Ok(())
     }
 
     /// Token ids of a raw prompt (special tokens in the text recognised, as llama.cpp does).
