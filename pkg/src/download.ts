@@ -127,36 +127,41 @@ async function download(
 
   let headerKnownGood = false;
   const reader = response.body.getReader();
+  let bytes: Uint8Array<ArrayBuffer>;
   try {
-    for (;;) {
-      const { done, value } = await reader.read();
-      if (done) break;
-      if (received + value.byteLength > buffer.length) {
-        if (total > 0) throw fetchError(url, 'the server sent more bytes than it announced');
-        const grown = new Uint8Array(Math.max(buffer.length * 2, received + value.byteLength));
-        grown.set(buffer.subarray(0, received));
-        buffer = grown;
+    try {
+      for (;;) {
+        const { done, value } = await reader.read();
+        if (done) break;
+        if (received + value.byteLength > buffer.length) {
+          if (total > 0) throw fetchError(url, 'the server sent more bytes than it announced');
+          const grown = new Uint8Array(Math.max(buffer.length * 2, received + value.byteLength));
+          grown.set(buffer.subarray(0, received));
+          buffer = grown;
+        }
+        buffer.set(value, received);
+        received += value.byteLength;
+        await writer.write(value);
+        if (!headerKnownGood) headerKnownGood = checkHeader(buffer.subarray(0, received), total || received);
+        onProgress({ stage: 'download', loaded: received, total });
       }
-      buffer.set(value, received);
-      received += value.byteLength;
-      await writer.write(value);
-      if (!headerKnownGood) headerKnownGood = checkHeader(buffer.subarray(0, received), total || received);
-      onProgress({ stage: 'download', loaded: received, total });
+    } catch (e) {
+      await reader.cancel().catch(() => {});
+      // Keep what arrived, so the next attempt resumes (unless the model itself was refused).
+      if (e instanceof ConfidantError && (e.code === 'unsupported_model' || e.code === 'model_format')) throw e;
+      await writer.flush().catch(() => {});
+      if (signal?.aborted) throw new ConfidantError('aborted', 'The model download was aborted.');
+      if (e instanceof ConfidantError) throw e;
+      throw fetchError(url, `the connection broke after ${received} bytes (${(e as Error).message}); it resumes from there next time`);
     }
-  } catch (e) {
-    await reader.cancel().catch(() => {});
-    // Keep what arrived, so the next attempt resumes (unless the model itself was refused).
-    if (e instanceof ConfidantError && (e.code === 'unsupported_model' || e.code === 'model_format')) throw e;
-    await writer.flush().catch(() => {});
-    if (signal?.aborted) throw new ConfidantError('aborted', 'The model download was aborted.');
-    if (e instanceof ConfidantError) throw e;
-    throw fetchError(url, `the connection broke after ${received} bytes (${(e as Error).message}); it resumes from there next time`);
-  }
-  if (total > 0 && received !== total) throw fetchError(url, `received ${received} of ${total} bytes`);
-  const bytes = total > 0 ? buffer : buffer.slice(0, received);
-  if (!headerKnownGood) checkHeader(bytes, bytes.byteLength);
+    if (total > 0 && received !== total) throw fetchError(url, `received ${received} of ${total} bytes`);
+    bytes = total > 0 ? buffer : buffer.slice(0, received);
+    if (!headerKnownGood) checkHeader(bytes, bytes.byteLength);
 
-  await writer.flush();
+    await writer.flush();
+  } finally {
+    writer.close();
+  }
   onProgress({ stage: 'cache', loaded: 0, total: bytes.byteLength });
   const sha256 = await sha256Hex(bytes);
   if (expectedSha && sha256 !== expectedSha) {

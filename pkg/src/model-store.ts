@@ -175,9 +175,19 @@ export async function readPartialBytes(url: string, received: number): Promise<A
   return file.slice(0, received).arrayBuffer();
 }
 
+/** OPFS's in-place writer (dedicated workers only). */
+interface SyncAccess {
+  write(data: Uint8Array, options: { at: number }): number;
+  truncate(size: number): void;
+  flush(): void;
+  close(): void;
+}
+
 /** Appends a download's bytes to `<key>.gguf` in batches, recording after each batch how many
- * bytes are safely stored, so an interrupted download resumes from there. (OPFS writable
- * streams only keep data once closed, so a batch is written and closed as one unit.) */
+ * bytes are safely stored, so an interrupted download resumes from there. In a worker the
+ * bytes go through one sync access handle, written in place and flushed per batch; elsewhere
+ * each batch is a writable stream of its own (those keep data only once closed, and each copies
+ * the file first, which grows with the square of a large file's size). Close it when done. */
 export class PartWriter {
   private pending: Uint8Array[] = [];
   private pendingBytes = 0;
@@ -187,6 +197,7 @@ export class PartWriter {
     private readonly key: string,
     private readonly handle: FileSystemFileHandle,
     private meta: PartialDownload,
+    private access: SyncAccess | null,
   ) {}
 
   static readonly BATCH = 8 << 20;
@@ -197,10 +208,20 @@ export class PartWriter {
     const key = await keyFor(url);
     await unlist(d, url);
     const handle = await d.getFileHandle(`${key}.gguf`, { create: true });
-    const writable = await handle.createWritable({ keepExistingData: resume });
-    if (resume) await writable.truncate(meta.received);
-    await writable.close();
-    const writer = new PartWriter(d, key, handle, { ...meta, received: resume ? meta.received : 0 });
+    const size = resume ? meta.received : 0;
+    const syncable = handle as FileSystemFileHandle & { createSyncAccessHandle?: () => Promise<SyncAccess> };
+    let access: SyncAccess | null = null;
+    if (typeof syncable.createSyncAccessHandle === 'function') {
+      access = await syncable.createSyncAccessHandle().catch(() => null);
+      access?.truncate(size);
+      access?.flush();
+    }
+    if (!access) {
+      const writable = await handle.createWritable({ keepExistingData: resume });
+      if (resume) await writable.truncate(size);
+      await writable.close();
+    }
+    const writer = new PartWriter(d, key, handle, { ...meta, received: size }, access);
     await writeJson(d, `${key}.part.json`, writer.meta);
     return writer;
   }
@@ -214,13 +235,25 @@ export class PartWriter {
   /** Store the pending bytes and record the new resume point. */
   async flush(): Promise<void> {
     if (this.pendingBytes === 0) return;
-    const writable = await this.handle.createWritable({ keepExistingData: true });
-    await writable.seek(this.meta.received);
-    for (const chunk of this.pending) await writable.write(chunk as Uint8Array<ArrayBuffer>);
-    await writable.close();
+    if (this.access) {
+      let at = this.meta.received;
+      for (const chunk of this.pending) at += this.access.write(chunk, { at });
+      this.access.flush();
+    } else {
+      const writable = await this.handle.createWritable({ keepExistingData: true });
+      await writable.seek(this.meta.received);
+      for (const chunk of this.pending) await writable.write(chunk as Uint8Array<ArrayBuffer>);
+      await writable.close();
+    }
     this.meta = { ...this.meta, received: this.meta.received + this.pendingBytes };
     this.pending = [];
     this.pendingBytes = 0;
     await writeJson(this.d, `${this.key}.part.json`, this.meta);
+  }
+
+  /** Let go of the file (a sync access handle locks it against every other reader). */
+  close(): void {
+    this.access?.close();
+    this.access = null;
   }
 }
