@@ -433,7 +433,13 @@ impl WeightLoader<'_> {
     /// A `[rows, cols]` weight matrix, quantized on the device when its type allows, in blocks
     /// of rows when it is larger than one buffer may be ([`MAX_WEIGHT_BUFFER_BYTES`]).
     pub fn linear(&self, name: &str, rows: usize, cols: usize) -> Result<Linear> {
-        self.linear_in_blocks(name, rows, cols, MAX_WEIGHT_BUFFER_BYTES)
+        let linear = self.linear_in_blocks(name, rows, cols, MAX_WEIGHT_BUFFER_BYTES)?;
+        // Hand the upload to the GPU now: the device records up to TASKS_PER_SUBMIT operations
+        // before it submits, keeping their data until then, so a load would hold a few hundred
+        // matrices at once (in a browser the wasm memory keeps that high-water mark). A no-op on
+        // the CPU.
+        self.device.flush().map_err(|e| LlmError::Device(format!("uploading {name}: {e:?}")))?;
+        Ok(linear)
     }
 
     /// [`WeightLoader::linear`] with blocks of at most `max_bytes` of packed values (or f32s).
