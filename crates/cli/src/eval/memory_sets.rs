@@ -191,8 +191,9 @@ pub(crate) fn run_set(runner: &mut ChatRunner, value: &Value, limit: Option<usiz
         })
         .collect();
     let mut notes = vec![format!(
-        "Greedy replies of at most {} tokens, the engine's prompt and memory as the demo uses them (4096-token context). Identity leak: {leaked} of {replies} replies ({}). Took {:.0} s.",
+        "Greedy replies of at most {} tokens, the engine's prompt and memory as the demo uses them ({}-token context). Identity leak: {leaked} of {replies} replies ({}). Took {:.0} s.",
         set.max_tokens,
+        runner.context(),
         rate(leaked, replies),
         started.elapsed().as_secs_f64()
     )];

@@ -37,6 +37,11 @@ impl ChatRunner {
         Ok(Self { model, memory, chat, adapter })
     }
 
+    /// Largest prompt + reply, in tokens.
+    pub fn context(&self) -> usize {
+        self.model.context_length()
+    }
+
     /// "llvmpipe (cpu)" and the like.
     pub fn adapter(&self) -> String {
         self.adapter.summary()
