@@ -63,8 +63,10 @@ pub const THOUGHTS_INSTRUCTION: &str =
 /// persona at the end is what keeps a small model in character.
 pub const DEFAULT_POST_HISTORY: &str = "Reply as {{char}}. Stay in character and keep it short.";
 
-/// The post-history reminder of the reply format, when inner thoughts are on.
-pub const THOUGHTS_REMINDER: &str = "Use the format: [thought] (action) speech.";
+/// The post-history reminder of the reply format, when inner thoughts are on. Said in words, not
+/// as `[thought] (action) speech`: SmolLM2 copied that placeholder (`[thought]`, then nothing) in
+/// every reply of `confidant eval`'s persona set; in words it writes real thoughts (EVAL.md).
+pub const THOUGHTS_REMINDER: &str = "Write a short private thought of {{char}} in square brackets, then {{char}}'s words to {{user}}.";
 
 /// A retrieved memory, as the memory store gives it.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -386,7 +388,7 @@ pub fn assemble_prompt(input: &PromptInput, options: &PromptOptions, counter: &d
         macros.with_original(&default_post).apply(&ch.post_history_instructions)
     };
     if thoughts.enabled {
-        post_history = format!("{}\n{}", post_history.trim_end(), THOUGHTS_REMINDER);
+        post_history = format!("{}\n{}", post_history.trim_end(), macros.apply(THOUGHTS_REMINDER));
     }
     let examples: Vec<String> =
         ch.example_blocks().iter().map(|b| format!("Example conversation:\n{}", macros.apply(b))).collect();

@@ -169,8 +169,9 @@ fn stays_within_budget_dropping_examples_first_then_oldest_history() {
         for (i, e) in examples.iter().enumerate() {
             assert!(e.contains(&format!("example question {i}")));
         }
-        // History is dropped from the oldest, in steps, and the latest message is kept.
-        assert_eq!(p.history_start % 4, 0);
+        // History is dropped from the oldest, in steps, and the latest message is kept (the last
+        // step may stop short, at it).
+        assert!(p.history_start % 4 == 0 || p.history_start == history.len() - 1, "budget {budget}: history from {}", p.history_start);
         assert_eq!(p.messages[p.messages.len() - 2].content, "And what about the one by the door?");
         if let Some((prev_start, prev_examples)) = last {
             assert!(p.history_start >= prev_start && p.examples_kept <= prev_examples);
@@ -360,7 +361,7 @@ fn thoughts_option_controls_stripping() {
     c.set_inner_thoughts(InnerThoughts { enabled: true, strip_from_history: false });
     let p = assemble_prompt(&input(&c, &history), &PromptOptions::default(), &WordCounter);
     assert!(p.messages.iter().any(|m| m.content == "[secret] Hello."));
-    assert!(p.messages.last().unwrap().content.contains("[thought] (action) speech"));
+    assert!(p.messages.last().unwrap().content.contains("a short private thought of Bo in square brackets"));
     c.set_inner_thoughts(InnerThoughts { enabled: true, strip_from_history: true });
     let p = assemble_prompt(&input(&c, &history), &PromptOptions::default(), &WordCounter);
     assert!(p.messages.iter().any(|m| m.content == "Hello."));

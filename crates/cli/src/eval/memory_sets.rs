@@ -73,7 +73,7 @@ const LEAK_WORDS: &[&str] = &["ai", "assistant", "chatbot", "smollm", "gemma", "
 /// Phrases of the same kind.
 const LEAK_PHRASES: &[&str] = &["language model", "hugging face", "trained by", "artificial intelligence"];
 
-fn leaks(reply: &str) -> bool {
+pub(super) fn leaks(reply: &str) -> bool {
     let lower = reply.to_lowercase();
     let words: Vec<&str> = lower.split(|c: char| !c.is_alphanumeric()).collect();
     LEAK_WORDS.iter().any(|w| words.contains(w)) || LEAK_PHRASES.iter().any(|p| lower.contains(p))

@@ -9,13 +9,14 @@
 //! { "set": "echo", "version": 1, "kind": "echo", "description": "…", … }
 //! ```
 //!
-//! `kind` picks the runner ([`echo`], [`memory_sets`]); the rest of the file is the runner's. A set's
+//! `kind` picks the runner ([`echo`], [`memory_sets`], [`persona_sets`]); the rest of the file is the runner's. A set's
 //! cases never change under the same version: a changed set is a new version, so numbers in
 //! EVAL.md stay comparable. EVAL.md keeps one section per set version and model, replaced when
 //! the same pair runs again and left alone otherwise.
 
 pub(crate) mod echo;
 mod memory_sets;
+mod persona_sets;
 mod scripted_chat;
 
 use std::path::{Path, PathBuf};
@@ -37,7 +38,7 @@ pub(crate) struct EvalArgs {
     #[arg(long, default_value = "models/all-MiniLM-L6-v2")]
     embedder: PathBuf,
     /// Case-set files to run (repeatable).
-    #[arg(long = "cases", default_values = ["eval/cases/echo-v1.json", "eval/cases/memory-v1.json"])]
+    #[arg(long = "cases", default_values = ["eval/cases/echo-v1.json", "eval/cases/memory-v1.json", "eval/cases/persona-v1.json"])]
     cases: Vec<PathBuf>,
     /// Largest prompt + reply in tokens (the demo's default).
     #[arg(long, default_value_t = 4096)]
@@ -97,6 +98,7 @@ pub(crate) fn eval(args: EvalArgs) -> Result<(), CliError> {
         let report = match header.kind.as_str() {
             "echo" => echo::run_set(&mut runner, &value, base, args.limit, &mut transcript)?,
             "memory" => memory_sets::run_set(&mut runner, &value, args.limit, &mut transcript)?,
+            "persona" => persona_sets::run_set(&mut runner, &value, args.limit, &mut transcript)?,
             other => return Err(CliError::Eval(format!("{}: unknown case-set kind {other:?}", path.display()))),
         };
         let set = format!("{}-v{}", header.set, header.version);

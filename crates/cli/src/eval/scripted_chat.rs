@@ -100,6 +100,11 @@ impl ChatRunner {
         self.chat.debug_prompt(session_id).map(|p| p.rendered.clone())
     }
 
+    /// The labels of the lorebook entries in the prompt of the session's latest reply.
+    pub fn last_lore(&self, session_id: &str) -> Vec<String> {
+        self.chat.debug_prompt(session_id).map(|p| p.lore_entries.clone()).unwrap_or_default()
+    }
+
     /// Mean log-probability per token of each option as the continuation of `prompt` (a
     /// rendered prompt, special tokens written as text): the model's preference between them.
     pub fn option_log_likelihoods(&mut self, prompt: &str, options: &[String]) -> Result<Vec<f32>, CliError> {
