@@ -11,6 +11,7 @@ use engine::ReplyOptions;
 use serde::Deserialize;
 use serde_json::{Value, json};
 
+use super::bad;
 use super::Report;
 use super::scripted_chat::ChatRunner;
 use crate::CliError;
@@ -65,17 +66,9 @@ impl DemoCard {
         if self.spec == "v2" {
             json!({ "spec": "chara_card_v2", "spec_version": "2.0", "data": self.data })
         } else {
-            let mut data = self.data.clone();
-            if let Some(map) = data.as_object_mut() {
-                map.entry("group_only_greetings").or_insert_with(|| json!([]));
-            }
-            json!({ "spec": "chara_card_v3", "spec_version": "3.0", "data": data })
+            super::v3_card(&self.data)
         }
     }
-}
-
-fn bad(what: impl std::fmt::Display) -> CliError {
-    CliError::Eval(what.to_string())
 }
 
 /// The condition's reply options: the engine's defaults with the overrides applied.

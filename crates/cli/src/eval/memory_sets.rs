@@ -25,8 +25,8 @@ use llm::SamplingParams;
 use serde::Deserialize;
 use serde_json::{Value, json};
 
-use super::Report;
 use super::scripted_chat::ChatRunner;
+use super::{CaseChat, Report, bad, rate, v3_card};
 use crate::CliError;
 
 #[derive(Deserialize)]
@@ -40,11 +40,8 @@ struct MemorySet {
 
 #[derive(Deserialize)]
 struct ChatCase {
-    id: String,
-    group: String,
-    /// The card's `data` (V3).
-    card: Value,
-    user_name: String,
+    #[serde(flatten)]
+    chat: CaseChat,
     /// Share the user's profile with the character.
     #[serde(default)]
     user_profile: bool,
@@ -91,14 +88,6 @@ struct Tally {
     chance: f64,
 }
 
-fn rate(n: usize, of: usize) -> String {
-    if of == 0 { "–".into() } else { format!("{:.2}", n as f64 / of as f64) }
-}
-
-fn bad(what: impl std::fmt::Display) -> CliError {
-    CliError::Eval(what.to_string())
-}
-
 fn contains(haystack: &str, needle: &str) -> bool {
     haystack.to_lowercase().contains(&needle.to_lowercase())
 }
@@ -114,19 +103,14 @@ pub(crate) fn run_set(runner: &mut ChatRunner, value: &Value, limit: Option<usiz
     let (mut replies, mut leaked) = (0, 0);
     for case in chats {
         runner.reset()?;
-        let mut data = case.card.clone();
-        if let Some(map) = data.as_object_mut() {
-            map.entry("group_only_greetings").or_insert_with(|| json!([]));
-        }
-        let card = json!({ "spec": "chara_card_v3", "spec_version": "3.0", "data": data });
-        let character = runner.import_card(&serde_json::to_vec(&card).map_err(bad)?)?;
+        let character = runner.import_card(&serde_json::to_vec(&v3_card(&case.chat.card)).map_err(bad)?)?;
         if case.user_profile {
             runner.update_character(&character, &json!({ "userProfile": true }))?;
         }
         for note in &case.pinned {
             runner.pin(&character, note)?;
         }
-        let session = runner.start(&character, &case.user_name, 0)?;
+        let session = runner.start(&character, &case.chat.user_name, 0)?;
         let mut count_reply = |text: &str| {
             replies += 1;
             leaked += usize::from(leaks(text));
@@ -137,10 +121,10 @@ pub(crate) fn run_set(runner: &mut ChatRunner, value: &Value, limit: Option<usiz
             }
         }
         let turns = case.turns.len();
-        let tally = groups.entry(case.group.clone()).or_default();
+        let tally = groups.entry(case.chat.group.clone()).or_default();
         for q in &case.questions {
             if q.options.len() < 2 {
-                return Err(bad(format!("chat {}: a question needs at least two options", case.id)));
+                return Err(bad(format!("chat {}: a question needs at least two options", case.chat.id)));
             }
             let found = runner.search(&character, &q.ask, set.k)?;
             let reply = runner.send(&session.id, &q.ask, &options)?.map(|m| m.text).unwrap_or_default();
@@ -152,7 +136,7 @@ pub(crate) fn run_set(runner: &mut ChatRunner, value: &Value, limit: Option<usiz
             tally.chance += 1.0 / q.options.len() as f64;
             tally.chosen += usize::from(best == Some(0));
             let mut scored = json!({
-                "chat": case.id, "group": case.group, "question": q.ask, "reply": reply, "options": q.options,
+                "chat": case.chat.id, "group": case.chat.group, "question": q.ask, "reply": reply, "options": q.options,
                 "log_likelihoods": scores, "chosen": best,
             });
             if let Some(answer) = &q.answer {

@@ -118,6 +118,35 @@ pub(crate) fn eval(args: EvalArgs) -> Result<(), CliError> {
     Ok(())
 }
 
+/// An error in a case set or its run.
+pub(crate) fn bad(what: impl std::fmt::Display) -> CliError {
+    CliError::Eval(what.to_string())
+}
+
+/// `n` of `of` as a rate with two decimals ("–" of nothing).
+fn rate(n: usize, of: usize) -> String {
+    if of == 0 { "–".into() } else { format!("{:.2}", n as f64 / of as f64) }
+}
+
+/// A V3 card file from a card's `data`, as the demo's card files are written.
+fn v3_card(data: &serde_json::Value) -> serde_json::Value {
+    let mut data = data.clone();
+    if let Some(map) = data.as_object_mut() {
+        map.entry("group_only_greetings").or_insert_with(|| serde_json::json!([]));
+    }
+    serde_json::json!({ "spec": "chara_card_v3", "spec_version": "3.0", "data": data })
+}
+
+/// What every scripted chat of a case set has: its id, its group in the table, the character's
+/// card (`data` of a V3 card) and the user's name.
+#[derive(Deserialize)]
+struct CaseChat {
+    id: String,
+    group: String,
+    card: serde_json::Value,
+    user_name: String,
+}
+
 fn read(path: &Path) -> Result<String, CliError> {
     std::fs::read_to_string(path).map_err(|e| CliError::Eval(format!("cannot read {}: {e}", path.display())))
 }

@@ -17,9 +17,9 @@ use llm::SamplingParams;
 use serde::Deserialize;
 use serde_json::{Value, json};
 
-use super::Report;
 use super::memory_sets::leaks;
 use super::scripted_chat::ChatRunner;
+use super::{CaseChat, Report, bad, rate, v3_card};
 use crate::CliError;
 
 #[derive(Deserialize)]
@@ -29,13 +29,11 @@ struct PersonaSet {
     chats: Vec<ChatCase>,
 }
 
+/// A chat of the set; its card's lorebook (`character_book`) is what `lore` chats test.
 #[derive(Deserialize)]
 struct ChatCase {
-    id: String,
-    group: String,
-    /// The card's `data` (V3), lorebook (`character_book`) included.
-    card: Value,
-    user_name: String,
+    #[serde(flatten)]
+    chat: CaseChat,
     /// For `thoughts`: the character's inner thoughts on or off.
     #[serde(default)]
     thoughts: bool,
@@ -61,14 +59,6 @@ struct Tally {
     adhered: usize,
 }
 
-fn rate(n: usize, of: usize) -> String {
-    if of == 0 { "–".into() } else { format!("{:.2}", n as f64 / of as f64) }
-}
-
-fn bad(what: impl std::fmt::Display) -> CliError {
-    CliError::Eval(what.to_string())
-}
-
 /// Words a thought needs to count: a small model told the format `[thought] (action) speech`
 /// often writes the placeholder itself, `[thought]`, which parses as a thought and says nothing.
 const THOUGHT_WORDS: usize = 3;
@@ -92,34 +82,29 @@ pub(crate) fn run_set(runner: &mut ChatRunner, value: &Value, limit: Option<usiz
     let mut groups: BTreeMap<String, Tally> = BTreeMap::new();
     let (mut replies, mut leaked) = (0, 0);
     for case in chats {
-        if !matches!(case.group.as_str(), "lore" | "thoughts") {
-            return Err(bad(format!("chat {}: unknown group {:?}", case.id, case.group)));
+        if !matches!(case.chat.group.as_str(), "lore" | "thoughts") {
+            return Err(bad(format!("chat {}: unknown group {:?}", case.chat.id, case.chat.group)));
         }
         runner.reset()?;
-        let mut data = case.card.clone();
-        if let Some(map) = data.as_object_mut() {
-            map.entry("group_only_greetings").or_insert_with(|| json!([]));
-        }
-        let card = json!({ "spec": "chara_card_v3", "spec_version": "3.0", "data": data });
-        let character = runner.import_card(&serde_json::to_vec(&card).map_err(bad)?)?;
+        let character = runner.import_card(&serde_json::to_vec(&v3_card(&case.chat.card)).map_err(bad)?)?;
         runner.update_character(&character, &json!({ "innerThoughts": { "enabled": case.thoughts } }))?;
-        let session = runner.start(&character, &case.user_name, 0)?;
-        let tally = groups.entry(format!("{}{}", case.group, if case.group == "thoughts" { if case.thoughts { " on" } else { " off" } } else { "" })).or_default();
+        let session = runner.start(&character, &case.chat.user_name, 0)?;
+        let tally = groups.entry(format!("{}{}", case.chat.group, if case.chat.group == "thoughts" { if case.thoughts { " on" } else { " off" } } else { "" })).or_default();
         for turn in &case.turns {
             let reply = runner.send(&session.id, &turn.say, &options)?;
             let in_prompt: BTreeSet<String> = runner.last_lore(&session.id).into_iter().collect();
-            let mut scored = json!({ "chat": case.id, "group": case.group, "say": turn.say, "reply": reply.as_ref().map(|m| m.raw.clone()) });
+            let mut scored = json!({ "chat": case.chat.id, "group": case.chat.group, "say": turn.say, "reply": reply.as_ref().map(|m| m.raw.clone()) });
             if let Some(message) = &reply {
                 replies += 1;
                 leaked += usize::from(leaks(&message.text));
                 tally.replies += 1;
-                if case.group == "thoughts" {
+                if case.chat.group == "thoughts" {
                     let ok = adheres(message, case.thoughts);
                     tally.adhered += usize::from(ok);
                     scored["adheres"] = json!(ok);
                 }
             }
-            if case.group == "lore" {
+            if case.chat.group == "lore" {
                 let expected: BTreeSet<String> = turn.lore.iter().cloned().collect();
                 tally.expected += expected.len();
                 tally.activated += in_prompt.len();
