@@ -249,7 +249,7 @@ test('journey: first visit, demo character, three turns, stop, regenerate, forge
   // What the last reply knew: its citations list the memories its prompt used, as stored.
   await page.click('.messages .message:last-child .cites summary');
   await page.waitForSelector('.messages .message:last-child .cites li');
-  const cited = await page.$$eval('.messages .message:last-child .cites li', (lis) => lis.map((li) => li.textContent.replace(/^📌 /, '')));
+  const cited = await page.$$eval('.messages .message:last-child .cites li', (lis) => lis.map((li) => li.textContent.replace(/^Pinned/, '')));
   const stored = await page.evaluate(async () => {
     const { engine } = window.confidantDemo.app;
     const [session] = await engine.sessions.list();

@@ -188,7 +188,7 @@ export class ChatView {
             list,
             ids.map((id) => {
               const record = byId.get(id);
-              return record ? h('li', { 'data-memory-id': id }, record.pinned ? h('span', { class: 'pin', title: 'Always kept in mind' }, '📌 ') : null, record.text) : h('li', { class: 'forgotten' }, 'A memory since forgotten');
+              return record ? h('li', { 'data-memory-id': id }, record.pinned ? h('span', { class: 'pin', title: 'Always kept in mind' }, 'Pinned') : null, record.text) : h('li', { class: 'forgotten' }, 'A memory since forgotten');
             }),
           ),
         (e) => {
