@@ -77,7 +77,11 @@ function startLongReply(page, op) {
   return page.evaluate(
     async ({ op, sessionId }) => {
       const s = await window.engine.sessions.get(sessionId);
-      const stream = op === 'send' ? s.send('Tell me the longest story you know about the sea and the lighthouse.', { max_tokens: 400, temperature: 0 }) : s.regenerate({ max_tokens: 400, temperature: 0.8, seed: 3 });
+      // Sampled hot (temperature 2, no top-k, top-p or min-p cut): the CPU path writes a
+      // natural reply in well under the 2 s between saves, and this babble almost never picks
+      // the end token or a stop string, so it is still being written when saved.
+      const hot = { max_tokens: 400, temperature: 2, top_p: 1, min_p: 0, top_k: 0, seed: 3 };
+      const stream = op === 'send' ? s.send('Tell me the longest story you know about the sea and the lighthouse.', hot) : s.regenerate(hot);
       window.streaming = stream;
       window.streamed = '';
       window.streamEnded = false;
