@@ -102,14 +102,23 @@ async function openSettings() {
 }
 const closeDialog = () => h.page.click('dialog[open] .panel-head button');
 
-/** Replies of at most `n` tokens keep the tests quick. */
-async function setMaxTokens(n, screenshot) {
+/** Set generation settings through the settings panel; resolves to the values they replaced. */
+async function setSettings(values, screenshot) {
   await openSettings();
-  await h.page.fill('[data-setting="max_tokens"]', String(n));
-  await h.page.press('[data-setting="max_tokens"]', 'Tab');
+  const before = {};
+  for (const [key, value] of Object.entries(values)) {
+    const input = `[data-setting="${key}"]`;
+    before[key] = Number(await h.page.inputValue(input));
+    await h.page.fill(input, String(value));
+    await h.page.press(input, 'Tab');
+  }
   if (screenshot) await shot(screenshot);
   await closeDialog();
+  return before;
 }
+
+/** Replies of at most `n` tokens keep the tests quick. */
+const setMaxTokens = (n, screenshot) => setSettings({ max_tokens: n }, screenshot);
 
 /** Import a card (an object) through the gallery and wait for its chat. */
 async function importCard(card, file) {
@@ -194,15 +203,16 @@ test('journey: first visit, demo character, three turns, stop, regenerate, forge
   assert.deepEqual(messages.map((m) => m.role), ['assistant', 'user', 'assistant', 'user', 'assistant']);
   assert.match(await page.textContent('.stats'), /tok\/s · context \d+ \/ 4096/);
 
-  // Third message, stopped as soon as the reply starts: allowed to run long, so it is still
-  // streaming when the click lands (the CPU path writes tens of tokens a second).
-  await setMaxTokens(400);
+  // Third message, stopped as soon as the reply starts: allowed to run long and sampled hot
+  // (temperature 2, no cuts: a babble that almost never picks the end token), so it is still
+  // streaming when the click lands (the CPU path writes a natural reply in about a second).
+  const usual = await setSettings({ max_tokens: 400, temperature: 2, top_p: 1, top_k: 0, min_p: 0 });
   await page.fill('.composer textarea', 'What is your favourite plant? Tell me everything about it.');
   await page.press('.composer textarea', 'Enter');
   await page.waitForSelector('.message.streaming .body p');
   await page.click('.composer .send.stop');
   await waitIdle();
-  await setMaxTokens(12);
+  await setSettings({ ...usual, max_tokens: 12 });
   assert.match(await page.textContent('.stats'), /stopped/);
   messages = await history();
   assert.equal(messages.length, 7);
