@@ -391,6 +391,19 @@ impl<C: ChatStore> ChatEngine<C> {
         // A reply being continued is not history but the start of what the model writes.
         let continued = turn.continues.as_ref().map(|c| c.message_id.as_str()).unwrap_or_default();
         let shown: Vec<&Message> = session.messages.iter().filter(|m| m.id != replaced && m.id != continued).collect();
+        // Every id the reply's own message has been stored under (the version being replaced or
+        // extended, and its other versions): its message memory holds its text under that id,
+        // and would otherwise be the nearest memory to the question it answered.
+        let own_ids: HashSet<&str> = [replaced, continued]
+            .into_iter()
+            .filter(|id| !id.is_empty())
+            .filter_map(|id| session.message_with_version(id))
+            .flat_map(|at| {
+                let message = &session.messages[at];
+                message.swipes.iter().map(|s| s.id.as_str()).chain([message.id.as_str()])
+            })
+            .chain([turn.reply_id.as_str()])
+            .collect();
 
         let history: Vec<ChatMessage> = shown.iter().map(|m| ChatMessage::new(speaker_role(m.role), m.raw.clone())).collect();
         let summaries: Vec<HistorySummary> =
@@ -430,9 +443,11 @@ impl<C: ChatStore> ChatEngine<C> {
             .into_iter()
             .filter(|h| {
                 let sources = &h.record.source_message_ids;
-                // Nothing from the message being answered or the reply being replaced; no
+                // Nothing from the message being answered or the reply's own message; no
                 // visible message twice.
-                !sources.iter().any(|s| s == latest || s == replaced || outdated.contains(s)) && !(h.record.kind == MemoryKind::Message && sources.iter().all(|s| visible.contains(s.as_str())) && !sources.is_empty())
+                !own_ids.contains(h.record.id.as_str())
+                    && !sources.iter().any(|s| s == latest || own_ids.contains(s.as_str()) || outdated.contains(s))
+                    && !(h.record.kind == MemoryKind::Message && sources.iter().all(|s| visible.contains(s.as_str())) && !sources.is_empty())
             })
             .filter(|h| {
                 // A message memory reads "Name: text".
