@@ -3,7 +3,7 @@
 //!
 //!   cargo run --release -p confidant-llm --example synth_llama -- <config-name> <out.gguf>
 //!   cargo run --release -p confidant-llm --example synth_llama -- <config-name> <out.gguf> --split-tensors N
-//!   cargo run --release -p confidant-llm --example synth_llama -- --large <out.gguf> <blocks>
+//!   cargo run --release -p confidant-llm --example synth_llama -- --large <out.gguf> <blocks> [q4_0|q8_0]
 //!   cargo run --release -p confidant-llm --example synth_llama -- --list
 //!
 //! `tests/fixtures/make_synthetic_reference.py` calls it; `crates/llm/tests/synthetic_models.rs`
@@ -27,18 +27,31 @@ fn main() -> ExitCode {
             Some(bytes) => write(name, out, &bytes),
             None => unknown(name),
         },
-        // A large llama (2048 wide, 8192 feed-forward, Q4_0: about 34 MB a block) of `blocks`
-        // blocks, for load benchmarks (tests/bench/large-load.mjs): 44 blocks make 1.5 GB.
-        [flag, out, blocks] if flag == "--large" => match (synth::spec("gqa_q4_0"), blocks.parse::<usize>()) {
-            (Some(base), Ok(blocks)) if blocks > 0 => {
-                let spec = synth::Spec { name: "large_llama", blocks, embedding: 2048, feed_forward: 8192, heads: 16, kv_heads: 4, head_dim: 128, context_length: 2048, ..base };
-                write("large_llama", out, &synth::build_spec(&spec))
+        // A large llama (2048 wide, 8192 feed-forward) of `blocks` blocks, for loading a file
+        // larger than wasm memory (tests/browser/large-model.mjs): its matrices Q4_0 (about
+        // 34 MB a block: 44 blocks make 1.5 GB) or Q8_0 (64 MB a block: 24 blocks make 1.5 GB,
+        // with half the values to unpack and multiply for the same bytes).
+        [flag, out, blocks, rest @ ..] if flag == "--large" && rest.len() <= 1 => {
+            let ty = match rest.first().map(String::as_str) {
+                None | Some("q4_0") => gguf::GgmlType::Q4_0,
+                Some("q8_0") => gguf::GgmlType::Q8_0,
+                Some(other) => {
+                    eprintln!("--large takes q4_0 or q8_0 as its type, not {other:?}");
+                    return ExitCode::from(2);
+                }
+            };
+            match (synth::spec("gqa_q4_0"), blocks.parse::<usize>()) {
+                (Some(base), Ok(blocks)) if blocks > 0 => {
+                    let types = synth::Types { attn_q: ty, attn_k: ty, attn_v: ty, attn_output: ty, ffn_gate: ty, ffn_up: ty, ffn_down: ty, ..base.types };
+                    let spec = synth::Spec { name: "large_llama", blocks, embedding: 2048, feed_forward: 8192, heads: 16, kv_heads: 4, head_dim: 128, context_length: 2048, types, ..base };
+                    write("large_llama", out, &synth::build_spec(&spec))
+                }
+                _ => {
+                    eprintln!("--large takes a positive number of blocks, not {blocks:?}");
+                    ExitCode::from(2)
+                }
             }
-            _ => {
-                eprintln!("--large takes a positive number of blocks, not {blocks:?}");
-                ExitCode::from(2)
-            }
-        },
+        }
         // The model split in parts of `n` tensors, as llama.cpp's gguf-split writes them:
         // OUT-00001-of-0000K.gguf, … beside OUT (which names the prefix).
         [name, out, flag, n] if flag == "--split-tensors" => match (synth::build(name), n.parse::<usize>()) {
@@ -66,7 +79,7 @@ fn main() -> ExitCode {
             }
         },
         _ => {
-            eprintln!("usage: synth_llama <config-name> <out.gguf> [--split-tensors N]  |  synth_llama --large <out.gguf> <blocks>  |  synth_llama --list");
+            eprintln!("usage: synth_llama <config-name> <out.gguf> [--split-tensors N]  |  synth_llama --large <out.gguf> <blocks> [q4_0|q8_0]  |  synth_llama --list");
             ExitCode::from(2)
         }
     }
