@@ -16,7 +16,8 @@ use crate::device_work::{self, DeviceWork, DeviceWorkPerToken};
 use crate::error::{LlmError, Result};
 use crate::kv_cache::KvCache;
 use crate::model::Model;
-use crate::sampler::{Sampler, SamplingParams, SequenceBreakers};
+use crate::ops::{self, TokenChoice};
+use crate::sampler::{Cuts, Sampler, SamplingParams, SequenceBreakers, draw_bits};
 
 #[derive(Debug, Clone)]
 pub struct GenerateOptions {
@@ -105,6 +106,21 @@ impl GenerationStats {
     }
 }
 
+/// The sampling kernel's settings for the token at `position` of the history (prompt and reply),
+/// the reply's token `step`: what [`Sampler::sample`] would do, but DRY.
+fn token_choice(p: &SamplingParams, position: usize, step: usize) -> TokenChoice {
+    let window = if p.has_penalties() { p.repeat_last_n.min(position) } else { 0 };
+    TokenChoice {
+        cuts: Cuts::of(p),
+        repeat_penalty: p.repeat_penalty,
+        frequency_penalty: p.frequency_penalty,
+        presence_penalty: p.presence_penalty,
+        window,
+        position,
+        draw: draw_bits(p.seed, step as u32),
+    }
+}
+
 /// Token ids `[n]` read back from the device, each checked against the vocabulary.
 async fn read_ids(ids: Tensor<1, Int>, vocab: usize) -> Result<Vec<u32>> {
     let data = ids.into_data_async().await.map_err(|e| LlmError::Device(format!("{e:?}")))?;
@@ -128,8 +144,12 @@ struct Run {
     options: GenerateOptions,
     stream: StreamDecoder,
     stats: GenerationStats,
-    /// Greedy choices made on the device (see [`Generator::decode_on_device`]).
-    on_device: bool,
+    /// How decode steps choose their tokens on the device, if they do (see
+    /// [`Generator::decode_on_device`]).
+    on_device: Option<DeviceChoice>,
+    /// The prompt and the tokens chosen so far, on the device, when the device samples: the
+    /// penalties read it and every choice is written to it.
+    device_history: Option<Tensor<1, Int>>,
     /// Tokens chosen on the device and read back, not yet handed out. The cache already holds
     /// the ones before the last.
     ready: VecDeque<u32>,
@@ -139,8 +159,17 @@ struct Run {
     lookahead: usize,
 }
 
+/// How the device chooses a decode step's token.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum DeviceChoice {
+    /// Plain greedy: burn's argmax over the logits (the reference fixtures' path).
+    Argmax,
+    /// The sampling kernel ([`ops::sample`]): temperature, top-k/p, min-p, penalties.
+    Sample,
+}
+
 /// How many decode steps are queued on the device before their tokens are read back, when the
-/// device chooses them (greedy).
+/// device chooses them.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Lookahead {
     /// Chosen by measurement: as many steps as take about [`BURST_SECONDS`], at most
@@ -281,7 +310,13 @@ impl Generator {
         self.cache.truncate(reuse);
         self.cached.truncate(reuse);
         let stats = GenerationStats { prompt_tokens: prompt.len(), prefilled_tokens: prompt.len() - reuse, ..Default::default() };
-        let on_device = options.sampling.is_plain_greedy() && self.model.embeds_device_ids();
+        let on_device = match &options.sampling {
+            _ if !self.model.embeds_device_ids() => None,
+            p if p.is_plain_greedy() => Some(DeviceChoice::Argmax),
+            p if p.fits_device() => Some(DeviceChoice::Sample),
+            // DRY, or top-k beyond what the kernel sorts: the CPU samples from logits read back.
+            _ => None,
+        };
         let lookahead = match self.lookahead {
             Lookahead::Adaptive => 1,
             Lookahead::Fixed(n) => n.max(1),
@@ -294,6 +329,7 @@ impl Generator {
             stream: StreamDecoder::new(true),
             stats,
             on_device,
+            device_history: None,
             ready: VecDeque::new(),
             device_last: None,
             lookahead,
@@ -363,9 +399,9 @@ impl Generator {
         // Taken out while the device works, so an error leaves no half-finished run behind.
         let Some(mut run) = self.run.take() else { return Ok(None) };
         let prefill = run.produced.is_empty();
-        let token = if !prefill && run.on_device {
+        let token = if !prefill && let Some(choice) = run.on_device {
             if run.ready.is_empty()
-                && let Err(e) = self.decode_on_device(&mut run).await
+                && let Err(e) = self.decode_on_device(&mut run, choice).await
             {
                 self.last_stats = run.stats;
                 return Err(e);
@@ -432,12 +468,12 @@ impl Generator {
         Ok(run.sampler.sample(&mut logits, &history))
     }
 
-    /// Greedy decoding without the logits leaving the device: queue `run.lookahead` steps
-    /// (fewer near `max_tokens` or the end of the context), each one's argmax feeding the next
-    /// one's embedding look-up on the device, then read all their ids back at once. The first
-    /// input is the previous burst's last id, still on the device, or the token the CPU sampled
-    /// after the prompt.
-    async fn decode_on_device(&mut self, run: &mut Run) -> Result<()> {
+    /// Decoding without the logits leaving the device: queue `run.lookahead` steps (fewer near
+    /// `max_tokens` or the end of the context), each one's chosen id feeding the next one's
+    /// embedding look-up on the device, then read all their ids back at once. The first input is
+    /// the previous burst's last id, still on the device, or the token the CPU sampled after the
+    /// prompt.
+    async fn decode_on_device(&mut self, run: &mut Run, choice: DeviceChoice) -> Result<()> {
         let Some(&last) = run.produced.last() else { return Err(LlmError::BadRequest("decoding before the prompt".into())) };
         let remaining = run.options.max_tokens.saturating_sub(run.produced.len());
         // Input `i` goes to position `cached + i`; the last token handed out must leave room
@@ -455,8 +491,21 @@ impl Generator {
                 Tensor::<1, Int>::from_data(TensorData::new(vec![last as i32], [1]), &device)
             }
         };
+        // The sampler's history: the prompt and the reply so far, room for the whole context.
+        let told = run.prompt.len() + run.produced.len();
+        let mut history = match (choice, run.device_history.take()) {
+            (DeviceChoice::Argmax, _) => None,
+            (DeviceChoice::Sample, Some(history)) => Some(history),
+            (DeviceChoice::Sample, None) => {
+                let mut all: Vec<i32> = run.prompt.iter().chain(&run.produced).map(|&t| t as i32).collect();
+                all.resize(all.len().max(self.cache.max_len() + 1), 0);
+                device_work::count_upload(all.len() * 4);
+                let len = all.len();
+                Some(Tensor::<1, Int>::from_data(TensorData::new(all, [len]), &device))
+            }
+        };
         let mut chosen = Vec::with_capacity(count);
-        for _ in 0..count {
+        for i in 0..count {
             let logits = match self.model.forward_ids(ids, &mut self.cache) {
                 Ok(logits) => logits,
                 Err(e) => {
@@ -464,15 +513,27 @@ impl Generator {
                     return Err(e);
                 }
             };
-            ids = logits.argmax(1).reshape([1]);
-            // burn's own kernels launch outside the seam's counter: counted here, the argmax as
-            // one reduction and the gathering of the ids as one copy per id.
-            device_work::count_dispatch();
+            ids = match history.take() {
+                None => {
+                    // burn's own kernels launch outside the seam's counter: the argmax counted
+                    // here as one reduction.
+                    device_work::count_dispatch();
+                    logits.argmax(1).reshape([1])
+                }
+                Some(held) => {
+                    let (next, held) = ops::sample(logits, held, token_choice(&run.options.sampling, told + i, run.produced.len() + i));
+                    history = Some(held);
+                    next
+                }
+            };
             chosen.push(ids.clone());
         }
+        run.device_history = history;
+        run.sampler.skip(count as u32);
         let all = if count == 1 {
             ids.clone()
         } else {
+            // The gathering of the ids: one copy per id (burn's, uncounted by the seam).
             (0..count).for_each(|_| device_work::count_dispatch());
             Tensor::cat(chosen, 0)
         };

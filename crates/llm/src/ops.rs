@@ -2,9 +2,9 @@
 //! tensor code whatever the backend.
 
 use burn::backend::{Dispatch, DispatchTensor};
-use burn::tensor::Tensor;
+use burn::tensor::{Int, Tensor};
 
-pub use crate::kernels::Heads;
+pub use crate::kernels::{Heads, TokenChoice};
 use crate::kernels::LlmKernels;
 
 /// RMSNorm over the last dimension, times `weight`.
@@ -43,4 +43,10 @@ pub fn gelu_mul(gate: Tensor<2>, up: Tensor<2>) -> Tensor<2> {
 /// See [`LlmKernels::qk_norm`].
 pub fn qk_norm(qkv: Tensor<2>, q_weight: &Tensor<1>, k_weight: &Tensor<1>, eps: f32, h: Heads) -> Tensor<2> {
     Tensor::from_dispatch(Dispatch::qk_norm(qkv.into_dispatch(), q_weight.clone().into_dispatch(), k_weight.clone().into_dispatch(), eps, h))
+}
+
+/// See [`LlmKernels::sample`]: returns the chosen id `[1]` and the history holding it.
+pub fn sample(logits: Tensor<2>, history: Tensor<1, Int>, choice: TokenChoice) -> (Tensor<1, Int>, Tensor<1, Int>) {
+    let (ids, history) = Dispatch::sample(logits.into_dispatch(), history.into_dispatch(), choice);
+    (Tensor::from_dispatch(ids), Tensor::from_dispatch(history))
 }

@@ -3,14 +3,16 @@
 //! The chain runs in llama.cpp's default order: penalties (repetition, frequency, presence),
 //! DRY ([`dry`]), top-k, top-p, min-p, temperature, then a draw. Temperature 0 (or below) is
 //! greedy: the highest logit wins, the lowest id on ties, after the penalties.
+//!
+//! The draw's random number is a counter-based hash of (seed, the token's index in the reply)
+//! ([`draw_bits`]) rather than a stream: the GPU's sampling kernel (see
+//! [`crate::kernels::LlmKernels::sample`]) gets the same number for the same token without any
+//! state shared with the CPU, so a seed gives the same tokens wherever the choice is made.
 
 pub mod dry;
 
 use std::collections::HashMap;
 use std::sync::Arc;
-
-use rand_chacha::ChaCha8Rng;
-use rand_core::{RngCore, SeedableRng};
 
 pub use dry::{DryParams, SequenceBreakers};
 
@@ -69,6 +71,15 @@ impl SamplingParams {
         self.temperature <= 0.0 && !self.has_penalties() && !self.dry.is_enabled()
     }
 
+    /// Whether the GPU's sampling kernel can make the choice (no DRY, whose match search
+    /// stays on the CPU; top-k within [`DEVICE_MAX_TOP_K`] when sampling, as the kernel sorts
+    /// that many candidates; a penalty window within [`DEVICE_MAX_PENALTY_WINDOW`]).
+    pub fn fits_device(&self) -> bool {
+        let top_k_fits = self.temperature <= 0.0 || (1..=DEVICE_MAX_TOP_K).contains(&self.top_k);
+        let window_fits = !self.has_penalties() || self.repeat_last_n <= DEVICE_MAX_PENALTY_WINDOW;
+        !self.dry.is_enabled() && top_k_fits && window_fits
+    }
+
     pub fn validate(&self) -> Result<()> {
         let bad = |what: &str| Err(LlmError::BadRequest(what.to_string()));
         if !self.temperature.is_finite() {
@@ -97,12 +108,39 @@ impl SamplingParams {
     }
 }
 
+/// Most candidates the GPU's sampling kernel sorts: top-k above this (or 0, all) samples on
+/// the CPU from logits read back.
+pub const DEVICE_MAX_TOP_K: usize = 128;
+
+/// Longest penalty window (`repeat_last_n`) the GPU applies penalties over (each recent token
+/// counts its repeats across the window).
+pub const DEVICE_MAX_PENALTY_WINDOW: usize = 1024;
+
+/// The random bits of the draw for token `step` (its index in the reply) under `seed`: PCG's
+/// hash (Jarzynski and Olano, "Hash Functions for GPU Rendering", 2020) chained over the seed's
+/// halves and the step.
+pub fn draw_bits(seed: u64, step: u32) -> u32 {
+    pcg_hash(step ^ pcg_hash(seed as u32 ^ pcg_hash((seed >> 32) as u32)))
+}
+
+fn pcg_hash(input: u32) -> u32 {
+    let state = input.wrapping_mul(747_796_405).wrapping_add(2_891_336_453);
+    let word = ((state >> ((state >> 28) + 4)) ^ state).wrapping_mul(277_803_737);
+    (word >> 22) ^ word
+}
+
+/// The draw in [0, 1) from [`draw_bits`]: 24 bits, exact in f32 (the kernel divides the same way).
+pub fn unit_draw(bits: u32) -> f32 {
+    (bits >> 8) as f32 / (1u32 << 24) as f32
+}
+
 /// A seeded sampler: the same seed, logits and history give the same tokens on every platform.
 pub struct Sampler {
     params: SamplingParams,
     /// DRY's sequence breakers as token sequences.
     breakers: Arc<SequenceBreakers>,
-    rng: ChaCha8Rng,
+    /// Index in the reply of the next token chosen: the draw's counter.
+    step: u32,
 }
 
 impl Sampler {
@@ -120,8 +158,17 @@ impl Sampler {
     /// ([`SequenceBreakers::from_strings`]).
     pub fn with_breakers(params: SamplingParams, breakers: Arc<SequenceBreakers>) -> Result<Self> {
         params.validate()?;
-        let rng = ChaCha8Rng::seed_from_u64(params.seed);
-        Ok(Self { params, breakers, rng })
+        Ok(Self { params, breakers, step: 0 })
+    }
+
+    /// Index in the reply of the next token [`Self::sample`] chooses.
+    pub fn step(&self) -> u32 {
+        self.step
+    }
+
+    /// The next `count` tokens were chosen elsewhere (on the device): later draws follow them.
+    pub fn skip(&mut self, count: u32) {
+        self.step = self.step.wrapping_add(count);
     }
 
     pub fn params(&self) -> &SamplingParams {
@@ -133,71 +180,96 @@ impl Sampler {
     pub fn sample(&mut self, logits: &mut [f32], history: &[u32]) -> u32 {
         let p = &self.params;
         if p.has_penalties() {
-            apply_penalties(p, logits, &history[history.len().saturating_sub(p.repeat_last_n)..]);
+            apply_penalties(logits, &history[history.len().saturating_sub(p.repeat_last_n)..], p.repeat_penalty, p.frequency_penalty, p.presence_penalty);
         }
         dry::apply(&p.dry, &self.breakers, logits, history);
-        if p.temperature <= 0.0 {
-            return argmax(logits);
-        }
-
-        // Candidates sorted by logit, highest first (ties: lower id first).
-        let mut candidates: Vec<(u32, f32)> =
-            logits.iter().enumerate().filter(|(_, l)| !l.is_nan()).map(|(i, &l)| (i as u32, l)).collect();
-        let keep = if p.top_k > 0 { p.top_k.min(candidates.len()) } else { candidates.len() };
-        if keep < candidates.len() {
-            candidates.select_nth_unstable_by(keep - 1, |a, b| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0)));
-            candidates.truncate(keep);
-        }
-        candidates.sort_unstable_by(|a, b| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0)));
-        if candidates.is_empty() {
-            return 0;
-        }
-
-        // Probabilities at temperature 1 for top-p and min-p, as llama.cpp does.
-        let probs = softmax(candidates.iter().map(|c| c.1), 1.0);
-        if p.top_p < 1.0 {
-            let mut cumulative = 0.0;
-            let mut cut = candidates.len();
-            for (i, prob) in probs.iter().enumerate() {
-                cumulative += prob;
-                if cumulative >= p.top_p {
-                    cut = i + 1;
-                    break;
-                }
-            }
-            candidates.truncate(cut);
-        }
-        if p.min_p > 0.0 {
-            let threshold = probs[0] * p.min_p;
-            let cut = probs.iter().take(candidates.len()).take_while(|&&prob| prob >= threshold).count().max(1);
-            candidates.truncate(cut);
-        }
-
-        let probs = softmax(candidates.iter().map(|c| c.1), p.temperature);
-        let draw = (self.rng.next_u32() >> 8) as f32 / (1u32 << 24) as f32;
-        let mut cumulative = 0.0;
-        for (c, prob) in candidates.iter().zip(&probs) {
-            cumulative += prob;
-            if draw < cumulative {
-                return c.0;
-            }
-        }
-        candidates[candidates.len() - 1].0
+        let bits = draw_bits(p.seed, self.step);
+        self.step = self.step.wrapping_add(1);
+        pick(logits, Cuts::of(p), bits)
     }
+}
+
+/// What [`pick`] keeps of the candidates and how it draws (see [`SamplingParams`]).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Cuts {
+    /// 0 or below: greedy.
+    pub temperature: f32,
+    /// 0 keeps all.
+    pub top_k: usize,
+    pub top_p: f32,
+    pub min_p: f32,
+}
+
+impl Cuts {
+    pub fn of(p: &SamplingParams) -> Self {
+        Self { temperature: p.temperature, top_k: p.top_k, top_p: p.top_p, min_p: p.min_p }
+    }
+}
+
+/// Choose a token from `logits` (penalties already applied): greedy when `cuts.temperature` ≤ 0,
+/// else top-k, top-p, min-p and a draw at the temperature with [`unit_draw`]`(bits)`. The GPU's
+/// sampling kernel follows the same steps in the same order.
+pub fn pick(logits: &[f32], cuts: Cuts, bits: u32) -> u32 {
+    if cuts.temperature <= 0.0 {
+        return argmax(logits);
+    }
+
+    // Candidates sorted by logit, highest first (ties: lower id first).
+    let mut candidates: Vec<(u32, f32)> = logits.iter().enumerate().filter(|(_, l)| !l.is_nan()).map(|(i, &l)| (i as u32, l)).collect();
+    let keep = if cuts.top_k > 0 { cuts.top_k.min(candidates.len()) } else { candidates.len() };
+    if keep == 0 {
+        return 0;
+    }
+    if keep < candidates.len() {
+        candidates.select_nth_unstable_by(keep - 1, |a, b| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0)));
+        candidates.truncate(keep);
+    }
+    candidates.sort_unstable_by(|a, b| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0)));
+
+    // Probabilities at temperature 1 for top-p and min-p, as llama.cpp does.
+    let probs = softmax(candidates.iter().map(|c| c.1), 1.0);
+    if cuts.top_p < 1.0 {
+        let mut cumulative = 0.0;
+        let mut cut = candidates.len();
+        for (i, prob) in probs.iter().enumerate() {
+            cumulative += prob;
+            if cumulative >= cuts.top_p {
+                cut = i + 1;
+                break;
+            }
+        }
+        candidates.truncate(cut);
+    }
+    if cuts.min_p > 0.0 {
+        let threshold = probs[0] * cuts.min_p;
+        let cut = probs.iter().take(candidates.len()).take_while(|&&prob| prob >= threshold).count().max(1);
+        candidates.truncate(cut);
+    }
+
+    let probs = softmax(candidates.iter().map(|c| c.1), cuts.temperature);
+    let draw = unit_draw(bits);
+    let mut cumulative = 0.0;
+    for (c, prob) in candidates.iter().zip(&probs) {
+        cumulative += prob;
+        if draw < cumulative {
+            return c.0;
+        }
+    }
+    candidates[candidates.len() - 1].0
 }
 
 /// Repetition, frequency and presence penalties on the tokens of `recent`, as llama.cpp's
 /// `penalties` sampler: the repetition penalty divides a positive logit (multiplies a negative
 /// one), then `count · frequency + presence` is subtracted.
-fn apply_penalties(p: &SamplingParams, logits: &mut [f32], recent: &[u32]) {
+pub fn apply_penalties(logits: &mut [f32], recent: &[u32], repeat: f32, frequency: f32, presence: f32) {
     let mut counts: HashMap<u32, u32> = HashMap::new();
     for &id in recent {
         *counts.entry(id).or_insert(0) += 1;
     }
     for (id, count) in counts {
         if let Some(l) = logits.get_mut(id as usize) {
-            *l = if *l > 0.0 { *l / p.repeat_penalty } else { *l * p.repeat_penalty };
-            *l -= count as f32 * p.frequency_penalty + p.presence_penalty;
+            *l = if *l > 0.0 { *l / repeat } else { *l * repeat };
+            *l -= count as f32 * frequency + presence;
         }
     }
 }

@@ -101,3 +101,132 @@ fn gpu_decode_needs_few_dispatches_and_no_logits_readback() {
     assert_eq!(stats.prefill_work.readbacks, 1);
     assert_eq!(stats.prefill_work.readback_bytes, (vocab * 4) as u64);
 }
+
+/// Temperature, top-k/p, min-p and all three penalties: what the device's sampling kernel does.
+fn sampled(max_tokens: usize, seed: u64) -> GenerateOptions {
+    let sampling = SamplingParams {
+        temperature: 0.9,
+        top_k: 20,
+        top_p: 0.95,
+        min_p: 0.02,
+        repeat_penalty: 1.3,
+        presence_penalty: 0.2,
+        frequency_penalty: 0.1,
+        repeat_last_n: 8,
+        seed,
+        ..Default::default()
+    };
+    GenerateOptions { max_tokens, sampling, ignore_eos: true, cache_prompt: false }
+}
+
+/// The tokens `pick` may return from `logits` (penalties applied) under `cuts`, worked out here
+/// from the definitions: the `top_k` best (lower id first on ties), the shortest head reaching
+/// `top_p`, those at least `min_p` times as likely as the best.
+fn allowed(logits: &[f32], cuts: llm::sampler::Cuts) -> Vec<u32> {
+    let mut order: Vec<u32> = (0..logits.len() as u32).collect();
+    order.sort_by(|&a, &b| logits[b as usize].total_cmp(&logits[a as usize]).then(a.cmp(&b)));
+    order.truncate(cuts.top_k);
+    let top = logits[order[0] as usize];
+    let weights: Vec<f64> = order.iter().map(|&t| ((logits[t as usize] - top) as f64).exp()).collect();
+    let total: f64 = weights.iter().sum();
+    let mut kept = weights.len();
+    if cuts.top_p < 1.0 {
+        let mut cumulative = 0.0;
+        for (i, w) in weights.iter().enumerate() {
+            cumulative += w / total;
+            if cumulative >= cuts.top_p as f64 {
+                kept = i + 1;
+                break;
+            }
+        }
+    }
+    let kept = weights[..kept].iter().take_while(|&&w| w >= cuts.min_p as f64).count().max(1);
+    order[..kept].to_vec()
+}
+
+#[test]
+fn device_sampling_repeats_with_a_seed_and_stays_inside_the_cpu_sets() {
+    for (name, device) in common::devices() {
+        let mut g = generator(&device);
+        let prompt = g.encode_raw("the quick brown fox").unwrap();
+        g.set_lookahead(Lookahead::Fixed(3));
+        let first = generate(&mut g, &prompt, sampled(8, 11), None);
+        let decode = g.stats().decode_work;
+        // Sampling on the device reads ids, never logits: 7 decoded tokens in three reads.
+        assert_eq!(decode.readbacks, 3, "{name}: {decode:?}");
+        assert!(decode.readback_bytes <= 7 * 8, "{name}: {decode:?}");
+        g.set_lookahead(Lookahead::Fixed(1));
+        assert_eq!(generate(&mut g, &prompt, sampled(8, 11), None), first, "{name}: same seed, one step per read");
+        let others: Vec<Vec<u32>> = (12..15).map(|seed| generate(&mut g, &prompt, sampled(8, seed), None)).collect();
+        assert!(others.iter().any(|o| o != &first), "{name}: four seeds gave the same tokens");
+
+        // Replay step by step with the logits read back: every token the device chose lies in
+        // the set the CPU computes from the same logits after the same penalties, and is the
+        // CPU sampler's own choice for the same draw.
+        let p = sampled(8, 11).sampling;
+        let cuts = llm::sampler::Cuts::of(&p);
+        let mut cache = g.model().new_cache(64);
+        let mut history = prompt.clone();
+        let mut input = prompt.clone();
+        for (step, &token) in first.iter().enumerate() {
+            let mut logits = g.model().forward(&input, &mut cache, false).unwrap().into_data().try_to_vec::<f32>().unwrap();
+            let recent = &history[history.len().saturating_sub(p.repeat_last_n)..];
+            llm::sampler::apply_penalties(&mut logits, recent, p.repeat_penalty, p.frequency_penalty, p.presence_penalty);
+            let set = allowed(&logits, cuts);
+            assert!(set.contains(&token), "{name}: step {step} chose {token}, outside {set:?}");
+            assert_eq!(llm::sampler::pick(&logits, cuts, llm::sampler::draw_bits(p.seed, step as u32)), token, "{name}: step {step}");
+            history.push(token);
+            input = vec![token];
+        }
+    }
+}
+
+#[test]
+fn device_top_k_one_is_greedy() {
+    let device = common::device();
+    let mut g = generator(&device);
+    let prompt = g.encode_raw("the quick brown fox").unwrap();
+    let want = stepwise(&g, &prompt, 6);
+    g.set_lookahead(Lookahead::Fixed(3));
+    for seed in [1, 2] {
+        let options = GenerateOptions { sampling: SamplingParams { temperature: 1.5, top_k: 1, seed, ..Default::default() }, ..greedy(6) };
+        assert_eq!(generate(&mut g, &prompt, options, None), want, "seed {seed}");
+        assert_eq!(g.stats().decode_work.readback_bytes, 5 * 4, "ids only: {:?}", g.stats().decode_work);
+    }
+}
+
+#[test]
+fn the_sampling_kernel_chooses_as_the_cpu_sampler_does() {
+    use burn::tensor::{Int, Tensor, TensorData};
+    use llm::ops::TokenChoice;
+    use llm::sampler::{Cuts, apply_penalties, draw_bits, pick};
+
+    let device = common::device();
+    // 300 logits in 101 distinct values (ties everywhere), one NaN, one -inf.
+    let mut logits: Vec<f32> = (0..300).map(|i| ((i * 37) % 101) as f32 * 0.05).collect();
+    logits[7] = f32::NAN;
+    logits[8] = f32::NEG_INFINITY;
+    let history: Vec<i32> = vec![100, 63, 100, 5, 63, 100, 0, 0];
+    let settings = [
+        (Cuts { temperature: 0.7, top_k: 10, top_p: 0.9, min_p: 0.05 }, 1.3, 0.1, 0.2, 6),
+        (Cuts { temperature: 1.3, top_k: 128, top_p: 1.0, min_p: 0.0 }, 1.0, 0.0, 0.0, 0),
+        (Cuts { temperature: 2.0, top_k: 40, top_p: 0.5, min_p: 0.0 }, 0.8, 0.5, -0.3, 6),
+        (Cuts { temperature: 0.0, top_k: 40, top_p: 1.0, min_p: 0.0 }, 2.0, 0.3, 0.0, 6),
+    ];
+    for (cuts, repeat_penalty, frequency_penalty, presence_penalty, window) in settings {
+        let mut penalised = logits.clone();
+        let recent: Vec<u32> = history[6 - window..6].iter().map(|&t| t as u32).collect();
+        apply_penalties(&mut penalised, &recent, repeat_penalty, frequency_penalty, presence_penalty);
+        for step in 0..24 {
+            let draw = draw_bits(99, step);
+            let choice = TokenChoice { cuts, repeat_penalty, frequency_penalty, presence_penalty, window, position: 6, draw };
+            let on_device = Tensor::<2>::from_data(TensorData::new(logits.clone(), [1, 300]), &device);
+            let held = Tensor::<1, Int>::from_data(TensorData::new(history.clone(), [8]), &device);
+            let (ids, held) = llm::ops::sample(on_device, held, choice);
+            let id = ids.into_data().iter::<i64>().next().unwrap();
+            let written = held.into_data().iter::<i64>().nth(6).unwrap();
+            assert_eq!(id, pick(&penalised, cuts, draw) as i64, "{cuts:?}, step {step}");
+            assert_eq!(written, id, "the history holds the choice");
+        }
+    }
+}

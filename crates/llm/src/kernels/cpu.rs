@@ -12,7 +12,7 @@ use burn::tensor::{Shape, TensorData};
 use burn_flex::{Flex, FlexTensor};
 use cpu_kernels::{AttnShape, Q8Activations, QuantMatrix};
 
-use super::{Heads, LlmKernels, Projection, QuantLayout};
+use super::{Heads, LlmKernels, Projection, QuantLayout, TokenChoice};
 
 /// The tensor with its values in one contiguous run from offset 0.
 fn dense(t: FlexTensor) -> FlexTensor {
@@ -264,5 +264,22 @@ impl LlmKernels for Flex {
         cpu_kernels::attention_window(f32s(&q), f32s(&k_cache), f32s(&v_cache), start, shape, h.window, &mut out)
             .unwrap_or_else(|e| panic!("attention: {e}"));
         tensor(out, vec![t, width])
+    }
+
+    fn sample(logits: FloatTensor<Self>, history: IntTensor<Self>, choice: TokenChoice) -> (IntTensor<Self>, IntTensor<Self>) {
+        let logits = dense(logits);
+        // Written in place: the generator hands over its only reference to the history.
+        let mut history = dense(history);
+        let TokenChoice { cuts, repeat_penalty, frequency_penalty, presence_penalty, window, position, draw } = choice;
+        let ids = history.storage_mut::<i32>();
+        assert!(position < ids.len() && window <= position, "the history holds {} tokens", ids.len());
+        let mut values = f32s(&logits).to_vec();
+        if window > 0 {
+            let recent: Vec<u32> = ids[position - window..position].iter().map(|&id| id as u32).collect();
+            crate::sampler::apply_penalties(&mut values, &recent, repeat_penalty, frequency_penalty, presence_penalty);
+        }
+        let chosen = crate::sampler::pick(&values, cuts, draw) as i32;
+        ids[position] = chosen;
+        (FlexTensor::from_data(TensorData::new(vec![chosen], Shape::from(vec![1]))), history)
     }
 }

@@ -67,6 +67,22 @@ pub enum Projection {
     GeGlu,
 }
 
+/// How [`LlmKernels::sample`] chooses a token: the steps of [`crate::sampler::Sampler::sample`]
+/// without DRY, for the token at `position` of the history.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct TokenChoice {
+    pub cuts: crate::sampler::Cuts,
+    pub repeat_penalty: f32,
+    pub frequency_penalty: f32,
+    pub presence_penalty: f32,
+    /// How many tokens before `position` the penalties look at (0: none).
+    pub window: usize,
+    /// Where the chosen id is written in the history: the count of tokens before it.
+    pub position: usize,
+    /// [`crate::sampler::draw_bits`] for this token.
+    pub draw: u32,
+}
+
 /// Operations of the forward pass on a backend's own tensors.
 #[backend_extension(Cube: cfg(any(feature = "wgpu", feature = "webgpu")), Flex: cfg(feature = "cpu"))]
 pub trait LlmKernels: Backend {
@@ -153,4 +169,11 @@ pub trait LlmKernels: Backend {
         start: usize,
         heads: Heads,
     ) -> (FloatTensor<Self>, FloatTensor<Self>, FloatTensor<Self>);
+
+    /// Choose the next token from `logits [1, vocab]` on the device: penalties over
+    /// `history[position - window..position]` (ids, i32), then [`crate::sampler::pick`]'s steps
+    /// with `choice.draw`. The id is written to `history[position]` and returned as `ids [1]`
+    /// (what the next step's embedding look-up reads); returns the ids and the history.
+    /// `choice.cuts.top_k` must be in `1..=`[`crate::sampler::DEVICE_MAX_TOP_K`] when sampling.
+    fn sample(logits: FloatTensor<Self>, history: IntTensor<Self>, choice: TokenChoice) -> (IntTensor<Self>, IntTensor<Self>);
 }
