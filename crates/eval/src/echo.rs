@@ -4,17 +4,13 @@
 //! the DRY sampler is meant to break. Each condition is the engine's role-play sampling
 //! defaults with some settings overridden (DRY off, greedy, ...).
 
-use std::path::Path;
-use std::time::Instant;
-
 use engine::ReplyOptions;
 use serde::Deserialize;
 use serde_json::{Value, json};
 
-use super::bad;
-use super::Report;
-use super::scripted_chat::ChatRunner;
-use crate::CliError;
+use memory::TextEmbedder;
+
+use crate::{ChatRunner, Limits, Report, Result, bad};
 
 #[derive(Deserialize)]
 struct EchoSet {
@@ -66,13 +62,13 @@ impl DemoCard {
         if self.spec == "v2" {
             json!({ "spec": "chara_card_v2", "spec_version": "2.0", "data": self.data })
         } else {
-            super::v3_card(&self.data)
+            crate::v3_card(&self.data)
         }
     }
 }
 
 /// The condition's reply options: the engine's defaults with the overrides applied.
-fn reply_options(condition: &Condition, max_tokens: usize) -> Result<ReplyOptions, CliError> {
+fn reply_options(condition: &Condition, max_tokens: usize) -> Result<ReplyOptions> {
     let mut options = ReplyOptions { max_tokens, ..ReplyOptions::default() };
     let s = &mut options.sampling;
     for (key, value) in &condition.overrides {
@@ -111,13 +107,12 @@ fn describe(options: &ReplyOptions) -> String {
 }
 
 /// Run an echo set: every condition over every chat (and seed), one table row per condition.
-pub(crate) fn run_set(runner: &mut ChatRunner, value: &Value, base: &Path, limit: Option<usize>, transcript: &mut Vec<Value>) -> Result<Report, CliError> {
+pub(crate) async fn run_set<E: TextEmbedder>(runner: &mut ChatRunner<'_, E>, value: &Value, read_file: &dyn Fn(&str) -> Result<String>, limits: Limits, transcript: &mut Vec<Value>) -> Result<Report> {
     let set: EchoSet = serde_json::from_value(value.clone()).map_err(|e| bad(format!("echo set: {e}")))?;
-    let cards_path = base.join(&set.cards);
-    let cards_text = std::fs::read_to_string(&cards_path).map_err(|e| bad(format!("cannot read {}: {e}", cards_path.display())))?;
-    let cards: Vec<DemoCard> = serde_json::from_str(&cards_text).map_err(|e| bad(format!("{}: {e}", cards_path.display())))?;
-    let chats = &set.chats[..limit.unwrap_or(usize::MAX).min(set.chats.len())];
-    let started = Instant::now();
+    let cards_text = read_file(&set.cards)?;
+    let cards: Vec<DemoCard> = serde_json::from_str(&cards_text).map_err(|e| bad(format!("{}: {e}", set.cards)))?;
+    let chats = limits.chats(&set.chats);
+    let started = web_time::Instant::now();
     let mut rows = Vec::new();
     let mut notes = Vec::new();
     for condition in &set.conditions {
@@ -130,13 +125,13 @@ pub(crate) fn run_set(runner: &mut ChatRunner, value: &Value, base: &Path, limit
             options.sampling.seed = seed;
             for case in chats {
                 let card = cards.iter().find(|c| c.id == case.character).ok_or_else(|| bad(format!("chat {}: no demo card {:?}", case.id, case.character)))?;
-                runner.reset()?;
-                let character = runner.import_card(&serde_json::to_vec(&card.card_json()).map_err(bad)?)?;
-                let session = runner.start(&character, &case.user_name, case.greeting)?;
+                runner.reset().await?;
+                let character = runner.import_card(&serde_json::to_vec(&card.card_json()).map_err(bad)?).await?;
+                let session = runner.start(&character, &case.user_name, case.greeting).await?;
                 let greeting = session.messages.first().map(|m| m.raw.clone()).unwrap_or_default();
                 let mut sources = vec![runner.tokens(&greeting)?];
-                for (turn, text) in case.turns.iter().enumerate() {
-                    let Some(reply) = runner.send(&session.id, text, &options)? else {
+                for (turn, text) in limits.turns(&case.turns).iter().enumerate() {
+                    let Some(reply) = runner.send(&session.id, text, &options).await? else {
                         empty += 1;
                         continue;
                     };
@@ -154,7 +149,7 @@ pub(crate) fn run_set(runner: &mut ChatRunner, value: &Value, base: &Path, limit
                 }
             }
         }
-        eprintln!("{}: echo rate {:.2} over {} replies ({:.0} s so far)", condition.name, tally.rate(), tally.replies, started.elapsed().as_secs_f64());
+        runner.report_progress(&format!("{}: echo rate {:.2} over {} replies ({:.0} s so far)", condition.name, tally.rate(), tally.replies, started.elapsed().as_secs_f64()));
         rows.push(vec![
             condition.name.clone(),
             tally.replies.to_string(),
@@ -166,21 +161,22 @@ pub(crate) fn run_set(runner: &mut ChatRunner, value: &Value, base: &Path, limit
         ]);
         notes.push(format!("- {}: {}{}", condition.name, describe(&options), if empty > 0 { format!("; {empty} empty replies left out") } else { String::new() }));
     }
-    let turns: usize = chats.iter().map(|c| c.turns.len()).sum();
+    let turns: usize = chats.iter().map(|c| limits.turns(&c.turns).len()).sum();
     notes.insert(
         0,
         format!(
             "Echo: the reply's longest run of tokens copied from the greeting or an earlier reply is longer than {} tokens. \
-             {} chats ({} user turns) with the demo characters, replies of at most {} tokens; sampled conditions run once per seed ({:?}). Took {:.0} s.\n",
+             {} chats ({} user turns) with the demo characters, replies of at most {} tokens; sampled conditions run once per seed ({:?}).\n",
             set.echo_tokens,
             chats.len(),
             turns,
             set.max_tokens,
             set.seeds,
-            started.elapsed().as_secs_f64()
         ),
     );
     Ok(Report {
+        set: String::new(),
+        seconds: 0.0,
         description: set.description,
         columns: ["Condition", "Replies", "Echo rate", "From the greeting", "Mean longest run", "Longest", "Mean reply tokens"].map(String::from).to_vec(),
         rows,

@@ -18,16 +18,15 @@
 //! model", "trained by" (a character in role has no use for them; a false alarm is possible).
 
 use std::collections::BTreeMap;
-use std::time::Instant;
 
 use engine::ReplyOptions;
 use llm::SamplingParams;
 use serde::Deserialize;
 use serde_json::{Value, json};
 
-use super::scripted_chat::ChatRunner;
-use super::{CaseChat, Report, bad, rate, v3_card};
-use crate::CliError;
+use memory::TextEmbedder;
+
+use crate::{CaseChat, ChatRunner, Limits, Report, Result, bad, rate, v3_card};
 
 #[derive(Deserialize)]
 struct MemorySet {
@@ -70,7 +69,7 @@ const LEAK_WORDS: &[&str] = &["ai", "assistant", "chatbot", "smollm", "gemma", "
 /// Phrases of the same kind.
 const LEAK_PHRASES: &[&str] = &["language model", "hugging face", "trained by", "artificial intelligence"];
 
-pub(super) fn leaks(reply: &str) -> bool {
+pub fn leaks(reply: &str) -> bool {
     let lower = reply.to_lowercase();
     let words: Vec<&str> = lower.split(|c: char| !c.is_alphanumeric()).collect();
     LEAK_WORDS.iter().any(|w| words.contains(w)) || LEAK_PHRASES.iter().any(|p| lower.contains(p))
@@ -92,31 +91,30 @@ fn contains(haystack: &str, needle: &str) -> bool {
     haystack.to_lowercase().contains(&needle.to_lowercase())
 }
 
-pub(crate) fn run_set(runner: &mut ChatRunner, value: &Value, limit: Option<usize>, transcript: &mut Vec<Value>) -> Result<Report, CliError> {
+pub(crate) async fn run_set<E: TextEmbedder>(runner: &mut ChatRunner<'_, E>, value: &Value, limits: Limits, transcript: &mut Vec<Value>) -> Result<Report> {
     let set: MemorySet = serde_json::from_value(value.clone()).map_err(|e| bad(format!("memory set: {e}")))?;
-    let chats = &set.chats[..limit.unwrap_or(usize::MAX).min(set.chats.len())];
+    let chats = limits.chats(&set.chats);
     let options = ReplyOptions { max_tokens: set.max_tokens, sampling: SamplingParams { temperature: 0.0, ..ReplyOptions::default().sampling } };
-    let started = Instant::now();
     let mut groups: BTreeMap<String, Tally> = BTreeMap::new();
     // Recall by how many turns lay between the fact and its question.
     let mut by_distance: BTreeMap<usize, (usize, usize)> = BTreeMap::new();
     let (mut replies, mut leaked) = (0, 0);
     for case in chats {
-        runner.reset()?;
-        let character = runner.import_card(&serde_json::to_vec(&v3_card(&case.chat.card)).map_err(bad)?)?;
+        runner.reset().await?;
+        let character = runner.import_card(&serde_json::to_vec(&v3_card(&case.chat.card)).map_err(bad)?).await?;
         if case.user_profile {
-            runner.update_character(&character, &json!({ "userProfile": true }))?;
+            runner.update_character(&character, &json!({ "userProfile": true })).await?;
         }
         for note in &case.pinned {
-            runner.pin(&character, note)?;
+            runner.pin(&character, note).await?;
         }
-        let session = runner.start(&character, &case.chat.user_name, 0)?;
+        let session = runner.start(&character, &case.chat.user_name, 0).await?;
         let mut count_reply = |text: &str| {
             replies += 1;
             leaked += usize::from(leaks(text));
         };
-        for text in &case.turns {
-            if let Some(reply) = runner.send(&session.id, text, &options)? {
+        for text in limits.turns(&case.turns) {
+            if let Some(reply) = runner.send(&session.id, text, &options).await? {
                 count_reply(&reply.text);
             }
         }
@@ -126,11 +124,11 @@ pub(crate) fn run_set(runner: &mut ChatRunner, value: &Value, limit: Option<usiz
             if q.options.len() < 2 {
                 return Err(bad(format!("chat {}: a question needs at least two options", case.chat.id)));
             }
-            let found = runner.search(&character, &q.ask, set.k)?;
-            let reply = runner.send(&session.id, &q.ask, &options)?.map(|m| m.text).unwrap_or_default();
+            let found = runner.search(&character, &q.ask, set.k).await?;
+            let reply = runner.send(&session.id, &q.ask, &options).await?.map(|m| m.text).unwrap_or_default();
             count_reply(&reply);
             let prompt = runner.last_prompt(&session.id).ok_or_else(|| bad("no prompt after a reply"))?;
-            let scores = runner.option_log_likelihoods(&prompt, &q.options)?;
+            let scores = runner.option_log_likelihoods(&prompt, &q.options).await?;
             let best = scores.iter().enumerate().max_by(|a, b| a.1.total_cmp(b.1)).map(|(i, _)| i);
             tally.questions += 1;
             tally.chance += 1.0 / q.options.len() as f64;
@@ -175,17 +173,18 @@ pub(crate) fn run_set(runner: &mut ChatRunner, value: &Value, limit: Option<usiz
         })
         .collect();
     let mut notes = vec![format!(
-        "Greedy replies of at most {} tokens, the engine's prompt and memory as the demo uses them ({}-token context). Identity leak: {leaked} of {replies} replies ({}). Took {:.0} s.",
+        "Greedy replies of at most {} tokens, the engine's prompt and memory as the demo uses them ({}-token context). Identity leak: {leaked} of {replies} replies ({}).",
         set.max_tokens,
         runner.context(),
         rate(leaked, replies),
-        started.elapsed().as_secs_f64()
     )];
     if !by_distance.is_empty() {
         let parts: Vec<String> = by_distance.iter().map(|(d, (n, hit))| format!("≤{d} turns: {}/{n}", hit)).collect();
         notes.push(format!("Retrieval recall@{k} of planted facts by distance: {}.", parts.join(", ")));
     }
     Ok(Report {
+        set: String::new(),
+        seconds: 0.0,
         description: set.description,
         columns: ["Group", "Questions", &format!("Retrieval recall@{k}"), "Answer in prompt", "Answer in reply", "Log-likelihood choice", "Chance"].iter().map(|s| s.to_string()).collect(),
         rows,

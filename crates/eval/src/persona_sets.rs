@@ -10,17 +10,16 @@
 //!   identity leak.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::time::Instant;
 
 use engine::ReplyOptions;
 use llm::SamplingParams;
 use serde::Deserialize;
 use serde_json::{Value, json};
 
-use super::memory_sets::leaks;
-use super::scripted_chat::ChatRunner;
-use super::{CaseChat, Report, bad, rate, v3_card};
-use crate::CliError;
+use memory::TextEmbedder;
+
+use crate::memory_sets::leaks;
+use crate::{CaseChat, ChatRunner, Limits, Report, Result, bad, rate, v3_card};
 
 #[derive(Deserialize)]
 struct PersonaSet {
@@ -74,24 +73,23 @@ fn adheres(message: &engine::Message, thoughts: bool) -> bool {
     }
 }
 
-pub(crate) fn run_set(runner: &mut ChatRunner, value: &Value, limit: Option<usize>, transcript: &mut Vec<Value>) -> Result<Report, CliError> {
+pub(crate) async fn run_set<E: TextEmbedder>(runner: &mut ChatRunner<'_, E>, value: &Value, limits: Limits, transcript: &mut Vec<Value>) -> Result<Report> {
     let set: PersonaSet = serde_json::from_value(value.clone()).map_err(|e| bad(format!("persona set: {e}")))?;
-    let chats = &set.chats[..limit.unwrap_or(usize::MAX).min(set.chats.len())];
+    let chats = limits.chats(&set.chats);
     let options = ReplyOptions { max_tokens: set.max_tokens, sampling: SamplingParams { temperature: 0.0, ..ReplyOptions::default().sampling } };
-    let started = Instant::now();
     let mut groups: BTreeMap<String, Tally> = BTreeMap::new();
     let (mut replies, mut leaked) = (0, 0);
     for case in chats {
         if !matches!(case.chat.group.as_str(), "lore" | "thoughts") {
             return Err(bad(format!("chat {}: unknown group {:?}", case.chat.id, case.chat.group)));
         }
-        runner.reset()?;
-        let character = runner.import_card(&serde_json::to_vec(&v3_card(&case.chat.card)).map_err(bad)?)?;
-        runner.update_character(&character, &json!({ "innerThoughts": { "enabled": case.thoughts } }))?;
-        let session = runner.start(&character, &case.chat.user_name, 0)?;
+        runner.reset().await?;
+        let character = runner.import_card(&serde_json::to_vec(&v3_card(&case.chat.card)).map_err(bad)?).await?;
+        runner.update_character(&character, &json!({ "innerThoughts": { "enabled": case.thoughts } })).await?;
+        let session = runner.start(&character, &case.chat.user_name, 0).await?;
         let tally = groups.entry(format!("{}{}", case.chat.group, if case.chat.group == "thoughts" { if case.thoughts { " on" } else { " off" } } else { "" })).or_default();
-        for turn in &case.turns {
-            let reply = runner.send(&session.id, &turn.say, &options)?;
+        for turn in limits.turns(&case.turns) {
+            let reply = runner.send(&session.id, &turn.say, &options).await?;
             let in_prompt: BTreeSet<String> = runner.last_lore(&session.id).into_iter().collect();
             let mut scored = json!({ "chat": case.chat.id, "group": case.chat.group, "say": turn.say, "reply": reply.as_ref().map(|m| m.raw.clone()) });
             if let Some(message) = &reply {
@@ -129,13 +127,14 @@ pub(crate) fn run_set(runner: &mut ChatRunner, value: &Value, limit: Option<usiz
         })
         .collect();
     let notes = vec![format!(
-        "Greedy replies of at most {} tokens ({}-token context). Identity leak: {leaked} of {replies} replies ({}). Took {:.0} s.",
+        "Greedy replies of at most {} tokens ({}-token context). Identity leak: {leaked} of {replies} replies ({}).",
         set.max_tokens,
         runner.context(),
         rate(leaked, replies),
-        started.elapsed().as_secs_f64()
     )];
     Ok(Report {
+        set: String::new(),
+        seconds: 0.0,
         description: set.description,
         columns: ["Group", "Replies", "Lore precision", "Lore recall", "Format adherence"].iter().map(|s| s.to_string()).collect(),
         rows,

@@ -1,40 +1,37 @@
 //! A chat driven by a script: the engine, a fresh memory and the model, as the demo wires them,
-//! for case sets that play conversations.
-
-use std::path::Path;
+//! for case sets that play conversations. Everything it stores is in memory and gone with it:
+//! the browser runs it beside a person's own chats without touching them.
 
 use engine::{ChatEngine, EngineSettings, InMemoryChatStore, Message, ReplyOptions, Session, TurnEvent};
 use llm::Generator;
-use llm::device::AdapterInfo;
-use memory::{Embedder, InMemoryStore, Memory, MemoryConfig};
+use memory::{InMemoryStore, Memory, MemoryConfig, TextEmbedder};
 
-use crate::{Backend, CliError, load};
+use crate::{EvalError, Result};
 
-pub(crate) struct ChatRunner {
-    model: Generator,
-    memory: Memory<Embedder, InMemoryStore>,
+pub struct ChatRunner<'m, E: TextEmbedder> {
+    model: &'m mut Generator,
+    memory: Memory<E, InMemoryStore>,
     chat: ChatEngine<InMemoryChatStore>,
-    adapter: AdapterInfo,
+    adapter: String,
+    progress: Box<dyn FnMut(&str) + 'm>,
 }
 
-fn read(path: &Path) -> Result<Vec<u8>, CliError> {
-    std::fs::read(path).map_err(|e| CliError::Eval(format!("cannot read {}: {e}", path.display())))
-}
-
-impl ChatRunner {
-    pub fn load(model: &Path, backend: Backend, context: usize, embedder: &Path) -> Result<Self, CliError> {
-        let (model, adapter, _) = load(model, backend, context)?;
-        let device = model.model().device().clone();
-        let embedder = Embedder::load(
-            &read(&embedder.join("model.safetensors"))?,
-            &read(&embedder.join("tokenizer.json"))?,
-            &read(&embedder.join("config.json"))?,
-            &device,
-        )
-        .map_err(engine::EngineError::from)?;
-        let memory = pollster::block_on(Memory::open(embedder, InMemoryStore::new(), MemoryConfig::default())).map_err(engine::EngineError::from)?;
+impl<'m, E: TextEmbedder> ChatRunner<'m, E> {
+    /// A runner over a loaded `model` and `embedder`; `adapter` names where they run ("llvmpipe
+    /// (cpu)" and the like) in the reports.
+    pub async fn new(model: &'m mut Generator, embedder: E, adapter: String) -> Result<Self> {
+        let memory = Memory::open(embedder, InMemoryStore::new(), MemoryConfig::default()).await?;
         let chat = ChatEngine::new(InMemoryChatStore::new(), EngineSettings::default());
-        Ok(Self { model, memory, chat, adapter })
+        Ok(Self { model, memory, chat, adapter, progress: Box::new(|_| {}) })
+    }
+
+    /// Where a long set reports how far it got (a line per condition, say).
+    pub fn on_progress(&mut self, progress: impl FnMut(&str) + 'm) {
+        self.progress = Box::new(progress);
+    }
+
+    pub(crate) fn report_progress(&mut self, line: &str) {
+        (self.progress)(line);
     }
 
     /// Largest prompt + reply, in tokens.
@@ -42,56 +39,53 @@ impl ChatRunner {
         self.model.context_length()
     }
 
-    /// "llvmpipe (cpu)" and the like.
-    pub fn adapter(&self) -> String {
-        self.adapter.summary()
+    pub fn adapter(&self) -> &str {
+        &self.adapter
     }
 
     /// Forget every character, chat and memory: each case starts from nothing.
-    pub fn reset(&mut self) -> Result<(), CliError> {
-        Ok(pollster::block_on(self.chat.wipe(&mut self.model, &mut self.memory))?)
+    pub async fn reset(&mut self) -> Result<()> {
+        Ok(self.chat.wipe(self.model, &mut self.memory).await?)
     }
 
     /// Import a card (JSON, PNG or CHARX bytes); its id.
-    pub fn import_card(&mut self, bytes: &[u8]) -> Result<String, CliError> {
-        Ok(pollster::block_on(self.chat.import_character(bytes))?.id)
+    pub async fn import_card(&mut self, bytes: &[u8]) -> Result<String> {
+        Ok(self.chat.import_character(bytes).await?.id)
     }
 
     /// A new chat with greeting number `greeting` (0: the card's first message).
-    pub fn start(&mut self, character_id: &str, user_name: &str, greeting: usize) -> Result<Session, CliError> {
-        Ok(pollster::block_on(self.chat.create_session(character_id, user_name, greeting))?)
+    pub async fn start(&mut self, character_id: &str, user_name: &str, greeting: usize) -> Result<Session> {
+        Ok(self.chat.create_session(character_id, user_name, greeting).await?)
     }
 
     /// Send the user's message and run the whole reply; the stored reply (`None` when the
     /// model wrote nothing).
-    pub fn send(&mut self, session_id: &str, text: &str, options: &ReplyOptions) -> Result<Option<Message>, CliError> {
-        pollster::block_on(async {
-            self.chat.begin_send(&mut self.model, session_id, text, options).await?;
-            let mut reply = None;
-            while let Some(event) = self.chat.next_event(&mut self.model, &mut self.memory).await? {
-                if let TurnEvent::Done { message, .. } = event {
-                    reply = message;
-                }
+    pub async fn send(&mut self, session_id: &str, text: &str, options: &ReplyOptions) -> Result<Option<Message>> {
+        self.chat.begin_send(self.model, session_id, text, options).await?;
+        let mut reply = None;
+        while let Some(event) = self.chat.next_event(self.model, &mut self.memory).await? {
+            if let TurnEvent::Done { message, .. } = event {
+                reply = message;
             }
-            Ok(reply)
-        })
+        }
+        Ok(reply)
     }
 
     /// Change a character as `characters.update` does (e.g. `{ "userProfile": true }`).
-    pub fn update_character(&mut self, id: &str, patch: &serde_json::Value) -> Result<(), CliError> {
-        pollster::block_on(self.chat.update_character(id, patch))?;
+    pub async fn update_character(&mut self, id: &str, patch: &serde_json::Value) -> Result<()> {
+        self.chat.update_character(id, patch).await?;
         Ok(())
     }
 
     /// A pinned note the character always keeps in mind ("always keep in mind" in the demo).
-    pub fn pin(&mut self, character_id: &str, text: &str) -> Result<(), CliError> {
-        pollster::block_on(self.memory.add(memory::NewMemory::new(character_id, memory::MemoryKind::PinnedNote, text))).map_err(engine::EngineError::from)?;
+    pub async fn pin(&mut self, character_id: &str, text: &str) -> Result<()> {
+        self.memory.add(memory::NewMemory::new(character_id, memory::MemoryKind::PinnedNote, text)).await?;
         Ok(())
     }
 
     /// The texts of the best `k` memories for `query`, as the engine's retrieval ranks them.
-    pub fn search(&mut self, character_id: &str, query: &str, k: usize) -> Result<Vec<String>, CliError> {
-        let hits = pollster::block_on(self.memory.search(memory::SearchQuery::new(character_id, query, k))).map_err(engine::EngineError::from)?;
+    pub async fn search(&mut self, character_id: &str, query: &str, k: usize) -> Result<Vec<String>> {
+        let hits = self.memory.search(memory::SearchQuery::new(character_id, query, k)).await?;
         Ok(hits.into_iter().map(|h| h.record.text).collect())
     }
 
@@ -107,25 +101,25 @@ impl ChatRunner {
 
     /// Mean log-probability per token of each option as the continuation of `prompt` (a
     /// rendered prompt, special tokens written as text): the model's preference between them.
-    pub fn option_log_likelihoods(&mut self, prompt: &str, options: &[String]) -> Result<Vec<f32>, CliError> {
-        let prompt_tokens = self.model.encode_raw(prompt).map_err(engine::EngineError::from)?;
+    pub async fn option_log_likelihoods(&mut self, prompt: &str, options: &[String]) -> Result<Vec<f32>> {
+        let prompt_tokens = self.model.encode_raw(prompt)?;
         let model = self.model.model();
         let longest = options.iter().map(|o| o.len()).max().unwrap_or(0) + 8;
         let mut cache = model.new_cache(prompt_tokens.len() + longest);
-        let last = rows(model.forward(&prompt_tokens, &mut cache, false).map_err(engine::EngineError::from)?.into_data().try_to_vec::<f32>())?;
+        let last = model.forward(&prompt_tokens, &mut cache, false)?.into_data_async().await.map_err(unreadable)?.try_into_vec::<f32>().map_err(unreadable)?;
         let mut scores = Vec::new();
         for option in options {
             let tokens = self.tokens(option)?;
             if tokens.is_empty() {
-                return Err(CliError::Eval(format!("option {option:?} has no tokens")));
+                return Err(EvalError::Case(format!("option {option:?} has no tokens")));
             }
             cache.truncate(prompt_tokens.len());
-            let option_logits = rows(model.forward(&tokens, &mut cache, true).map_err(engine::EngineError::from)?.into_data().try_to_vec::<f32>())?;
+            let option_logits = model.forward(&tokens, &mut cache, true)?.into_data_async().await.map_err(unreadable)?.try_into_vec::<f32>().map_err(unreadable)?;
             let vocab = last.len();
             // The first token's logits come from the prompt's last position, each next from the option's own.
             let mut total = 0.0;
             for (i, &t) in tokens.iter().enumerate() {
-                let logits = if i == 0 { &last[..] } else { &option_logits[(i - 1) * vocab..i * vocab] };
+                let logits = if i == 0 { &last[..] } else { option_logits.get((i - 1) * vocab..i * vocab).ok_or_else(|| EvalError::Case("fewer logits than tokens".into()))? };
                 total += log_softmax_at(logits, t as usize);
             }
             scores.push(total / tokens.len() as f32);
@@ -134,14 +128,14 @@ impl ChatRunner {
     }
 
     /// The model's tokens for `text` (as plain text: no special tokens).
-    pub fn tokens(&self, text: &str) -> Result<Vec<u32>, CliError> {
+    pub fn tokens(&self, text: &str) -> Result<Vec<u32>> {
         Ok(self.model.tokenizer().encode(text, false, false).map_err(llm::LlmError::from)?)
     }
 }
 
-/// Logits read back from the device, row after row.
-fn rows<E: std::fmt::Debug>(read: Result<Vec<f32>, E>) -> Result<Vec<f32>, CliError> {
-    read.map_err(|e| CliError::Eval(format!("reading logits: {e:?}")))
+/// Logits that could not be read back from the device.
+fn unreadable(e: impl std::fmt::Debug) -> EvalError {
+    EvalError::Device(format!("reading logits: {e:?}"))
 }
 
 /// log softmax(logits)[index], computed stably.

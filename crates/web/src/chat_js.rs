@@ -21,6 +21,8 @@ use crate::idb_store::IdbStore;
 use crate::memory_js::MemoryEngine;
 use crate::{Engine, OptionsJs, from_js, js_error, to_js};
 
+mod evaluate;
+
 fn engine_error(e: EngineError) -> JsValue {
     js_error(e.code(), &e.to_string())
 }

@@ -77,6 +77,13 @@ pub(crate) struct CountingEmbedder {
     texts: Cell<u64>,
 }
 
+impl CountingEmbedder {
+    /// The embedding model, once loaded (the browser's `confidant eval` run shares it).
+    pub(crate) fn shared(&self) -> Option<Rc<Embedder>> {
+        self.embedder.borrow().clone()
+    }
+}
+
 impl TextEmbedder for CountingEmbedder {
     async fn embed(&self, texts: &[&str]) -> memory::Result<Vec<Embedding>> {
         // A clone of the handle, so no RefCell borrow is held across the await.

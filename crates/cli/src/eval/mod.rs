@@ -1,30 +1,15 @@
-//! `confidant eval`: versioned, scripted case sets run through the chat engine exactly as the
-//! demo runs a chat (card import, prompt assembly, memories, sampling defaults), with a table
-//! printed per set and written to its own section of EVAL.md.
-//!
-//! A case set is one JSON file (`eval/cases/NAME-vVERSION.json`) with a header every set
-//! shares:
-//!
-//! ```json
-//! { "set": "echo", "version": 1, "kind": "echo", "description": "…", … }
-//! ```
-//!
-//! `kind` picks the runner ([`echo`], [`memory_sets`], [`persona_sets`]); the rest of the file is the runner's. A set's
-//! cases never change under the same version: a changed set is a new version, so numbers in
-//! EVAL.md stay comparable. EVAL.md keeps one section per set version and model, replaced when
-//! the same pair runs again and left alone otherwise.
-
-pub(crate) mod echo;
-mod memory_sets;
-mod persona_sets;
-mod scripted_chat;
+//! `confidant eval`: the case sets of crates/eval (versioned, scripted chats run through the
+//! chat engine as the demo runs a chat) on a model loaded from files, with a table printed per
+//! set and written to its own section of EVAL.md. EVAL.md keeps one section per set version and
+//! model, replaced when the same pair runs again and left alone otherwise.
 
 use std::path::{Path, PathBuf};
 
 use clap::Args;
-use serde::Deserialize;
+use evaluation::{ChatRunner, EvalError, Limits, Report};
+use memory::Embedder;
 
-use crate::{Backend, CliError};
+use crate::{Backend, CliError, load};
 
 #[derive(Args)]
 pub(crate) struct EvalArgs {
@@ -55,96 +40,73 @@ pub(crate) struct EvalArgs {
     /// Run only the first N chats of each set (a quick look; such a run is not written to EVAL.md).
     #[arg(long)]
     limit: Option<usize>,
+    /// Run only the first N user turns of each chat (a quick look, as --limit).
+    #[arg(long)]
+    turns: Option<usize>,
+    /// Print each set's report as one line of JSON (the browser's `engine.debug.evaluate`
+    /// returns the same) instead of the table.
+    #[arg(long)]
+    json: bool,
 }
 
-/// What every case-set file starts with.
-#[derive(Deserialize)]
-struct SetHeader {
-    set: String,
-    version: u32,
-    kind: String,
-}
-
-/// One table of results.
-pub(crate) struct Report {
-    pub description: String,
-    pub columns: Vec<String>,
-    pub rows: Vec<Vec<String>>,
-    /// Said under the table: settings, thresholds, how long it took.
-    pub notes: Vec<String>,
-}
-
-impl Report {
-    fn markdown(&self) -> String {
-        let mut out = String::new();
-        out.push_str(&format!("| {} |\n", self.columns.join(" | ")));
-        out.push_str(&format!("|{}\n", " --- |".repeat(self.columns.len())));
-        for row in &self.rows {
-            out.push_str(&format!("| {} |\n", row.join(" | ")));
+impl From<EvalError> for CliError {
+    fn from(e: EvalError) -> Self {
+        match e {
+            EvalError::Engine(e) => CliError::Engine(e),
+            EvalError::Llm(e) => CliError::Llm(e),
+            EvalError::Memory(e) => CliError::Engine(e.into()),
+            other => CliError::Eval(other.to_string()),
         }
-        out
     }
+}
+
+fn read_bytes(path: &Path) -> Result<Vec<u8>, CliError> {
+    std::fs::read(path).map_err(|e| CliError::Eval(format!("cannot read {}: {e}", path.display())))
 }
 
 pub(crate) fn eval(args: EvalArgs) -> Result<(), CliError> {
     let model_name = args.model.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default();
-    let mut runner = scripted_chat::ChatRunner::load(&args.model, args.backend, args.context, &args.embedder)?;
-    let mut transcript = Vec::new();
-    for path in &args.cases {
-        let text = read(path)?;
-        let value: serde_json::Value = serde_json::from_str(&text).map_err(|e| CliError::Eval(format!("{}: {e}", path.display())))?;
-        let header: SetHeader = serde_json::from_value(value.clone()).map_err(|e| CliError::Eval(format!("{}: {e}", path.display())))?;
-        let base = path.parent().unwrap_or(Path::new("."));
-        let report = match header.kind.as_str() {
-            "echo" => echo::run_set(&mut runner, &value, base, args.limit, &mut transcript)?,
-            "memory" => memory_sets::run_set(&mut runner, &value, args.limit, &mut transcript)?,
-            "persona" => persona_sets::run_set(&mut runner, &value, args.limit, &mut transcript)?,
-            other => return Err(CliError::Eval(format!("{}: unknown case-set kind {other:?}", path.display()))),
-        };
-        let set = format!("{}-v{}", header.set, header.version);
-        println!("\n{set} on {model_name} ({}):\n{}", runner.adapter(), report.markdown());
-        for note in &report.notes {
-            println!("{note}");
+    let (mut model, adapter, _) = load(&args.model, args.backend, args.context)?;
+    let device = model.model().device().clone();
+    let embedder = Embedder::load(
+        &read_bytes(&args.embedder.join("model.safetensors"))?,
+        &read_bytes(&args.embedder.join("tokenizer.json"))?,
+        &read_bytes(&args.embedder.join("config.json"))?,
+        &device,
+    )
+    .map_err(engine::EngineError::from)?;
+    let limits = Limits { chats: args.limit, turns: args.turns };
+    pollster::block_on(async {
+        let mut runner = ChatRunner::new(&mut model, embedder, adapter.summary()).await?;
+        runner.on_progress(|line| eprintln!("{line}"));
+        let mut transcript = Vec::new();
+        for path in &args.cases {
+            let text = read(path)?;
+            let base = path.parent().unwrap_or(Path::new(".")).to_path_buf();
+            let read_file = |relative: &str| read(&base.join(relative)).map_err(|e| EvalError::Case(e.to_string()));
+            let report = evaluation::run_case_set(&mut runner, &text, &read_file, limits, &mut transcript).await.map_err(|e| match e {
+                EvalError::Case(what) => CliError::Eval(format!("{}: {what}", path.display())),
+                other => other.into(),
+            })?;
+            if args.json {
+                println!("{}", serde_json::to_string(&report).map_err(|e| CliError::Eval(e.to_string()))?);
+            } else {
+                println!("\n{} on {model_name} ({}):\n{}", report.set, runner.adapter(), report.markdown());
+                for note in &report.notes {
+                    println!("{note}");
+                }
+            }
+            if !args.no_write && limits.is_none() {
+                write_section(&args.out, &report.set, &model_name, runner.adapter(), &report)?;
+                eprintln!("wrote the {} table for {model_name} to {}", report.set, args.out.display());
+            }
         }
-        if !args.no_write && args.limit.is_none() {
-            write_section(&args.out, &set, &model_name, &runner.adapter(), &report)?;
-            eprintln!("wrote the {set} table for {model_name} to {}", args.out.display());
+        if let Some(path) = &args.transcript {
+            let json = serde_json::to_string_pretty(&transcript).map_err(|e| CliError::Eval(e.to_string()))?;
+            std::fs::write(path, json).map_err(|e| CliError::Eval(format!("{}: {e}", path.display())))?;
         }
-    }
-    if let Some(path) = &args.transcript {
-        let json = serde_json::to_string_pretty(&transcript).map_err(|e| CliError::Eval(e.to_string()))?;
-        std::fs::write(path, json).map_err(|e| CliError::Eval(format!("{}: {e}", path.display())))?;
-    }
-    Ok(())
-}
-
-/// An error in a case set or its run.
-pub(crate) fn bad(what: impl std::fmt::Display) -> CliError {
-    CliError::Eval(what.to_string())
-}
-
-/// `n` of `of` as a rate with two decimals ("–" of nothing).
-fn rate(n: usize, of: usize) -> String {
-    if of == 0 { "–".into() } else { format!("{:.2}", n as f64 / of as f64) }
-}
-
-/// A V3 card file from a card's `data`, as the demo's card files are written.
-fn v3_card(data: &serde_json::Value) -> serde_json::Value {
-    let mut data = data.clone();
-    if let Some(map) = data.as_object_mut() {
-        map.entry("group_only_greetings").or_insert_with(|| serde_json::json!([]));
-    }
-    serde_json::json!({ "spec": "chara_card_v3", "spec_version": "3.0", "data": data })
-}
-
-/// What every scripted chat of a case set has: its id, its group in the table, the character's
-/// card (`data` of a V3 card) and the user's name.
-#[derive(Deserialize)]
-struct CaseChat {
-    id: String,
-    group: String,
-    card: serde_json::Value,
-    user_name: String,
+        Ok(())
+    })
 }
 
 fn read(path: &Path) -> Result<String, CliError> {
@@ -188,7 +150,7 @@ mod tests {
     use super::*;
 
     fn report(value: &str) -> Report {
-        Report { description: "What it measures.".into(), columns: vec!["A".into(), "B".into()], rows: vec![vec!["x".into(), value.into()]], notes: vec!["- a note".into()] }
+        Report { set: String::new(), seconds: 0.0, description: "What it measures.".into(), columns: vec!["A".into(), "B".into()], rows: vec![vec!["x".into(), value.into()]], notes: vec!["- a note".into()] }
     }
 
     #[test]
