@@ -345,7 +345,9 @@ test('journey: first visit, demo character, three turns, stop, regenerate, forge
 // The model picker: the site's built-in models (Gemma only where the build found its file), a
 // person's own GGUF copied into the browser, chosen, kept across a reload, switched back from and
 // deleted. The file is a small synthetic model (crates/llm/tests/synth), so this adds two loads
-// of under a megabyte and one of SmolLM2 from the browser's cache.
+// of under a megabyte and one of SmolLM2 from the browser's cache; then Gemma 3 270M (where
+// models/fetch.sh fetched it) is chosen, downloaded and gives a reply of 6 tokens on the CPU
+// (about 14 s more, most of it the reply's prompt), and SmolLM2 comes back.
 test('model picker: built-in models, a GGUF of ones own kept in the browser across a reload with its own chat template, switch back, delete', async () => {
   const { page } = h;
   await ensureApp();
@@ -412,6 +414,35 @@ test('model picker: built-in models, a GGUF of ones own kept in the browser acro
   assert.match(await choices(), /SmolLM2 135M Instruct.*In this browser/, 'the built-in model stays cached');
   await closeDialog();
   assert.deepEqual(modelRequests(reloadFrom), [], 'SmolLM2 came back from the browser');
+
+  // Gemma 3 270M, where the site serves it: downloaded when chosen, a reply of a few tokens in a
+  // chat with its family's turn markers (the file has no template), then SmolLM2 again.
+  if (existsSync(join(root, 'models/gemma-3-270m-Q4_K_M.gguf'))) {
+    const maxTokens = (await setMaxTokens(6)).max_tokens;
+    await openSettings();
+    await page.check('dialog[open] .model-choices input[value="builtin:gemma-3-270m"]');
+    await page.getByRole('button', { name: 'Use this model' }).click();
+    await page.waitForFunction(() => window.confidantDemo.app.model.ready || document.querySelector('dialog[open] button.primary')?.textContent === 'Download and continue', null, { timeout: 300_000 });
+    if (!(await page.evaluate(() => window.confidantDemo.app.model.ready))) await page.getByRole('button', { name: 'Download and continue' }).click();
+    await page.waitForFunction(() => window.confidantDemo.app.model.ready && window.confidantDemo.app.model.status.info?.model.arch === 'gemma3', null, { timeout: 300_000 });
+    assert.equal(await template(), 'gemma', "Gemma's turn markers stand in for the template the file lacks");
+    assert.ok(modelRequests(reloadFrom).includes('/models/gemma-3-270m-Q4_K_M.gguf'), 'Gemma was downloaded when chosen');
+    await closeDialog();
+    await page.click('.sidebar .nav-button');
+    await page.click('[data-demo="wren"] button');
+    await page.waitForSelector('.message.assistant .text');
+    const before = (await history()).length;
+    await send('Hello, who are you?');
+    const after = await history();
+    assert.equal(after.length, before + 2, 'a message and its reply');
+    assert.equal(after.at(-1).role, 'assistant');
+    await openSettings();
+    await page.check('dialog[open] .model-choices input[value="builtin:smollm2-135m"]');
+    await page.getByRole('button', { name: 'Use this model' }).click();
+    await page.waitForFunction(() => window.confidantDemo.app.model.ready && window.confidantDemo.app.model.status.info?.model.arch === 'llama');
+    await closeDialog();
+    await setMaxTokens(maxTokens);
+  }
 });
 
 test('mobile width and dark theme screenshots; a character with inner thoughts', async () => {
