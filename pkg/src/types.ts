@@ -257,6 +257,10 @@ export interface TokenWork {
   upload_bytes: number;
   readbacks: number;
   readback_bytes: number;
+  /** Of the reads, those during which the device had nothing else queued (it idled while the
+   *  engine waited). Decoding on a GPU queues the next steps before reading the last ones' ids,
+   *  so this is near 0 per decoded token. */
+  blocking_readbacks: number;
 }
 
 export interface Completion {

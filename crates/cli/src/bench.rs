@@ -22,9 +22,17 @@ pub(crate) struct BenchArgs {
     /// Runs; the median is reported.
     #[arg(long, default_value_t = 3)]
     repeats: usize,
-    /// Greedy decode steps queued on the GPU per read back of their ids (default: adaptive).
+    /// Decode steps queued on the GPU per read back of their ids, greedy or sampled (default:
+    /// adaptive).
     #[arg(long)]
     lookahead: Option<usize>,
+    /// Sample at this temperature (with top-p 0.95, min-p 0.05, seed 0) instead of greedy.
+    #[arg(long, default_value_t = 0.0)]
+    temperature: f32,
+    /// Top-k when sampling: 1 to 128 sample on the GPU; 0 (all) reads the logits back and
+    /// samples on the CPU.
+    #[arg(long, default_value_t = 40)]
+    top_k: usize,
     #[arg(long)]
     json: bool,
 }
@@ -44,6 +52,7 @@ fn work_json(w: DeviceWorkPerToken) -> serde_json::Value {
         "upload_bytes": w.upload_bytes,
         "readbacks": w.readbacks,
         "readback_bytes": w.readback_bytes,
+        "blocking_readbacks": w.blocking_readbacks,
     })
 }
 
@@ -67,10 +76,15 @@ pub(crate) fn bench(args: BenchArgs) -> Result<(), LlmError> {
 
     let (mut prefill, mut decode) = (Vec::new(), Vec::new());
     // One warm-up run compiles every shader; it is not counted.
+    let sampling = if args.temperature > 0.0 {
+        SamplingParams { temperature: args.temperature, top_k: args.top_k, ..SamplingParams::default() }
+    } else {
+        SamplingParams::greedy()
+    };
     for run in 0..=args.repeats {
         let options = GenerateOptions {
             max_tokens: args.decode_tokens,
-            sampling: SamplingParams::greedy(),
+            sampling: sampling.clone(),
             ignore_eos: true,
             cache_prompt: false,
         };
@@ -96,6 +110,7 @@ pub(crate) fn bench(args: BenchArgs) -> Result<(), LlmError> {
         "decode_tokens": args.decode_tokens,
         "lookahead": args.lookahead.map_or_else(|| "adaptive".to_string(), |n| n.to_string()),
         "repeats": args.repeats,
+        "sampling": if sampling.temperature > 0.0 { json!({ "temperature": sampling.temperature, "top_k": sampling.top_k, "top_p": sampling.top_p, "min_p": sampling.min_p }) } else { json!("greedy") },
         "prefill_tok_s": median(&mut prefill),
         "decode_tok_s": median(&mut decode),
         "peak_device_bytes": peak,

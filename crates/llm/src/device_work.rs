@@ -25,6 +25,9 @@ pub struct DeviceWork {
     /// Reads back to the host that the generator waits for.
     pub readbacks: u64,
     pub readback_bytes: u64,
+    /// Those of the reads during which the device had nothing else queued: it idles while the
+    /// host waits. A read of a decode burst awaited after the next burst went in does not count.
+    pub blocking_readbacks: u64,
 }
 
 impl DeviceWork {
@@ -36,6 +39,7 @@ impl DeviceWork {
             upload_bytes: self.upload_bytes - earlier.upload_bytes,
             readbacks: self.readbacks - earlier.readbacks,
             readback_bytes: self.readback_bytes - earlier.readback_bytes,
+            blocking_readbacks: self.blocking_readbacks - earlier.blocking_readbacks,
         }
     }
 
@@ -45,6 +49,7 @@ impl DeviceWork {
         self.upload_bytes += other.upload_bytes;
         self.readbacks += other.readbacks;
         self.readback_bytes += other.readback_bytes;
+        self.blocking_readbacks += other.blocking_readbacks;
     }
 
     /// Each count divided by `tokens` (zeros for no tokens).
@@ -56,6 +61,7 @@ impl DeviceWork {
             upload_bytes: per(self.upload_bytes),
             readbacks: per(self.readbacks),
             readback_bytes: per(self.readback_bytes),
+            blocking_readbacks: per(self.blocking_readbacks),
         }
     }
 }
@@ -68,10 +74,11 @@ pub struct DeviceWorkPerToken {
     pub upload_bytes: f64,
     pub readbacks: f64,
     pub readback_bytes: f64,
+    pub blocking_readbacks: f64,
 }
 
 thread_local! {
-    static COUNTS: Cell<DeviceWork> = const { Cell::new(DeviceWork { dispatches: 0, uploads: 0, upload_bytes: 0, readbacks: 0, readback_bytes: 0 }) };
+    static COUNTS: Cell<DeviceWork> = const { Cell::new(DeviceWork { dispatches: 0, uploads: 0, upload_bytes: 0, readbacks: 0, readback_bytes: 0, blocking_readbacks: 0 }) };
 }
 
 fn update(change: impl FnOnce(&mut DeviceWork)) {
@@ -98,9 +105,11 @@ pub(crate) fn count_upload(bytes: usize) {
     });
 }
 
-pub(crate) fn count_readback(bytes: usize) {
+/// A read back of `bytes`; `blocking` when the device had no work queued behind it.
+pub(crate) fn count_readback(bytes: usize, blocking: bool) {
     update(|c| {
         c.readbacks += 1;
         c.readback_bytes += bytes as u64;
+        c.blocking_readbacks += u64::from(blocking);
     });
 }

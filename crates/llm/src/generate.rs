@@ -5,7 +5,10 @@
 //! prompt that starts with the same tokens only prefills what differs.
 
 use std::collections::VecDeque;
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::Arc;
+use std::task::Poll;
 
 use burn::tensor::{Int, Tensor, TensorData};
 
@@ -121,16 +124,38 @@ fn token_choice(p: &SamplingParams, position: usize, step: usize) -> TokenChoice
     }
 }
 
-/// Token ids `[n]` read back from the device, each checked against the vocabulary.
-async fn read_ids(ids: Tensor<1, Int>, vocab: usize) -> Result<Vec<u32>> {
-    let data = ids.into_data_async().await.map_err(|e| LlmError::Device(format!("{e:?}")))?;
-    device_work::count_readback(data.bytes().len());
-    data.iter::<i64>()
+/// The ids `[n]` of a burst as read back (see [`InFlight`]).
+async fn read_ids(ids: Tensor<1, Int>) -> Result<TensorData> {
+    ids.into_data_async().await.map_err(|e| LlmError::Device(format!("{e:?}")))
+}
+
+/// Token ids read back, each checked against the vocabulary, and the bytes read.
+fn checked_ids(data: &TensorData, vocab: usize) -> Result<(Vec<u32>, usize)> {
+    let tokens = data
+        .iter::<i64>()
         .map(|id| match u32::try_from(id) {
             Ok(id) if (id as usize) < vocab => Ok(id),
             _ => Err(LlmError::Device(format!("the device chose token {id}, outside the vocabulary"))),
         })
-        .collect()
+        .collect::<Result<_>>()?;
+    Ok((tokens, data.bytes().len()))
+}
+
+/// Poll `future` once: how a read is started (its copy recorded and submitted) without waiting.
+async fn poll_once<F: Future + ?Sized>(mut future: Pin<&mut F>) -> Poll<F::Output> {
+    std::future::poll_fn(|cx| Poll::Ready(future.as_mut().poll(cx))).await
+}
+
+/// A burst of decode steps queued on the device, its ids' read already started: in a browser
+/// the first poll records the copy and submits it with the burst, so the next burst queued
+/// after it runs while the map completes. Natively burn reads lazily (the first poll returns at
+/// once and the copy is made when the bytes are first touched, after the next burst is queued),
+/// so there the host waits for that burst too, though the device is still never left idle.
+struct InFlight {
+    read: Pin<Box<dyn Future<Output = Result<TensorData>>>>,
+    /// The read's result when the first poll had it (native and CPU reads).
+    done: Option<Result<TensorData>>,
+    count: usize,
 }
 
 fn rate(count: usize, seconds: f64) -> f64 {
@@ -155,6 +180,8 @@ struct Run {
     ready: VecDeque<u32>,
     /// The latest chosen id, still on the device: the next burst's first input.
     device_last: Option<Tensor<1, Int>>,
+    /// The burst queued after the one read last, its ids not read yet.
+    in_flight: Option<InFlight>,
     /// Decode steps queued per read back in the next burst.
     lookahead: usize,
 }
@@ -332,6 +359,7 @@ impl Generator {
             device_history: None,
             ready: VecDeque::new(),
             device_last: None,
+            in_flight: None,
             lookahead,
         });
         Ok(())
@@ -468,31 +496,82 @@ impl Generator {
         Ok(run.sampler.sample(&mut logits, &history))
     }
 
-    /// Decoding without the logits leaving the device: queue `run.lookahead` steps (fewer near
-    /// `max_tokens` or the end of the context), each one's chosen id feeding the next one's
-    /// embedding look-up on the device, then read all their ids back at once. The first input is
-    /// the previous burst's last id, still on the device, or the token the CPU sampled after the
-    /// prompt.
+    /// Decoding without the logits leaving the device, in bursts of `run.lookahead` steps, each
+    /// step's chosen id feeding the next one's embedding look-up on the device, the ids of a
+    /// burst read back at once. The next burst is queued before the host waits for the current
+    /// one's ids, so the device is never idle while the host reads, streams text and checks
+    /// stops (only a run's last burst is read with nothing behind it); tokens chosen past a stop
+    /// are dropped with their cache positions when the run ends.
     async fn decode_on_device(&mut self, run: &mut Run, choice: DeviceChoice) -> Result<()> {
         let Some(&last) = run.produced.last() else { return Err(LlmError::BadRequest("decoding before the prompt".into())) };
-        let remaining = run.options.max_tokens.saturating_sub(run.produced.len());
-        // Input `i` goes to position `cached + i`; the last token handed out must leave room
-        // for one more position, as `step` checks.
-        let room = self.cache.max_len().saturating_sub(self.cached.len() + 1);
-        let count = run.lookahead.min(remaining).min(room).max(1);
-
         let started = Instant::now();
         let counted_before = device_work::counted();
+        let pending = match run.in_flight.take() {
+            Some(pending) => pending,
+            None => self.queue_burst(run, choice, 0).await?.ok_or_else(|| LlmError::Device("no room left to decode".into()))?,
+        };
+        run.in_flight = self.queue_burst(run, choice, pending.count).await?;
+        let blocking = run.in_flight.is_none();
+        let read = match pending.done {
+            Some(done) => done,
+            None => pending.read.await,
+        };
+        let count = pending.count;
+        let read = read.and_then(|data| checked_ids(&data, self.model.config.vocab_size)).and_then(|(tokens, bytes)| {
+            if tokens.len() == count { Ok((tokens, bytes)) } else { Err(LlmError::Device("the device returned the wrong number of tokens".into())) }
+        });
+        let tokens = match read {
+            Ok((tokens, bytes)) => {
+                device_work::count_readback(bytes, blocking);
+                tokens
+            }
+            Err(e) => {
+                self.forget_cache();
+                return Err(e);
+            }
+        };
+        // The burst's first input was the latest token handed out (the previous burst's last).
+        self.cached.push(last);
+        self.cached.extend_from_slice(&tokens[..count - 1]);
+        run.ready.extend(tokens);
+        self.last_logits.clear();
+
+        let elapsed = started.elapsed().as_secs_f64();
+        run.stats.decode_seconds += elapsed;
+        run.stats.decoded_tokens += count;
+        run.stats.decode_work.add(device_work::counted().since(counted_before));
+        if self.lookahead == Lookahead::Adaptive {
+            let per_step = elapsed / count as f64;
+            run.lookahead = if per_step > 0.0 { ((BURST_SECONDS / per_step) as usize).clamp(1, MAX_LOOKAHEAD) } else { MAX_LOOKAHEAD };
+        }
+        Ok(())
+    }
+
+    /// Queue the next burst: `run.lookahead` steps (fewer near `max_tokens` or the end of the
+    /// context; none past them), after `ahead` tokens already chosen on the device but not read.
+    /// The first input is the previous burst's last id, still on the device, or the token the
+    /// CPU sampled after the prompt.
+    async fn queue_burst(&mut self, run: &mut Run, choice: DeviceChoice, ahead: usize) -> Result<Option<InFlight>> {
+        let chosen_so_far = run.produced.len() + run.ready.len() + ahead;
+        let wanted = run.options.max_tokens.saturating_sub(chosen_so_far);
+        // Input `i` goes to position `cache.len + i`; the last token chosen must leave room for
+        // one more position, as `step` checks.
+        let room = self.cache.max_len().saturating_sub(self.cache.len + 1);
+        let count = run.lookahead.min(wanted).min(room);
+        if count == 0 {
+            return Ok(None);
+        }
         let device = self.model.device().clone();
         let mut ids = match run.device_last.take() {
             Some(ids) => ids,
             None => {
+                let Some(&last) = run.produced.last() else { return Err(LlmError::BadRequest("decoding before the prompt".into())) };
                 device_work::count_upload(4);
                 Tensor::<1, Int>::from_data(TensorData::new(vec![last as i32], [1]), &device)
             }
         };
         // The sampler's history: the prompt and the reply so far, room for the whole context.
-        let told = run.prompt.len() + run.produced.len();
+        let told = run.prompt.len() + chosen_so_far;
         let mut history = match (choice, run.device_history.take()) {
             (DeviceChoice::Argmax, _) => None,
             (DeviceChoice::Sample, Some(history)) => Some(history),
@@ -521,7 +600,7 @@ impl Generator {
                     logits.argmax(1).reshape([1])
                 }
                 Some(held) => {
-                    let (next, held) = ops::sample(logits, held, token_choice(&run.options.sampling, told + i, run.produced.len() + i));
+                    let (next, held) = ops::sample(logits, held, token_choice(&run.options.sampling, told + i, chosen_so_far + i));
                     history = Some(held);
                     next
                 }
@@ -537,31 +616,14 @@ impl Generator {
             (0..count).for_each(|_| device_work::count_dispatch());
             Tensor::cat(chosen, 0)
         };
-        let read = read_ids(all, self.model.config.vocab_size).await.and_then(|tokens| {
-            if tokens.len() == count { Ok(tokens) } else { Err(LlmError::Device("the device returned the wrong number of tokens".into())) }
-        });
-        let tokens = match read {
-            Ok(tokens) => tokens,
-            Err(e) => {
-                self.forget_cache();
-                return Err(e);
-            }
-        };
-        self.cached.push(last);
-        self.cached.extend_from_slice(&tokens[..count - 1]);
-        run.ready.extend(tokens);
         run.device_last = Some(ids);
-        self.last_logits.clear();
-
-        let elapsed = started.elapsed().as_secs_f64();
-        run.stats.decode_seconds += elapsed;
-        run.stats.decoded_tokens += count;
-        run.stats.decode_work.add(device_work::counted().since(counted_before));
-        if self.lookahead == Lookahead::Adaptive {
-            let per_step = elapsed / count as f64;
-            run.lookahead = if per_step > 0.0 { ((BURST_SECONDS / per_step) as usize).clamp(1, MAX_LOOKAHEAD) } else { MAX_LOOKAHEAD };
-        }
-        Ok(())
+        // Started now, so its copy is submitted ahead of whatever is queued next.
+        let mut read: Pin<Box<dyn Future<Output = Result<TensorData>>>> = Box::pin(read_ids(all));
+        let done = match poll_once(read.as_mut()).await {
+            Poll::Ready(result) => Some(result),
+            Poll::Pending => None,
+        };
+        Ok(Some(InFlight { read, done, count }))
     }
 
     /// After a failed step the cache may hold part of it: the next request starts from scratch.
@@ -576,7 +638,7 @@ impl Generator {
         let read = logits.into_data_async().await.map_err(|e| LlmError::Device(format!("{e:?}")));
         match read.and_then(|d| d.try_into_vec::<f32>().map_err(|e| LlmError::Device(format!("{e:?}")))) {
             Ok(logits) => {
-                device_work::count_readback(logits.len() * 4);
+                device_work::count_readback(logits.len() * 4, true);
                 self.cached.extend_from_slice(input);
                 Ok(logits)
             }
@@ -587,7 +649,15 @@ impl Generator {
         }
     }
 
+    /// Tokens of a burst still in flight are never handed out: their cache positions go.
+    fn drop_unread(&mut self, run: &Run) {
+        if run.in_flight.is_some() {
+            self.cache.truncate(self.cached.len());
+        }
+    }
+
     fn finish(&mut self, mut run: Run, reason: FinishReason) {
+        self.drop_unread(&run);
         run.stats.finish_reason = Some(reason);
         self.last_stats = run.stats;
     }
@@ -595,6 +665,7 @@ impl Generator {
     /// Stop the current generation; the cache stays valid for the next request.
     pub fn abort(&mut self) {
         if let Some(run) = self.run.take() {
+            self.drop_unread(&run);
             self.last_stats = run.stats;
         }
     }

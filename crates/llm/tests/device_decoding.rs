@@ -90,8 +90,10 @@ fn gpu_decode_needs_few_dispatches_and_no_logits_readback() {
     let stats = g.stats().clone();
     let decode = stats.decode_work;
     eprintln!("{layers} layers; decode work per token {:?}; prefill {:?}", stats.decode_work_per_token(), stats.prefill_work_per_token());
-    // Six bursts' worth of tokens in two reads of three ids each, never the logits.
+    // Six tokens in two reads of three ids each, never the logits; the first read is awaited
+    // with the second burst already queued behind it, so only the last one blocks.
     assert_eq!(decode.readbacks, 2, "{decode:?}");
+    assert_eq!(decode.blocking_readbacks, 1, "{decode:?}");
     assert!(decode.readback_bytes <= 6 * 8, "{decode:?}");
     // Five dispatches per layer (q/k/v with the norm, rope + cache + attention, output, gate/up
     // with the norm, down), plus embedding, head, argmax and the ids' gathering.
@@ -154,6 +156,7 @@ fn device_sampling_repeats_with_a_seed_and_stays_inside_the_cpu_sets() {
         let decode = g.stats().decode_work;
         // Sampling on the device reads ids, never logits: 7 decoded tokens in three reads.
         assert_eq!(decode.readbacks, 3, "{name}: {decode:?}");
+        assert_eq!(decode.blocking_readbacks, 1, "{name}: only the last burst is read with nothing queued: {decode:?}");
         assert!(decode.readback_bytes <= 7 * 8, "{name}: {decode:?}");
         g.set_lookahead(Lookahead::Fixed(1));
         assert_eq!(generate(&mut g, &prompt, sampled(8, 11), None), first, "{name}: same seed, one step per read");

@@ -98,11 +98,21 @@ pub struct TokenWork {
     pub upload_bytes: f64,
     pub readbacks: f64,
     pub readback_bytes: f64,
+    /// Reads during which the device had nothing else queued (saved records may lack it).
+    #[serde(default)]
+    pub blocking_readbacks: f64,
 }
 
 impl From<llm::DeviceWorkPerToken> for TokenWork {
     fn from(w: llm::DeviceWorkPerToken) -> Self {
-        Self { dispatches: w.dispatches, uploads: w.uploads, upload_bytes: w.upload_bytes, readbacks: w.readbacks, readback_bytes: w.readback_bytes }
+        Self {
+            dispatches: w.dispatches,
+            uploads: w.uploads,
+            upload_bytes: w.upload_bytes,
+            readbacks: w.readbacks,
+            readback_bytes: w.readback_bytes,
+            blocking_readbacks: w.blocking_readbacks,
+        }
     }
 }
 
