@@ -41,6 +41,10 @@ mod extend;
 
 /// What a reply starts with when the character's inner thoughts are on.
 const THOUGHT_OPENER: &str = "[";
+/// Put after a closed thought when the model would end the reply there: a small model writes
+/// its thought and stops, and goes on to speech once the text after the bracket has begun
+/// (`confidant eval`'s persona set measures it, EVAL.md).
+const SPEECH_OPENER: &str = " ";
 
 /// Per-reply generation settings.
 #[derive(Clone, Debug)]
@@ -198,6 +202,13 @@ pub(super) struct PendingTurn {
     continues: Option<extend::Continued>,
     /// Writing a draft of the user's next turn, which is not stored.
     impersonating: bool,
+    /// The prompt's tokens, up to where the reply starts (the thought opener not included):
+    /// the speech is pre-started by running the model again from here.
+    prompt_tokens: Vec<u32>,
+    /// Tokens the model wrote before the speech was pre-started (counted in the reply's usage).
+    earlier_completion_tokens: usize,
+    /// Whether the speech has been pre-started (once per reply).
+    speech_prestarted: bool,
 }
 
 impl PendingTurn {
@@ -217,6 +228,9 @@ impl PendingTurn {
             used_memory_ids: Vec::new(),
             continues: None,
             impersonating: false,
+            prompt_tokens: Vec::new(),
+            earlier_completion_tokens: 0,
+            speech_prestarted: false,
             raw: String::new(),
             parsed_len: 0,
             stops: Vec::new(),
@@ -504,6 +518,7 @@ impl<C: ChatStore> ChatEngine<C> {
         } else if character.inner_thoughts().enabled {
             // With inner thoughts on, the reply is started with the thought marker (HER's
             // pre-filled turn): the model writes the thought first instead of perhaps forgetting it.
+            turn.prompt_tokens = tokens.clone();
             tokens.extend(model.encode_text(THOUGHT_OPENER)?);
             rendered.push_str(THOUGHT_OPENER);
             turn.raw.push_str(THOUGHT_OPENER);
@@ -605,6 +620,13 @@ impl<C: ChatStore> ChatEngine<C> {
                 }
                 None => {
                     feed_parser(turn, true);
+                    if wants_speech(turn, model.stats()) {
+                        // The model closed its thought and stopped: the speech is started for it.
+                        if let Err(e) = prestart_speech(turn, model) {
+                            return Err(self.fail_turn(memory, e).await);
+                        }
+                        continue;
+                    }
                     let result = self.finish_turn(model, memory).await;
                     if result.is_err() {
                         self.turn = None;
@@ -706,7 +728,9 @@ impl<C: ChatStore> ChatEngine<C> {
         } else {
             stats.finish_reason.map(|r| r.as_str()).unwrap_or("stop").to_string()
         };
-        let usage = Usage::of(&stats);
+        let mut usage = Usage::of(&stats);
+        usage.completion_tokens += turn.earlier_completion_tokens;
+        usage.total_tokens += turn.earlier_completion_tokens;
         let timings = Timings::of(&stats);
         if turn.impersonating {
             let draft = reply.speech().trim().to_string();
@@ -769,6 +793,36 @@ impl<C: ChatStore> ChatEngine<C> {
         }
         Ok(())
     }
+}
+
+/// Whether the model ended a reply (end of text, not a stop string, the token limit or an abort)
+/// right after its pre-started thought, with no speech yet, and there are tokens left for some.
+fn wants_speech(turn: &PendingTurn, stats: &llm::GenerationStats) -> bool {
+    if turn.speech_prestarted || turn.prompt_tokens.is_empty() || turn.aborted || turn.stopped_early || turn.impersonating {
+        return false;
+    }
+    if stats.finish_reason != Some(llm::FinishReason::Stop) || turn.earlier_completion_tokens + stats.completion_tokens >= turn.options.max_tokens {
+        return false;
+    }
+    let reply = turn.parser.clone().finish();
+    turn.raw.trim_end().ends_with(']') && reply.thought().split_whitespace().next().is_some() && reply.speech().trim().is_empty()
+}
+
+/// Run the model again on the prompt, the reply so far and [`SPEECH_OPENER`] (the cache keeps
+/// the shared prefix, so only the last few tokens are read).
+fn prestart_speech<M: ChatModel>(turn: &mut PendingTurn, model: &mut M) -> Result<()> {
+    turn.speech_prestarted = true;
+    let written = model.stats().completion_tokens;
+    turn.earlier_completion_tokens += written;
+    turn.raw.truncate(turn.raw.trim_end().len());
+    turn.parsed_len = turn.parsed_len.min(turn.raw.len());
+    turn.raw.push_str(SPEECH_OPENER);
+    feed_parser(turn, false);
+    let mut tokens = turn.prompt_tokens.clone();
+    tokens.extend(model.encode_text(&turn.raw)?);
+    let max_tokens = turn.options.max_tokens.saturating_sub(turn.earlier_completion_tokens).max(1);
+    model.begin(tokens, GenerateOptions { max_tokens, sampling: turn.options.sampling.clone(), ignore_eos: false, cache_prompt: true })?;
+    Ok(())
 }
 
 /// Put reply `version` into `session`: an update of a version already stored under its id, else
