@@ -5,24 +5,10 @@
 
 mod common;
 
-use common::{ScriptedModel, WordHashEmbedder};
+use common::{ScriptedModel, WordHashEmbedder, garden_card};
 use engine::{ChatEngine, ChatStore, EngineSettings, InMemoryChatStore, ReplyOptions, TurnEvent};
 use llm::SamplingParams;
 use memory::{InMemoryStore, ListFilter, Memory, MemoryConfig};
-use serde_json::json;
-
-fn card() -> Vec<u8> {
-    serde_json::to_vec(&json!({
-        "spec": "chara_card_v3",
-        "spec_version": "3.0",
-        "data": {
-            "name": "Mira", "description": "{{char}} keeps a garden.", "personality": "", "scenario": "",
-            "first_mes": "Welcome, {{user}}.", "mes_example": "", "alternate_greetings": [], "group_only_greetings": [],
-            "extensions": { "confidant": { "inner_thoughts": { "enabled": true, "strip_from_history": true } } }
-        }
-    }))
-    .expect("json")
-}
 
 /// Every event until the turn ends.
 async fn drain(chat: &mut ChatEngine<InMemoryChatStore>, model: &mut ScriptedModel, mem: &mut Memory<WordHashEmbedder, InMemoryStore>) -> Vec<TurnEvent> {
@@ -44,7 +30,7 @@ fn continue_extends_the_reply_in_place_and_impersonate_drafts_without_storing() 
         let mut model = ScriptedModel::new(2048, script.iter().map(|s| s.to_string()).collect());
         let mut mem = Memory::open(WordHashEmbedder, InMemoryStore::new(), MemoryConfig::default()).await.expect("memory");
         let mut chat = ChatEngine::new(InMemoryChatStore::new(), EngineSettings::default());
-        let character = chat.import_character(&card()).await.expect("import");
+        let character = chat.import_character(&garden_card(true)).await.expect("import");
         let sid = chat.create_session(&character.id, "Sam", 0).await.expect("session").id;
         let options = ReplyOptions { max_tokens: 50, sampling: SamplingParams::greedy() };
 

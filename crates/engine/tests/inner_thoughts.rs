@@ -6,26 +6,12 @@
 
 mod common;
 
-use common::{ScriptedModel, WordHashEmbedder};
+use common::{ScriptedModel, WordHashEmbedder, garden_card};
 use engine::{ChatEngine, EngineSettings, InMemoryChatStore, Message, ReplyOptions, TurnEvent};
 use llm::SamplingParams;
 use memory::{InMemoryStore, Memory, MemoryConfig};
-use serde_json::json;
 
 type Mem = Memory<WordHashEmbedder, InMemoryStore>;
-
-fn card(thoughts: bool) -> Vec<u8> {
-    serde_json::to_vec(&json!({
-        "spec": "chara_card_v3",
-        "spec_version": "3.0",
-        "data": {
-            "name": "Mira", "description": "{{char}} keeps a garden.", "personality": "", "scenario": "",
-            "first_mes": "Welcome, {{user}}.", "mes_example": "", "alternate_greetings": [], "group_only_greetings": [],
-            "extensions": { "confidant": { "inner_thoughts": { "enabled": thoughts, "strip_from_history": true } } }
-        }
-    }))
-    .expect("json")
-}
 
 /// Send `text` and run the reply to its end: the stored reply and the streamed speech.
 async fn reply(chat: &mut ChatEngine<InMemoryChatStore>, model: &mut ScriptedModel, mem: &mut Mem, sid: &str, text: &str, max_tokens: usize) -> (Message, String, usize) {
@@ -62,7 +48,7 @@ fn the_speech_is_started_after_a_thought_the_model_stopped_at() {
         let mut model = ScriptedModel::new(4096, script.iter().map(|s| s.to_string()).collect());
         let mut mem = Memory::open(WordHashEmbedder, InMemoryStore::new(), MemoryConfig::default()).await.expect("memory");
         let mut chat = ChatEngine::new(InMemoryChatStore::new(), EngineSettings::default());
-        let character = chat.import_character(&card(true)).await.expect("import");
+        let character = chat.import_character(&garden_card(true)).await.expect("import");
         let sid = chat.create_session(&character.id, "Sam", 0).await.expect("session").id;
 
         let (first, speech, completion) = reply(&mut chat, &mut model, &mut mem, &sid, "Hello Mira!", 40).await;
@@ -85,7 +71,7 @@ fn the_speech_is_started_after_a_thought_the_model_stopped_at() {
         assert_eq!(model.prompts.len(), 4, "out of tokens: no second run");
 
         // With thoughts off a bracket is plain text and nothing is started.
-        let plain = chat.import_character(&card(false)).await.expect("import");
+        let plain = chat.import_character(&garden_card(false)).await.expect("import");
         let plain_sid = chat.create_session(&plain.id, "Sam", 0).await.expect("session").id;
         let mut model = ScriptedModel::new(4096, vec!["Mira waves.]".into(), "never asked for".into()]);
         let (fourth, _, _) = reply(&mut chat, &mut model, &mut mem, &plain_sid, "Hi!", 40).await;

@@ -9,36 +9,10 @@ mod common;
 
 use std::collections::HashSet;
 
-use common::{ScriptedModel, WordHashEmbedder};
-use engine::{ChatEngine, InMemoryChatStore, Message, ReplyOptions, TurnEvent};
+use common::{ScriptedModel, WordHashEmbedder, finish_reply as finish, garden_card};
+use engine::{ChatEngine, InMemoryChatStore, Message, ReplyOptions};
 use llm::SamplingParams;
 use memory::{InMemoryStore, Memory, MemoryConfig};
-use serde_json::json;
-
-type Mem = Memory<WordHashEmbedder, InMemoryStore>;
-
-fn card() -> Vec<u8> {
-    serde_json::to_vec(&json!({
-        "spec": "chara_card_v2",
-        "spec_version": "2.0",
-        "data": {
-            "name": "Mira", "description": "{{char}} keeps a garden.", "personality": "", "scenario": "",
-            "first_mes": "Welcome, {{user}}.", "mes_example": "", "alternate_greetings": []
-        }
-    }))
-    .expect("json")
-}
-
-/// Run the turn to its end; the reply as stored.
-async fn finish(chat: &mut ChatEngine<InMemoryChatStore>, model: &mut ScriptedModel, mem: &mut Mem) -> Message {
-    let mut stored = None;
-    while let Some(event) = chat.next_event(model, mem).await.expect("event") {
-        if let TurnEvent::Done { message, .. } = event {
-            stored = message;
-        }
-    }
-    stored.expect("a stored reply")
-}
 
 /// Every id the message has been stored under: its shown version and all the others.
 fn version_ids(message: &Message) -> HashSet<String> {
@@ -67,7 +41,7 @@ fn regenerated_and_continued_replies_never_cite_their_own_message() {
         let mut model = ScriptedModel::new(4096, replies.iter().map(|s| s.to_string()).collect());
         let mut mem = Memory::open(WordHashEmbedder, InMemoryStore::new(), MemoryConfig::default()).await.expect("memory");
         let mut chat = ChatEngine::new(InMemoryChatStore::new(), engine::EngineSettings::default());
-        let character = chat.import_character(&card()).await.expect("import");
+        let character = chat.import_character(&garden_card(false)).await.expect("import");
         let sid = chat.create_session(&character.id, "Sam", 0).await.expect("session").id;
         let options = ReplyOptions { max_tokens: 40, sampling: SamplingParams::greedy() };
 

@@ -9,7 +9,7 @@
 
 mod common;
 
-use common::{WordHashEmbedder, read};
+use common::{WordHashEmbedder, finish_reply as finish, read};
 use std::cell::Cell;
 use std::rc::Rc;
 
@@ -50,17 +50,6 @@ async fn until_text(chat: &mut ChatEngine<InMemoryChatStore>, model: &mut Genera
             Some(_) => {}
         }
     }
-}
-
-/// Run the turn to its end; the reply as stored.
-async fn finish(chat: &mut ChatEngine<InMemoryChatStore>, model: &mut Generator, mem: &mut Mem) -> Message {
-    let mut stored = None;
-    while let Some(event) = chat.next_event(model, mem).await.expect("event") {
-        if let TurnEvent::Done { message, .. } = event {
-            stored = message;
-        }
-    }
-    stored.expect("a stored reply")
 }
 
 async fn last_message(chat: &ChatEngine<InMemoryChatStore>, session: &str) -> Message {
@@ -291,7 +280,7 @@ fn a_full_disk_during_a_send_a_reply_and_an_import_changes_nothing_and_the_next_
         // Room again: the unanswered message gets its reply.
         chat.store().full.set(false);
         chat.begin_regenerate(&mut model, &mut mem, &sid, &greedy(8)).await.expect("answer it");
-        let reply = finish_filling(&mut chat, &mut model, &mut mem).await;
+        let reply = finish(&mut chat, &mut model, &mut mem).await;
         let last = history(&chat);
         assert_eq!(last.len(), before.len() + 2);
         assert_eq!(last.last().map(|m| (m.0, m.2)), Some((Speaker::Assistant, false)));
@@ -299,12 +288,3 @@ fn a_full_disk_during_a_send_a_reply_and_an_import_changes_nothing_and_the_next_
     });
 }
 
-async fn finish_filling(chat: &mut ChatEngine<FillingStore>, model: &mut Generator, mem: &mut Mem) -> Message {
-    let mut stored = None;
-    while let Some(event) = chat.next_event(model, mem).await.expect("event") {
-        if let TurnEvent::Done { message, .. } = event {
-            stored = message;
-        }
-    }
-    stored.expect("a stored reply")
-}
