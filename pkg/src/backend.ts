@@ -16,6 +16,8 @@ export interface BackendChoice {
   threads: number;
   /** Why there are no threads, when the CPU runs without them. */
   noThreads?: string;
+  /** On WebGPU, the most bytes one buffer the engine binds may hold (the smaller of the adapter's `maxBufferSize` and `maxStorageBufferBindingSize`), when the adapter says. */
+  bufferLimit?: number;
 }
 
 /** `info().backendReason`: why this backend, and how it runs. */
@@ -28,6 +30,13 @@ export function describeChoice(c: BackendChoice): string {
 interface GpuAdapterLike {
   info?: { vendor?: string; architecture?: string; device?: string; description?: string; isFallbackAdapter?: boolean };
   isFallbackAdapter?: boolean;
+  limits?: { maxBufferSize?: number; maxStorageBufferBindingSize?: number };
+}
+
+/** The smaller of the adapter's buffer limits (the engine's device asks for the adapter's own), when it states both. */
+function bufferLimit(adapter: GpuAdapterLike): number | undefined {
+  const { maxBufferSize, maxStorageBufferBindingSize } = adapter.limits ?? {};
+  return typeof maxBufferSize === 'number' && typeof maxStorageBufferBindingSize === 'number' ? Math.min(maxBufferSize, maxStorageBufferBindingSize) : undefined;
 }
 
 /** Adapters that run WebGPU on the CPU (slower than the CPU path itself), by the names people know them by. */
@@ -90,9 +99,9 @@ export async function chooseBackend(requested: Backend, threads?: number): Promi
     if (!gpu) {
       throw new ConfidantError('webgpu_unavailable', `This browser offers no WebGPU adapter. ${WEBGPU_BROWSERS} Or use backend: 'cpu'.`);
     }
-    return { backend: 'webgpu', gpu, why: `asked for WebGPU, on ${gpu.name}`, threads: 0 };
+    return { backend: 'webgpu', gpu, why: `asked for WebGPU, on ${gpu.name}`, threads: 0, bufferLimit: adapter ? bufferLimit(adapter) : undefined };
   }
   if (!gpu) return cpu('no WebGPU adapter in this browser', threads, null);
   if (gpu.software) return cpu(`the only WebGPU adapter, ${gpu.name.replace(/ \(software\)$/, '')}, is a software renderer, slower than the CPU`, threads, gpu);
-  return { backend: 'webgpu', gpu, why: `WebGPU on ${gpu.name}`, threads: 0 };
+  return { backend: 'webgpu', gpu, why: `WebGPU on ${gpu.name}`, threads: 0, bufferLimit: adapter ? bufferLimit(adapter) : undefined };
 }

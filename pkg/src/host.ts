@@ -96,10 +96,13 @@ function rangeReader(blobs: Blob[], onRead: (loaded: number) => void): (start: n
   };
 }
 
-/** Throws for a model the engine cannot run (or that cannot fit in `memoryLimit` at `contextLength`); false while the header is still incomplete. */
-function checkHeader(wasm: Wasm, prefix: Uint8Array, fileLength: number, contextLength?: number, memoryLimit?: number): boolean {
+/**
+ * Throws for a model the engine cannot run (or that cannot fit in `memoryLimit` at
+ * `contextLength`, or needs a GPU buffer over `bufferLimit`); false while the header is still incomplete.
+ */
+function checkHeader(wasm: Wasm, prefix: Uint8Array, fileLength: number, contextLength?: number, memoryLimit?: number, bufferLimit?: number): boolean {
   try {
-    wasm.inspectModel(prefix, fileLength, contextLength, memoryLimit);
+    wasm.inspectModel(prefix, fileLength, contextLength, memoryLimit, bufferLimit);
     return true;
   } catch (e) {
     if ((e as WasmError).code === 'need_more_bytes') return false;
@@ -308,10 +311,11 @@ export class EngineHost {
   private async load(request: Extract<HostRequest, { type: 'load' }>): Promise<void> {
     const progress = (p: Progress) => this.post({ type: 'progress', id: request.id, progress: p });
     const { wasm, choice } = await this.openEngine(request, progress);
-    // On the CPU the weights live in wasm memory: a model that cannot fit is refused before
-    // its download (from its header) or its load, naming the numbers.
+    // On the CPU the weights live in wasm memory; on a GPU each buffer has a limit (a long
+    // context's key/value cache can pass it): a model that cannot fit is refused before its
+    // download (from its header) or its load, naming the numbers.
     const memoryLimit = choice.backend === 'cpu' ? CPU_MEMORY_LIMIT : undefined;
-    const check = (prefix: Uint8Array, length: number) => checkHeader(wasm, prefix, length, request.contextLength, memoryLimit);
+    const check = (prefix: Uint8Array, length: number) => checkHeader(wasm, prefix, length, request.contextLength, memoryLimit, choice.bufferLimit);
     const data = await this.modelData(request.model, progress, request.id, check);
     const total = 'bytes' in data ? data.bytes.byteLength : data.blobs.reduce((n, b) => n + b.size, 0);
     progress({ stage: 'load', loaded: 0, total });

@@ -149,6 +149,8 @@ export interface MemoryInfo {
   kvCache: number;
   /** The largest single tensor: what a load reads at once. */
   largestTensor: number;
+  /** The largest single buffer on a GPU: one layer's keys at `contextLength`, or a block of a weight matrix (at most 128 MiB). */
+  largestBuffer: number;
   /** The engine's WebAssembly memory after loading, which is also its high-water mark (a wasm memory never shrinks). */
   wasm: number;
 }

@@ -584,8 +584,10 @@ test('a GGUF split in parts loads as one model, from the URL of its first part a
 
 // On the CPU the weights and the key/value cache live in wasm memory (at most 4 GiB): a model
 // that cannot fit is refused before it loads, the message naming the numbers. Here a synthetic
-// Gemma 3 whose header claims a context of 2^31 - 1 tokens, asked for all of them.
-test('on the CPU a model whose weights and cache cannot fit in wasm memory is refused early, naming the numbers', async () => {
+// Gemma 3 whose header claims a context of 2^31 - 1 tokens, asked for all of them. On WebGPU
+// the same request needs a key/value buffer per layer larger than the adapter allows in one
+// buffer: refused before the device is set up, with the context that would fit.
+test('a model whose weights and cache cannot fit in wasm memory, or in one GPU buffer, is refused early, naming the numbers', async () => {
   execFileSync(join(root, 'target/release/examples/synth_llama'), ['gemma3_swa', join(fixtures, 'synth.gguf')], { stdio: 'ignore' });
   const bytes = readFileSync(join(fixtures, 'synth.gguf'));
   const key = Buffer.from('gemma3.context_length');
@@ -608,11 +610,25 @@ test('on the CPU a model whose weights and cache cannot fit in wasm memory is re
     const huge = await attempt(2 ** 31 - 1);
     const small = await attempt(256);
     await engine.dispose();
-    return { huge, small };
+    const gpuEngine = await Confidant.open({ backend: 'webgpu', database: 'too-large-gpu' });
+    let onGpu;
+    try {
+      await gpuEngine.loadModel({ model: { file }, measureSpeed: false, contextLength: 2 ** 31 - 1 });
+      onGpu = { ok: true };
+    } catch (e) {
+      onGpu = { ok: false, code: e.code, message: e.message };
+    }
+    await gpuEngine.dispose();
+    const { limits } = await navigator.gpu.requestAdapter();
+    return { huge, small, onGpu, bufferLimit: Math.min(limits.maxBufferSize, limits.maxStorageBufferBindingSize) };
   });
   assert.equal(r.huge.code, 'out_of_memory', JSON.stringify(r.huge));
   assert.match(r.huge.message, /needs \d+ MB for its weights and \d+ MB for its cache at 2147483647 tokens of context, \d+ MB in all; at most 3892 MB is available/);
   // The same file at a sensible context loads, and says what it takes.
   assert.ok(r.small.ok, JSON.stringify(r.small));
   assert.ok(r.small.memory.weights > 0 && r.small.memory.kvCache > 0 && r.small.memory.wasm > r.small.memory.weights, JSON.stringify(r.small.memory));
+  // gemma3_swa keeps 1 key/value head of 64 f32 values per position and layer: 256 bytes.
+  assert.equal(r.onGpu.code, 'out_of_memory', JSON.stringify(r.onGpu));
+  assert.match(r.onGpu.message, /key\/value cache at 2147483647 tokens of context needs \d+ (MB|KB) per layer/);
+  assert.ok(r.onGpu.message.includes(`enough for ${Math.floor(r.bufferLimit / 256)} tokens of context`), `${r.onGpu.message} (adapter limit ${r.bufferLimit} bytes)`);
 });

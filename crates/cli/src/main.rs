@@ -100,6 +100,9 @@ pub(crate) fn load(path: &std::path::Path, backend: Backend, context: usize) -> 
     let started = std::time::Instant::now();
     // A tensor at a time from the file: the file is never in memory whole.
     let (gguf, file) = llm::weights::FileSource::open(path)?;
+    if let Some(max_buffer) = adapter.max_buffer {
+        llm::MemoryNeed::check_gpu_buffers(&gguf, context, max_buffer)?;
+    }
     let generator = Generator::from_source(&gguf, &file, &device, context)?;
     // Wait for the uploads so load time covers them.
     device.sync().map_err(|e| LlmError::Device(format!("{e:?}")))?;

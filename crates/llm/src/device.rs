@@ -20,6 +20,9 @@ pub struct AdapterInfo {
     pub driver: String,
     /// "discrete", "integrated", "cpu" (a software rasteriser such as lavapipe or SwiftShader), …
     pub device_type: String,
+    /// The most bytes one buffer the kernels bind may hold: the smaller of the device's
+    /// `maxBufferSize` and `maxStorageBufferBindingSize`. `None` on the CPU, which has no such limit.
+    pub max_buffer: Option<u64>,
 }
 
 impl AdapterInfo {
@@ -33,7 +36,9 @@ impl AdapterInfo {
             burn::tensor::wgpu::wgpu::DeviceType::Cpu => "cpu",
             burn::tensor::wgpu::wgpu::DeviceType::Other => "other",
         };
+        let limits = setup.device.limits();
         Self {
+            max_buffer: Some(limits.max_buffer_size.min(limits.max_storage_buffer_binding_size)),
             name: info.name,
             vendor: format!("{:#06x}", info.vendor),
             backend: format!("{:?}", setup.backend).to_lowercase(),
@@ -81,6 +86,7 @@ pub fn init_cpu() -> (Device, AdapterInfo) {
         backend: "cpu".into(),
         driver: String::new(),
         device_type: "cpu".into(),
+        max_buffer: None,
     };
     (Device::flex(), info)
 }

@@ -22,6 +22,11 @@ pub enum LlmError {
     #[error("bad request: {0}")]
     BadRequest(String),
 
+    /// The model does not fit the device: a buffer larger than the GPU allows; the message
+    /// names the numbers.
+    #[error("too large for this device: {0}")]
+    TooLarge(String),
+
     /// The model file could not be read (an I/O error, or a range outside it).
     #[error("reading the model: {0}")]
     Read(String),
@@ -38,6 +43,7 @@ impl LlmError {
             Self::Device(_) => "device_lost",
             Self::BadRequest(_) => "bad_request",
             Self::Read(_) => "model_read",
+            Self::TooLarge(_) => "out_of_memory",
         }
     }
 }

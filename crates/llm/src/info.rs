@@ -4,8 +4,9 @@ use std::collections::HashMap;
 
 use gguf::Gguf;
 
-use crate::error::Result;
+use crate::error::{LlmError, Result};
 use crate::llama::LlamaConfig;
+use crate::weights::{MAX_WEIGHT_BUFFER_BYTES, is_quantized_on_device};
 
 /// A model's description, for display and for refusing a model before it is downloaded.
 #[derive(Debug, Clone, PartialEq)]
@@ -80,6 +81,9 @@ pub struct MemoryNeed {
     pub kv_cache: u64,
     /// The largest single tensor: what one read of the file holds while loading.
     pub largest_tensor: u64,
+    /// The largest single buffer on a GPU: one layer's keys (or values) at the context, or a
+    /// weight buffer (matrices are kept in blocks of at most [`MAX_WEIGHT_BUFFER_BYTES`]).
+    pub largest_buffer: u64,
 }
 
 impl MemoryNeed {
@@ -89,13 +93,73 @@ impl MemoryNeed {
         let weights = sizes.clone().fold(0u64, u64::saturating_add);
         let largest_tensor = sizes.max().unwrap_or(0);
         let positions = max_context.min(config.context_length) as u64;
-        let per_position = (2 * config.block_count * config.head_count_kv * config.head_dim * 4) as u64;
-        Ok(Self { weights, kv_cache: per_position.saturating_mul(positions), largest_tensor })
+        let layer_per_position = (config.head_count_kv * config.head_dim * 4) as u64;
+        let per_position = 2 * config.block_count as u64 * layer_per_position;
+        let weight_buffer = g.tensors.iter().map(weight_buffer_bytes).max().unwrap_or(0);
+        Ok(Self {
+            weights,
+            kv_cache: per_position.saturating_mul(positions),
+            largest_tensor,
+            largest_buffer: weight_buffer.max(layer_per_position.saturating_mul(positions)),
+        })
+    }
+
+    /// Refuse, naming the numbers, a model with a buffer larger than a GPU's `max_buffer` bytes
+    /// (see [`crate::device::AdapterInfo::max_buffer`]) at `max_context` tokens: a key/value cache
+    /// too long for the GPU (with the context that would fit), or a weight buffer past the limit
+    /// (never on a WebGPU adapter, which allows 128 MiB at least: larger matrices are kept in
+    /// blocks of rows of [`MAX_WEIGHT_BUFFER_BYTES`]).
+    pub fn check_gpu_buffers(g: &Gguf, max_context: usize, max_buffer: u64) -> Result<Self> {
+        let need = Self::of(g, max_context)?;
+        if need.largest_buffer <= max_buffer {
+            return Ok(need);
+        }
+        let config = LlamaConfig::from_gguf(g)?;
+        let positions = max_context.min(config.context_length);
+        let layer_per_position = (config.head_count_kv * config.head_dim * 4) as u64;
+        let mb = bytes_for_people;
+        let kv_layer = layer_per_position.saturating_mul(positions as u64);
+        let message = if kv_layer > max_buffer {
+            format!(
+                "the key/value cache at {positions} tokens of context needs {} per layer for its keys (and as much for its values) in one buffer; this GPU allows at most {} in one buffer, enough for {} tokens of context",
+                mb(kv_layer),
+                mb(max_buffer),
+                max_buffer / layer_per_position.max(1)
+            )
+        } else {
+            let (name, bytes) = g.tensors.iter().map(|t| (t.name.as_str(), weight_buffer_bytes(t))).max_by_key(|(_, b)| *b).unwrap_or(("", 0));
+            format!("tensor {name} is kept in buffers of up to {}; this GPU allows at most {} in one buffer", mb(bytes), mb(max_buffer))
+        };
+        Err(LlmError::TooLarge(message))
     }
 
     pub fn total(&self) -> u64 {
         self.weights.saturating_add(self.kv_cache)
     }
+}
+
+/// "268 MB", "98 KB", "512 bytes".
+fn bytes_for_people(n: u64) -> String {
+    match n {
+        n if n >= 10_000_000 => format!("{:.0} MB", n as f64 / 1e6),
+        n if n >= 10_000 => format!("{:.0} KB", n as f64 / 1e3),
+        n => format!("{n} bytes"),
+    }
+}
+
+/// Bytes of the largest device buffer a tensor becomes: its packed values (4 bits a value for
+/// 4-bit types, 8 for the other quantized ones, their scales taking less) or f32 values, in blocks
+/// of whole rows of at most [`MAX_WEIGHT_BUFFER_BYTES`] (one row at least), as the loader keeps them.
+fn weight_buffer_bytes(t: &gguf::TensorInfo) -> u64 {
+    use gguf::GgmlType::*;
+    let bits: u64 = match t.ty {
+        Q4_0 | Q4_1 | Q4K => 4,
+        ty if is_quantized_on_device(ty) => 8,
+        _ => 32,
+    };
+    let row = t.dims.first().copied().unwrap_or(0).saturating_mul(bits) / 8;
+    let total = t.element_count().saturating_mul(bits) / 8;
+    if total <= MAX_WEIGHT_BUFFER_BYTES as u64 { total } else { row.max(MAX_WEIGHT_BUFFER_BYTES as u64 / row.max(1) * row) }
 }
 
 /// Models this project ships or suggests, by `general.basename`, `general.size_label` and

@@ -145,10 +145,14 @@ impl Linear {
         }
     }
 
-    /// One matrix holding the rows of `parts` in order, when they share a layout, so one
-    /// kernel computes all their products (query, key and value; gate and up).
+    /// One matrix holding the rows of `parts` in order, when they share a layout and together
+    /// fit one buffer ([`MAX_WEIGHT_BUFFER_BYTES`]), so one kernel computes all their products
+    /// (query, key and value; gate and up).
     pub fn stack_rows(parts: &[&Linear]) -> Option<Linear> {
         let first = parts.first()?;
+        if parts.iter().map(|p| p.device_bytes()).sum::<usize>() > MAX_WEIGHT_BUFFER_BYTES {
+            return None;
+        }
         match first {
             Self::Quant(q0) => {
                 let quants: Vec<&QuantMatrix> = parts

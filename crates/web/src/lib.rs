@@ -227,10 +227,12 @@ pub(crate) async fn device(backend: Backend) -> Result<(llm::Device, AdapterInfo
 /// Check a model from the first bytes of its file (`fileLength` long): what it is, whether this
 /// engine runs it, and what it needs in memory at `contextLength` (`memory: { weights, kvCache }`
 /// in bytes). With `memoryLimit`, a model whose weights and cache do not fit in it is refused
-/// with `out_of_memory`, naming the numbers. The first part of a split model is checked for its
+/// with `out_of_memory`, naming the numbers; with `bufferLimit` (a GPU's most bytes in one buffer:
+/// the smaller of its `maxBufferSize` and `maxStorageBufferBindingSize`), so is a model with a
+/// larger buffer (a key/value cache too long for the GPU). The first part of a split model is checked for its
 /// architecture and tokenizer only (its tensors are spread over the parts): that gives `null`.
 #[wasm_bindgen(js_name = inspectModel)]
-pub fn inspect_model(prefix: &[u8], file_length: f64, context_length: Option<usize>, memory_limit: Option<f64>) -> Result<JsValue, JsValue> {
+pub fn inspect_model(prefix: &[u8], file_length: f64, context_length: Option<usize>, memory_limit: Option<f64>, buffer_limit: Option<f64>) -> Result<JsValue, JsValue> {
     let parsed = gguf::Gguf::parse_prefix(prefix, file_length as u64);
     let header = match parsed {
         Ok(h) => h,
@@ -255,7 +257,11 @@ pub fn inspect_model(prefix: &[u8], file_length: f64, context_length: Option<usi
     let info = ModelInfo::from_gguf(&header).map_err(llm_error)?;
     // A file too short for the tensors its header lists is broken, however much of it arrived.
     header.check_data(file_length as u64).map_err(|e| llm_error(e.into()))?;
-    let need = check_fits(&header, context_length.unwrap_or(info.context_length), memory_limit)?;
+    let context = context_length.unwrap_or(info.context_length);
+    let need = check_fits(&header, context, memory_limit)?;
+    if let Some(limit) = buffer_limit {
+        llm::MemoryNeed::check_gpu_buffers(&header, context, limit as u64).map_err(llm_error)?;
+    }
     #[derive(Serialize)]
     #[serde(rename_all = "camelCase")]
     struct Inspected {
@@ -272,11 +278,12 @@ struct MemoryJs {
     weights: u64,
     kv_cache: u64,
     largest_tensor: u64,
+    largest_buffer: u64,
 }
 
 impl From<llm::MemoryNeed> for MemoryJs {
     fn from(need: llm::MemoryNeed) -> Self {
-        Self { weights: need.weights, kv_cache: need.kv_cache, largest_tensor: need.largest_tensor }
+        Self { weights: need.weights, kv_cache: need.kv_cache, largest_tensor: need.largest_tensor, largest_buffer: need.largest_buffer }
     }
 }
 
@@ -356,6 +363,9 @@ impl Engine {
         let model = ModelInfo::from_gguf(header).map_err(llm_error)?;
         let need = check_fits(header, max_context, memory_limit)?;
         let (device, adapter) = device(backend).await?;
+        if let Some(max_buffer) = adapter.max_buffer {
+            llm::MemoryNeed::check_gpu_buffers(header, max_context, max_buffer).map_err(llm_error)?;
+        }
         let generator = Generator::from_source(header, source, &device, max_context).map_err(llm_error)?;
         let own_template = (generator.template().source().to_string(), model.chat_template.clone());
         Ok(Engine { inner: Rc::new(RefCell::new(Inner { generator, backend, adapter, model, need, own_template })) })
