@@ -532,9 +532,9 @@ export class EngineHost {
 
   private async chatCall(request: Extract<HostRequest, { type: 'chat' }>): Promise<void> {
     const progress = (p: Progress) => this.post({ type: 'progress', id: request.id, progress: p });
-    // Replies need the model (checked first: no embedder download for a call that must fail);
-    // they and edits embed text. Everything else works on storage alone.
-    const replies = ['send', 'regenerate', 'continueReply', 'impersonate', 'background'].includes(request.op);
+    // Replies (and a case-set run) need the model (checked first: no embedder download for a
+    // call that must fail); they and edits embed text. Everything else works on storage alone.
+    const replies = ['send', 'regenerate', 'continueReply', 'impersonate', 'background', 'evaluate'].includes(request.op);
     if (replies && !this.engine) throw new ConfidantError('model_not_loaded', 'No model is loaded: call loadModel before asking for a reply.');
     const embeds = replies || ['editMessage', 'chooseSwipe', 'addUserFact', 'updateUserFact'].includes(request.op);
     const memory = await this.openMemory(request.embedder, request.database, progress, request.id, embeds);
@@ -643,6 +643,9 @@ export class EngineHost {
         break;
       case 'debugPrompt':
         value = chat.debugPrompt(a[0]);
+        break;
+      case 'evaluate':
+        value = await chat.evaluate(a[0], a[1]);
         break;
       case 'exportAll':
         value = await chat.exportAll();

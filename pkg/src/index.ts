@@ -21,6 +21,8 @@ import type {
   UnreadableRecord,
   UserFact,
   PromptDebug,
+  EvaluateOptions,
+  Evaluation,
   ReplyOptions,
   SessionInfo,
   ChatCompletion,
@@ -420,6 +422,17 @@ export class Confidant {
   readonly debug = {
     /** The prompt assembled for the session's latest reply (since the engine was created), sections labelled; null if none. */
     prompt: (sessionId: string): Promise<PromptDebug | null> => this.chatCall('debugPrompt', [requireString(sessionId, 'sessionId')]) as Promise<PromptDebug | null>,
+    /**
+     * Run a `confidant eval` case set (the JSON text of a file of eval/cases/, or the parsed
+     * object) on the loaded model and embedder, as the native command does: the same cases
+     * through the same engine, scored by the same code. Its characters, chats and memories live
+     * in memory for the run only. For comparing the browser with the native command, not for apps.
+     */
+    evaluate: async (caseSet: string | object, options: EvaluateOptions = {}): Promise<Evaluation> => {
+      const text = typeof caseSet === 'string' ? caseSet : JSON.stringify(requireObject(caseSet, 'caseSet'));
+      const o = requireObject(options, 'options') as EvaluateOptions;
+      return this.chatCall('evaluate', [text, { limit: o.limit, turns: o.turns, files: o.files ?? {} }]) as Promise<Evaluation>;
+    },
   };
 
   /** Every character, session and memory (embeddings included) as one JSON file. */

@@ -6,6 +6,8 @@
 import type {
   Character,
   CharacterPatch,
+  EvaluateOptions,
+  Evaluation,
   HistoryMessage,
   ImportCounts,
   MemoryHit,
@@ -70,6 +72,8 @@ export interface ChatOps {
   setGreeting: Op<[sessionId: string, index: number], HistoryMessage, true>;
   chooseSwipe: Op<[sessionId: string, messageId: string, index: number], HistoryMessage, true>;
   debugPrompt: Op<[sessionId: string], PromptDebug | null, false>;
+  /** Runs in memory only: the stored data is not touched. */
+  evaluate: Op<[caseSet: string, options: EvaluateOptions], Evaluation, false>;
   exportAll: Op<[], string, false>;
   importAll: Op<[text: string, replaceNewer: boolean], ImportCounts, true>;
   unreadable: Op<[], UnreadableRecord[], false>;
@@ -120,6 +124,7 @@ export const CHAT_WRITES: { readonly [K in ChatOp]: ChatOps[K]['writes'] } = {
   setGreeting: true,
   chooseSwipe: true,
   debugPrompt: false,
+  evaluate: false,
   exportAll: false,
   importAll: true,
   unreadable: false,

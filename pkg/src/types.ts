@@ -663,6 +663,34 @@ export interface PromptDebug {
   loreEntries: string[];
 }
 
+/** How much of a case set `engine.debug.evaluate` runs, and the files it names. */
+export interface EvaluateOptions {
+  /** Only the first this many chats of the set (`confidant eval --limit`). */
+  limit?: number;
+  /** Only the first this many user turns of each chat (`--turns`). */
+  turns?: number;
+  /** Texts of the files the set names, by their paths relative to the set's file (the echo set's cards). */
+  files?: Record<string, string>;
+}
+
+/** One case set's table, as `confidant eval --json` prints it. */
+export interface EvalReport {
+  /** The set and its version, e.g. 'persona-v1'. */
+  set: string;
+  description: string;
+  columns: string[];
+  rows: string[][];
+  /** Said under the table (settings, identity leaks; the first ends with the time taken). */
+  notes: string[];
+  seconds: number;
+}
+
+export interface Evaluation {
+  report: EvalReport;
+  /** Every scored reply (`confidant eval --transcript`). */
+  transcript: Record<string, unknown>[];
+}
+
 export interface ImportCounts {
   characters: number;
   sessions: number;
