@@ -28,9 +28,10 @@ async function loadEngine() {
   return Engine.load(bytes, 2048, backend);
 }
 
-async function generate(engine, prompt, { raw = true, maxTokens = 24, onText } = {}) {
+// `sampling`: begin()'s sampling options (temperature, top_k, seed…) in place of greedy.
+async function generate(engine, prompt, { raw = true, maxTokens = 24, onText, sampling } = {}) {
   const ids = raw ? engine.encodeRaw(prompt) : engine.encodeChat([{ role: 'user', content: prompt }]);
-  engine.begin(Uint32Array.from(ids), { max_tokens: maxTokens, temperature: 0, cache_prompt: false });
+  engine.begin(Uint32Array.from(ids), { max_tokens: maxTokens, temperature: 0, cache_prompt: false, ...sampling });
   const tokens = [];
   let text = '';
   for (;;) {

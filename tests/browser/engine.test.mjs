@@ -76,6 +76,21 @@ test('WebGPU: greedy text in Chromium equals the native GPU build', async () => 
   assert.ok(work.readbacks > 0 && work.readbacks <= 1, JSON.stringify(work));
   assert.ok(work.readback_bytes <= 8, JSON.stringify(work));
   assert.ok(work.dispatches > 0 && work.dispatches <= 6 * 30 + 4, JSON.stringify(work));
+
+  // Sampling with a seed: the device's sampling kernel and its counter-based draws give the
+  // native build's tokens here too, reading back ids only.
+  // An open-ended prompt, so the reply runs its length rather than stopping after a word.
+  const story = 'Once upon a time,';
+  const sampling = { temperature: 0.8, top_k: 40, top_p: 0.95, min_p: 0.05, repeat_penalty: 1.2, repeat_last_n: 16, seed: 42 };
+  const nativeSampled = nativeGreedy(story, 4, { backend: 'gpu', sampling });
+  const webSampled = await h.page.evaluate(async ({ p, sampling }) => {
+    const engine = await window.confidantCheck.ready;
+    return window.confidantCheck.generate(engine, p, { raw: true, maxTokens: 4, sampling });
+  }, { p: story, sampling });
+  console.log(`sampled, native: ${JSON.stringify(nativeSampled.text)} browser: ${JSON.stringify(webSampled.text)}; work ${JSON.stringify(webSampled.decodeWork)}`);
+  assert.equal(webSampled.tokens.length, 4);
+  assert.deepEqual(webSampled.tokens, nativeSampled.tokens);
+  assert.ok(webSampled.decodeWork.readback_bytes <= 8, JSON.stringify(webSampled.decodeWork));
 });
 
 test('WebGPU: logits and greedy tokens match llama.cpp (F32) in Chromium', async () => {

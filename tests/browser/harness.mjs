@@ -59,10 +59,12 @@ export async function launch({ needs = ['web/pkg/confidant_web_bg.wasm'], server
 
 /// The native CLI's greedy output for the same prompt, as JSON, on `backend` ('gpu' or 'cpu':
 /// compare a browser backend with the native one of the same arithmetic).
-export function nativeGreedy(prompt, maxTokens, { raw = true, backend = 'cpu' } = {}) {
+export function nativeGreedy(prompt, maxTokens, { raw = true, backend = 'cpu', sampling } = {}) {
   const cli = join(root, 'target/release/confidant');
   if (!existsSync(cli)) throw new Error(`${cli} is missing: run \`cargo build --release -p confidant-cli\``);
-  const args = ['generate', '--model', modelPath, '--backend', backend, '--prompt', prompt, '--max-tokens', String(maxTokens), '--temperature', '0', '--json'];
+  // `sampling`: begin()'s option names (top_k, seed…) as the CLI's flags, in place of greedy.
+  const flags = sampling ? Object.entries(sampling).flatMap(([k, v]) => [`--${k.replaceAll('_', '-')}`, String(v)]) : ['--temperature', '0'];
+  const args = ['generate', '--model', modelPath, '--backend', backend, '--prompt', prompt, '--max-tokens', String(maxTokens), ...flags, '--json'];
   if (raw) args.push('--raw');
   const out = execFileSync(cli, args, { encoding: 'utf8', stdio: ['ignore', 'pipe', 'ignore'] });
   return JSON.parse(out.trim().split('\n').pop());
