@@ -92,8 +92,7 @@ impl MemoryNeed {
         let sizes = g.tensors.iter().map(|t| t.byte_size().unwrap_or(0));
         let weights = sizes.clone().fold(0u64, u64::saturating_add);
         let largest_tensor = sizes.max().unwrap_or(0);
-        let positions = max_context.min(config.context_length) as u64;
-        let layer_per_position = (config.head_count_kv * config.head_dim * 4) as u64;
+        let (layer_per_position, positions) = kv_layer(&config, max_context);
         let per_position = 2 * config.block_count as u64 * layer_per_position;
         let weight_buffer = g.tensors.iter().map(weight_buffer_bytes).max().unwrap_or(0);
         Ok(Self {
@@ -114,11 +113,9 @@ impl MemoryNeed {
         if need.largest_buffer <= max_buffer {
             return Ok(need);
         }
-        let config = LlamaConfig::from_gguf(g)?;
-        let positions = max_context.min(config.context_length);
-        let layer_per_position = (config.head_count_kv * config.head_dim * 4) as u64;
+        let (layer_per_position, positions) = kv_layer(&LlamaConfig::from_gguf(g)?, max_context);
         let mb = bytes_for_people;
-        let kv_layer = layer_per_position.saturating_mul(positions as u64);
+        let kv_layer = layer_per_position.saturating_mul(positions);
         let message = if kv_layer > max_buffer {
             format!(
                 "the key/value cache at {positions} tokens of context needs {} per layer for its keys (and as much for its values) in one buffer; this GPU allows at most {} in one buffer, enough for {} tokens of context",
@@ -136,6 +133,12 @@ impl MemoryNeed {
     pub fn total(&self) -> u64 {
         self.weights.saturating_add(self.kv_cache)
     }
+}
+
+/// One layer's keys (or values): their bytes per position, and the positions the cache holds at
+/// `max_context` (capped at the model's own context, as [`crate::KvCache`] is).
+fn kv_layer(config: &LlamaConfig, max_context: usize) -> (u64, u64) {
+    ((config.head_count_kv * config.head_dim * 4) as u64, max_context.min(config.context_length) as u64)
 }
 
 /// "268 MB", "98 KB", "512 bytes".
