@@ -467,11 +467,11 @@ impl<C: ChatStore> ChatEngine<C> {
             .into_iter()
             .filter(|h| {
                 let sources = &h.record.source_message_ids;
-                // Nothing from the message being answered or the reply's own message; no
-                // visible message twice.
-                !own_ids.contains(h.record.id.as_str())
-                    && !sources.iter().any(|s| s == latest || own_ids.contains(s.as_str()) || outdated.contains(s))
-                    && !(h.record.kind == MemoryKind::Message && sources.iter().all(|s| visible.contains(s.as_str())) && !sources.is_empty())
+                // Nothing from the message being answered, the reply's own message or what the
+                // profile says is no longer true; no visible message twice.
+                let left_out = own_ids.contains(h.record.id.as_str()) || sources.iter().any(|s| s == latest || own_ids.contains(s.as_str()) || outdated.contains(s));
+                let shown_anyway = h.record.kind == MemoryKind::Message && !sources.is_empty() && sources.iter().all(|s| visible.contains(s.as_str()));
+                !left_out && !shown_anyway
             })
             .filter(|h| {
                 // A message memory reads "Name: text".
