@@ -53,11 +53,23 @@ impl AdapterInfo {
     }
 }
 
+/// Dispatches CubeCL records before it submits them by itself (its default is 32). A decode
+/// step of the models here takes 100–200 dispatches: with 32 each step made about six submits;
+/// with 256 a step is submitted once, at the read that ends its burst, or about every 256
+/// dispatches when several steps are queued, so the GPU starts on the first steps while later
+/// ones are recorded. CubeCL holds the recorded tasks (host writes with their data) until it
+/// submits, which a streamed load would pile up in wasm memory: the loader flushes after each
+/// matrix (`WeightLoader::linear`), so a load holds one matrix at a time whatever this is.
+#[cfg(any(feature = "wgpu", feature = "webgpu"))]
+pub const TASKS_PER_SUBMIT: usize = 256;
+
 /// The default native GPU (the best adapter wgpu finds).
 #[cfg(all(feature = "wgpu", not(target_family = "wasm")))]
 pub fn init_native() -> Result<(Device, AdapterInfo)> {
-    let (device, setup) =
-        Device::wgpu_options().init_with_setup().map_err(|e| LlmError::Device(format!("no usable GPU adapter: {e}")))?;
+    let (device, setup) = Device::wgpu_options()
+        .tasks_max(TASKS_PER_SUBMIT)
+        .init_with_setup()
+        .map_err(|e| LlmError::Device(format!("no usable GPU adapter: {e}")))?;
     Ok((device, AdapterInfo::from_setup(&setup)))
 }
 
@@ -66,6 +78,7 @@ pub fn init_native() -> Result<(Device, AdapterInfo)> {
 pub async fn init_webgpu() -> Result<(Device, AdapterInfo)> {
     let (device, setup) = Device::wgpu_options()
         .graphics_api(WgpuBackend::WebGpu)
+        .tasks_max(TASKS_PER_SUBMIT)
         .init_with_setup_async()
         .await
         .map_err(|e| LlmError::Device(format!("WebGPU is not available: {e}")))?;
