@@ -1,8 +1,11 @@
 //! Memory benchmark: embedding throughput, index build time, search latency and recall@10
 //! against an exact scan at 1k, 10k and 100k records, restore time, bytes stored per record.
 //!
-//!     cargo run --release -p confidant-memory --example memory_bench [-- --sizes 1000,10000 --queries 200 --no-embed
+//!     cargo build --release --all-targets
+//!     target/release/examples/memory_bench [--sizes 1000,10000 --queries 200 --no-embed
 //!         --cpu --ef-construction 100 --ef-search 100 --no-heuristic]
+//!
+//! (From the repository root and without `-p`, which would change burn's features and rebuild it.)
 //!
 //! The embedder runs on the native GPU, or with `--cpu` on burn's CPU backend.
 //!
@@ -14,6 +17,7 @@ use std::time::Instant;
 use burn::tensor::Device;
 use memory::record::encode_record;
 use memory::bench::{Rng, index_bench, normalize};
+use memory::device_work::DispatchCounter;
 use memory::{EMBEDDING_DIM, Embedder, IndexConfig, MemoryKind, MemoryRecord};
 
 fn bench_embedder(cpu: bool) {
@@ -49,6 +53,13 @@ fn bench_embedder(cpu: bool) {
     // Warm-up compiles the shaders for the shapes measured below.
     let _ = pollster::block_on(embedder.embed(&refs[..64]));
     let _ = pollster::block_on(embedder.embed(&[refs[0]]));
+    // GPU kernel launches of one call (burn's and the embedder's own; 0 on the CPU).
+    let dispatches = |texts: &[&str]| {
+        let counter = DispatchCounter::start();
+        let _ = pollster::block_on(embedder.embed(texts));
+        counter.dispatches()
+    };
+    println!("  dispatches: {} for a batch of 64 chat messages, {} for one message", dispatches(&refs[..64]), dispatches(&refs[..1]));
     for (label, batch) in [("batches of 64 chat messages (14-25 tokens)", &refs[..]), ("one message at a time", &refs[..32])] {
         let started = Instant::now();
         let mut done = 0;

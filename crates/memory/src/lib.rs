@@ -7,6 +7,7 @@
 //! - [`score`]: Generative Agents retrieval scoring (relevance, recency, importance).
 //! - [`store`]: the async storage trait, an in-memory store and an atomic file store.
 //! - [`bench`]: the index benchmark's workload, for the native example and the wasm build.
+//! - [`device_work`]: the embedder's GPU dispatches, counted for the benchmark.
 //! - [`memory`]: the facade behind the JS API (`add / search / list / update / forget / embed /
 //!   stats`).
 //!
@@ -14,6 +15,7 @@
 //! `crates/web`.
 
 pub mod bench;
+pub mod device_work;
 pub mod embedder;
 pub mod error;
 pub mod index;
