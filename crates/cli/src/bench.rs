@@ -33,6 +33,14 @@ pub(crate) struct BenchArgs {
     /// samples on the CPU.
     #[arg(long, default_value_t = 40)]
     top_k: usize,
+    /// Sample with the chat engine's reply settings (temperature 0.5, top-p 0.9, repetition
+    /// penalty 1.1, DRY 0.8 with its breakers, seed 0) instead of `--temperature`.
+    #[arg(long)]
+    chat_sampling: bool,
+    /// Choose every token on the CPU from logits read back, as before sampling moved to the GPU
+    /// (to compare the two on the same settings).
+    #[arg(long)]
+    cpu_sampling: bool,
     #[arg(long)]
     json: bool,
 }
@@ -66,6 +74,7 @@ pub(crate) fn bench(args: BenchArgs) -> Result<(), LlmError> {
     let (mut generator, adapter, load_seconds) = load(&args.model, args.backend, context)?;
     let device = generator.model().device().clone();
     generator.set_lookahead(args.lookahead.map_or(Lookahead::Adaptive, Lookahead::Fixed));
+    generator.set_device_choice(!args.cpu_sampling);
     let mut peak = memory_usage(&device).map_or(0, |(_, reserved)| reserved);
 
     let mut prompt = Vec::new();
@@ -76,7 +85,9 @@ pub(crate) fn bench(args: BenchArgs) -> Result<(), LlmError> {
 
     let (mut prefill, mut decode) = (Vec::new(), Vec::new());
     // One warm-up run compiles every shader; it is not counted.
-    let sampling = if args.temperature > 0.0 {
+    let sampling = if args.chat_sampling {
+        engine::ReplyOptions::default().sampling
+    } else if args.temperature > 0.0 {
         SamplingParams { temperature: args.temperature, top_k: args.top_k, ..SamplingParams::default() }
     } else {
         SamplingParams::greedy()
@@ -110,7 +121,19 @@ pub(crate) fn bench(args: BenchArgs) -> Result<(), LlmError> {
         "decode_tokens": args.decode_tokens,
         "lookahead": args.lookahead.map_or_else(|| "adaptive".to_string(), |n| n.to_string()),
         "repeats": args.repeats,
-        "sampling": if sampling.temperature > 0.0 { json!({ "temperature": sampling.temperature, "top_k": sampling.top_k, "top_p": sampling.top_p, "min_p": sampling.min_p }) } else { json!("greedy") },
+        "cpu_sampling": args.cpu_sampling,
+        "sampling": if sampling.temperature > 0.0 {
+            json!({
+                "temperature": sampling.temperature,
+                "top_k": sampling.top_k,
+                "top_p": sampling.top_p,
+                "min_p": sampling.min_p,
+                "repeat_penalty": sampling.repeat_penalty,
+                "dry_multiplier": sampling.dry.multiplier,
+            })
+        } else {
+            json!("greedy")
+        },
         "prefill_tok_s": median(&mut prefill),
         "decode_tok_s": median(&mut decode),
         "peak_device_bytes": peak,

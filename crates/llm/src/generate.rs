@@ -19,8 +19,8 @@ use crate::device_work::{self, DeviceWork, DeviceWorkPerToken};
 use crate::error::{LlmError, Result};
 use crate::kv_cache::KvCache;
 use crate::model::Model;
-use crate::ops::{self, TokenChoice};
-use crate::sampler::{Cuts, Sampler, SamplingParams, SequenceBreakers, draw_bits};
+use crate::ops::{self, DryChoice, TokenChoice};
+use crate::sampler::{Cuts, Sampler, SamplingParams, SequenceBreakers, draw_bits, dry};
 
 #[derive(Debug, Clone)]
 pub struct GenerateOptions {
@@ -110,7 +110,7 @@ impl GenerationStats {
 }
 
 /// The sampling kernel's settings for the token at `position` of the history (prompt and reply),
-/// the reply's token `step`: what [`Sampler::sample`] would do, but DRY.
+/// the reply's token `step`: what [`Sampler::sample`] would do after DRY (see [`dry_choice`]).
 fn token_choice(p: &SamplingParams, position: usize, step: usize) -> TokenChoice {
     let window = if p.has_penalties() { p.repeat_last_n.min(position) } else { 0 };
     TokenChoice {
@@ -122,6 +122,19 @@ fn token_choice(p: &SamplingParams, position: usize, step: usize) -> TokenChoice
         position,
         draw: draw_bits(p.seed, step as u32),
     }
+}
+
+/// DRY's settings for the token at `position` of the history.
+fn dry_choice(p: &SamplingParams, position: usize) -> DryChoice {
+    let d = &p.dry;
+    DryChoice { multiplier: d.multiplier, base: d.base, allowed_length: d.allowed_length, window: dry::window(d, position), position }
+}
+
+/// DRY on the device for a run: the breaker flag of every token and the penalty of every repeat
+/// length (see [`ops::dry`]), uploaded with the first burst.
+struct DeviceDry {
+    breakers: Tensor<1, Int>,
+    penalties: Tensor<1>,
 }
 
 /// The ids `[n]` of a burst as read back (see [`InFlight`]).
@@ -175,6 +188,10 @@ struct Run {
     /// The prompt and the tokens chosen so far, on the device, when the device samples: the
     /// penalties read it and every choice is written to it.
     device_history: Option<Tensor<1, Int>>,
+    /// With DRY on and the device sampling: its breakers as one flag per token, to upload with
+    /// the first burst.
+    dry_flags: Option<Vec<i32>>,
+    device_dry: Option<DeviceDry>,
     /// Tokens chosen on the device and read back, not yet handed out. The cache already holds
     /// the ones before the last.
     ready: VecDeque<u32>,
@@ -230,6 +247,8 @@ pub struct Generator {
     /// vocabulary, so it is done once per list rather than once per reply.
     breakers: Option<(Vec<String>, Arc<SequenceBreakers>)>,
     lookahead: Lookahead,
+    /// Whether decode steps may choose their tokens on the device (see [`Self::set_device_choice`]).
+    device_choice: bool,
 }
 
 impl Generator {
@@ -247,7 +266,14 @@ impl Generator {
             last_logits: Vec::new(),
             breakers: None,
             lookahead: Lookahead::Adaptive,
+            device_choice: true,
         }
+    }
+
+    /// With `false`, every token is chosen on the CPU from logits read back, as before the
+    /// device sampled: benchmarks compare the two paths on the same settings. Default `true`.
+    pub fn set_device_choice(&mut self, on: bool) {
+        self.device_choice = on;
     }
 
     /// How many greedy decode steps to queue on the device per read back (default adaptive).
@@ -327,7 +353,8 @@ impl Generator {
         if let Some(&bad) = prompt.iter().find(|&&t| t as usize >= self.model.config.vocab_size) {
             return Err(LlmError::BadRequest(format!("token id {bad} is outside the vocabulary")));
         }
-        let sampler = Sampler::with_breakers(options.sampling.clone(), self.sequence_breakers(&options.sampling)?)?;
+        let breakers = self.sequence_breakers(&options.sampling)?;
+        let sampler = Sampler::with_breakers(options.sampling.clone(), breakers.clone())?;
         // Reuse the common prefix, but always run at least the last prompt token to get logits.
         let reuse = if options.cache_prompt {
             self.cached.iter().zip(&prompt).take_while(|(a, b)| a == b).count().min(prompt.len() - 1)
@@ -337,11 +364,14 @@ impl Generator {
         self.cache.truncate(reuse);
         self.cached.truncate(reuse);
         let stats = GenerationStats { prompt_tokens: prompt.len(), prefilled_tokens: prompt.len() - reuse, ..Default::default() };
+        // DRY's breakers for the device, when each is a single token.
+        let dry_flags = if options.sampling.dry.is_enabled() { breakers.single_token_flags(self.model.config.vocab_size) } else { None };
         let on_device = match &options.sampling {
-            _ if !self.model.embeds_device_ids() => None,
+            _ if !self.device_choice || !self.model.embeds_device_ids() => None,
             p if p.is_plain_greedy() => Some(DeviceChoice::Argmax),
-            p if p.fits_device() => Some(DeviceChoice::Sample),
-            // DRY, or top-k beyond what the kernel sorts: the CPU samples from logits read back.
+            p if p.fits_device() && (!p.dry.is_enabled() || dry_flags.is_some()) => Some(DeviceChoice::Sample),
+            // Top-k beyond what the kernel sorts, or a DRY breaker spelled by several tokens:
+            // the CPU samples from logits read back.
             _ => None,
         };
         let lookahead = match self.lookahead {
@@ -357,6 +387,8 @@ impl Generator {
             stats,
             on_device,
             device_history: None,
+            dry_flags,
+            device_dry: None,
             ready: VecDeque::new(),
             device_last: None,
             in_flight: None,
@@ -583,6 +615,14 @@ impl Generator {
                 Some(Tensor::<1, Int>::from_data(TensorData::new(all, [len]), &device))
             }
         };
+        if let (Some(flags), None, Some(held)) = (run.dry_flags.take(), &run.device_dry, &history) {
+            let table = dry::penalty_table(&run.options.sampling.dry, held.dims()[0]);
+            device_work::count_upload((flags.len() + table.len()) * 4);
+            let (vocab, lengths) = (flags.len(), table.len());
+            let breakers = Tensor::<1, Int>::from_data(TensorData::new(flags, [vocab]), &device);
+            let penalties = Tensor::<1>::from_data(TensorData::new(table, [lengths]), &device);
+            run.device_dry = Some(DeviceDry { breakers, penalties });
+        }
         let mut chosen = Vec::with_capacity(count);
         for i in 0..count {
             let logits = match self.model.forward_ids(ids, &mut self.cache) {
@@ -600,6 +640,10 @@ impl Generator {
                     logits.argmax(1).reshape([1])
                 }
                 Some(held) => {
+                    let (logits, held) = match &run.device_dry {
+                        Some(d) => ops::dry(logits, held, &d.breakers, &d.penalties, dry_choice(&run.options.sampling, told + i)),
+                        None => (logits, held),
+                    };
                     let (next, held) = ops::sample(logits, held, token_choice(&run.options.sampling, told + i, chosen_so_far + i));
                     history = Some(held);
                     next

@@ -4,7 +4,7 @@
 use burn::backend::{Dispatch, DispatchTensor};
 use burn::tensor::{Int, Tensor};
 
-pub use crate::kernels::{Heads, TokenChoice};
+pub use crate::kernels::{DryChoice, Heads, TokenChoice};
 use crate::kernels::LlmKernels;
 
 /// RMSNorm over the last dimension, times `weight`.
@@ -49,4 +49,10 @@ pub fn qk_norm(qkv: Tensor<2>, q_weight: &Tensor<1>, k_weight: &Tensor<1>, eps: 
 pub fn sample(logits: Tensor<2>, history: Tensor<1, Int>, choice: TokenChoice) -> (Tensor<1, Int>, Tensor<1, Int>) {
     let (ids, history) = Dispatch::sample(logits.into_dispatch(), history.into_dispatch(), choice);
     (Tensor::from_dispatch(ids), Tensor::from_dispatch(history))
+}
+
+/// See [`LlmKernels::dry`]: returns the penalised logits and the history.
+pub fn dry(logits: Tensor<2>, history: Tensor<1, Int>, breakers: &Tensor<1, Int>, penalties: &Tensor<1>, choice: DryChoice) -> (Tensor<2>, Tensor<1, Int>) {
+    let (logits, history) = Dispatch::dry(logits.into_dispatch(), history.into_dispatch(), breakers.clone().into_dispatch(), penalties.clone().into_dispatch(), choice);
+    (Tensor::from_dispatch(logits), Tensor::from_dispatch(history))
 }

@@ -71,13 +71,15 @@ impl SamplingParams {
         self.temperature <= 0.0 && !self.has_penalties() && !self.dry.is_enabled()
     }
 
-    /// Whether the GPU's sampling kernel can make the choice (no DRY, whose match search
-    /// stays on the CPU; top-k within [`DEVICE_MAX_TOP_K`] when sampling, as the kernel sorts
-    /// that many candidates; a penalty window within [`DEVICE_MAX_PENALTY_WINDOW`]).
+    /// Whether the GPU's sampling kernel can make the choice: top-k within
+    /// [`DEVICE_MAX_TOP_K`] when sampling, as the kernel sorts that many candidates; a penalty
+    /// window within [`DEVICE_MAX_PENALTY_WINDOW`]. DRY runs on the device too when its
+    /// breakers are single tokens ([`SequenceBreakers::single_token_flags`]; the generator
+    /// checks, as that needs the vocabulary).
     pub fn fits_device(&self) -> bool {
         let top_k_fits = self.temperature <= 0.0 || (1..=DEVICE_MAX_TOP_K).contains(&self.top_k);
         let window_fits = !self.has_penalties() || self.repeat_last_n <= DEVICE_MAX_PENALTY_WINDOW;
-        !self.dry.is_enabled() && top_k_fits && window_fits
+        top_k_fits && window_fits
     }
 
     pub fn validate(&self) -> Result<()> {

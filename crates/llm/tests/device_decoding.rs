@@ -233,3 +233,142 @@ fn the_sampling_kernel_chooses_as_the_cpu_sampler_does() {
         }
     }
 }
+
+/// DRY as the chat uses it (multiplier 0.8, base 1.75, allowed length 2, breakers newline,
+/// colon, quote, asterisk), on top of `sampling`.
+fn with_dry(mut options: GenerateOptions) -> GenerateOptions {
+    options.sampling.dry = llm::DryParams { multiplier: 0.8, ..Default::default() };
+    options
+}
+
+/// Replays `tokens` step by step with the logits read back and the CPU sampler (DRY's Z-function
+/// search, `dry::apply`): each must be the CPU's own choice. Returns how many steps DRY changed
+/// some logit at (the settings have no other penalty).
+fn replay_on_the_cpu(g: &mut Generator, prompt: &[u32], options: &GenerateOptions, tokens: &[u32], name: &str) -> usize {
+    let breakers = g.sequence_breakers(&options.sampling).unwrap();
+    let mut sampler = llm::Sampler::with_breakers(options.sampling.clone(), breakers).unwrap();
+    let mut cache = g.model().new_cache(64);
+    let mut history = prompt.to_vec();
+    let mut input = prompt.to_vec();
+    let mut penalised = 0;
+    for (step, &token) in tokens.iter().enumerate() {
+        let raw = g.model().forward(&input, &mut cache, false).unwrap().into_data().try_to_vec::<f32>().unwrap();
+        let mut logits = raw.clone();
+        assert_eq!(sampler.sample(&mut logits, &history), token, "{name}: step {step}");
+        penalised += usize::from(logits != raw);
+        history.push(token);
+        input = vec![token];
+    }
+    penalised
+}
+
+#[test]
+fn device_dry_chooses_as_the_cpu_sampler_and_reads_only_ids() {
+    for (name, device) in common::devices() {
+        let mut g = generator(&device);
+        // A prompt with a repeat and a newline (a breaker), so DRY has something to cut short.
+        let prompt = g.encode_raw("fox fox box\nfox fox").unwrap();
+        g.set_lookahead(Lookahead::Fixed(4));
+        for options in [with_dry(greedy(12)), with_dry(sampled(12, 5))] {
+            let first = generate(&mut g, &prompt, options.clone(), None);
+            let decode = g.stats().decode_work;
+            // 11 decoded tokens in three reads of ids, never the logits.
+            assert_eq!(decode.readbacks, 3, "{name}: {decode:?}");
+            assert!(decode.readback_bytes <= 11 * 8, "{name}: ids only: {decode:?}");
+            assert_eq!(generate(&mut g, &prompt, options.clone(), None), first, "{name}: the same tokens on a second run");
+            let penalised = replay_on_the_cpu(&mut g, &prompt, &options, &first, name);
+            assert!(penalised > 0, "{name}: DRY never penalised anything: {first:?}");
+        }
+    }
+}
+
+#[test]
+fn the_dry_kernels_penalise_as_the_cpu_sampler_does() {
+    use burn::tensor::{Int, Tensor, TensorData};
+    use llm::ops::{DryChoice, TokenChoice};
+    use llm::sampler::{Cuts, DryParams, SequenceBreakers, draw_bits, dry, pick};
+
+    let device = common::device();
+    let vocab = 40;
+    let logits: Vec<f32> = (0..vocab).map(|i| ((i * 17) % 23) as f32 * 0.3 - 2.0).collect();
+    // A pseudo-random history over few tokens (many repeats), breakers 7 and 9 now and then.
+    let mut state = 12345u32;
+    let mut mixed: Vec<u32> = (0..300)
+        .map(|_| {
+            state = state.wrapping_mul(1_103_515_245).wrapping_add(12345);
+            [1, 2, 3, 1, 2, 3, 4, 5, 1, 2, 7, 3, 9, 1][(state >> 16) as usize % 14]
+        })
+        .collect();
+    // Ending on a common pair, after the latest breaker.
+    mixed.extend([1, 2]);
+    let dry_params = |multiplier, base, allowed_length, penalty_last_n| DryParams { multiplier, base, allowed_length, penalty_last_n, sequence_breakers: Vec::new() };
+    let cases: Vec<(Vec<u32>, DryParams, Vec<u32>, bool)> = vec![
+        // llama.cpp's worked example: a b c c b c y a b c.
+        (vec![0, 1, 2, 2, 1, 2, 3, 0, 1, 2], dry_params(1.0, 2.0, 1, -1), vec![], true),
+        // A breaker inside the repeat cuts it short; a breaker as the latest token stops DRY.
+        (vec![0, 1, 2, 3, 0, 1, 2], dry_params(1.0, 2.0, 2, -1), vec![0], true),
+        (vec![1, 2, 3, 1, 2, 0, 1, 2, 3, 1, 2, 0], dry_params(1.0, 2.0, 2, -1), vec![0], false),
+        // "1 2" was followed by 4, a breaker (spared), and by 5 (penalised).
+        (vec![1, 2, 4, 3, 1, 2, 5, 1, 2], dry_params(0.8, 1.75, 2, -1), vec![4], true),
+        // The window: the repeat begins before it.
+        (vec![0, 1, 2, 3, 0, 1, 2], dry_params(1.0, 2.0, 2, 6), vec![], true),
+        // One token over and over: the longest repeats, the exponent capped below infinity.
+        (vec![5; 300], dry_params(1.0, 1.75, 2, -1), vec![], true),
+        (vec![5; 300], dry_params(0.8, 1.0, 0, -1), vec![], true),
+        (mixed.clone(), dry_params(0.8, 1.75, 2, -1), vec![7, 9], true),
+        (mixed.clone(), dry_params(1.5, 1.1, 3, 64), vec![9], true),
+        (mixed, dry_params(0.8, 1.75, 1, 200), vec![], true),
+    ];
+    for (case, (history, params, breaker_ids, penalises)) in cases.into_iter().enumerate() {
+        let breakers = SequenceBreakers::from_token_sequences(breaker_ids.iter().map(|&id| vec![id]));
+        let flags = breakers.single_token_flags(vocab).unwrap();
+        let position = history.len();
+        // The device history has room past the position, as the generator's does.
+        let mut held: Vec<i32> = history.iter().map(|&t| t as i32).collect();
+        held.resize(position + 8, 0);
+        let table = dry::penalty_table(&params, held.len());
+        let sampling = llm::SamplingParams { dry: params.clone(), ..llm::SamplingParams::greedy() };
+        let mut want = logits.clone();
+        llm::Sampler::with_breakers(sampling, std::sync::Arc::new(breakers)).unwrap().sample(&mut want, &history);
+        assert_eq!(want != logits, penalises, "case {case}: whether DRY penalises anything");
+
+        let choice = DryChoice { multiplier: params.multiplier, base: params.base, allowed_length: params.allowed_length, window: dry::window(&params, position), position };
+        let flags = Tensor::<1, Int>::from_data(TensorData::new(flags, [vocab]), &device);
+        let penalties = Tensor::<1>::from_data(TensorData::new(table.clone(), [table.len()]), &device);
+        let on_device = |values: &[f32]| {
+            let logits = Tensor::<2>::from_data(TensorData::new(values.to_vec(), [1, vocab]), &device);
+            let history = Tensor::<1, Int>::from_data(TensorData::new(held.clone(), [held.len()]), &device);
+            llm::ops::dry(logits, history, &flags, &penalties, choice)
+        };
+        let (got, _) = on_device(&logits);
+        assert_eq!(got.into_data().try_to_vec::<f32>().unwrap(), want, "case {case}: the same penalties, bit for bit");
+
+        // Then the sampling kernel's draw: the CPU's choice from the same logits.
+        let cuts = Cuts { temperature: 1.2, top_k: 16, top_p: 0.95, min_p: 0.0 };
+        for step in 0..8 {
+            let draw = draw_bits(3, step);
+            let (logits, history) = on_device(&logits);
+            let token = TokenChoice { cuts, repeat_penalty: 1.0, frequency_penalty: 0.0, presence_penalty: 0.0, window: 0, position, draw };
+            let (ids, _) = llm::ops::sample(logits, history, token);
+            let id = ids.into_data().iter::<i64>().next().unwrap();
+            assert_eq!(id, pick(&want, cuts, draw) as i64, "case {case}, step {step}");
+        }
+    }
+}
+
+#[test]
+fn a_breaker_spelled_by_several_tokens_keeps_the_cpu_path() {
+    let device = common::cpu();
+    let mut g = generator(&device);
+    let prompt = g.encode_raw("the quick brown fox").unwrap();
+    // Tokens that end with the start of the breaker ("f", "fo") count only with the rest of it
+    // after them: a breaker of several tokens, which the device does not follow.
+    let mut options = with_dry(greedy(4));
+    options.sampling.dry.sequence_breakers = vec!["fox jumps".into()];
+    let breakers = g.sequence_breakers(&options.sampling).unwrap();
+    assert!(breakers.single_token_flags(g.model().config.vocab_size).is_none());
+    generate(&mut g, &prompt, options, None);
+    let decode = g.stats().decode_work;
+    let vocab = g.model().config.vocab_size as u64;
+    assert_eq!(decode.readback_bytes, 3 * vocab * 4, "logits read back: {decode:?}");
+}

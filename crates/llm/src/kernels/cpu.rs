@@ -12,7 +12,7 @@ use burn::tensor::{Shape, TensorData};
 use burn_flex::{Flex, FlexTensor};
 use cpu_kernels::{AttnShape, Q8Activations, QuantMatrix};
 
-use super::{Heads, LlmKernels, Projection, QuantLayout, TokenChoice};
+use super::{DryChoice, Heads, LlmKernels, Projection, QuantLayout, TokenChoice};
 
 /// The tensor with its values in one contiguous run from offset 0.
 fn dense(t: FlexTensor) -> FlexTensor {
@@ -281,5 +281,31 @@ impl LlmKernels for Flex {
         let chosen = crate::sampler::pick(&values, cuts, draw) as i32;
         ids[position] = chosen;
         (FlexTensor::from_data(TensorData::new(vec![chosen], Shape::from(vec![1]))), history)
+    }
+
+    /// The CPU sampler's own [`crate::sampler::dry`] over the window, with the flagged breakers
+    /// (the penalty table is for GPUs, which cannot compute the penalties in f64).
+    fn dry(
+        logits: FloatTensor<Self>,
+        history: IntTensor<Self>,
+        breakers: IntTensor<Self>,
+        _penalties: FloatTensor<Self>,
+        choice: DryChoice,
+    ) -> (FloatTensor<Self>, IntTensor<Self>) {
+        use crate::sampler::dry::{self, DryParams, SequenceBreakers};
+        let (history, breakers) = (dense(history), dense(breakers));
+        let DryChoice { multiplier, base, allowed_length, window, position } = choice;
+        let ids = history.as_slice::<i32>().expect("the history is a dense i32 tensor");
+        assert!(position <= ids.len() && window <= position, "the history holds {} tokens", ids.len());
+        let flags = breakers.as_slice::<i32>().expect("breaker flags are a dense i32 tensor");
+        let single = flags.iter().enumerate().filter(|&(_, &flag)| flag != 0).map(|(id, _)| vec![id as u32]);
+        let breakers = SequenceBreakers::from_token_sequences(single);
+        // `recent` is the window already: DRY searches all of it.
+        let params = DryParams { multiplier, base, allowed_length, penalty_last_n: -1, sequence_breakers: Vec::new() };
+        let recent: Vec<u32> = ids[position - window..position].iter().map(|&id| id as u32).collect();
+        let shape = logits.layout().shape().to_vec();
+        let mut values = f32s(&dense(logits)).to_vec();
+        dry::apply(&params, &breakers, &mut values, &recent);
+        (tensor(values, shape), history)
     }
 }

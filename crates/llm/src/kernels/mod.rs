@@ -83,6 +83,18 @@ pub struct TokenChoice {
     pub draw: u32,
 }
 
+/// DRY's settings for [`LlmKernels::dry`]: the token at `position` of the history looks back
+/// over `window` tokens (see [`crate::sampler::dry`]).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct DryChoice {
+    pub multiplier: f32,
+    pub base: f32,
+    pub allowed_length: usize,
+    /// How many tokens before `position` are searched for repeats.
+    pub window: usize,
+    pub position: usize,
+}
+
 /// Operations of the forward pass on a backend's own tensors.
 #[backend_extension(Cube: cfg(any(feature = "wgpu", feature = "webgpu")), Flex: cfg(feature = "cpu"))]
 pub trait LlmKernels: Backend {
@@ -176,4 +188,17 @@ pub trait LlmKernels: Backend {
     /// (what the next step's embedding look-up reads); returns the ids and the history.
     /// `choice.cuts.top_k` must be in `1..=`[`crate::sampler::DEVICE_MAX_TOP_K`] when sampling.
     fn sample(logits: FloatTensor<Self>, history: IntTensor<Self>, choice: TokenChoice) -> (IntTensor<Self>, IntTensor<Self>);
+
+    /// Subtract DRY's penalties from `logits [1, vocab]` (in place), for the token at
+    /// `choice.position` of `history` (ids, i32), as [`crate::sampler::dry`] does on the CPU
+    /// with single-token breakers: `breakers [vocab]` flags them (i32, 1 = breaker) and
+    /// `penalties [lengths]` holds [`crate::sampler::dry::penalty_table`] for `choice`'s
+    /// settings, with more lengths than `choice.window`. Returns the logits and the history.
+    fn dry(
+        logits: FloatTensor<Self>,
+        history: IntTensor<Self>,
+        breakers: IntTensor<Self>,
+        penalties: FloatTensor<Self>,
+        choice: DryChoice,
+    ) -> (FloatTensor<Self>, IntTensor<Self>);
 }

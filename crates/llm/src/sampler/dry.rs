@@ -154,6 +154,23 @@ impl SequenceBreakers {
         self.by_head.is_empty()
     }
 
+    /// One flag per token of a vocabulary of `vocab` ids (1: a breaker by itself), when every
+    /// breaker is a single token: what the device's DRY kernels read. `None` when a breaker
+    /// needs tokens after its first to count (a token ending with the start of a breaker): the
+    /// device cannot follow those, and the CPU samples.
+    pub fn single_token_flags(&self, vocab: usize) -> Option<Vec<i32>> {
+        let mut flags = vec![0; vocab];
+        for (&head, tails) in &self.by_head {
+            if tails.iter().any(|tail| !tail.is_empty()) {
+                return None;
+            }
+            if let Some(flag) = flags.get_mut(head as usize) {
+                *flag = 1;
+            }
+        }
+        Some(flags)
+    }
+
     /// Whether the token is a breaker by itself.
     fn is_single_token(&self, id: u32) -> bool {
         self.by_head.get(&id).is_some_and(|tails| tails.iter().any(Vec::is_empty))
@@ -192,8 +209,7 @@ pub(crate) fn apply(params: &DryParams, breakers: &SequenceBreakers, logits: &mu
     if !params.is_enabled() {
         return;
     }
-    let last_n = if params.penalty_last_n < 0 { history.len() } else { (params.penalty_last_n as usize).min(history.len()) };
-    let window = &history[history.len() - last_n..];
+    let window = &history[history.len() - window(params, history.len())..];
     let n = window.len();
     if n <= params.allowed_length {
         return;
@@ -218,20 +234,36 @@ pub(crate) fn apply(params: &DryParams, breakers: &SequenceBreakers, logits: &mu
         }
     }
 
-    let max_exponent = if params.base > 1.000_001 { (F32_MAX_LN / params.base.ln()) as usize } else { 0 };
     for (token, len) in longest {
         if breakers.is_single_token(token) {
             continue;
         }
         let Some(logit) = logits.get_mut(token as usize) else { continue };
-        let mut exponent = len - params.allowed_length;
-        if max_exponent > 0 {
-            exponent = exponent.min(max_exponent);
-        }
-        // In f64 as C++'s pow(float, int) computes it, then rounded once.
-        let penalty = (params.multiplier as f64 * (params.base as f64).powi(exponent as i32)) as f32;
-        *logit -= penalty;
+        *logit -= penalty(params, len);
     }
+}
+
+/// The penalty for extending a repeat of `len` tokens: `multiplier · base^(len − allowed_length)`,
+/// the exponent capped where it would overflow f32; 0 for a repeat of at most `allowed_length`.
+pub fn penalty(params: &DryParams, len: usize) -> f32 {
+    let Some(mut exponent) = len.checked_sub(params.allowed_length) else { return 0.0 };
+    let max_exponent = if params.base > 1.000_001 { (F32_MAX_LN / params.base.ln()) as usize } else { 0 };
+    if max_exponent > 0 {
+        exponent = exponent.min(max_exponent);
+    }
+    // In f64 as C++'s pow(float, int) computes it, then rounded once.
+    (params.multiplier as f64 * (params.base as f64).powi(exponent.min(i32::MAX as usize) as i32)) as f32
+}
+
+/// [`penalty`] for every repeat length `0..lengths`: the device's DRY kernel looks its penalties
+/// up here (a GPU has no f64 to compute them the CPU's way), computed once per request.
+pub fn penalty_table(params: &DryParams, lengths: usize) -> Vec<f32> {
+    (0..lengths).map(|len| penalty(params, len)).collect()
+}
+
+/// How many tokens before `position` DRY looks at: its window (`penalty_last_n`, -1 for all).
+pub fn window(params: &DryParams, position: usize) -> usize {
+    if params.penalty_last_n < 0 { position } else { (params.penalty_last_n as usize).min(position) }
 }
 
 /// `z[k]`: the length of the longest common prefix of `s` and `s[k..]` (`z[0]` = `s.len()`).

@@ -6,10 +6,12 @@
 //!
 //! One file per kind of work: quantized products (`matmul`), attention with rope and the KV
 //! cache (`attention`), row norms (`norms`), elementwise steps and the embedding look-up
-//! (`elementwise`), and the choice of the next token (`sampling`). This file holds the seam's
-//! implementation, which only forwards, and the buffer plumbing they share.
+//! (`elementwise`), the choice of the next token (`sampling`) and DRY's penalties before it
+//! (`dry`). This file holds the seam's implementation, which only forwards, and the buffer
+//! plumbing they share.
 
 mod attention;
+mod dry;
 mod elementwise;
 mod matmul;
 mod norms;
@@ -20,7 +22,7 @@ use burn::tensor::{DType, Shape};
 use burn_cubecl::{CubeBackend, tensor::CubeTensor};
 use cubecl::prelude::*;
 
-use super::{Heads, LlmKernels, Projection, QuantLayout, TokenChoice};
+use super::{DryChoice, Heads, LlmKernels, Projection, QuantLayout, TokenChoice};
 use crate::device_work::count_dispatch;
 
 fn check_f32(t: &CubeTensor, what: &str) {
@@ -133,5 +135,15 @@ impl LlmKernels for CubeBackend {
 
     fn sample(logits: FloatTensor<Self>, history: IntTensor<Self>, choice: TokenChoice) -> (IntTensor<Self>, IntTensor<Self>) {
         sampling::sample(logits, history, choice)
+    }
+
+    fn dry(
+        logits: FloatTensor<Self>,
+        history: IntTensor<Self>,
+        breakers: IntTensor<Self>,
+        penalties: FloatTensor<Self>,
+        choice: DryChoice,
+    ) -> (FloatTensor<Self>, IntTensor<Self>) {
+        dry::dry(logits, history, breakers, penalties, choice)
     }
 }
