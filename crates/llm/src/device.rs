@@ -9,6 +9,8 @@ use burn::tensor::wgpu::WgpuSetup;
 
 #[cfg(any(feature = "wgpu", feature = "webgpu"))]
 use crate::error::{LlmError, Result};
+#[cfg(any(feature = "wgpu", feature = "webgpu"))]
+use crate::kernels::PrefillKernels;
 
 /// Which GPU the engine runs on, as wgpu reports it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -70,7 +72,15 @@ pub fn init_native() -> Result<(Device, AdapterInfo)> {
         .tasks_max(TASKS_PER_SUBMIT)
         .init_with_setup()
         .map_err(|e| LlmError::Device(format!("no usable GPU adapter: {e}")))?;
-    Ok((device, AdapterInfo::from_setup(&setup)))
+    let adapter = AdapterInfo::from_setup(&setup);
+    // CONFIDANT_PREFILL_KERNELS=rows|tiled overrides the adapter's choice (benchmarks).
+    let prefill = match std::env::var("CONFIDANT_PREFILL_KERNELS").as_deref() {
+        Ok("rows") => PrefillKernels::Rows,
+        Ok("tiled") => PrefillKernels::Tiled,
+        _ => PrefillKernels::for_device_type(&adapter.device_type),
+    };
+    crate::kernels::set_prefill_kernels(prefill);
+    Ok((device, adapter))
 }
 
 /// The browser's WebGPU adapter.
@@ -82,7 +92,9 @@ pub async fn init_webgpu() -> Result<(Device, AdapterInfo)> {
         .init_with_setup_async()
         .await
         .map_err(|e| LlmError::Device(format!("WebGPU is not available: {e}")))?;
-    Ok((device, AdapterInfo::from_setup(&setup)))
+    let adapter = AdapterInfo::from_setup(&setup);
+    crate::kernels::set_prefill_kernels(PrefillKernels::for_device_type(&adapter.device_type));
+    Ok((device, adapter))
 }
 
 /// Device memory held by burn's allocator: (bytes in use, bytes reserved).

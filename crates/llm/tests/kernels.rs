@@ -504,3 +504,75 @@ fn split_matrices_match_whole_ones() {
         }
     }
 }
+
+/// The prefill kernels are a process-wide choice: tests that switch it hold this lock.
+static PREFILL_SWITCH: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+/// Runs `f` with the GPU's prefill kernels set to `kernels`, then restores the adapter's choice.
+fn with_prefill_kernels<T>(kernels: llm::kernels::PrefillKernels, f: impl FnOnce() -> T) -> T {
+    let _guard = PREFILL_SWITCH.lock().unwrap_or_else(|e| e.into_inner());
+    let before = llm::kernels::prefill_kernels();
+    llm::kernels::set_prefill_kernels(kernels);
+    let out = f();
+    llm::kernels::set_prefill_kernels(before);
+    out
+}
+
+/// The GPU's tiled prompt product (32 × 32 output tiles, k in steps of 32) against plain math on
+/// the dequantized weights: 4- and 8-bit words, groups of 32 and 16 (K-quants), m and n that
+/// are not multiples of the tile (16, the fewest rows it takes, and 45; n = 70), and every
+/// epilogue: plain, residual, SwiGLU and GeGLU from stacked rows, and the norm (taken by its own
+/// kernel above 4 rows). `k` is a multiple of 32 in every GGUF type (blocks of 32 or 256), so a
+/// ragged k step cannot occur: k = 96 takes three steps, 256 eight.
+#[test]
+fn tiled_products_match_dequantized_math() {
+    use llm::kernels::{PrefillKernels, Projection};
+    let device = common::device();
+    let mut rng = Rng(0x5eed_7111_ed00_0001);
+    let n = 70usize;
+    for (ty, k) in [(GgmlType::Q4_1, 96usize), (GgmlType::Q8_0, 96), (GgmlType::Q4K, 256), (GgmlType::Q6K, 256)] {
+        let (gate_data, up_data) = (random_tensor(ty, n * k, &mut rng), random_tensor(ty, n * k, &mut rng));
+        let (gate_w, up_w) = (gguf::dequantize(ty, &gate_data).unwrap(), gguf::dequantize(ty, &up_data).unwrap());
+        let mut writer = GgufWriter::new();
+        writer.tensor("gate", &[k as u64, n as u64], ty, gate_data).tensor("up", &[k as u64, n as u64], ty, up_data);
+        let file = writer.to_bytes();
+        let gguf = Gguf::parse(&file).unwrap();
+        let loader = WeightLoader { gguf: &gguf, file: &file, device: &device };
+        let gate = loader.linear("gate", n, k).unwrap();
+        let stacked = Linear::stack_rows(&[&gate, &loader.linear("up", n, k).unwrap()]).unwrap();
+        let norm: Vec<f32> = (0..k).map(|_| rng.unit()).collect();
+        for m in [16usize, 45] {
+            let x: Vec<f32> = (0..m * k).map(|_| rng.unit()).collect();
+            let residual: Vec<f32> = (0..m * n).map(|_| rng.unit()).collect();
+            let (want_gate, want_up) = (matmul_cpu(&x, &gate_w, m, n, k), matmul_cpu(&x, &up_w, m, n, k));
+            let normed = rms_norm_cpu(&x, &norm, k, 1e-5);
+            let want_normed = matmul_cpu(&normed, &gate_w, m, n, k);
+            let what = format!("tiled {ty} m={m} k={k}");
+            let x2 = || tensor2(x.clone(), [m, k], &device);
+            let (plain, added, swiglu, geglu, normed_got) = with_prefill_kernels(PrefillKernels::Tiled, || {
+                (
+                    values(gate.forward(x2())),
+                    values(gate.forward_add(x2(), tensor2(residual.clone(), [m, n], &device))),
+                    values(stacked.swiglu_stacked(x2())),
+                    values(stacked.geglu_stacked(x2())),
+                    values(gate.normed(x2(), &tensor1(norm.clone(), &device), 1e-5, Projection::Plain)),
+                )
+            });
+            let diff = max_abs_diff(&plain, &want_gate);
+            assert!(diff < 1e-3, "{what} matmul: max difference {diff}");
+            let want: Vec<f32> = want_gate.iter().zip(&residual).map(|(a, b)| a + b).collect();
+            assert!(max_abs_diff(&added, &want) < 1e-3, "{what} matmul + residual");
+            let diff = max_abs_diff(&normed_got, &want_normed);
+            assert!(diff < 1e-3, "{what} normed: max difference {diff}");
+            for (act, got, name) in [(silu as fn(f32) -> f32, &swiglu, "swiglu"), (gelu, &geglu, "geglu")] {
+                for (i, (y, (g, u))) in got.iter().zip(want_gate.iter().zip(&want_up)).enumerate() {
+                    // As in quantized_products_on: each sum within 1e-3 carries over scaled by the other.
+                    let (eg, eu) = (1e-3 * g.abs().max(1.0), 1e-3 * u.abs().max(1.0));
+                    let bound = 1.1 * eg * u.abs() + act(*g).abs() * eu + eg * eu + 1e-5;
+                    let want = act(*g) * u;
+                    assert!((y - want).abs() <= bound, "{what} {name} [{i}]: {y}, want {want}");
+                }
+            }
+        }
+    }
+}

@@ -18,6 +18,40 @@ mod cpu;
 #[cfg(any(feature = "wgpu", feature = "webgpu"))]
 mod cube;
 
+/// Which GPU kernels run a prompt's many rows (decoding one row always runs the row kernels).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum PrefillKernels {
+    /// The decode kernels over blocks of rows: a product that gives each invocation one weight
+    /// row and 8 activation rows, attention that gives each (query, head) one workgroup. Faster
+    /// on software adapters (lavapipe, SwiftShader), where the GPU is the CPU's cores.
+    Rows,
+    /// A tiled product through workgroup memory and flash attention over key/value tiles: each
+    /// weight and key is read once per block of rows instead of once per row, which is what a
+    /// real GPU's memory bandwidth needs for long prompts.
+    Tiled,
+}
+
+impl PrefillKernels {
+    /// The choice for an adapter of this [`crate::device::AdapterInfo::device_type`]: software
+    /// adapters ("cpu") keep the row kernels.
+    pub fn for_device_type(device_type: &str) -> Self {
+        if device_type == "cpu" { Self::Rows } else { Self::Tiled }
+    }
+}
+
+static PREFILL_TILED: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(true);
+
+/// Chooses the prefill kernels for every GPU device of this process (set when a device is
+/// acquired, from its adapter; tests set it to exercise both).
+pub fn set_prefill_kernels(kernels: PrefillKernels) {
+    PREFILL_TILED.store(kernels == PrefillKernels::Tiled, std::sync::atomic::Ordering::Relaxed);
+}
+
+/// The prefill kernels in use (see [`set_prefill_kernels`]).
+pub fn prefill_kernels() -> PrefillKernels {
+    if PREFILL_TILED.load(std::sync::atomic::Ordering::Relaxed) { PrefillKernels::Tiled } else { PrefillKernels::Rows }
+}
+
 /// A quantized `[rows, cols]` weight matrix as the kernels read it (used as `y = x · Wᵀ`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct QuantLayout {

@@ -192,6 +192,184 @@ fn quant_matmul_kernel(
     }
 }
 
+/// Activation rows of the tiled product's output tile.
+const TILE_M: usize = 32;
+/// Weight rows (output columns) of the tiled product's output tile.
+const TILE_N: usize = 32;
+/// Values of `k` staged in workgroup memory per step.
+const TILE_K: usize = 32;
+/// Invocations of the tiled product: 8 × 8, each accumulating a 4 × 4 block of the tile.
+const TILE_LANES: usize = 64;
+/// Each invocation's rows and columns of the tile (`TILE_M / 8`, `TILE_N / 8`).
+const REG: usize = 4;
+
+/// Quantized matrix-matrix product for prompts: each workgroup computes a `TILE_M × TILE_N`
+/// block of the output, walking `k` in steps of `TILE_K`. Per step the lanes stage the
+/// activation block and the weight block, dequantized once (`scale × q + offset`), in workgroup
+/// memory, then every lane accumulates its 4 × 4 outputs from there, so each weight is read and
+/// unpacked once per `TILE_M` activation rows (the row kernel: once per 8) and each activation
+/// once per `TILE_N` weight rows (the row kernel: once per weight row). Rows are padded to
+/// `TILE_K + 1` values so the lanes of one column read different banks. Lane `(tx, ty)` owns
+/// activation rows `ty + 8i` and weight rows `tx + 8j`: neighbouring lanes read neighbouring rows.
+///
+/// Epilogues as in [`quant_matmul_kernel`]; the gated ones stage the up projection's rows
+/// (`n + col`) beside the gate's. Workgroup memory: two or three 32 × 33 f32 blocks, 12.4 KiB at
+/// most, within WebGPU's 16 KiB.
+#[cube(launch_unchecked)]
+#[allow(clippy::too_many_arguments)]
+fn tiled_quant_matmul_kernel(
+    x: &[f32],
+    packed: &[u32],
+    scales: &[f32],
+    side: &[f32],
+    out: &mut [f32],
+    m: usize,
+    n: usize,
+    k: usize,
+    #[comptime] bits: u32,
+    #[comptime] group: usize,
+    #[comptime] epilogue: Epilogue,
+) {
+    let per_word = comptime!(32 / bits) as usize;
+    let mask = comptime!((1u32 << bits) - 1);
+    let swiglu = comptime!(epilogue == Epilogue::SwiGlu || epilogue == Epilogue::GeGlu);
+    let stride = comptime!(TILE_K + 1);
+    let words_per_tile_row = comptime!(TILE_K / (32 / bits as usize));
+    let word_loads = comptime!(TILE_N * TILE_K / (32 / bits as usize) / TILE_LANES);
+    let x_loads = comptime!(TILE_M * TILE_K / TILE_LANES);
+
+    let lane = UNIT_POS_X as usize;
+    let tx = lane % 8;
+    let ty = lane / 8;
+    let row0 = CUBE_POS_Y as usize * TILE_M;
+    let col0 = CUBE_POS_X as usize * TILE_N;
+
+    let mut xs = Shared::<[f32]>::new_slice(comptime!(TILE_M * (TILE_K + 1)));
+    let mut ws = Shared::<[f32]>::new_slice(comptime!(TILE_N * (TILE_K + 1)));
+    let mut us = Shared::<[f32]>::new_slice(comptime!(if swiglu { TILE_N * (TILE_K + 1) } else { 1 }));
+
+    let mut acc = Array::<f32>::new(comptime!(REG * REG));
+    let mut acc2 = Array::<f32>::new(comptime!(REG * REG));
+    #[unroll]
+    for i in 0..comptime!(REG * REG) {
+        acc[i] = 0.0;
+        acc2[i] = 0.0;
+    }
+    let mut a = Array::<f32>::new(REG);
+    let mut b = Array::<f32>::new(REG);
+    let mut b2 = Array::<f32>::new(REG);
+
+    let mut k0 = 0usize;
+    while k0 < k {
+        // Activations, zero outside the matrix (ragged last rows and steps).
+        #[unroll]
+        for j in 0..x_loads {
+            let i = lane + j * TILE_LANES;
+            let r = i / TILE_K;
+            let c = i % TILE_K;
+            let row = row0 + r;
+            let kk = k0 + c;
+            let mut v = 0.0f32;
+            if row < m && kk < k {
+                v = x[row * k + kk];
+            }
+            xs[r * stride + c] = v;
+        }
+        // Weights, one packed word per load; a word never straddles a group (groups hold whole
+        // words) nor the end of a row (`k` is a multiple of the group).
+        #[unroll]
+        for j in 0..word_loads {
+            let i = lane + j * TILE_LANES;
+            let r = i / words_per_tile_row;
+            let c = (i % words_per_tile_row) * per_word;
+            let col = col0 + r;
+            let kk = k0 + c;
+            let inside = col < n && kk < k;
+            let mut word = 0u32;
+            let mut s = 0.0f32;
+            let mut o = 0.0f32;
+            if inside {
+                let at = col * k + kk;
+                word = packed[at / per_word];
+                let gi = at / group;
+                s = scales[2 * gi];
+                o = scales[2 * gi + 1];
+            }
+            #[unroll]
+            for e in 0..per_word {
+                let shift = comptime!(e as u32 * bits);
+                ws[r * stride + c + e] = s * f32::cast_from((word >> shift) & mask) + o;
+            }
+            if swiglu {
+                let mut word2 = 0u32;
+                let mut s2 = 0.0f32;
+                let mut o2 = 0.0f32;
+                if inside {
+                    let at = (col + n) * k + kk;
+                    word2 = packed[at / per_word];
+                    let gi = at / group;
+                    s2 = scales[2 * gi];
+                    o2 = scales[2 * gi + 1];
+                }
+                #[unroll]
+                for e in 0..per_word {
+                    let shift = comptime!(e as u32 * bits);
+                    us[r * stride + c + e] = s2 * f32::cast_from((word2 >> shift) & mask) + o2;
+                }
+            }
+        }
+        sync_cube();
+        for c in 0..TILE_K {
+            #[unroll]
+            for i in 0..REG {
+                a[i] = xs[(ty + 8 * i) * stride + c];
+                b[i] = ws[(tx + 8 * i) * stride + c];
+                if swiglu {
+                    b2[i] = us[(tx + 8 * i) * stride + c];
+                }
+            }
+            #[unroll]
+            for i in 0..REG {
+                #[unroll]
+                for j in 0..REG {
+                    acc[i * REG + j] += a[i] * b[j];
+                    if swiglu {
+                        acc2[i * REG + j] += a[i] * b2[j];
+                    }
+                }
+            }
+        }
+        // The next step overwrites the blocks every lane is reading.
+        sync_cube();
+        k0 += TILE_K;
+    }
+
+    #[unroll]
+    for i in 0..REG {
+        #[unroll]
+        for j in 0..REG {
+            let row = row0 + ty + 8 * i;
+            let col = col0 + tx + 8 * j;
+            if row < m && col < n {
+                let index = row * n + col;
+                let value = acc[i * REG + j];
+                let up = acc2[i * REG + j];
+                let mut result = value;
+                if comptime!(epilogue == Epilogue::AddResidual) {
+                    result = side[index] + value;
+                }
+                if comptime!(epilogue == Epilogue::SwiGlu) {
+                    result = value / (1.0 + (-value).exp()) * up;
+                }
+                if comptime!(epilogue == Epilogue::GeGlu) {
+                    result = gelu_tanh(value) * up;
+                }
+                out[index] = result;
+            }
+        }
+    }
+}
+
 /// The matmul kernel's fourth buffer: see [`quant_matmul_kernel`].
 enum Side {
     None,
@@ -232,17 +410,41 @@ fn launch_quant_matmul(
     out_dims[last] = n;
     let out = empty_f32(&x, Shape::from(out_dims));
 
+    let (side, eps, normed) = match side {
+        Side::None => (None, 0.0, false),
+        Side::Residual(r) => (Some(contiguous(r)), 0.0, false),
+        Side::Norm(weight, eps) => (Some(contiguous(weight)), eps, true),
+    };
+    if !normed && super::tiled_prefill(m) {
+        let cube_count = CubeCount::new_2d(n.div_ceil(TILE_N) as u32, m.div_ceil(TILE_M) as u32);
+        count_dispatch();
+        unsafe {
+            tiled_quant_matmul_kernel::launch_unchecked(
+                &x.client,
+                cube_count,
+                CubeDim::new_1d(TILE_LANES as u32),
+                buffer(&x),
+                buffer(&packed),
+                buffer(&scales),
+                buffer(side.as_ref().unwrap_or(&x)),
+                buffer(&out),
+                m,
+                n,
+                k,
+                bits,
+                group,
+                epilogue,
+            );
+        }
+        return out;
+    }
+
     // Larger activation blocks reuse each dequantized weight more; 8 keeps registers modest.
     let rows = match m {
         1 => 1,
         2 => 2,
         3 | 4 => 4,
         _ => 8,
-    };
-    let (side, eps, normed) = match side {
-        Side::None => (None, 0.0, false),
-        Side::Residual(r) => (Some(contiguous(r)), 0.0, false),
-        Side::Norm(weight, eps) => (Some(contiguous(weight)), eps, true),
     };
     // Workgroup memory cannot be empty: one unused value without a norm.
     let staged = if normed { rows * k } else { 1 };

@@ -54,6 +54,15 @@ fn elementwise_launch(units: usize) -> (CubeCount, CubeDim) {
     (CubeCount::new_1d(units.div_ceil(64) as u32), CubeDim::new_1d(64))
 }
 
+/// Fewest rows (prompt positions) for which [`super::PrefillKernels::Tiled`] runs the tiled
+/// kernels: below it most of a 32-row tile or query block would be idle.
+const TILED_MIN_ROWS: usize = 16;
+
+/// Whether `rows` rows at once take the tiled prompt kernels (see [`super::PrefillKernels`]).
+fn tiled_prefill(rows: usize) -> bool {
+    rows >= TILED_MIN_ROWS && super::prefill_kernels() == super::PrefillKernels::Tiled
+}
+
 impl LlmKernels for CubeBackend {
     fn quant_matmul(x: FloatTensor<Self>, packed: IntTensor<Self>, scales: FloatTensor<Self>, w: QuantLayout) -> FloatTensor<Self> {
         matmul::quant_matmul(x, packed, scales, w)
