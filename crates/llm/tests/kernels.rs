@@ -576,3 +576,68 @@ fn tiled_products_match_dequantized_math() {
         }
     }
 }
+
+/// The GPU's tiled prompt attention (blocks of 32 queries of one head, keys and values streamed
+/// through workgroup memory with an online softmax) against plain math and against the row
+/// kernels it replaces on both backends (the GPU's one-workgroup-per-query kernel, the CPU's):
+/// 45 queries (a ragged second block) after 0 and after 21 cached positions, grouped heads, no
+/// window and windows narrower than a block (7) and than the prompt (40), head sizes 64 (key
+/// tiles of 16) and 32 (tiles of 32); and through rope and the cache write (the prompt path).
+#[test]
+fn tiled_attention_matches_row_kernels_and_plain_math() {
+    use llm::kernels::PrefillKernels;
+    let mut rng = Rng(0xa77e_0000_0000_0045);
+    let (t, capacity) = (45usize, 70usize);
+    for (dim, window) in [(64usize, None), (64, Some(7)), (32, Some(40)), (32, None)] {
+        let h = Heads { heads: 6, kv_heads: 2, head_dim: dim, rope_dims: dim, neox: false, window };
+        for start in [0usize, 21] {
+            let what = format!("dim={dim} window={window:?} start={start}");
+            let q: Vec<f32> = (0..t * 6 * dim).map(|_| rng.unit() * 2.0).collect();
+            // Keys and values at every position the queries see (the cache beyond is never read).
+            let k: Vec<f32> = (0..2 * capacity * dim).map(|_| rng.unit() * 2.0).collect();
+            let v: Vec<f32> = (0..2 * capacity * dim).map(|_| rng.unit()).collect();
+            let want = attention_cpu(&q, &k, &v, t, start, 6, 2, dim, capacity, window);
+            let run = |device: &Device| {
+                let cache = |x: &Vec<f32>| Tensor::<3>::from_data(TensorData::new(x.clone(), [2, capacity, dim]), device);
+                values(llm::ops::attention(tensor2(q.clone(), [t, 6 * dim], device), &cache(&k), &cache(&v), start, h))
+            };
+            let gpu = common::device();
+            let tiled = with_prefill_kernels(PrefillKernels::Tiled, || run(&gpu));
+            let rows = with_prefill_kernels(PrefillKernels::Rows, || run(&gpu));
+            let cpu = run(&common::cpu());
+            for (got, name) in [(&tiled, "tiled"), (&rows, "gpu rows"), (&cpu, "cpu")] {
+                let diff = max_abs_diff(got, &want);
+                assert!(diff < 1e-4, "{what}: {name} attention differs from plain math by {diff}");
+            }
+            let diff = max_abs_diff(&tiled, &rows);
+            assert!(diff < 1e-4, "{what}: tiled and row kernels differ by {diff}");
+        }
+    }
+
+    // The prompt path: rope and the cache write, then tiled attention, as one seam call.
+    let gpu = common::device();
+    let h = Heads { heads: 6, kv_heads: 2, head_dim: 64, rope_dims: 64, neox: true, window: None };
+    let width = 10 * 64;
+    let qkv: Vec<f32> = (0..t * width).map(|_| rng.unit()).collect();
+    let angles: Vec<f32> = (0..t * 32).map(|_| rng.unit() * 3.0).collect();
+    let (cos, sin): (Vec<f32>, Vec<f32>) = angles.iter().map(|a| (a.cos(), a.sin())).unzip();
+    let fused = |kernels| {
+        with_prefill_kernels(kernels, || {
+            let zeros = || Tensor::<3>::zeros([2, capacity, 64], &gpu);
+            let (out, kc, vc) = llm::ops::rope_cache_attention(
+                tensor2(qkv.clone(), [t, width], &gpu),
+                &tensor2(cos.clone(), [t, 32], &gpu),
+                &tensor2(sin.clone(), [t, 32], &gpu),
+                zeros(),
+                zeros(),
+                0,
+                h,
+            );
+            (values(out), values(kc), values(vc))
+        })
+    };
+    let (tiled, rows) = (fused(PrefillKernels::Tiled), fused(PrefillKernels::Rows));
+    assert!(max_abs_diff(&tiled.1, &rows.1) < 1e-6 && max_abs_diff(&tiled.2, &rows.2) < 1e-6, "rope_cache_attention: caches");
+    let diff = max_abs_diff(&tiled.0, &rows.0);
+    assert!(diff < 1e-4, "rope_cache_attention: tiled and row kernels differ by {diff}");
+}

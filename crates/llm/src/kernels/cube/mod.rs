@@ -15,6 +15,7 @@ mod dry;
 mod elementwise;
 mod matmul;
 mod norms;
+mod prefill_attention;
 mod sampling;
 
 use burn::backend::tensor::{FloatTensor, IntTensor};
@@ -135,10 +136,17 @@ impl LlmKernels for CubeBackend {
         start: usize,
         h: Heads,
     ) -> (FloatTensor<Self>, FloatTensor<Self>, FloatTensor<Self>) {
+        if tiled_prefill(qkv.meta.shape()[0]) {
+            let (q, k_cache, v_cache) = attention::rope_and_cache(qkv, cos, sin, k_cache, v_cache, start, h);
+            return (prefill_attention::prefill_attention(q, &k_cache, &v_cache, start, h), k_cache, v_cache);
+        }
         attention::rope_cache_attention(qkv, cos, sin, k_cache, v_cache, start, h)
     }
 
     fn attention(q: FloatTensor<Self>, k_cache: FloatTensor<Self>, v_cache: FloatTensor<Self>, start: usize, h: Heads) -> FloatTensor<Self> {
+        if tiled_prefill(q.meta.shape()[0]) {
+            return prefill_attention::prefill_attention(q, &k_cache, &v_cache, start, h);
+        }
         attention::attention(q, k_cache, v_cache, start, h)
     }
 
