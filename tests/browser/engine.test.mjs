@@ -78,10 +78,11 @@ test('WebGPU: greedy text in Chromium equals the native GPU build', async () => 
   assert.ok(work.dispatches > 0 && work.dispatches <= 6 * 30 + 4, JSON.stringify(work));
 
   // Sampling with a seed: the device's sampling kernel and its counter-based draws give the
-  // native build's tokens here too, reading back ids only.
+  // native build's tokens here too, reading back ids only; DRY at the chat's strength (default
+  // breakers, single tokens) runs on the device as well.
   // An open-ended prompt, so the reply runs its length rather than stopping after a word.
   const story = 'Once upon a time,';
-  const sampling = { temperature: 0.8, top_k: 40, top_p: 0.95, min_p: 0.05, repeat_penalty: 1.2, repeat_last_n: 16, seed: 42 };
+  const sampling = { temperature: 0.8, top_k: 40, top_p: 0.95, min_p: 0.05, repeat_penalty: 1.2, repeat_last_n: 16, dry_multiplier: 0.8, seed: 42 };
   const nativeSampled = nativeGreedy(story, 4, { backend: 'gpu', sampling });
   const webSampled = await h.page.evaluate(async ({ p, sampling }) => {
     const engine = await window.confidantCheck.ready;
