@@ -64,7 +64,8 @@ export function nativeGreedy(prompt, maxTokens, { raw = true, backend = 'cpu', s
   if (!existsSync(cli)) throw new Error(`${cli} is missing: run \`cargo build --release -p confidant-cli\``);
   // `sampling`: begin()'s option names (top_k, seed…) as the CLI's flags, in place of greedy.
   const flags = sampling ? Object.entries(sampling).flatMap(([k, v]) => [`--${k.replaceAll('_', '-')}`, String(v)]) : ['--temperature', '0'];
-  const args = ['generate', '--model', modelPath, '--backend', backend, '--prompt', prompt, '--max-tokens', String(maxTokens), ...flags, '--json'];
+  // The KV cache in f32 as on SwiftShader, which has no shader-f16 (lavapipe would keep f16).
+  const args = ['generate', '--model', modelPath, '--backend', backend, '--prompt', prompt, '--max-tokens', String(maxTokens), ...flags, '--kv-f32', '--json'];
   if (raw) args.push('--raw');
   const out = execFileSync(cli, args, { encoding: 'utf8', stdio: ['ignore', 'pipe', 'ignore'] });
   return JSON.parse(out.trim().split('\n').pop());

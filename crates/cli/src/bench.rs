@@ -41,6 +41,9 @@ pub(crate) struct BenchArgs {
     /// (to compare the two on the same settings).
     #[arg(long)]
     cpu_sampling: bool,
+    /// Keep the KV cache in f32 even where the GPU has `shader-f16` (default: f16 there).
+    #[arg(long)]
+    kv_f32: bool,
     #[arg(long)]
     json: bool,
 }
@@ -75,6 +78,9 @@ pub(crate) fn bench(args: BenchArgs) -> Result<(), LlmError> {
     let device = generator.model().device().clone();
     generator.set_lookahead(args.lookahead.map_or(Lookahead::Adaptive, Lookahead::Fixed));
     generator.set_device_choice(!args.cpu_sampling);
+    if args.kv_f32 {
+        generator.set_kv_precision(llm::KvPrecision::F32);
+    }
     let mut peak = memory_usage(&device).map_or(0, |(_, reserved)| reserved);
 
     let mut prompt = Vec::new();
@@ -139,6 +145,7 @@ pub(crate) fn bench(args: BenchArgs) -> Result<(), LlmError> {
         "peak_device_bytes": peak,
         "weights_device_bytes": generator.model().device_bytes(),
         "kv_cache_device_bytes": generator.kv_cache_bytes(),
+        "kv_cache_type": format!("{:?}", generator.kv_cache_dtype()).to_lowercase(),
         "layers": generator.model().config.block_count,
         // Counted, not timed: the same in every run.
         "prefill_device_work_per_token": work_json(generator.stats().prefill_work_per_token()),

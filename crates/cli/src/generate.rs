@@ -65,6 +65,10 @@ pub(crate) struct GenerateArgs {
     /// Largest context (prompt + reply) in tokens; caps KV-cache memory.
     #[arg(long, default_value_t = 4096)]
     context: usize,
+    /// Keep the KV cache in f32 even where the GPU has `shader-f16` (default: f16 there), as
+    /// an adapter without it does (the browser tests compare with SwiftShader's tokens).
+    #[arg(long)]
+    kv_f32: bool,
     /// Print one JSON object instead of streaming text.
     #[arg(long)]
     json: bool,
@@ -72,6 +76,9 @@ pub(crate) struct GenerateArgs {
 
 pub(crate) fn generate(args: GenerateArgs) -> Result<(), LlmError> {
     let (mut generator, adapter, _) = load(&args.model, args.backend, args.context)?;
+    if args.kv_f32 {
+        generator.set_kv_precision(llm::KvPrecision::F32);
+    }
     let prompt = if args.raw {
         generator.encode_raw(&args.prompt)?
     } else {
@@ -125,6 +132,7 @@ pub(crate) fn generate(args: GenerateArgs) -> Result<(), LlmError> {
             "finish_reason": stats.finish_reason.map(|r| r.as_str()),
             "backend": adapter.backend,
             "adapter": adapter.name,
+            "kv_cache_type": format!("{:?}", generator.kv_cache_dtype()).to_lowercase(),
         });
         println!("{report}");
     } else {

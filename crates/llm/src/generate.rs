@@ -17,7 +17,7 @@ use web_time::Instant;
 
 use crate::device_work::{self, DeviceWork, DeviceWorkPerToken};
 use crate::error::{LlmError, Result};
-use crate::kv_cache::KvCache;
+use crate::kv_cache::{KvCache, KvPrecision};
 use crate::model::Model;
 use crate::ops::{self, DryChoice, TokenChoice};
 use crate::sampler::{Cuts, Sampler, SamplingParams, SequenceBreakers, draw_bits, dry};
@@ -322,6 +322,22 @@ impl Generator {
 
     pub fn kv_cache_bytes(&self) -> usize {
         self.cache.device_bytes()
+    }
+
+    /// The type the KV cache keeps keys and values in: f16 on a GPU with `shader-f16`, unless
+    /// [`Self::set_kv_precision`] asked for f32.
+    pub fn kv_cache_dtype(&self) -> burn::tensor::DType {
+        self.cache.dtype()
+    }
+
+    /// Keep the KV cache in this precision from now on (a load option: the cache starts empty,
+    /// so a generation under way ends).
+    pub fn set_kv_precision(&mut self, precision: KvPrecision) {
+        if let Some(run) = self.run.take() {
+            self.last_stats = run.stats;
+        }
+        self.cache = self.model.new_cache_in(self.cache.max_len(), precision);
+        self.cached.clear();
     }
 
     /// Tokens of a raw prompt, as llama.cpp tokenizes one: special tokens written in the text

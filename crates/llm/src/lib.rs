@@ -23,7 +23,7 @@ pub mod weights;
 pub use config::{Architecture, DecoderConfig};
 pub use device_work::{DeviceWork, DeviceWorkPerToken};
 pub use error::{LlmError, Result};
-pub use kv_cache::KvCache;
+pub use kv_cache::{KvCache, KvPrecision};
 pub use llama::LlamaConfig;
 pub use model::Model;
 pub use generate::{FinishReason, GenerateOptions, GenerationStats, Generator, Lookahead, PrefillProgress, Step};

@@ -7,7 +7,7 @@ use gguf::Gguf;
 use crate::config::{Architecture, DecoderConfig};
 use crate::error::{LlmError, Result};
 use crate::gemma3::Gemma3;
-use crate::kv_cache::KvCache;
+use crate::kv_cache::{KvCache, KvPrecision};
 use crate::layers::{PreNormDecoder, TokenIo};
 use crate::weights::{TensorSource, WeightLoader};
 use crate::{llama, phi3, qwen2, qwen3};
@@ -60,10 +60,16 @@ impl Model {
         &self.device
     }
 
-    /// A cache for up to `max_len` positions (capped at the model's context length).
+    /// A cache for up to `max_len` positions (capped at the model's context length), in f16 on
+    /// a GPU with `shader-f16` ([`KvPrecision::Auto`]).
     pub fn new_cache(&self, max_len: usize) -> KvCache {
+        self.new_cache_in(max_len, KvPrecision::Auto)
+    }
+
+    /// A cache for up to `max_len` positions of the type `precision` gives on this device.
+    pub fn new_cache_in(&self, max_len: usize, precision: KvPrecision) -> KvCache {
         let c = &self.config;
-        KvCache::new(c.block_count, c.head_count_kv, c.head_dim, max_len.min(c.context_length), &self.device)
+        KvCache::new(c.block_count, c.head_count_kv, c.head_dim, max_len.min(c.context_length), &self.device, precision.dtype_on(&self.device))
     }
 
     /// Device bytes held by the weights.

@@ -1,8 +1,9 @@
 //! Rope, the KV cache write and causal attention: separate passes for a prompt, one kernel for
-//! a decoded position.
+//! a decoded position. The caches hold f32 or f16 values (`C`); everything is computed in f32.
 
-use burn::tensor::Shape;
+use burn::tensor::{DType, Shape};
 use burn_cubecl::tensor::CubeTensor;
+use cubecl::ir::FloatKind;
 use cubecl::prelude::*;
 
 use super::{buffer, check_f32, contiguous, elementwise_launch, elements, empty_f32};
@@ -14,13 +15,13 @@ use crate::kernels::Heads;
 /// `neox` `(x[p], x[p + rope_pairs])` for the rotated pairs (the rest stay neighbours).
 #[cube(launch_unchecked)]
 #[allow(clippy::too_many_arguments)]
-fn rope_and_cache_kernel(
+fn rope_and_cache_kernel<C: Float>(
     qkv: &[f32],
     cos: &[f32],
     sin: &[f32],
     q_out: &mut [f32],
-    k_cache: &mut [f32],
-    v_cache: &mut [f32],
+    k_cache: &mut [C],
+    v_cache: &mut [C],
     pairs_total: usize,
     start: usize,
     capacity: usize,
@@ -29,6 +30,7 @@ fn rope_and_cache_kernel(
     head_dim: usize,
     rope_pairs: usize,
     #[comptime] neox: bool,
+    #[define(C)] _cache_type: ElemType,
 ) {
     if ABSOLUTE_POS >= pairs_total {
         terminate!();
@@ -66,11 +68,11 @@ fn rope_and_cache_kernel(
         let kv_slot = select(slot < heads + kv_heads, slot - heads, slot - heads - kv_heads);
         let o = (kv_slot * capacity + start + t) * head_dim;
         if slot < heads + kv_heads {
-            k_cache[o + a] = y0;
-            k_cache[o + b] = y1;
+            k_cache[o + a] = C::cast_from(y0);
+            k_cache[o + b] = C::cast_from(y1);
         } else {
-            v_cache[o + a] = y0;
-            v_cache[o + b] = y1;
+            v_cache[o + a] = C::cast_from(y0);
+            v_cache[o + b] = C::cast_from(y1);
         }
     }
 }
@@ -112,15 +114,16 @@ fn roped(qkv: &[f32], cos: &[f32], sin: &[f32], head_base: usize, d: usize, rope
 /// lane rotates its head's query and its key/value head's new key itself (a few hundred flops),
 /// so no workgroup waits for another: the new key and value are used from registers, older ones
 /// from the cache, and the first query head of each key/value group writes the new ones to the
-/// cache for the next steps. Without it `cos` and `sin` are unused.
+/// cache for the next steps, and uses them as the cache holds them (rounded to `C`), so a
+/// decoded position attends as a prompt's does. Without it `cos` and `sin` are unused.
 #[cube(launch_unchecked)]
 #[allow(clippy::too_many_arguments)]
-fn attention_kernel(
+fn attention_kernel<C: Float>(
     q: &[f32],
     cos: &[f32],
     sin: &[f32],
-    k_cache: &mut [f32],
-    v_cache: &mut [f32],
+    k_cache: &mut [C],
+    v_cache: &mut [C],
     out: &mut [f32],
     start: usize,
     capacity: usize,
@@ -134,6 +137,7 @@ fn attention_kernel(
     #[comptime] lanes: usize,
     #[comptime] neox: bool,
     #[comptime] fused: bool,
+    #[define(C)] _cache_type: ElemType,
 ) {
     let lane = UNIT_POS_X as usize;
     let head = CUBE_POS_X as usize;
@@ -152,7 +156,7 @@ fn attention_kernel(
     for d in 0..head_dim {
         if fused {
             query[d] = roped(q, cos, sin, q_base, d, rope_pairs, neox) * scale;
-            key[d] = roped(q, cos, sin, k_base_new, d, rope_pairs, neox);
+            key[d] = f32::cast_from(C::cast_from(roped(q, cos, sin, k_base_new, d, rope_pairs, neox)));
         } else {
             query[d] = q[q_base + d] * scale;
             key[d] = 0.0;
@@ -165,8 +169,8 @@ fn attention_kernel(
             let o = (kv_head * capacity + start) * head_dim;
             let mut d = lane;
             while d < head_dim {
-                k_cache[o + d] = roped(q, cos, sin, k_base_new, d, rope_pairs, neox);
-                v_cache[o + d] = q[v_base_new + d];
+                k_cache[o + d] = C::cast_from(roped(q, cos, sin, k_base_new, d, rope_pairs, neox));
+                v_cache[o + d] = C::cast_from(q[v_base_new + d]);
                 d += lanes;
             }
         }
@@ -191,7 +195,7 @@ fn attention_kernel(
         let mut score = 0.0f32;
         #[unroll]
         for d in 0..head_dim {
-            score += query[d] * select(fresh, key[d], k_cache[k_base + d]);
+            score += query[d] * select(fresh, key[d], f32::cast_from(k_cache[k_base + d]));
         }
         let new_max = max(running_max, score);
         let correction = (running_max - new_max).exp();
@@ -199,9 +203,9 @@ fn attention_kernel(
         running_sum = running_sum * correction + weight;
         #[unroll]
         for d in 0..head_dim {
-            let mut v = v_cache[k_base + d];
+            let mut v = f32::cast_from(v_cache[k_base + d]);
             if fused {
-                v = select(fresh, q[v_base_new + d], v);
+                v = select(fresh, f32::cast_from(C::cast_from(q[v_base_new + d])), v);
             }
             acc[d] = acc[d] * correction + weight * v;
         }
@@ -239,6 +243,17 @@ fn attention_kernel(
     }
 }
 
+/// The kernels' `C` for caches of `k_cache`'s and `v_cache`'s type: f32, or f16 (see
+/// [`crate::kv_cache::KvPrecision`]).
+pub(super) fn cache_type(k_cache: &CubeTensor, v_cache: &CubeTensor) -> ElemType {
+    assert_eq!(k_cache.dtype, v_cache.dtype, "keys and values in one type");
+    match k_cache.dtype {
+        DType::F32 => ElemType::Float(FloatKind::F32),
+        DType::F16 => ElemType::Float(FloatKind::F16),
+        other => panic!("a key/value cache of {other:?} values"),
+    }
+}
+
 /// [`attention_kernel`] for `count` query positions of `q`, or with `rope` (the table rows of
 /// one new position) over that position's `qkv` row, rotating and caching it on the way.
 fn launch_attention(q: &CubeTensor, rope: Option<(&CubeTensor, &CubeTensor)>, k_cache: &CubeTensor, v_cache: &CubeTensor, start: usize, h: Heads, count: usize) -> CubeTensor {
@@ -273,6 +288,7 @@ fn launch_attention(q: &CubeTensor, rope: Option<(&CubeTensor, &CubeTensor)>, k_
             lanes,
             neox,
             rope.is_some(),
+            cache_type(k_cache, v_cache),
         );
     }
     out
@@ -317,6 +333,7 @@ pub(super) fn rope_and_cache(
             head_dim,
             rope_dims / 2,
             neox,
+            cache_type(&k_cache, &v_cache),
         );
     }
     (q, k_cache, v_cache)
