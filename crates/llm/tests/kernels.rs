@@ -151,18 +151,7 @@ fn quantized_products_on(backend: &str, device: &Device) {
         GgmlType::Q5K,
         GgmlType::Q6K,
     ] {
-        let (gate_data, up_data) = (random_tensor(ty, n * k, &mut rng), random_tensor(ty, n * k, &mut rng));
-        let gate_w = gguf::dequantize(ty, &gate_data).unwrap();
-        let up_w = gguf::dequantize(ty, &up_data).unwrap();
-        let mut writer = GgufWriter::new();
-        writer.tensor("gate", &[k as u64, n as u64], ty, gate_data).tensor("up", &[k as u64, n as u64], ty, up_data);
-        let file = writer.to_bytes();
-        let gguf = Gguf::parse(&file).unwrap();
-        let loader = WeightLoader { gguf: &gguf, file: &file, device };
-        let gate = loader.linear("gate", n, k).unwrap();
-        let up = loader.linear("up", n, k).unwrap();
-        let stacked = Linear::stack_rows(&[&gate, &up]).expect("same layout stacks");
-        assert_eq!(stacked.out_features(), 2 * n);
+        let GateUp { gate_w, up_w, gate, stacked } = gate_up(ty, n, k, &mut rng, device);
 
         // The CPU backend runs quantized weights against 8-bit activations, as llama.cpp does.
         let eight_bit = backend == "cpu" && ty != GgmlType::F32;
@@ -246,6 +235,29 @@ fn rms_norm_cpu(x: &[f32], w: &[f32], d: usize, eps: f32) -> Vec<f32> {
         .collect()
 }
 
+/// A random `[n, k]` gate and up matrix of `ty` as the model loads them: their dequantized
+/// values, `gate` alone, and both stacked into one matrix (gate rows first).
+struct GateUp {
+    gate_w: Vec<f32>,
+    up_w: Vec<f32>,
+    gate: Linear,
+    stacked: Linear,
+}
+
+fn gate_up(ty: GgmlType, n: usize, k: usize, rng: &mut Rng, device: &Device) -> GateUp {
+    let (gate_data, up_data) = (random_tensor(ty, n * k, rng), random_tensor(ty, n * k, rng));
+    let (gate_w, up_w) = (gguf::dequantize(ty, &gate_data).unwrap(), gguf::dequantize(ty, &up_data).unwrap());
+    let mut writer = GgufWriter::new();
+    writer.tensor("gate", &[k as u64, n as u64], ty, gate_data).tensor("up", &[k as u64, n as u64], ty, up_data);
+    let file = writer.to_bytes();
+    let gguf = Gguf::parse(&file).unwrap();
+    let loader = WeightLoader { gguf: &gguf, file: &file, device };
+    let gate = loader.linear("gate", n, k).unwrap();
+    let stacked = Linear::stack_rows(&[&gate, &loader.linear("up", n, k).unwrap()]).expect("same layout stacks");
+    assert_eq!(stacked.out_features(), 2 * n);
+    GateUp { gate_w, up_w, gate, stacked }
+}
+
 /// The norm taken inside the product (`normed_quant_matmul`; on a GPU for up to 4 rows, by a
 /// separate norm kernel above that) against plain math: the norm, then the product of the
 /// dequantized weights (8-bit activations on the CPU backend, as its products use).
@@ -256,15 +268,7 @@ fn normed_products_match_norm_then_product() {
         let mut rng = Rng(0x5eed_0000_0000_0017);
         let (n, k, eps) = (70usize, 256usize, 1e-5f32);
         for ty in [GgmlType::F32, GgmlType::Q4_1, GgmlType::Q8_0] {
-            let (gate_data, up_data) = (random_tensor(ty, n * k, &mut rng), random_tensor(ty, n * k, &mut rng));
-            let (gate_w, up_w) = (gguf::dequantize(ty, &gate_data).unwrap(), gguf::dequantize(ty, &up_data).unwrap());
-            let mut writer = GgufWriter::new();
-            writer.tensor("gate", &[k as u64, n as u64], ty, gate_data).tensor("up", &[k as u64, n as u64], ty, up_data);
-            let file = writer.to_bytes();
-            let gguf = Gguf::parse(&file).unwrap();
-            let loader = WeightLoader { gguf: &gguf, file: &file, device: &device };
-            let gate = loader.linear("gate", n, k).unwrap();
-            let stacked = Linear::stack_rows(&[&gate, &loader.linear("up", n, k).unwrap()]).unwrap();
+            let GateUp { gate_w, up_w, gate, stacked } = gate_up(ty, n, k, &mut rng, &device);
             let norm: Vec<f32> = (0..k).map(|_| rng.unit()).collect();
             let norm_tensor = tensor1(norm.clone(), &device);
             for m in [1usize, 3, 9] {
@@ -531,15 +535,7 @@ fn tiled_products_match_dequantized_math() {
     let mut rng = Rng(0x5eed_7111_ed00_0001);
     let n = 70usize;
     for (ty, k) in [(GgmlType::Q4_1, 96usize), (GgmlType::Q8_0, 96), (GgmlType::Q4K, 256), (GgmlType::Q6K, 256)] {
-        let (gate_data, up_data) = (random_tensor(ty, n * k, &mut rng), random_tensor(ty, n * k, &mut rng));
-        let (gate_w, up_w) = (gguf::dequantize(ty, &gate_data).unwrap(), gguf::dequantize(ty, &up_data).unwrap());
-        let mut writer = GgufWriter::new();
-        writer.tensor("gate", &[k as u64, n as u64], ty, gate_data).tensor("up", &[k as u64, n as u64], ty, up_data);
-        let file = writer.to_bytes();
-        let gguf = Gguf::parse(&file).unwrap();
-        let loader = WeightLoader { gguf: &gguf, file: &file, device: &device };
-        let gate = loader.linear("gate", n, k).unwrap();
-        let stacked = Linear::stack_rows(&[&gate, &loader.linear("up", n, k).unwrap()]).unwrap();
+        let GateUp { gate_w, up_w, gate, stacked } = gate_up(ty, n, k, &mut rng, &device);
         let norm: Vec<f32> = (0..k).map(|_| rng.unit()).collect();
         for m in [16usize, 45] {
             let x: Vec<f32> = (0..m * k).map(|_| rng.unit()).collect();

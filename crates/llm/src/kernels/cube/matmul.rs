@@ -415,26 +415,17 @@ fn launch_quant_matmul(
         Side::Residual(r) => (Some(contiguous(r)), 0.0, false),
         Side::Norm(weight, eps) => (Some(contiguous(weight)), eps, true),
     };
+    // Unused without a side input: bind the (read-only) input in its place, since WebGPU refuses
+    // a buffer bound both read-only and writable.
+    let side_arg = buffer(side.as_ref().unwrap_or(&x));
+    // The buffers every product binds, in the kernels' order.
+    let (x_arg, packed_arg, scales_arg, out_arg) = (buffer(&x), buffer(&packed), buffer(&scales), buffer(&out));
     if !normed && super::tiled_prefill(m) {
         let cube_count = CubeCount::new_2d(n.div_ceil(TILE_N) as u32, m.div_ceil(TILE_M) as u32);
+        let cube_dim = CubeDim::new_1d(TILE_LANES as u32);
         count_dispatch();
         unsafe {
-            tiled_quant_matmul_kernel::launch_unchecked(
-                &x.client,
-                cube_count,
-                CubeDim::new_1d(TILE_LANES as u32),
-                buffer(&x),
-                buffer(&packed),
-                buffer(&scales),
-                buffer(side.as_ref().unwrap_or(&x)),
-                buffer(&out),
-                m,
-                n,
-                k,
-                bits,
-                group,
-                epilogue,
-            );
+            tiled_quant_matmul_kernel::launch_unchecked(&x.client, cube_count, cube_dim, x_arg, packed_arg, scales_arg, side_arg, out_arg, m, n, k, bits, group, epilogue);
         }
         return out;
     }
@@ -455,13 +446,11 @@ fn launch_quant_matmul(
             &x.client,
             cube_count,
             CubeDim::new_1d(MATMUL_LANES as u32),
-            buffer(&x),
-            buffer(&packed),
-            buffer(&scales),
-            // Unused without a side input: bind the (read-only) input in its place, since
-            // WebGPU refuses a buffer bound both read-only and writable.
-            buffer(side.as_ref().unwrap_or(&x)),
-            buffer(&out),
+            x_arg,
+            packed_arg,
+            scales_arg,
+            side_arg,
+            out_arg,
             m,
             n,
             k,
