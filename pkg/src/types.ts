@@ -139,13 +139,15 @@ export interface EngineInfo {
   contextLength: number;
   /** Memory, in bytes. */
   memory: MemoryInfo;
+  /** What the key/value cache keeps keys and values in: 'f16' on a WebGPU adapter with `shader-f16` (half the bytes; arithmetic stays f32), else 'f32'. */
+  kvCacheType: 'f16' | 'f32';
 }
 
 /** What the loaded model takes, in bytes. */
 export interface MemoryInfo {
   /** The weights, as the file stores them (they stay quantized: on the GPU with WebGPU, in wasm memory on the CPU). */
   weights: number;
-  /** The key/value cache at `contextLength` tokens, when full. */
+  /** The key/value cache at `contextLength` tokens, when full (in f16 where `kvCacheType` says so). */
   kvCache: number;
   /** The largest single tensor: what a load reads at once. */
   largestTensor: number;

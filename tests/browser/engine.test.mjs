@@ -30,8 +30,11 @@ after(async () => {
 async function open(backend, model) {
   await h.page.goto(`${h.base}/engine.html?backend=${backend}${model ? `&model=${encodeURIComponent(model)}` : ''}`);
   const info = await h.page.evaluate(async () => (await window.confidantCheck.ready).info());
-  console.log(`${backend}: adapter ${info.adapter.name} (${info.backend}), model ${info.model.name}`);
+  console.log(`${backend}: adapter ${info.adapter.name} (${info.backend}), model ${info.model.name}, KV cache ${info.kvCacheType}`);
   assert.equal(info.backend, backend);
+  // The cache is f16 exactly where the WebGPU adapter offers shader-f16 (SwiftShader does not).
+  const f16 = backend === 'webgpu' && (await h.page.evaluate(async () => (await navigator.gpu.requestAdapter())?.features.has('shader-f16') ?? false));
+  assert.equal(info.kvCacheType, f16 ? 'f16' : 'f32');
 }
 
 /** Teacher-forced steps of `run` in the page: the greedy token and the logits of the reference's top 5 at each. */

@@ -74,13 +74,10 @@ fn median(values: &mut [f64]) -> f64 {
 
 pub(crate) fn bench(args: BenchArgs) -> Result<(), LlmError> {
     let context = args.prompt_tokens + args.decode_tokens + 8;
-    let (mut generator, adapter, load_seconds) = load(&args.model, args.backend, context)?;
+    let (mut generator, adapter, load_seconds) = load(&args.model, args.backend, context, if args.kv_f32 { llm::KvPrecision::F32 } else { llm::KvPrecision::Auto })?;
     let device = generator.model().device().clone();
     generator.set_lookahead(args.lookahead.map_or(Lookahead::Adaptive, Lookahead::Fixed));
     generator.set_device_choice(!args.cpu_sampling);
-    if args.kv_f32 {
-        generator.set_kv_precision(llm::KvPrecision::F32);
-    }
     let mut peak = memory_usage(&device).map_or(0, |(_, reserved)| reserved);
 
     let mut prompt = Vec::new();

@@ -75,10 +75,7 @@ pub(crate) struct GenerateArgs {
 }
 
 pub(crate) fn generate(args: GenerateArgs) -> Result<(), LlmError> {
-    let (mut generator, adapter, _) = load(&args.model, args.backend, args.context)?;
-    if args.kv_f32 {
-        generator.set_kv_precision(llm::KvPrecision::F32);
-    }
+    let (mut generator, adapter, _) = load(&args.model, args.backend, args.context, if args.kv_f32 { llm::KvPrecision::F32 } else { llm::KvPrecision::Auto })?;
     let prompt = if args.raw {
         generator.encode_raw(&args.prompt)?
     } else {

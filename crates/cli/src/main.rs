@@ -95,15 +95,19 @@ pub(crate) fn device(backend: Backend) -> Result<(llm::Device, AdapterInfo), Llm
     }
 }
 
-pub(crate) fn load(path: &std::path::Path, backend: Backend, context: usize) -> Result<(Generator, AdapterInfo, f64), LlmError> {
+/// Load a model on `backend` with its KV cache in `kv` (f16 by default on a GPU with `shader-f16`).
+pub(crate) fn load(path: &std::path::Path, backend: Backend, context: usize, kv: llm::KvPrecision) -> Result<(Generator, AdapterInfo, f64), LlmError> {
     let (device, adapter) = device(backend)?;
     let started = std::time::Instant::now();
     // A tensor at a time from the file: the file is never in memory whole.
     let (gguf, file) = llm::weights::FileSource::open(path)?;
     if let Some(max_buffer) = adapter.max_buffer {
-        llm::MemoryNeed::check_gpu_buffers(&gguf, context, max_buffer)?;
+        llm::MemoryNeed::check_gpu_buffers_with_cache(&gguf, context, max_buffer, kv.dtype_on(&device))?;
     }
-    let generator = Generator::from_source(&gguf, &file, &device, context)?;
+    let mut generator = Generator::from_source(&gguf, &file, &device, context)?;
+    if kv != llm::KvPrecision::Auto {
+        generator.set_kv_precision(kv);
+    }
     // Wait for the uploads so load time covers them.
     device.sync().map_err(|e| LlmError::Device(format!("{e:?}")))?;
     Ok((generator, adapter, started.elapsed().as_secs_f64()))

@@ -25,6 +25,9 @@ pub struct AdapterInfo {
     /// The most bytes one buffer the kernels bind may hold: the smaller of the device's
     /// `maxBufferSize` and `maxStorageBufferBindingSize`. `None` on the CPU, which has no such limit.
     pub max_buffer: Option<u64>,
+    /// Whether the device computes with f16 (WebGPU's `shader-f16`): the KV cache is then kept
+    /// in f16 (see [`crate::KvPrecision`]).
+    pub shader_f16: bool,
 }
 
 impl AdapterInfo {
@@ -41,6 +44,7 @@ impl AdapterInfo {
         let limits = setup.device.limits();
         Self {
             max_buffer: Some(limits.max_buffer_size.min(limits.max_storage_buffer_binding_size)),
+            shader_f16: setup.device.features().contains(burn::tensor::wgpu::wgpu::Features::SHADER_F16),
             name: info.name,
             vendor: format!("{:#06x}", info.vendor),
             backend: format!("{:?}", setup.backend).to_lowercase(),
@@ -112,6 +116,7 @@ pub fn init_cpu() -> (Device, AdapterInfo) {
         driver: String::new(),
         device_type: "cpu".into(),
         max_buffer: None,
+        shader_f16: false,
     };
     (Device::flex(), info)
 }

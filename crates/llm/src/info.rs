@@ -2,6 +2,7 @@
 
 use std::collections::HashMap;
 
+use burn::tensor::DType;
 use gguf::Gguf;
 
 use crate::error::{LlmError, Result};
@@ -73,8 +74,9 @@ impl ModelInfo {
 }
 
 /// What a model needs in memory: its weights as the file stores them (the engine keeps them
-/// quantized, in about that size) and its key/value cache at a context length (f32 keys and
-/// values for every layer and position). Needs only the header.
+/// quantized, in about that size) and its key/value cache at a context length (keys and values
+/// for every layer and position, f32, or f16 on a GPU with `shader-f16`: see
+/// [`Self::with_cache`]). Needs only the header.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct MemoryNeed {
     pub weights: u64,
@@ -87,12 +89,19 @@ pub struct MemoryNeed {
 }
 
 impl MemoryNeed {
+    /// With the key/value cache in f32 (the CPU backend; GPUs without `shader-f16`).
     pub fn of(g: &Gguf, max_context: usize) -> Result<Self> {
+        Self::with_cache(g, max_context, DType::F32)
+    }
+
+    /// With the key/value cache's values of `cache` (f32 or f16: see
+    /// [`crate::KvPrecision::dtype_on`]).
+    pub fn with_cache(g: &Gguf, max_context: usize, cache: DType) -> Result<Self> {
         let config = LlamaConfig::from_gguf(g)?;
         let sizes = g.tensors.iter().map(|t| t.byte_size().unwrap_or(0));
         let weights = sizes.clone().fold(0u64, u64::saturating_add);
         let largest_tensor = sizes.max().unwrap_or(0);
-        let (layer_per_position, positions) = kv_layer(&config, max_context);
+        let (layer_per_position, positions) = kv_layer(&config, max_context, cache);
         let per_position = 2 * config.block_count as u64 * layer_per_position;
         let weight_buffer = g.tensors.iter().map(weight_buffer_bytes).max().unwrap_or(0);
         Ok(Self {
@@ -109,11 +118,17 @@ impl MemoryNeed {
     /// (never on a WebGPU adapter, which allows 128 MiB at least: larger matrices are kept in
     /// blocks of rows of [`MAX_WEIGHT_BUFFER_BYTES`]).
     pub fn check_gpu_buffers(g: &Gguf, max_context: usize, max_buffer: u64) -> Result<Self> {
-        let need = Self::of(g, max_context)?;
+        Self::check_gpu_buffers_with_cache(g, max_context, max_buffer, DType::F32)
+    }
+
+    /// [`Self::check_gpu_buffers`] with the key/value cache's values of `cache` (f16 halves
+    /// the cache's buffers, so twice the context fits).
+    pub fn check_gpu_buffers_with_cache(g: &Gguf, max_context: usize, max_buffer: u64, cache: DType) -> Result<Self> {
+        let need = Self::with_cache(g, max_context, cache)?;
         if need.largest_buffer <= max_buffer {
             return Ok(need);
         }
-        let (layer_per_position, positions) = kv_layer(&LlamaConfig::from_gguf(g)?, max_context);
+        let (layer_per_position, positions) = kv_layer(&LlamaConfig::from_gguf(g)?, max_context, cache);
         let mb = bytes_for_people;
         let kv_layer = layer_per_position.saturating_mul(positions);
         let message = if kv_layer > max_buffer {
@@ -136,9 +151,9 @@ impl MemoryNeed {
 }
 
 /// One layer's keys (or values): their bytes per position, and the positions the cache holds at
-/// `max_context` (capped at the model's own context, as [`crate::KvCache`] is).
-fn kv_layer(config: &LlamaConfig, max_context: usize) -> (u64, u64) {
-    ((config.head_count_kv * config.head_dim * 4) as u64, max_context.min(config.context_length) as u64)
+/// `max_context` (capped at the model's own context, as [`crate::KvCache`] is), values of `cache`.
+fn kv_layer(config: &LlamaConfig, max_context: usize, cache: DType) -> (u64, u64) {
+    ((config.head_count_kv * config.head_dim * cache.size()) as u64, max_context.min(config.context_length) as u64)
 }
 
 /// "268 MB", "98 KB", "512 bytes".

@@ -30,4 +30,4 @@ pub use generate::{FinishReason, GenerateOptions, GenerationStats, Generator, Lo
 pub use sampler::{DryParams, Sampler, SamplingParams, SequenceBreakers};
 pub use confidant_tokenizer::{ChatMessage, ChatTemplate, Tokenizer};
 pub use info::{MemoryNeed, ModelInfo};
-pub use burn::tensor::Device;
+pub use burn::tensor::{DType, Device};

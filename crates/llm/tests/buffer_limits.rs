@@ -8,7 +8,7 @@
 mod synth;
 
 use gguf::Gguf;
-use llm::{LlmError, MemoryNeed};
+use llm::{DType, LlmError, MemoryNeed};
 
 fn model() -> (Gguf, synth::Spec) {
     let spec = synth::spec("gqa_q4_0").expect("a synthetic configuration");
@@ -46,6 +46,11 @@ fn a_key_value_cache_larger_than_one_buffer_is_refused_with_the_context_that_fit
     assert!(MemoryNeed::check_gpu_buffers(&g, fits as usize, kv_layer - 1).is_ok());
     // A context past the model's own is capped at it, as the cache is.
     assert!(MemoryNeed::check_gpu_buffers(&g, 1 << 30, kv_layer).is_ok());
+
+    // An f16 cache (a GPU with shader-f16) takes half the bytes: the limit that refused the
+    // f32 cache above holds it, and the cache's total halves.
+    let half = MemoryNeed::check_gpu_buffers_with_cache(&g, context, kv_layer - 1, DType::F16).expect("an f16 cache in half the bytes");
+    assert_eq!(half.kv_cache * 2, MemoryNeed::of(&g, context).expect("header").kv_cache);
 }
 
 #[test]

@@ -19,7 +19,7 @@ use std::cell::RefCell;
 use std::rc::Rc;
 
 use llm::device::AdapterInfo;
-use llm::{ChatMessage, GenerateOptions, Generator, LlmError, ModelInfo, SamplingParams};
+use llm::{ChatMessage, DType, GenerateOptions, Generator, LlmError, ModelInfo, SamplingParams};
 use serde::{Deserialize, Serialize};
 use wasm_bindgen::prelude::*;
 
@@ -258,7 +258,8 @@ pub fn inspect_model(prefix: &[u8], file_length: f64, context_length: Option<usi
     // A file too short for the tensors its header lists is broken, however much of it arrived.
     header.check_data(file_length as u64).map_err(|e| llm_error(e.into()))?;
     let context = context_length.unwrap_or(info.context_length);
-    let need = check_fits(&header, context, memory_limit)?;
+    // Before a device is chosen: the cache counted in f32, as on an adapter without shader-f16.
+    let need = check_fits(&header, context, memory_limit, DType::F32)?;
     if let Some(limit) = buffer_limit {
         llm::MemoryNeed::check_gpu_buffers(&header, context, limit as u64).map_err(llm_error)?;
     }
@@ -296,8 +297,8 @@ fn whole_model(header: gguf::Gguf) -> gguf::Result<gguf::Gguf> {
 }
 
 /// What the model needs at `context` positions; `out_of_memory` when over `limit` bytes.
-fn check_fits(header: &gguf::Gguf, context: usize, limit: Option<f64>) -> Result<llm::MemoryNeed, JsValue> {
-    let need = llm::MemoryNeed::of(header, context).map_err(llm_error)?;
+fn check_fits(header: &gguf::Gguf, context: usize, limit: Option<f64>, cache: DType) -> Result<llm::MemoryNeed, JsValue> {
+    let need = llm::MemoryNeed::with_cache(header, context, cache).map_err(llm_error)?;
     if let Some(limit) = limit.filter(|&l| (need.total() as f64) > l) {
         let mb = |n: f64| format!("{:.0} MB", n / 1e6);
         return Err(js_error(
@@ -361,10 +362,12 @@ impl Engine {
     async fn load_from(header: &gguf::Gguf, source: &dyn llm::weights::TensorSource, max_context: usize, backend: Backend, memory_limit: Option<f64>) -> Result<Engine, JsValue> {
         let max_context = max_context.max(16);
         let model = ModelInfo::from_gguf(header).map_err(llm_error)?;
-        let need = check_fits(header, max_context, memory_limit)?;
         let (device, adapter) = device(backend).await?;
+        // The cache's type on this device: f16 where WebGPU has shader-f16, half the bytes.
+        let cache = llm::KvPrecision::Auto.dtype_on(&device);
+        let need = check_fits(header, max_context, memory_limit, cache)?;
         if let Some(max_buffer) = adapter.max_buffer {
-            llm::MemoryNeed::check_gpu_buffers(header, max_context, max_buffer).map_err(llm_error)?;
+            llm::MemoryNeed::check_gpu_buffers_with_cache(header, max_context, max_buffer, cache).map_err(llm_error)?;
         }
         let generator = Generator::from_source(header, source, &device, max_context).map_err(llm_error)?;
         let own_template = (generator.template().source().to_string(), model.chat_template.clone());
@@ -412,8 +415,9 @@ impl Engine {
     }
 
     /// `{ backend, adapter, model: { name, arch, params, quant, contextLength, … }, memory:
-    /// { weights, kvCache, largestTensor, wasm } }`: `wasm` is the engine's wasm memory now,
-    /// which is also its high-water mark (a wasm memory never shrinks).
+    /// { weights, kvCache, largestTensor, wasm }, kvCacheType }`: `wasm` is the engine's wasm
+    /// memory now, which is also its high-water mark (a wasm memory never shrinks);
+    /// `kvCacheType` is `"f16"` where WebGPU has shader-f16, else `"f32"`.
     pub fn info(&self) -> Result<JsValue, JsValue> {
         #[derive(Serialize)]
         #[serde(rename_all = "camelCase")]
@@ -423,6 +427,7 @@ impl Engine {
             model: ModelInfoJs,
             context_length: usize,
             memory: MemoryInfo,
+            kv_cache_type: &'static str,
         }
         #[derive(Serialize)]
         #[serde(rename_all = "camelCase")]
@@ -445,6 +450,7 @@ impl Engine {
             model: ModelInfoJs { chat_template_source: Some(inner.generator.template().source().to_string()), ..(&inner.model).into() },
             context_length: inner.generator.context_length(),
             memory: MemoryInfo { need: inner.need.into(), wasm },
+            kv_cache_type: if inner.generator.kv_cache_dtype() == DType::F16 { "f16" } else { "f32" },
         })
     }
 

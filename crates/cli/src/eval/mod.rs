@@ -66,7 +66,7 @@ fn read_bytes(path: &Path) -> Result<Vec<u8>, CliError> {
 
 pub(crate) fn eval(args: EvalArgs) -> Result<(), CliError> {
     let model_name = args.model.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default();
-    let (mut model, adapter, _) = load(&args.model, args.backend, args.context)?;
+    let (mut model, adapter, _) = load(&args.model, args.backend, args.context, llm::KvPrecision::Auto)?;
     let device = model.model().device().clone();
     let embedder = Embedder::load(
         &read_bytes(&args.embedder.join("model.safetensors"))?,
