@@ -50,13 +50,19 @@ fn bench_embedder(cpu: bool) {
         .collect();
     let refs: Vec<&str> = messages.iter().map(String::as_str).collect();
     let long = "word ".repeat(400);
+    // A failed call would otherwise time as a fast one.
+    let embed = |texts: &[&str]| {
+        if let Err(e) = pollster::block_on(embedder.embed(texts)) {
+            panic!("embedding failed: {e}");
+        }
+    };
     // Warm-up compiles the shaders for the shapes measured below.
-    let _ = pollster::block_on(embedder.embed(&refs[..64]));
-    let _ = pollster::block_on(embedder.embed(&[refs[0]]));
+    embed(&refs[..64]);
+    embed(&[refs[0]]);
     // GPU kernel launches of one call (burn's and the embedder's own; 0 on the CPU).
     let dispatches = |texts: &[&str]| {
         let counter = DispatchCounter::start();
-        let _ = pollster::block_on(embedder.embed(texts));
+        embed(texts);
         counter.dispatches()
     };
     println!("  dispatches: {} for a batch of 64 chat messages, {} for one message", dispatches(&refs[..64]), dispatches(&refs[..1]));
@@ -65,12 +71,12 @@ fn bench_embedder(cpu: bool) {
         let mut done = 0;
         if batch.len() == 32 {
             for text in batch {
-                let _ = pollster::block_on(embedder.embed(&[text]));
+                embed(&[text]);
                 done += 1;
             }
         } else {
             for chunk in batch.chunks(64) {
-                let _ = pollster::block_on(embedder.embed(chunk));
+                embed(chunk);
                 done += chunk.len();
             }
         }
@@ -78,9 +84,9 @@ fn bench_embedder(cpu: bool) {
         println!("  {label}: {:.1} embeddings/s ({:.1} ms each)", done as f64 / secs, secs * 1000.0 / done as f64);
     }
     let longs: Vec<&str> = vec![long.as_str(); 16];
-    let _ = pollster::block_on(embedder.embed(&longs[..1]));
+    embed(&longs[..1]);
     let started = Instant::now();
-    let _ = pollster::block_on(embedder.embed(&longs));
+    embed(&longs);
     let secs = started.elapsed().as_secs_f64();
     println!("  256-token texts, batch of 16: {:.1} embeddings/s", 16.0 / secs);
 }

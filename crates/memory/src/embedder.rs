@@ -7,17 +7,18 @@
 //! Texts longer than 256 tokens are truncated, as sentence-transformers does for this model
 //! (`max_seq_length` in `sentence_bert_config.json`).
 //!
-//! The forward pass uses burn's built-in operations only (matmul, softmax, erf-based GELU):
-//! the model is small and runs once per memory written or query asked, so there is nothing
-//! here worth a custom kernel.
+//! The forward pass is burn's matmul for the weights and the fused steps of [`crate::kernels`]
+//! for the rest (embeddings and LayerNorm, bias with GELU, attention straight from the stacked
+//! q/k/v product, bias with residual and LayerNorm, pooling): on a GPU a layer is eight
+//! dispatches; on the CPU the steps are burn's own operations.
 
-use burn::tensor::activation::{gelu, softmax};
 use burn::tensor::{Device, Int, Tensor, TensorData};
 use safetensors::{Dtype, SafeTensors};
 use serde::Deserialize;
 use tokenizers::{Tokenizer, TruncationParams};
 
 use crate::error::{MemoryError, Result};
+use crate::kernels::{self, LayerNorm};
 
 /// Dimensions of an embedding.
 pub const EMBEDDING_DIM: usize = 384;
@@ -33,9 +34,6 @@ pub const MAX_TOKENS: usize = 256;
 /// scores' memory (`rows × heads × length²` floats: 24 MiB at 16 × 256 tokens).
 const BATCH_TOKEN_BUDGET: usize = 4096;
 const MAX_BATCH_ROWS: usize = 64;
-
-/// Added to the attention scores of padding positions: their softmax weight is exactly 0.
-const MASKED_SCORE: f32 = -1e9;
 
 /// Anything that turns texts into embeddings: the BERT [`Embedder`], or a stand-in in tests.
 #[allow(async_fn_in_trait)]
@@ -91,29 +89,17 @@ impl BertConfig {
     }
 }
 
-/// `x · w + b` with `w` stored `[in, out]` (transposed from PyTorch's `[out, in]` at load).
+/// `x · w + b` with `w` stored `[in, out]` (transposed from PyTorch's `[out, in]` at load);
+/// the bias is added by the fused step that follows the product.
 struct Linear {
     weight: Tensor<2>,
     bias: Tensor<2>,
 }
 
 impl Linear {
-    fn forward(&self, x: Tensor<2>) -> Tensor<2> {
-        x.matmul(self.weight.clone()) + self.bias.clone()
-    }
-}
-
-struct LayerNorm {
-    gamma: Tensor<2>,
-    beta: Tensor<2>,
-    eps: f32,
-}
-
-impl LayerNorm {
-    /// Normalise each row of `x [n, d]` to zero mean and unit (biased) variance, then scale and shift.
-    fn forward(&self, x: Tensor<2>) -> Tensor<2> {
-        let (var, mean) = x.clone().var_mean_bias(1);
-        (x - mean) / var.add_scalar(self.eps).sqrt() * self.gamma.clone() + self.beta.clone()
+    /// `x · w`, without the bias.
+    fn product(&self, x: Tensor<2>) -> Tensor<2> {
+        x.matmul(self.weight.clone())
     }
 }
 
@@ -300,44 +286,24 @@ impl Embedder {
         }
         let ids = Tensor::<1, Int>::from_data(TensorData::new(ids, [b * l]), &self.device);
         let mask = Tensor::<2>::from_data(TensorData::new(mask, [b, l]), &self.device);
-        let pooled = self.forward(ids, mask, b, l);
+        let pooled = self.forward(ids, mask, l);
         let data = pooled.into_data_async().await.map_err(|e| MemoryError::Device(format!("{e:?}")))?;
         let values = data.try_into_vec::<f32>().map_err(|e| MemoryError::Device(format!("{e:?}")))?;
         Ok(values.chunks_exact(EMBEDDING_DIM).map(|c| c.try_into().unwrap_or([0.0; EMBEDDING_DIM])).collect())
     }
 
     /// `ids [b·l]` and `mask [b, l]` (1 for tokens, 0 for padding) → normalised embeddings `[b, d]`.
-    fn forward(&self, ids: Tensor<1, Int>, mask: Tensor<2>, b: usize, l: usize) -> Tensor<2> {
-        let c = &self.config;
-        let (d, heads) = (c.hidden_size, c.num_attention_heads);
-        let head_dim = d / heads;
-        let n = b * l;
-
-        let words = self.word_embeddings.clone().select(0, ids).reshape([b, l, d]);
-        let positions = self.position_embeddings.clone().slice([0..l, 0..d]).unsqueeze_dim::<3>(0);
-        let token_type = self.token_type_embedding.clone().unsqueeze_dim::<3>(0);
-        let mut x = self.embedding_norm.forward((words + positions + token_type).reshape([n, d]));
-
-        // Padding keys get a huge negative score: `[b, 1, 1, l]`, broadcast over heads and queries.
-        let mask_bias = mask.clone().sub_scalar(1.0).mul_scalar(-MASKED_SCORE).reshape([b, 1, 1, l]);
-        let scale = 1.0 / (head_dim as f32).sqrt();
+    fn forward(&self, ids: Tensor<1, Int>, mask: Tensor<2>, l: usize) -> Tensor<2> {
+        let heads = self.config.num_attention_heads;
+        let mut x = kernels::embeddings(ids, &self.word_embeddings, &self.position_embeddings, &self.token_type_embedding, &self.embedding_norm, l);
         for layer in &self.layers {
-            let qkv = layer.qkv.forward(x.clone());
-            let split = |part: usize| qkv.clone().slice([0..n, part * d..(part + 1) * d]).reshape([b, l, heads, head_dim]).swap_dims(1, 2);
-            let (q, k, v) = (split(0).mul_scalar(scale), split(1), split(2));
-            let probs = softmax(q.matmul(k.swap_dims(2, 3)) + mask_bias.clone(), 3);
-            let context = probs.matmul(v).swap_dims(1, 2).reshape([n, d]);
-            x = layer.attention_norm.forward(layer.attention_output.forward(context) + x);
-
-            let hidden = gelu(layer.intermediate.forward(x.clone()));
-            x = layer.output_norm.forward(layer.output.forward(hidden) + x);
+            let context = kernels::attention(layer.qkv.product(x.clone()), &layer.qkv.bias, &mask, heads);
+            x = kernels::bias_residual_layer_norm(layer.attention_output.product(context), &layer.attention_output.bias, x, &layer.attention_norm);
+            let hidden = kernels::bias_gelu(layer.intermediate.product(x.clone()), &layer.intermediate.bias);
+            x = kernels::bias_residual_layer_norm(layer.output.product(hidden), &layer.output.bias, x, &layer.output_norm);
         }
-
         // Mean over real tokens, then unit length (sentence-transformers' Pooling + Normalize).
-        let summed = (x.reshape([b, l, d]) * mask.clone().reshape([b, l, 1])).sum_dim(1).reshape([b, d]);
-        let mean = summed / mask.sum_dim(1).clamp_min(1e-9);
-        let norm = (mean.clone() * mean.clone()).sum_dim(1).sqrt().clamp_min(1e-12);
-        mean / norm
+        kernels::mean_pool(x, &mask)
     }
 }
 

@@ -1,6 +1,7 @@
 //! Long-term memory for companions, all of it on the user's device.
 //!
 //! - [`embedder`]: all-MiniLM-L6-v2 on burn (WebGPU in the browser, wgpu natively).
+//! - [`kernels`]: the embedder's fused steps (CubeCL kernels on GPUs, burn's operations on the CPU).
 //! - [`record`]: the memory record and its versioned stored form.
 //! - [`index`]: HNSW (`instant-distance`) + an exact segment for fresh inserts, tombstones,
 //!   rebuilds that can run off the caller's path, serialisation checked against the records.
@@ -19,6 +20,7 @@ pub mod device_work;
 pub mod embedder;
 pub mod error;
 pub mod index;
+pub mod kernels;
 pub mod memory;
 pub mod record;
 pub mod score;
