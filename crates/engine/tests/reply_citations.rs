@@ -3,6 +3,7 @@
 //! memories without the message being replaced or extended, nor any of its versions. The
 //! message memory of a reply is stored under the reply's id and holds its text, so a search for
 //! the user's question finds it first; cited, a new version would quote the one it replaces.
+//! A turn's records (the message, the facts it states, the reply) are embedded in one batch.
 //! With the scripted model.
 
 mod common;
@@ -78,5 +79,37 @@ fn regenerated_and_continued_replies_never_cite_their_own_message() {
         let fifth = finish(&mut chat, &mut model, &mut mem).await;
         assert_eq!(fifth.swipes.len(), 4);
         assert_cites_no_version_of_itself(&fifth, "regenerate after continue");
+    });
+}
+
+/// [`WordHashEmbedder`] that notes the size of every batch it is given.
+struct BatchSizes(std::rc::Rc<std::cell::RefCell<Vec<usize>>>);
+
+impl memory::TextEmbedder for BatchSizes {
+    async fn embed(&self, texts: &[&str]) -> memory::Result<Vec<memory::Embedding>> {
+        self.0.borrow_mut().push(texts.len());
+        WordHashEmbedder.embed(texts).await
+    }
+}
+
+#[test]
+fn a_turns_memories_are_embedded_in_one_batch() {
+    pollster::block_on(async {
+        let batches = std::rc::Rc::new(std::cell::RefCell::new(Vec::new()));
+        let mut mem = Memory::open(BatchSizes(batches.clone()), InMemoryStore::new(), MemoryConfig::default()).await.expect("memory");
+        let mut model = ScriptedModel::new(4096, vec!["The roses by the wall are red this year.".into()]);
+        let mut chat = ChatEngine::new(InMemoryChatStore::new(), Default::default());
+        let character = chat.import_character(&garden_card(false)).await.expect("import");
+        let sid = chat.create_session(&character.id, "Sam", 0).await.expect("session").id;
+        let options = ReplyOptions { max_tokens: 40, sampling: SamplingParams::greedy() };
+        chat.begin_send(&mut model, &sid, "My sister is called Ana. She lives in Lisbon.", &options).await.expect("send");
+        while chat.next_event(&mut model, &mut mem).await.expect("event").is_some() {}
+
+        let stored = chat.session(&sid).await.expect("session").messages;
+        let [.., sent, reply] = stored.as_slice() else { panic!("the message and its reply: {stored:#?}") };
+        assert!(sent.memory_ids.len() >= 2, "the message and a fact it states: {sent:#?}");
+        assert_eq!(reply.memory_ids.len(), 1, "the reply's own record: {reply:#?}");
+        // The last pass of the embedder wrote the turn: the message, its facts and the reply.
+        assert_eq!(batches.borrow().last(), Some(&(sent.memory_ids.len() + reply.memory_ids.len())), "batches: {:?}", batches.borrow());
     });
 }

@@ -244,10 +244,7 @@ impl PendingTurn {
 }
 
 impl<C: ChatStore> ChatEngine<C> {
-    /// Memory records for a message: the message itself and, for the user's, the facts it
-    /// states (what a character says about the user may be made up, so its replies give
-    /// none). With a character that shares the user's profile, facts that go to the profile
-    /// get no record of their own.
+    /// Write the memory records of a message (see [`Self::message_memories`]); their ids.
     pub(super) async fn remember_message<E: TextEmbedder, S: Store>(
         &self,
         memory: &mut Memory<E, S>,
@@ -255,6 +252,18 @@ impl<C: ChatStore> ChatEngine<C> {
         character: &Character,
         message: &Message,
     ) -> Result<Vec<String>> {
+        let new = self.message_memories(memory, session, character, message).await?;
+        if new.is_empty() {
+            return Ok(Vec::new());
+        }
+        Ok(memory.add_many(new).await?.into_iter().map(|r| r.id).collect())
+    }
+
+    /// Memory records for a message: the message itself and, for the user's, the facts it
+    /// states (what a character says about the user may be made up, so its replies give
+    /// none). With a character that shares the user's profile, facts that go to the profile
+    /// get no record of their own (they are learnt into the profile here).
+    async fn message_memories<E: TextEmbedder, S: Store>(&self, memory: &mut Memory<E, S>, session: &Session, character: &Character, message: &Message) -> Result<Vec<NewMemory>> {
         if message.text.trim().is_empty() || message.greeting {
             return Ok(Vec::new());
         }
@@ -280,7 +289,7 @@ impl<C: ChatStore> ChatEngine<C> {
                 ..NewMemory::new(&session.character_id, MemoryKind::UserFact, fact_text(speaker, &sentence))
             });
         }
-        Ok(memory.add_many(new).await?.into_iter().map(|r| r.id).collect())
+        Ok(new)
     }
 
     /// Store the user's message and start a reply to it; then call [`Self::next_event`] until
@@ -688,12 +697,21 @@ impl<C: ChatStore> ChatEngine<C> {
     /// stored messages, in one transaction. Memories of a message deleted meanwhile (in another
     /// tab) are forgotten again. Returns the session as stored.
     async fn remember_stored<E: TextEmbedder, S: Store>(&self, memory: &mut Memory<E, S>, session: &Session, character: &Character, ids: &[&str]) -> Result<Session> {
-        let mut notes: Vec<(String, Vec<String>)> = Vec::new();
+        // All the messages' records in one write, so their texts are embedded as one batch (one
+        // pass of the embedder for a turn's message and reply instead of one each).
+        let mut counts: Vec<(String, usize)> = Vec::new();
+        let mut new = Vec::new();
         for id in ids {
             if let Some(index) = session.message_index(id) {
-                notes.push((id.to_string(), self.remember_message(memory, session, character, &session.messages[index]).await?));
+                let records = self.message_memories(memory, session, character, &session.messages[index]).await?;
+                counts.push((id.to_string(), records.len()));
+                new.extend(records);
             }
         }
+        let written = if new.is_empty() { Vec::new() } else { memory.add_many(new).await? };
+        // add_many returns the records in the order given.
+        let mut written = written.into_iter().map(|r| r.id);
+        let notes: Vec<(String, Vec<String>)> = counts.into_iter().map(|(id, count)| (id, written.by_ref().take(count).collect())).collect();
         let (stored, orphans) = self
             .store
             .update_session(&session.id, |stored| {
