@@ -9,7 +9,8 @@
 //! Quantized weights have one layout on every backend (see [`crate::weights`]): values packed
 //! into 32-bit words, eight 4-bit or four 8-bit values each, element `e` of a word at bit
 //! `e × bits`; each group of `group` values of a row has an f32 scale and offset, interleaved,
-//! `w = scale × q + offset`. Activations, norms and caches are f32.
+//! `w = scale × q + offset`. Activations and norms are f32; so are the key/value caches, but on
+//! a GPU with `shader-f16`, where they hold f16 (see [`crate::KvPrecision`]), read into f32.
 
 use burn::backend::{Backend, backend_extension, tensor::FloatTensor, tensor::IntTensor};
 

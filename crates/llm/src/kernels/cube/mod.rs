@@ -2,7 +2,8 @@
 //! They exist for what burn has no fast built-in for, and to fuse the small steps of a decoder
 //! block so a token costs a handful of GPU dispatches instead of hundreds (on software adapters
 //! such as SwiftShader or lavapipe each dispatch costs tens of microseconds). Everything is
-//! f32, so no kernel needs `shader-f16`.
+//! f32 but the KV cache, which the attention kernels read and write through a generic float
+//! type: f16 where the adapter has `shader-f16`, else f32.
 //!
 //! One file per kind of work: quantized products (`matmul`), attention with rope and the KV
 //! cache (`attention`), row norms (`norms`), elementwise steps and the embedding look-up
