@@ -321,6 +321,7 @@ export class EngineHost {
     progress({ stage: 'load', loaded: 0, total });
     this.engine?.free();
     this.engine = null;
+    wasm.setPrefillKernels(request.gpuPrefill ?? 'auto');
     let engine: Engine;
     if ('blobs' in data && FileReaderSyncClass) {
       // A tensor at a time from the file (the browser's cache or the user's): only the header

@@ -214,11 +214,12 @@ export class Confidant {
     const contextLength = options.contextLength ?? 4096;
     if (!Number.isInteger(contextLength) || contextLength < 16) throw new ConfidantError('bad_request', 'contextLength must be an integer ≥ 16.');
     if (options.chatTemplate !== undefined && typeof options.chatTemplate !== 'string') throw new ConfidantError('bad_request', 'chatTemplate must be a string.');
+    if (options.gpuPrefill !== undefined && !['auto', 'rows', 'tiled'].includes(options.gpuPrefill)) throw new ConfidantError('bad_request', "gpuPrefill must be 'auto', 'rows' or 'tiled'.");
     if (options.embedder !== undefined) this.embedder = embedderPayload(options.embedder);
     else if (!this.embedder && 'url' in payload && !payload.url.startsWith(LOCAL_SCHEME)) this.embedder = { url: new URL('all-MiniLM-L6-v2/', payload.url).href };
     if (options.onProgress) this.onProgress = options.onProgress;
     const { done } = this.channel.request(
-      { type: 'load', model: payload, backend: this.backend, threads: this.threads, contextLength, measureSpeed: options.measureSpeed !== false, chatTemplate: options.chatTemplate, ...wasmUrls() },
+      { type: 'load', model: payload, backend: this.backend, threads: this.threads, contextLength, measureSpeed: options.measureSpeed !== false, chatTemplate: options.chatTemplate, gpuPrefill: options.gpuPrefill, ...wasmUrls() },
       { onProgress: this.onProgress },
       transfer,
     );

@@ -35,6 +35,8 @@ export type HostRequest =
       measureSpeed: boolean;
       /** Used instead of the model's own chat template. */
       chatTemplate?: string;
+      /** The GPU's prompt kernels (CreateOptions.gpuPrefill); undefined: 'auto'. */
+      gpuPrefill?: 'auto' | 'rows' | 'tiled';
       /** The single-threaded build (WebGPU and CPU) and the multi-threaded one (CPU). */
       wasmUrl: string;
       threadsWasmUrl: string;

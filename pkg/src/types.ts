@@ -62,6 +62,8 @@ export interface CreateOptions {
   measureSpeed?: boolean;
   /** A chat template (Jinja, as a GGUF's `tokenizer.chat_template`) used instead of the model's own; `info().model.chatTemplate` is then 'custom'. One that does not compile fails the load with `bad_request`. */
   chatTemplate?: string;
+  /** Which GPU kernels run prompts on WebGPU: 'tiled' (workgroup-memory tiles: each weight and cached key read once per block of prompt rows) or 'rows' (the decode kernels over blocks of rows, as before 2026-11-28); 'auto' (default) is 'tiled'. For measurements; the tokens are the same. */
+  gpuPrefill?: 'auto' | 'rows' | 'tiled';
   /** Run the engine in a dedicated Web Worker (default true). With false it runs on the calling thread, which then blocks while a token is computed. */
   worker?: boolean;
   /**
@@ -77,7 +79,7 @@ export interface CreateOptions {
 export type OpenOptions = Pick<CreateOptions, 'backend' | 'threads' | 'worker' | 'database' | 'embedder' | 'onProgress' | 'onRestart'>;
 
 /** `engine.loadModel`: a model for an engine from `Confidant.open` (or another one for any engine). */
-export type LoadModelOptions = Pick<CreateOptions, 'model' | 'contextLength' | 'measureSpeed' | 'embedder' | 'onProgress' | 'chatTemplate'>;
+export type LoadModelOptions = Pick<CreateOptions, 'model' | 'contextLength' | 'measureSpeed' | 'embedder' | 'onProgress' | 'chatTemplate' | 'gpuPrefill'>;
 
 export interface ModelInfo {
   /** `general.name` as written in the file (often a training run's name). */

@@ -2,7 +2,7 @@
 // and decode with the same prompt construction as `confidant bench`, printing JSON.
 //
 //   node tests/bench/browser-bench.mjs [--prompt-tokens 128] [--decode-tokens 32] [--repeats 3] [--backend webgpu]
-//       [--threads N] [--model SmolLM2-135M-Instruct-Q4_1.gguf]
+//       [--threads N] [--model SmolLM2-135M-Instruct-Q4_1.gguf] [--gpu-prefill auto|rows|tiled]
 //
 // `--model` is a file in models/. The page is cross-origin isolated, so the CPU runs on
 // `--threads` threads (default: the package's, one per core). The model is downloaded into the
@@ -12,7 +12,8 @@
 // `--backend` is the package's option (default 'auto', which takes the CPU on a software
 // adapter); `webgpu` measures SwiftShader here (the only adapter on CI machines); on a desktop
 // with a GPU, point a real Chrome at the same page to measure that instead. The output has the
-// device work per token of the last run (timings.prefill_work / decode_work).
+// device work per token of the last run (timings.prefill_work / decode_work). `--gpu-prefill` is
+// the package's option of that name (which WebGPU kernels run the prompt; default 'auto', the tiled ones).
 
 import { join } from 'node:path';
 import { isolation, launch, root } from '../browser/harness.mjs';
@@ -29,6 +30,8 @@ const backend = backendAt > 0 ? process.argv[backendAt + 1] : 'auto';
 const threads = arg('--threads', undefined);
 const modelAt = process.argv.indexOf('--model');
 const model = modelAt > 0 ? process.argv[modelAt + 1] : 'SmolLM2-135M-Instruct-Q4_1.gguf';
+const prefillAt = process.argv.indexOf('--gpu-prefill');
+const gpuPrefill = prefillAt > 0 ? process.argv[prefillAt + 1] : undefined;
 
 const text =
   'The lighthouse keeper climbed the spiral stairs every evening at dusk, counting the steps as his father had taught him. ' +
@@ -42,8 +45,8 @@ try {
   await h.page.goto(`${h.base}/pkg.html`);
   await h.page.waitForFunction(() => window.pkgReady === true);
   const result = await h.page.evaluate(
-    async ({ text, promptTokens, decodeTokens, repeats, backend, threads, model }) => {
-      const options = { model: { url: `/models/${model}` }, backend, threads, contextLength: promptTokens + decodeTokens + 64, measureSpeed: false };
+    async ({ text, promptTokens, decodeTokens, repeats, backend, threads, model, gpuPrefill }) => {
+      const options = { model: { url: `/models/${model}` }, backend, threads, gpuPrefill, contextLength: promptTokens + decodeTokens + 64, measureSpeed: false };
       // Into the browser's storage first; then the load timed is the one from there.
       await (await window.pkg.Confidant.create(options)).dispose();
       const t0 = performance.now();
@@ -76,13 +79,14 @@ try {
         promptTokens: used,
         decodeTokens,
         backend: info.backend,
+        gpuPrefill: gpuPrefill ?? 'auto',
         prefill_tok_s: median(runs.map((r) => r.prefill_tok_s)),
         decode_tok_s: median(runs.map((r) => r.decode_tok_s)),
         prefill_work_per_token: runs[runs.length - 1].prefill_work,
         decode_work_per_token: runs[runs.length - 1].decode_work,
       };
     },
-    { text, promptTokens, decodeTokens, repeats, backend, threads, model },
+    { text, promptTokens, decodeTokens, repeats, backend, threads, model, gpuPrefill },
   );
   console.log(JSON.stringify({ browser: (await h.browser.version()), ...result }, null, 2));
 } finally {

@@ -9,7 +9,7 @@ use burn::tensor::wgpu::WgpuSetup;
 
 #[cfg(any(feature = "wgpu", feature = "webgpu"))]
 use crate::error::{LlmError, Result};
-#[cfg(any(feature = "wgpu", feature = "webgpu"))]
+#[cfg(all(feature = "wgpu", not(target_family = "wasm")))]
 use crate::kernels::PrefillKernels;
 
 /// Which GPU the engine runs on, as wgpu reports it.
@@ -76,15 +76,13 @@ pub fn init_native() -> Result<(Device, AdapterInfo)> {
         .tasks_max(TASKS_PER_SUBMIT)
         .init_with_setup()
         .map_err(|e| LlmError::Device(format!("no usable GPU adapter: {e}")))?;
-    let adapter = AdapterInfo::from_setup(&setup);
-    // CONFIDANT_PREFILL_KERNELS=rows|tiled overrides the adapter's choice (benchmarks).
+    // CONFIDANT_PREFILL_KERNELS=rows runs prompts through the row kernels (to compare them).
     let prefill = match std::env::var("CONFIDANT_PREFILL_KERNELS").as_deref() {
         Ok("rows") => PrefillKernels::Rows,
-        Ok("tiled") => PrefillKernels::Tiled,
-        _ => PrefillKernels::for_device_type(&adapter.device_type),
+        _ => PrefillKernels::Tiled,
     };
     crate::kernels::set_prefill_kernels(prefill);
-    Ok((device, adapter))
+    Ok((device, AdapterInfo::from_setup(&setup)))
 }
 
 /// The browser's WebGPU adapter.
@@ -96,9 +94,7 @@ pub async fn init_webgpu() -> Result<(Device, AdapterInfo)> {
         .init_with_setup_async()
         .await
         .map_err(|e| LlmError::Device(format!("WebGPU is not available: {e}")))?;
-    let adapter = AdapterInfo::from_setup(&setup);
-    crate::kernels::set_prefill_kernels(PrefillKernels::for_device_type(&adapter.device_type));
-    Ok((device, adapter))
+    Ok((device, AdapterInfo::from_setup(&setup)))
 }
 
 /// Device memory held by burn's allocator: (bytes in use, bytes reserved).

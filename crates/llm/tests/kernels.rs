@@ -512,7 +512,7 @@ fn split_matrices_match_whole_ones() {
 /// The prefill kernels are a process-wide choice: tests that switch it hold this lock.
 static PREFILL_SWITCH: std::sync::Mutex<()> = std::sync::Mutex::new(());
 
-/// Runs `f` with the GPU's prefill kernels set to `kernels`, then restores the adapter's choice.
+/// Runs `f` with the GPU's prefill kernels set to `kernels`, then restores the choice before.
 fn with_prefill_kernels<T>(kernels: llm::kernels::PrefillKernels, f: impl FnOnce() -> T) -> T {
     let _guard = PREFILL_SWITCH.lock().unwrap_or_else(|e| e.into_inner());
     let before = llm::kernels::prefill_kernels();

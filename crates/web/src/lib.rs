@@ -203,6 +203,21 @@ thread_local! {
     static WEBGPU: RefCell<Option<(llm::Device, AdapterInfo)>> = const { RefCell::new(None) };
 }
 
+/// Which GPU kernels run prompts (the package's `gpuPrefill`): `"rows"` runs them through the
+/// decode kernels over blocks of rows (to compare), `"tiled"` and `"auto"` through the tiled
+/// ones (the default). Throws `bad_request` for any other value.
+#[wasm_bindgen(js_name = setPrefillKernels)]
+pub fn set_prefill_kernels(choice: &str) -> Result<(), JsValue> {
+    use llm::kernels::PrefillKernels;
+    let kernels = match choice {
+        "auto" | "tiled" => PrefillKernels::Tiled,
+        "rows" => PrefillKernels::Rows,
+        other => return Err(js_error("bad_request", &format!("gpuPrefill must be 'auto', 'rows' or 'tiled', not {other:?}"))),
+    };
+    llm::kernels::set_prefill_kernels(kernels);
+    Ok(())
+}
+
 /// The device of `backend`, acquired on first use.
 pub(crate) async fn device(backend: Backend) -> Result<(llm::Device, AdapterInfo), JsValue> {
     match backend {

@@ -23,27 +23,19 @@ mod cube;
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum PrefillKernels {
     /// The decode kernels over blocks of rows: a product that gives each invocation one weight
-    /// row and 8 activation rows, attention that gives each (query, head) one workgroup. Faster
-    /// on software adapters (lavapipe, SwiftShader), where the GPU is the CPU's cores.
+    /// row and 8 activation rows, attention that gives each (query, head) one workgroup.
     Rows,
     /// A tiled product through workgroup memory and flash attention over key/value tiles: each
-    /// weight and key is read once per block of rows instead of once per row, which is what a
-    /// real GPU's memory bandwidth needs for long prompts.
+    /// weight and key is read once per block of rows instead of once per row. The default on
+    /// every adapter: what a real GPU's memory bandwidth needs for long prompts, and faster on
+    /// the software adapters too (BENCHMARKS.md, "Prefill").
     Tiled,
-}
-
-impl PrefillKernels {
-    /// The choice for an adapter of this [`crate::device::AdapterInfo::device_type`]: software
-    /// adapters ("cpu") keep the row kernels.
-    pub fn for_device_type(device_type: &str) -> Self {
-        if device_type == "cpu" { Self::Rows } else { Self::Tiled }
-    }
 }
 
 static PREFILL_TILED: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(true);
 
-/// Chooses the prefill kernels for every GPU device of this process (set when a device is
-/// acquired, from its adapter; tests set it to exercise both).
+/// Chooses the prefill kernels for every GPU device of this process ([`PrefillKernels::Tiled`]
+/// unless set: benchmarks and tests set it to compare them).
 pub fn set_prefill_kernels(kernels: PrefillKernels) {
     PREFILL_TILED.store(kernels == PrefillKernels::Tiled, std::sync::atomic::Ordering::Relaxed);
 }
