@@ -20,6 +20,23 @@ enum Epilogue {
     GeGlu,
 }
 
+/// What a product kernel writes for the dot product `value` at output `index` (`up`: the up
+/// projection's, for the gated epilogues; `side`: the residual, for `AddResidual`).
+#[cube]
+fn epilogue_value(value: f32, up: f32, side: &[f32], index: usize, #[comptime] epilogue: Epilogue) -> f32 {
+    let mut result = value;
+    if comptime!(epilogue == Epilogue::AddResidual) {
+        result = side[index] + value;
+    }
+    if comptime!(epilogue == Epilogue::SwiGlu) {
+        result = value / (1.0 + (-value).exp()) * up;
+    }
+    if comptime!(epilogue == Epilogue::GeGlu) {
+        result = gelu_tanh(value) * up;
+    }
+    result
+}
+
 /// Quantized matrix product: one invocation per weight row and block of `rows` activation rows,
 /// so each weight is dequantized once per block. Each invocation walks its row group by group
 /// with no barriers: on software adapters (lavapipe, SwiftShader) that measured over twice as
@@ -177,17 +194,7 @@ fn quant_matmul_kernel(
                 value *= inv[r];
                 up *= inv[r];
             }
-            let mut result = value;
-            if comptime!(epilogue == Epilogue::AddResidual) {
-                result = side[index] + value;
-            }
-            if comptime!(epilogue == Epilogue::SwiGlu) {
-                result = value / (1.0 + (-value).exp()) * up;
-            }
-            if comptime!(epilogue == Epilogue::GeGlu) {
-                result = gelu_tanh(value) * up;
-            }
-            out[index] = result;
+            out[index] = epilogue_value(value, up, side, index, epilogue);
         }
     }
 }
@@ -354,17 +361,7 @@ fn tiled_quant_matmul_kernel(
                 let index = row * n + col;
                 let value = acc[i * REG + j];
                 let up = acc2[i * REG + j];
-                let mut result = value;
-                if comptime!(epilogue == Epilogue::AddResidual) {
-                    result = side[index] + value;
-                }
-                if comptime!(epilogue == Epilogue::SwiGlu) {
-                    result = value / (1.0 + (-value).exp()) * up;
-                }
-                if comptime!(epilogue == Epilogue::GeGlu) {
-                    result = gelu_tanh(value) * up;
-                }
-                out[index] = result;
+                out[index] = epilogue_value(value, up, side, index, epilogue);
             }
         }
     }
