@@ -244,6 +244,7 @@ fn tiled_quant_matmul_kernel(
     let words_per_tile_row = comptime!(TILE_K / (32 / bits as usize));
     let word_loads = comptime!(TILE_N * TILE_K / (32 / bits as usize) / TILE_LANES);
     let x_loads = comptime!(TILE_M * TILE_K / TILE_LANES);
+    let matrices = comptime!(if swiglu { 2usize } else { 1usize });
 
     let lane = UNIT_POS_X as usize;
     let tx = lane % 8;
@@ -292,36 +293,28 @@ fn tiled_quant_matmul_kernel(
             let col = col0 + r;
             let kk = k0 + c;
             let inside = col < n && kk < k;
-            let mut word = 0u32;
-            let mut s = 0.0f32;
-            let mut o = 0.0f32;
-            if inside {
-                let at = col * k + kk;
-                word = packed[at / per_word];
-                let gi = at / group;
-                s = scales[2 * gi];
-                o = scales[2 * gi + 1];
-            }
+            // The gate's row, then with a gated epilogue the up projection's (`n` rows below).
             #[unroll]
-            for e in 0..per_word {
-                let shift = comptime!(e as u32 * bits);
-                ws[r * stride + c + e] = s * f32::cast_from((word >> shift) & mask) + o;
-            }
-            if swiglu {
-                let mut word2 = 0u32;
-                let mut s2 = 0.0f32;
-                let mut o2 = 0.0f32;
+            for half in 0..matrices {
+                let mut word = 0u32;
+                let mut s = 0.0f32;
+                let mut o = 0.0f32;
                 if inside {
-                    let at = (col + n) * k + kk;
-                    word2 = packed[at / per_word];
+                    let at = (col + half * n) * k + kk;
+                    word = packed[at / per_word];
                     let gi = at / group;
-                    s2 = scales[2 * gi];
-                    o2 = scales[2 * gi + 1];
+                    s = scales[2 * gi];
+                    o = scales[2 * gi + 1];
                 }
                 #[unroll]
                 for e in 0..per_word {
                     let shift = comptime!(e as u32 * bits);
-                    us[r * stride + c + e] = s2 * f32::cast_from((word2 >> shift) & mask) + o2;
+                    let value = s * f32::cast_from((word >> shift) & mask) + o;
+                    if half == 0 {
+                        ws[r * stride + c + e] = value;
+                    } else {
+                        us[r * stride + c + e] = value;
+                    }
                 }
             }
         }
