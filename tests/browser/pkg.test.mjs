@@ -306,9 +306,15 @@ test('bad requests are ConfidantErrors with code bad_request', async () => {
     } catch (e) {
       codes.push(e.code);
     }
+    // Refused before anything is sent: the loaded model stays.
+    try {
+      await engine.loadModel({ model: { url: '/models/none.gguf' }, gpuPrefill: 'fast' });
+    } catch (e) {
+      codes.push(e.code);
+    }
     return codes;
   });
-  assert.deepEqual(r, ['bad_request', 'bad_request', 'bad_request', 'bad_request', 'bad_request']);
+  assert.deepEqual(r, ['bad_request', 'bad_request', 'bad_request', 'bad_request', 'bad_request', 'bad_request']);
 });
 
 test('broken files fail with model_format, unknown architectures with unsupported_model, and the page stays usable', async () => {
