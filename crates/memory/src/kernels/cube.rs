@@ -22,7 +22,7 @@ const QUERY_LANES: usize = 32;
 const ELEMENTWISE_LANES: usize = 64;
 
 /// The sum of every lane's `partial`, for all lanes of a workgroup of [`ROW_LANES`], in two
-/// levels of [`SUM_GROUP`] (a few reads per lane instead of one per lane): the first lanes each
+/// levels of [`SUM_GROUP`] (16 shared reads per lane instead of 64): the first lanes each
 /// add one group of partials, then every lane adds the group sums.
 #[cube]
 fn workgroup_sum(partial: f32) -> f32 {
