@@ -10,15 +10,16 @@ use crate::kernels::Heads;
 /// Lanes per row in the RMSNorm kernel.
 const NORM_LANES: usize = 64;
 
-/// One workgroup per row: lanes sum squares in turn, then scale their share of the row.
-#[cube(launch_unchecked)]
-fn rms_norm_kernel(x: &[f32], weight: &[f32], out: &mut [f32], d: usize, eps: f32) {
+/// `1 / rms` of `x[base..base + len]` (with `eps`), by the workgroup's `NORM_LANES` lanes: each
+/// sums the squares of every `NORM_LANES`-th value, then a tree reduction in workgroup memory.
+/// Every lane must call it (it holds barriers) and gets the same value.
+#[cube]
+fn inv_rms(x: &[f32], base: usize, len: usize, eps: f32) -> f32 {
     let lane = UNIT_POS_X as usize;
-    let base = CUBE_POS_X as usize * d;
     let lanes = comptime!(NORM_LANES);
     let mut partial = 0.0f32;
     let mut i = lane;
-    while i < d {
+    while i < len {
         let v = x[base + i];
         partial += v * v;
         i += lanes;
@@ -35,7 +36,16 @@ fn rms_norm_kernel(x: &[f32], weight: &[f32], out: &mut [f32], d: usize, eps: f3
         }
         sync_cube();
     }
-    let inv = 1.0 / (shared[0] / f32::cast_from(d) + eps).sqrt();
+    1.0 / (shared[0] / f32::cast_from(len) + eps).sqrt()
+}
+
+/// One workgroup per row: lanes sum squares in turn, then scale their share of the row.
+#[cube(launch_unchecked)]
+fn rms_norm_kernel(x: &[f32], weight: &[f32], out: &mut [f32], d: usize, eps: f32) {
+    let lane = UNIT_POS_X as usize;
+    let base = CUBE_POS_X as usize * d;
+    let lanes = comptime!(NORM_LANES);
+    let inv = inv_rms(x, base, d, eps);
     let mut i = lane;
     while i < d {
         out[base + i] = x[base + i] * inv * weight[i];
@@ -53,26 +63,7 @@ fn qk_norm_kernel(qkv: &[f32], q_weight: &[f32], k_weight: &[f32], out: &mut [f3
     let slots = heads + 2 * kv_heads;
     let slot = CUBE_POS_X as usize % slots;
     let base = CUBE_POS_X as usize * head_dim;
-    let mut partial = 0.0f32;
-    let mut i = lane;
-    while i < head_dim {
-        let v = qkv[base + i];
-        partial += v * v;
-        i += lanes;
-    }
-    let mut shared = Shared::new_slice(comptime!(NORM_LANES));
-    shared[lane] = partial;
-    sync_cube();
-    #[unroll]
-    for level in 0..comptime!(NORM_LANES.trailing_zeros()) {
-        let half = comptime!(NORM_LANES >> (level + 1));
-        if lane < half {
-            let sum = shared[lane] + shared[lane + half];
-            shared[lane] = sum;
-        }
-        sync_cube();
-    }
-    let inv = 1.0 / (shared[0] / f32::cast_from(head_dim) + eps).sqrt();
+    let inv = inv_rms(qkv, base, head_dim, eps);
     let mut i = lane;
     while i < head_dim {
         let v = qkv[base + i];
