@@ -244,7 +244,7 @@ pub(crate) fn apply(params: &DryParams, breakers: &SequenceBreakers, logits: &mu
 }
 
 /// The penalty for extending a repeat of `len` tokens: `multiplier · base^(len − allowed_length)`,
-/// the exponent capped where it would overflow f32; 0 for a repeat of at most `allowed_length`.
+/// the exponent capped where it would overflow f32; 0 for a repeat shorter than `allowed_length`.
 pub fn penalty(params: &DryParams, len: usize) -> f32 {
     let Some(mut exponent) = len.checked_sub(params.allowed_length) else { return 0.0 };
     let max_exponent = if params.base > 1.000_001 { (F32_MAX_LN / params.base.ln()) as usize } else { 0 };
